@@ -1,0 +1,41 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "swift-nunchaku",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "Nunchaku", targets: ["Nunchaku"]),
+        .executable(name: "nunchaku", targets: ["NunchakuCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // DType, Tensor, numeric conversions, errors, the platform shim (mmap, dlopen).
+        .target(name: "NunchakuCore"),
+        // safetensors reader (memory-mapped, sharded) and writer.
+        .target(name: "SafeTensors", dependencies: ["NunchakuCore"]),
+        // Reference CPU ops: the oracle every GPU kernel is checked against.
+        .target(name: "CPUBackend", dependencies: ["NunchakuCore"]),
+        // SVDQuant layouts, quantized linears, checkpoint formats.
+        .target(name: "SVDQuant", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend"]),
+        // CUDA through dlopen: driver API, NVRTC, memory, kernel cache, kernels.
+        .target(
+            name: "CUDABackend",
+            dependencies: ["NunchakuCore"],
+            exclude: ["Kernels"],
+            resources: []
+        ),
+        // Diffusion models (FLUX.1 first).
+        .target(name: "Models", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "CUDABackend"]),
+        // The umbrella library: `import Nunchaku`.
+        .target(name: "Nunchaku", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "CUDABackend", "Models"]),
+        .executableTarget(
+            name: "NunchakuCLI",
+            dependencies: ["Nunchaku", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "NunchakuCoreTests", dependencies: ["NunchakuCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,7 @@
+// The umbrella module: `import Nunchaku` gives the whole public API.
+@_exported import NunchakuCore
+@_exported import SafeTensors
+@_exported import CPUBackend
+@_exported import SVDQuant
+@_exported import CUDABackend
+@_exported import Models

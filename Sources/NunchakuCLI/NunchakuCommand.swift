@@ -1,0 +1,11 @@
+import ArgumentParser
+import Nunchaku
+
+@main
+struct NunchakuCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nunchaku",
+        abstract: "A Swift engine for 4-bit (SVDQuant) diffusion models.",
+        subcommands: []
+    )
+}
