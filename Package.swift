@@ -36,6 +36,11 @@ let package = Package(
             dependencies: ["Nunchaku", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "NunchakuCoreTests", dependencies: ["NunchakuCore"]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+        .testTarget(name: "CPUBackendTests", dependencies: ["CPUBackend"]),
+        .testTarget(name: "SVDQuantTests", dependencies: ["SVDQuant"]),
+        .testTarget(name: "CUDABackendTests", dependencies: ["CUDABackend"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models"]),
     ],
     swiftLanguageModes: [.v6]
 )
