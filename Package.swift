@@ -20,6 +20,8 @@ let package = Package(
         .target(name: "CPUBackend", dependencies: ["NunchakuCore"]),
         // SVDQuant layouts, quantized linears, checkpoint formats.
         .target(name: "SVDQuant", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend"]),
+        // SVDQuant post-training quantization: smoothing search, low-rank SVD branch, RTN residual (LAPACK via dlopen).
+        .target(name: "Quantizer", dependencies: ["NunchakuCore", "CPUBackend", "SVDQuant"]),
         // CUDA through dlopen: driver API, NVRTC, memory, kernel cache, kernels.
         .target(
             name: "CUDABackend",
@@ -30,7 +32,7 @@ let package = Package(
         // Diffusion models (FLUX.1 first).
         .target(name: "Models", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "CUDABackend"]),
         // The umbrella library: `import Nunchaku`.
-        .target(name: "Nunchaku", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "CUDABackend", "Models"]),
+        .target(name: "Nunchaku", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "Quantizer", "CUDABackend", "Models"]),
         .executableTarget(
             name: "NunchakuCLI",
             dependencies: ["Nunchaku", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -39,6 +41,7 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "CPUBackendTests", dependencies: ["CPUBackend"]),
         .testTarget(name: "SVDQuantTests", dependencies: ["SVDQuant"]),
+        .testTarget(name: "QuantizerTests", dependencies: ["Quantizer"]),
         .testTarget(name: "CUDABackendTests", dependencies: ["CUDABackend"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models"]),
     ],

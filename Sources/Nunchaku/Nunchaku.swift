@@ -3,5 +3,6 @@
 @_exported import SafeTensors
 @_exported import CPUBackend
 @_exported import SVDQuant
+@_exported import Quantizer
 @_exported import CUDABackend
 @_exported import Models
