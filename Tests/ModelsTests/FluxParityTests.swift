@@ -30,6 +30,7 @@ struct FluxParityTests {
         #expect(converted["single_transformer_blocks.1.mlp_fc2.weight"]?.shape == [fixture.config.innerDim, fixture.config.mlpHiddenDim])
         let model = try FluxTransformer(config: fixture.config, weights: converted, layout: .nunchaku, source: "flux-\(variant) nunchaku")
         let error = relativeError(try fixture.run(model).floats(), try fixture.file("sample").floats())
+        print("flux-\(variant) nunchaku layout f32: relative error \(error) against diffusers fp32")
         #expect(error <= 1e-5, "\(variant): relative error \(error) of the Nunchaku layout against diffusers fp32")
     }
 
