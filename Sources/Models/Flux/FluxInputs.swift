@@ -23,9 +23,8 @@ struct FluxInputs {
             throw NunchakuError.dtypeMismatch(context: name, expected: cpuActivationDTypes, actual: tensor.dtype)
         }
         guard hiddenStates.rank == 3, hiddenStates.shape[2] == config.inChannels else {
-            throw NunchakuError.shapeMismatch(
-                context: "hidden_states", expected: [hiddenStates.shape.first ?? 1, hiddenStates.shape.count > 1 ? hiddenStates.shape[1] : 1, config.inChannels],
-                actual: hiddenStates.shape)
+            throw NunchakuError.invalidArgument(
+                context: "hidden_states", reason: "expected [B, N, \(config.inChannels)], got \(hiddenStates.shape)")
         }
         let (batch, imageTokens) = (hiddenStates.shape[0], hiddenStates.shape[1])
         guard batch > 0, imageTokens > 0 else {
