@@ -101,6 +101,14 @@ struct FluxLoadingTests {
         #expect(names.contains(layout == .diffusers ? "single_transformer_blocks.0.proj_out" : "single_transformer_blocks.0.mlp_fc2"))
     }
 
+    @Test func layoutIsDetectedFromNames() throws {
+        let fixture = try FluxFixture(variant: "schnell")
+        #expect(FluxCheckpointLayout.detect(in: fixture.weights) == .diffusers)
+        let converted = try FluxNunchakuLayout.convert(diffusers: fixture.weights, config: fixture.config)
+        #expect(FluxCheckpointLayout.detect(in: converted) == .nunchaku)
+        #expect(FluxCheckpointLayout.detect(in: ["x_embedder.weight": Tensor([1], shape: [1])]) == nil)
+    }
+
     @Test func configDecodesDiffusersJSONWithDefaults() throws {
         let real = """
         {"_class_name": "FluxTransformer2DModel", "_diffusers_version": "0.30.0.dev0", "attention_head_dim": 128,

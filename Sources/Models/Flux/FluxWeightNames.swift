@@ -1,3 +1,5 @@
+import NunchakuCore
+
 /// How a FLUX checkpoint names and shapes the linears inside its blocks. Everything outside the blocks
 /// (embedders, `norm_out`, `proj_out`) uses diffusers names in both layouts.
 public enum FluxCheckpointLayout: String, Sendable, CaseIterable {
@@ -135,4 +137,19 @@ enum FluxTopLevelNames {
     static let textEmbedder = "time_text_embed.text_embedder"
     static let outputModulation = "norm_out.linear"
     static let outputProjection = "proj_out"
+}
+
+extension FluxCheckpointLayout {
+    /// The layout whose first block projection a checkpoint holds, or nil when it has neither (no double blocks, or
+    /// not a FLUX checkpoint). Looks at names only.
+    public static func detect(in weights: any TensorProvider) -> FluxCheckpointLayout? {
+        let names = Set(weights.tensorNames)
+        for layout in allCases {
+            let block = FluxDoubleBlockNames(index: 0, layout: layout)
+            if names.contains(where: { $0.hasPrefix(block.imageQKV.layerNames[0] + ".") }) { return layout }
+            let single = FluxSingleBlockNames(index: 0, layout: layout)
+            if names.contains(where: { $0.hasPrefix(single.qkv.layerNames[0] + ".") }) { return layout }
+        }
+        return nil
+    }
 }

@@ -19,9 +19,6 @@ struct FluxFixture {
 
     /// The model's output for the fixture's inputs.
     func run(_ model: FluxTransformer) throws -> Tensor {
-        try model.forward(
-            hiddenStates: file("hidden_states"), encoderHiddenStates: file("encoder_hidden_states"),
-            pooledProjections: file("pooled_projections"), timestep: file("timestep"),
-            guidance: file.tensors["guidance"], imgIds: file("img_ids"), txtIds: file("txt_ids"))
+        try model.forward(inputs: file.tensors)
     }
 }
