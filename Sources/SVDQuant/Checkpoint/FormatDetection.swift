@@ -251,13 +251,7 @@ private func optionalInt(_ value: JSONValue?, _ field: String, _ invalid: (Strin
 private func readConfig(inFolder folder: String) throws -> JSONValue? {
     let path = folder + "/config.json"
     guard Environment.fileExists(path) else { return nil }
-    let text: [UInt8]
-    do {
-        text = Array(try MappedFile(path: path).bytes)
-    } catch let NunchakuError.io(path, reason) {
-        throw SafeTensorsError.io(path: path, reason: reason)
-    }
-    return try parseJSON(text, source: path)
+    return try parseJSON(FileContents.read(path), source: path)
 }
 
 private func parseJSON(_ text: [UInt8], source: String) throws -> JSONValue {

@@ -1,5 +1,3 @@
-import NunchakuCore
-
 /// A parsed `*.safetensors.index.json`: which shard file holds each tensor.
 struct ShardIndex {
     /// Tensor name → shard file name (relative to the index's folder).
@@ -9,13 +7,7 @@ struct ShardIndex {
 
     /// Reads and validates the index at `path`.
     init(path: String) throws {
-        let text: [UInt8]
-        do {
-            let mapped = try MappedFile(path: path)
-            text = Array(mapped.bytes)
-        } catch let NunchakuError.io(path, reason) {
-            throw SafeTensorsError.io(path: path, reason: reason)
-        }
+        let text = try FileContents.read(path)
         let json: JSONValue
         do {
             json = try JSONValue.parse(text)

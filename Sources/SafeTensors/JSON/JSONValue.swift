@@ -28,6 +28,12 @@ public enum JSONValue: Sendable, Equatable {
         return nil
     }
 
+    /// The elements when this is an array.
+    public var arrayElements: [JSONValue]? {
+        if case let .array(elements) = self { return elements }
+        return nil
+    }
+
     /// The members when this is an object.
     public var objectMembers: [JSONMember]? {
         if case let .object(members) = self { return members }
