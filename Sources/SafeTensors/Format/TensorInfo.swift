@@ -1,4 +1,5 @@
 /// One header entry: a tensor's name, dtype, shape and where its bytes lie in the data section.
+/// Values come only from validated headers, so the shape's size always fits and matches the offsets.
 public struct TensorInfo: Sendable, Equatable {
     public let name: String
     public let dtype: SafeTensorsDType
@@ -7,7 +8,7 @@ public struct TensorInfo: Sendable, Equatable {
     /// The byte range inside the data section (which starts after the header).
     public let dataOffsets: Range<Int>
 
-    public init(name: String, dtype: SafeTensorsDType, shape: [Int], dataOffsets: Range<Int>) {
+    init(name: String, dtype: SafeTensorsDType, shape: [Int], dataOffsets: Range<Int>) {
         self.name = name
         self.dtype = dtype
         self.shape = shape

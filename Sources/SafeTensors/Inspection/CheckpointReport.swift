@@ -62,16 +62,18 @@ public struct CheckpointReport: Sendable {
             }.joined(separator: ", ")),
         ]
         lines += TextFormatting.table(fields.map { [$0.label, $0.value] }, indent: 2)
-        for file in files {
+        let limit = listAll ? nil : Self.metadataPreviewLength
+        let filesWithMetadata = files.filter { !($0.metadata ?? [:]).isEmpty }
+        if filesWithMetadata.isEmpty { lines += ["", "metadata", "  (none)"] }
+        for file in filesWithMetadata {
+            let metadata = file.metadata ?? [:]
             lines.append("")
             lines.append(files.count == 1 ? "metadata" : "metadata of \(fileName(file.path))")
-            guard let metadata = file.metadata, !metadata.isEmpty else {
-                lines.append("  (none)")
-                continue
-            }
-            let limit = listAll ? nil : Self.metadataPreviewLength
-            let rows = metadata.keys.sorted().map { [$0, TextFormatting.singleLine(metadata[$0]!, limit: limit)] }
-            lines += TextFormatting.table(rows, indent: 2)
+            lines += TextFormatting.table(
+                metadata.keys.sorted().map { [$0, TextFormatting.singleLine(metadata[$0]!, limit: limit)] }, indent: 2)
+        }
+        if let indexMetadata {
+            lines += ["", "index metadata", "  " + TextFormatting.singleLine(indexMetadata.serialized(), limit: limit)]
         }
         lines.append("")
         lines += listAll ? tensorListing() : moduleSummary()
