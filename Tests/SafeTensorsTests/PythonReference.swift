@@ -20,7 +20,9 @@ enum PythonReference {
     static func run(_ script: String, arguments: [String]) throws -> (status: Int32, output: String) {
         let folder = try TemporaryFolder()
         let logPath = folder.file("output.log")
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        guard FileManager.default.createFile(atPath: logPath, contents: nil) else {
+            throw SafeTensorsError.io(path: logPath, reason: "cannot create the log file")
+        }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
