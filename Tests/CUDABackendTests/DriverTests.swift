@@ -12,7 +12,7 @@ import Testing
                 return
             }
             let text = "\(error)"
-            #expect(text.hasPrefix("CUDA unavailable: no NVIDIA driver library"))
+            #expect(text.hasPrefix("CUDA unavailable: no NVIDIA driver: could not load /nonexistent/libcuda.so.1 ("))
             #expect(text.contains("/nonexistent/libcuda.so.1"))
             #expect(!text.contains("\n"))
         } catch {

@@ -30,3 +30,15 @@ import Testing
         #expect(throws: CUDAError.self) { try KernelArgumentPack([.int32(1), .bytes([], alignment: 4)]) }
     }
 }
+
+@Suite struct SelfCheckInputTests {
+    @Test func inputsStartWithSpecialValuesAndAreReproducible() {
+        let values = KernelSelfCheck.testValues(count: 1000)
+        #expect(values.count == 1000)
+        #expect(values[0] == 0 && values[1].sign == .minus && values[2] == .infinity && values[3] == -.infinity)
+        #expect(values[4].isNaN)
+        #expect(values[7] == .leastNonzeroMagnitude)
+        #expect(values.map(\.bitPattern) == KernelSelfCheck.testValues(count: 1000).map(\.bitPattern))
+        #expect(values.contains { $0.isSubnormal && !$0.isZero } && values.contains { $0.isNormal && abs($0) < 8 })
+    }
+}

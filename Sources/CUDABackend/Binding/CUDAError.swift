@@ -64,15 +64,5 @@ public enum CUDAError: Error, Equatable, CustomStringConvertible {
         visible.map { " (CUDA_VISIBLE_DEVICES=\($0))" } ?? ""
     }
 
-    /// `count` bytes in the largest binary unit that keeps a value of at least 1.
-    static func bytes(_ count: Int) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var value = Double(count)
-        var unit = 0
-        while value >= 1024, unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(count) B" : "\((value * 10).rounded() / 10) \(units[unit])"
-    }
+    private static func bytes(_ count: Int) -> String { ByteCountText.describe(count) }
 }

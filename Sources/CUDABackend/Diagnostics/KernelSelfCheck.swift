@@ -15,8 +15,20 @@ public struct KernelSelfCheckResult: Sendable, Codable {
     public let conversionMilliseconds: Double
     /// How each kernel file was obtained (compiled now or from the cache).
     public let builds: [KernelBuildRecord]
+    /// Registers per thread and local (spill) bytes of each kernel, as the driver reports them.
+    public let resources: [KernelResourceUsage]
+    /// The dynamic shared memory the checked f32 → bf16 launch asked for (the device's opt-in maximum, so the
+    /// above-48-KiB path through `setMaxDynamicSharedMemory` is exercised).
+    public let checkedLaunchSharedBytes: Int
+    /// Every element of both kernels matched.
+    public let passed: Bool
+}
 
-    public var passed: Bool { conversionMismatches == 0 && roundTripMismatches == 0 }
+/// What the compiler gave one kernel.
+public struct KernelResourceUsage: Sendable, Codable {
+    public let kernel: String
+    public let registers: Int
+    public let localBytes: Int
 }
 
 /// Runs the float32 ↔ bfloat16 kernels on random and special values and compares every bit with the CPU.
@@ -33,16 +45,26 @@ public enum KernelSelfCheck {
         try stream.fill(converted.buffer, with: 0x7B)
         try stream.fill(roundTrip.buffer, with: 0x7B)
 
-        try context.convert(input, into: converted)
-        let start = try context.makeEvent()
-        let end = try context.makeEvent()
-        try stream.record(start)
-        try context.convert(input, into: converted)
-        try stream.record(end)
+        // The checked launch asks for the device's whole opt-in shared memory (the kernel uses none of it), so the
+        // dynamic-shared-memory attribute and launch path are exercised too.
+        let toBF16 = try context.kernels.kernel(kernelNames[0])
+        let sharedBytes = context.device.maxSharedMemoryPerBlockOptin - (try toBF16.resources().staticSharedBytes)
+        try toBF16.setMaxDynamicSharedMemory(sharedBytes)
+        let (grid, block) = context.conversionLaunchShape(elementCount: elementCount)
+        try toBF16.launch(grid: grid, block: block, sharedMemoryBytes: sharedBytes, stream: stream,
+                          arguments: [input.argument, converted.argument, .int64(Int64(elementCount))])
         try context.convert(converted, into: roundTrip)
-
         let gpuBits = try converted.download().scalars(as: UInt16.self)
         let gpuFloats = try roundTrip.download().scalars(as: UInt32.self)
+
+        let timingOutput = try DeviceTensor(shape: [elementCount], dtype: .bf16, context: context)
+        let start = try context.makeEvent()
+        let end = try context.makeEvent()
+        try context.convert(input, into: timingOutput)  // warm-up
+        try stream.record(start)
+        try context.convert(input, into: timingOutput)
+        try stream.record(end)
+        try end.synchronize()
         let milliseconds = try end.milliseconds(since: start)
 
         var conversionMismatches = 0
@@ -60,12 +82,19 @@ public enum KernelSelfCheck {
                 firstMismatch = firstMismatch ?? "bf16→f32 of \(hex(gpuBits[index])) at \(index): GPU \(hex(gpuFloats[index])), CPU \(hex(expectedFloat))"
             }
         }
+        let resources = try kernelNames.map { name in
+            let usage = try context.kernels.kernel(name).resources()
+            return KernelResourceUsage(kernel: name, registers: usage.registers, localBytes: usage.localBytes)
+        }
         return KernelSelfCheckResult(
-            kernels: ["nunchaku_convert_f32_to_bf16", "nunchaku_convert_bf16_to_f32"],
-            target: try context.kernels.target().description, elements: elementCount,
+            kernels: kernelNames, target: try context.kernels.target().description, elements: elementCount,
             conversionMismatches: conversionMismatches, roundTripMismatches: roundTripMismatches,
-            firstMismatch: firstMismatch, conversionMilliseconds: milliseconds, builds: context.kernels.buildRecords)
+            firstMismatch: firstMismatch, conversionMilliseconds: milliseconds, builds: context.kernels.buildRecords,
+            resources: resources, checkedLaunchSharedBytes: sharedBytes,
+            passed: conversionMismatches == 0 && roundTripMismatches == 0)
     }
+
+    private static let kernelNames = ["nunchaku_convert_f32_to_bf16", "nunchaku_convert_bf16_to_f32"]
 
     /// Special values first (zeros, infinities, NaN, subnormals, rounding ties), then alternately uniformly random
     /// bit patterns (every float class) and values of ordinary size, from a fixed seed.

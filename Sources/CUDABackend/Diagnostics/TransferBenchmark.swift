@@ -18,11 +18,11 @@ public enum TransferBenchmark {
     /// - Throws: allocation and copy errors.
     public static func run(on context: CUDAContext, byteCount: Int, repetitions: Int = 5) throws -> [TransferMeasurement] {
         let stream = context.defaultStream
+        let deviceA = try context.memoryPool.allocate(byteCount: byteCount, stream: stream)
+        let deviceB = try context.memoryPool.allocate(byteCount: byteCount, stream: stream)
         let source = try PinnedHostBuffer(context: context, byteCount: byteCount)
         let destination = try PinnedHostBuffer(context: context, byteCount: byteCount)
         for index in 0..<byteCount { source.bytes[index] = UInt8(truncatingIfNeeded: index &* 2_654_435_761 >> 13) }
-        let deviceA = try context.memoryPool.allocate(byteCount: byteCount, stream: stream)
-        let deviceB = try context.memoryPool.allocate(byteCount: byteCount, stream: stream)
 
         func time(_ copy: () throws -> Void) throws -> Double {
             let start = try context.makeEvent()

@@ -24,13 +24,17 @@ extension CUDAContext {
         guard input.shape == output.shape else {
             throw NunchakuError.shapeMismatch(context: "CUDAContext.convert output", expected: input.shape, actual: output.shape)
         }
-        let count = input.elementCount
-        guard count > 0 else { return }
-        let kernel = try kernels.kernel(kernelName)
+        guard input.elementCount > 0 else { return }
+        let (grid, block) = conversionLaunchShape(elementCount: input.elementCount)
+        try kernels.kernel(kernelName).launch(grid: grid, block: block, stream: stream ?? input.buffer.stream,
+                                              arguments: [input.argument, output.argument, .int64(Int64(input.elementCount))])
+    }
+
+    /// Grid and block for the conversion kernels: 256 threads, four elements per thread, at most 8 blocks per SM
+    /// (the kernels loop over the rest).
+    func conversionLaunchShape(elementCount: Int) -> (grid: CUDADim3, block: CUDADim3) {
         let threads = 256
-        let groups = (count + 3) / 4
-        let blocks = min((groups + threads - 1) / threads, device.multiprocessorCount * 8)
-        try kernel.launch(grid: CUDADim3(blocks), block: CUDADim3(threads), stream: stream ?? input.buffer.stream,
-                          arguments: [input.argument, output.argument, .int64(Int64(count))])
+        let groups = (elementCount + 3) / 4
+        return (CUDADim3(max(1, min((groups + threads - 1) / threads, device.multiprocessorCount * 8))), CUDADim3(threads))
     }
 }

@@ -26,8 +26,9 @@ public final class CUDADriver: @unchecked Sendable {
             api = try CUDADriverAPI(library: library)
         } catch let error as NunchakuError {
             switch error {
-            case .libraryNotFound:
-                throw CUDAError.driverUnavailable(reason: "no NVIDIA driver library (\(libraryNames.joined(separator: ", ")) not loadable: \(error))")
+            case let .libraryNotFound(candidates, reason):
+                throw CUDAError.driverUnavailable(
+                    reason: "no NVIDIA driver: could not load \(candidates.joined(separator: " or ")) (\(reason))")
             default:
                 throw CUDAError.driverUnavailable(reason: "the driver library is unusable: \(error)")
             }
