@@ -59,11 +59,15 @@ public final class CUDAMemoryPool: @unchecked Sendable {
         try handle.makeCurrent()
         var result = rawAllocate(&address, byteCount, stream)
         if result == CUDAResultCode.outOfMemory {
-            // Frees queued on other streams return their memory once they complete: wait for them, then retry once.
-            try handle.call("cuCtxSynchronize") { $0.cuCtxSynchronize() }
+            // Frees queued on other streams return their memory once they complete: wait for them, hand the pool's
+            // cached memory back to the driver, then retry once.
+            try trim()
             result = rawAllocate(&address, byteCount, stream)
         }
         if result == CUDAResultCode.outOfMemory {
+            // A failed pool allocation can leave memory reserved in the pool (seen on an H200: 5 MiB free of
+            // 140 GiB after asking for 200 GiB); return it so the driver and the message see the real free memory.
+            try trim()
             var free = 0
             var total = 0
             _ = handle.driver.api.cuMemGetInfo(&free, &total)
