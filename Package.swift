@@ -26,8 +26,12 @@ let package = Package(
         .target(
             name: "CUDABackend",
             dependencies: ["NunchakuCore"],
-            exclude: ["Kernels"],
-            resources: []
+            resources: [
+                // Kernel sources, compiled by NVRTC at first use. Adding a kernel file: one line here and one
+                // entry in Compilation/KernelRegistry.swift.
+                .embedInCode("Kernels/nunchaku_common.cuh"),
+                .embedInCode("Kernels/convert.cu"),
+            ]
         ),
         // Diffusion models (FLUX.1 first).
         .target(name: "Models", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "CUDABackend"]),

@@ -1,0 +1,39 @@
+/// A CUDA C++ header every kernel source may include by name.
+public struct KernelHeader: Sendable, Hashable {
+    public let name: String
+    public let text: String
+}
+
+/// One `.cu` file of `Sources/CUDABackend/Kernels`, embedded in the binary, with the kernels it defines.
+public struct KernelSource: Sendable, Hashable {
+    /// The file name (`convert.cu`), used in messages and cache file names.
+    public let name: String
+    public let text: String
+    /// The `extern "C"` kernel entry points the file defines.
+    public let kernelNames: [String]
+}
+
+/// Every embedded kernel file. To add a kernel file: put it in `Sources/CUDABackend/Kernels/`, add an
+/// `.embedInCode("Kernels/<file>")` line to the CUDABackend target in Package.swift, and one entry to `sources` below
+/// (a test checks that each listed kernel exists in its file and that every `NK_KERNEL` of a file is listed).
+public enum KernelRegistry {
+    /// Headers handed to NVRTC with every source (kernels include them with `#include "<name>"`).
+    public static let headers: [KernelHeader] = [
+        KernelHeader(name: "nunchaku_common.cuh", text: text(PackageResources.nunchaku_common_cuh)),
+    ]
+
+    /// Kernel files.
+    public static let sources: [KernelSource] = [
+        KernelSource(name: "convert.cu", text: text(PackageResources.convert_cu),
+                     kernelNames: ["nunchaku_convert_f32_to_bf16", "nunchaku_convert_bf16_to_f32"]),
+    ]
+
+    /// The file that defines `kernel`, if any.
+    public static func source(defining kernel: String) -> KernelSource? {
+        sources.first { $0.kernelNames.contains(kernel) }
+    }
+
+    private static func text(_ bytes: [UInt8]) -> String {
+        String(decoding: bytes, as: UTF8.self)
+    }
+}

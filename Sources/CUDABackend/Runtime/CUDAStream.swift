@@ -1,0 +1,69 @@
+/// A CUDA stream: work queued on it runs in order; different streams may overlap.
+public final class CUDAStream: @unchecked Sendable {
+    let handle: ContextHandle
+    let stream: CUstream
+
+    init(handle: ContextHandle) throws {
+        self.handle = handle
+        var stream: CUstream?
+        try handle.call("cuStreamCreate") { $0.cuStreamCreate(&stream, CUDAFlag.streamNonBlocking) }
+        guard let stream else { throw CUDAError.driverUnavailable(reason: "cuStreamCreate returned no stream") }
+        self.stream = stream
+    }
+
+    deinit {
+        if (try? handle.makeCurrent()) != nil { _ = handle.driver.api.cuStreamDestroy(stream) }
+    }
+
+    /// Blocks until all work queued so far has finished, surfacing asynchronous errors.
+    public func synchronize() throws {
+        try handle.call("cuStreamSynchronize") { $0.cuStreamSynchronize(stream) }
+    }
+
+    /// Records `event` here: it completes when all work queued before it has.
+    public func record(_ event: CUDAEvent) throws {
+        try handle.call("cuEventRecord") { $0.cuEventRecord(event.event, stream) }
+    }
+
+    /// Makes later work on this stream wait for `event` (recorded on any stream) without blocking the host.
+    public func wait(for event: CUDAEvent) throws {
+        try handle.call("cuStreamWaitEvent") { $0.cuStreamWaitEvent(stream, event.event, 0) }
+    }
+}
+
+/// A CUDA event: a marker in a stream, for ordering streams and for timing.
+public final class CUDAEvent: @unchecked Sendable {
+    let handle: ContextHandle
+    let event: CUevent
+    /// Whether the event records time (needed by `milliseconds(since:)`).
+    public let recordsTime: Bool
+
+    init(handle: ContextHandle, timing: Bool) throws {
+        self.handle = handle
+        recordsTime = timing
+        var event: CUevent?
+        let flags = timing ? CUDAFlag.eventDefault : CUDAFlag.eventDisableTiming
+        try handle.call("cuEventCreate") { $0.cuEventCreate(&event, flags) }
+        guard let event else { throw CUDAError.driverUnavailable(reason: "cuEventCreate returned no event") }
+        self.event = event
+    }
+
+    deinit {
+        if (try? handle.makeCurrent()) != nil { _ = handle.driver.api.cuEventDestroy(event) }
+    }
+
+    /// Blocks until the work before the event's last record has finished.
+    public func synchronize() throws {
+        try handle.call("cuEventSynchronize") { $0.cuEventSynchronize(event) }
+    }
+
+    /// GPU time in milliseconds from `start` to this event (both recorded and complete; both must record time).
+    public func milliseconds(since start: CUDAEvent) throws -> Double {
+        guard recordsTime, start.recordsTime else {
+            throw CUDAError.invalidArgument(context: "CUDAEvent.milliseconds", reason: "both events must be created with timing: true")
+        }
+        var milliseconds: Float = 0
+        try handle.call("cuEventElapsedTime") { $0.cuEventElapsedTime(&milliseconds, start.event, event) }
+        return Double(milliseconds)
+    }
+}
