@@ -43,11 +43,11 @@ let package = Package(
         ),
         .testTarget(name: "NunchakuCoreTests", dependencies: ["NunchakuCore"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
-        .testTarget(name: "CPUBackendTests", dependencies: ["CPUBackend"]),
+        .testTarget(name: "CPUBackendTests", dependencies: ["CPUBackend", "SafeTensors"]),
         .testTarget(name: "SVDQuantTests", dependencies: ["SVDQuant"]),
         .testTarget(name: "QuantizerTests", dependencies: ["Quantizer"]),
         .testTarget(name: "CUDABackendTests", dependencies: ["CUDABackend"]),
-        .testTarget(name: "ModelsTests", dependencies: ["Models"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "SafeTensors"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -82,7 +82,7 @@ struct FluxLoadingTests {
             pooledProjections: first("pooled_projections"), timestep: first("timestep"), guidance: first("guidance"),
             imgIds: fixture.file("img_ids"), txtIds: fixture.file("txt_ids"))
         let expected = try fixture.file("sample").slice(rows: 0..<1)
-        #expect(relativeError(single.floats(), expected.floats()) <= 1e-5)
+        #expect(Comparison.relativeError(single.floats(), expected.floats()) <= 1e-5)
     }
 
     @Test(arguments: FluxCheckpointLayout.allCases)

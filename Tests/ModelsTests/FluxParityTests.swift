@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import CPUBackend
 import NunchakuCore
 @testable import Models
 
@@ -17,7 +18,7 @@ struct FluxParityTests {
         let expected = try fixture.file("sample")
         #expect(sample.shape == expected.shape)
         #expect(sample.dtype == .f32)
-        let error = relativeError(sample.floats(), expected.floats())
+        let error = Comparison.relativeError(sample.floats(), expected.floats())
         print("flux-\(variant) f32: relative error \(error) against diffusers fp32; forward \(elapsed)")
         #expect(error <= 1e-5, "\(variant): relative error \(error) against diffusers fp32")
     }
@@ -29,7 +30,7 @@ struct FluxParityTests {
         #expect(converted["transformer_blocks.0.qkv_proj.weight"]?.shape == [3 * fixture.config.innerDim, fixture.config.innerDim])
         #expect(converted["single_transformer_blocks.1.mlp_fc2.weight"]?.shape == [fixture.config.innerDim, fixture.config.mlpHiddenDim])
         let model = try FluxTransformer(config: fixture.config, weights: converted, layout: .nunchaku, source: "flux-\(variant) nunchaku")
-        let error = relativeError(try fixture.run(model).floats(), try fixture.file("sample").floats())
+        let error = Comparison.relativeError(try fixture.run(model).floats(), try fixture.file("sample").floats())
         print("flux-\(variant) nunchaku layout f32: relative error \(error) against diffusers fp32")
         #expect(error <= 1e-5, "\(variant): relative error \(error) of the Nunchaku layout against diffusers fp32")
     }
@@ -43,9 +44,9 @@ struct FluxParityTests {
         let sample = try fixture.run(model)
         #expect(sample.dtype == .bf16)
         let reference = try fixture.file("sample").floats(), diffusersBF16 = try fixture.file("sample_bf16").floats()
-        let ours = relativeError(sample.floats(), reference)
-        let theirs = relativeError(diffusersBF16, reference)
-        let between = relativeError(sample.floats(), diffusersBF16)
+        let ours = Comparison.relativeError(sample.floats(), reference)
+        let theirs = Comparison.relativeError(diffusersBF16, reference)
+        let between = Comparison.relativeError(sample.floats(), diffusersBF16)
         print("flux-\(variant) bf16: ours vs fp32 \(ours), diffusers bf16 vs fp32 \(theirs), ours vs diffusers bf16 \(between)")
         #expect(ours <= 1.25 * theirs + 5e-3, "\(variant): bf16 relative error \(ours), diffusers bf16 has \(theirs)")
         #expect(between <= 2e-2, "\(variant): bf16 relative error \(between) against diffusers bf16")

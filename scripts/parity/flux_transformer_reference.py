@@ -10,9 +10,10 @@ in fp32 (and in bf16), and writes:
     `txt_ids`), the fp32 output `sample` and the bf16 run's output `sample_bf16` (stored fp32), plus metadata:
     `config` (the diffusers config.json text) and `weights` (JSON list of [name, shape, offset, scale]) from which
     the Swift test regenerates the exact weights. Weights are not stored, which keeps fixtures a few KB.
-  * optionally a diffusers-layout model folder (`--model-dir DIR`: config.json + diffusion_pytorch_model.safetensors,
-    fp32 weights) and the inputs + outputs next to it (`DIR/inputs.safetensors`, `DIR/outputs.safetensors`), for
-    the `nunchaku run-transformer` CLI.
+  * optionally (`--model-dir DIR`) a diffusers-layout model folder `DIR/transformer/` (config.json +
+    diffusion_pytorch_model.safetensors, fp32 weights) with the inputs and outputs beside it
+    (`DIR/inputs.safetensors`; `DIR/outputs.safetensors` holding `sample` and `sample_bf16`), for
+    `nunchaku run-transformer --model DIR --inputs DIR/inputs.safetensors --compare DIR/outputs.safetensors`.
 
 The generator: for a tensor called `name` with n elements, element i (row-major) is
     u_i    = splitmix64(fnv1a64(name) XOR seed, i) >> 40          (a 24-bit integer)
@@ -172,7 +173,7 @@ def main():
             print(f"  wrote {path} ({os.path.getsize(path)} bytes)")
         if args.model_dir:
             folder = args.model_dir if len(variants) == 1 else os.path.join(args.model_dir, variant)
-            model.save_pretrained(folder, safe_serialization=True)
+            model.save_pretrained(os.path.join(folder, "transformer"), safe_serialization=True)
             save_file({k: v.contiguous() for k, v in inputs.items()}, os.path.join(folder, "inputs.safetensors"))
             save_file({"sample": sample.contiguous(), "sample_bf16": sample_bf16.contiguous()},
                       os.path.join(folder, "outputs.safetensors"))
