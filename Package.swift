@@ -33,10 +33,12 @@ let package = Package(
                 .embedInCode("Kernels/convert.cu"),
             ]
         ),
+        // GPU kernels checked against the CPU references (`nunchaku selftest`).
+        .target(name: "SelfTest", dependencies: ["NunchakuCore", "CPUBackend", "SVDQuant", "CUDABackend"]),
         // Diffusion models (FLUX.1 first).
         .target(name: "Models", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "CUDABackend"]),
         // The umbrella library: `import Nunchaku`.
-        .target(name: "Nunchaku", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "Quantizer", "CUDABackend", "Models"]),
+        .target(name: "Nunchaku", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "Quantizer", "CUDABackend", "SelfTest", "Models"]),
         .executableTarget(
             name: "NunchakuCLI",
             dependencies: ["Nunchaku", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -47,6 +49,7 @@ let package = Package(
         .testTarget(name: "SVDQuantTests", dependencies: ["SVDQuant"]),
         .testTarget(name: "QuantizerTests", dependencies: ["Quantizer"]),
         .testTarget(name: "CUDABackendTests", dependencies: ["CUDABackend"]),
+        .testTarget(name: "SelfTestTests", dependencies: ["SelfTest"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "SafeTensors"]),
     ],
     swiftLanguageModes: [.v6]

@@ -5,4 +5,5 @@
 @_exported import SVDQuant
 @_exported import Quantizer
 @_exported import CUDABackend
+@_exported import SelfTest
 @_exported import Models

@@ -58,7 +58,7 @@ struct RunTransformerCommand: ParsableCommand {
                 transformer = try FluxTransformer(
                     config: files.config, weights: files.weights, layout: layout, computeDType: computeDType, source: files.source)
             }
-            let arguments = try CheckpointTensors(path: inputs)
+            let arguments = try SafeTensorsCheckpoint(path: inputs)
             var sample: Tensor?
             let running = try clock.measure { sample = try transformer?.forward(inputs: arguments) }
             guard let sample else { return }
@@ -69,7 +69,7 @@ struct RunTransformerCommand: ParsableCommand {
             print("loaded in \(format(loading)), forward (\(device.rawValue), \(dtype.rawValue)) in \(format(running))")
             print("wrote sample \(sample.shape) \(sample.dtype) to \(output)")
             if let compare {
-                let reference = try CheckpointTensors(path: compare).tensor(named: "sample")
+                let reference = try SafeTensorsCheckpoint(path: compare).tensor(named: "sample")
                 print("relative error against \(compare): \(try Comparison.relativeError(sample, reference))")
             }
         }

@@ -1,7 +1,7 @@
 /// Anything that serves tensors by name: an in-memory dictionary, a safetensors file, a sharded checkpoint.
 /// Model loaders read weights through this so they do not care where the bytes live.
 public protocol TensorProvider {
-    /// Every tensor name, sorted.
+    /// Every tensor name.
     var tensorNames: [String] { get }
     /// The tensor called `name`.
     /// - Throws: an error naming the tensor (and file, where there is one) when it is missing or unreadable.

@@ -10,7 +10,7 @@ import SafeTensors
 /// holds the config under `config` (Nunchaku merged files) or that has a `config.json` beside it.
 public struct FluxModelFiles {
     public let config: FluxConfig
-    public let weights: CheckpointTensors
+    public let weights: SafeTensorsCheckpoint
     /// The folder or file the weights come from, for messages.
     public let source: String
 
@@ -36,7 +36,7 @@ public struct FluxModelFiles {
             throw NunchakuError.invalidArgument(
                 context: location, reason: "no transformer config: expected \(configFile) or a `config` metadata entry")
         }
-        weights = CheckpointTensors(checkpoint)
+        weights = checkpoint
         source = location
     }
 

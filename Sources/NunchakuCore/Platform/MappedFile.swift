@@ -11,7 +11,8 @@ import Darwin
 public final class MappedFile: @unchecked Sendable {
     /// The file's path, for error messages.
     public let path: String
-    /// The mapped bytes (empty for an empty file).
+    /// The mapped bytes (empty for an empty file). Valid only while this object is alive: keep a reference to the
+    /// `MappedFile` for as long as the bytes are used (`Array(MappedFile(path: p).bytes)` may read unmapped memory).
     public let bytes: UnsafeRawBufferPointer
 
     /// Maps the file at `path` read-only.
