@@ -40,6 +40,19 @@ import Testing
         #expect(quantized.dequantized[16] == 1344)
     }
 
+    @Test func e2m1TableMatchesFloatFormats() {
+        // Every representable value, every midpoint (ties), values around them, beyond saturation, NaN and zeros.
+        var samples: [Float] = [0, -0.0, .nan, 7, 100, .infinity, 1e-30]
+        for magnitude in E2M1Table.values + [0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5] {
+            samples += [magnitude, magnitude.nextUp, magnitude.nextDown, magnitude * 1.01, magnitude * 0.99]
+        }
+        for step in 0...700 { samples.append(Float(step) * 0.01) }
+        for sample in samples + samples.map({ -$0 }) {
+            #expect(E2M1Table.code(sample) == FloatFormats.e2m1Code(sample), "\(sample)")
+        }
+        for code in UInt8(0)...15 { #expect(E2M1Table.value(code) == FloatFormats.float(e2m1: code)) }
+    }
+
     @Test func weightQuantizerRejectsBadShapes() {
         #expect(throws: NunchakuError.self) { try WeightQuantizer.quantize([1, 2, 3], rows: 1, columns: 4, format: .int4) }
         #expect(throws: NunchakuError.self) {
@@ -87,6 +100,14 @@ import Testing
         #expect(quantized.bias == [0, 0, 0, 0])
         #expect(quantized.relativeWeightError > 0)
         #expect(abs(quantized.relativeWeightError - relativeError(dequantized, weight)) < 1e-12)
+    }
+
+    @Test func awqHandlesGroupsFarFromZero() throws {
+        // min 100.2 rounds down to the bf16 offset 100: the scale must cover [100, 100.8], not just the 0.6 range.
+        let weight = (0..<(4 * 64)).map { Float(100.2) + 0.6 * Float($0 % 64) / 63 }
+        let quantized = try AWQQuantizer.quantize(name: "norm.linear", weight: weight, outFeatures: 4, inFeatures: 64)
+        #expect(quantized.zeros[0] == 100)
+        #expect(maxDifference(quantized.dequantizedWeight(), weight) < 0.03)
     }
 
     @Test func awqRejectsBadInput() {

@@ -22,7 +22,7 @@ public struct QuantizedAWQLinear: Sendable {
     /// [N] (zeros when the layer had none).
     public let bias: [Float]
     /// ‖W_q − W‖_F / ‖W‖_F.
-    public let relativeWeightError: Double
+    public internal(set) var relativeWeightError: Double
 
     /// The weight the runtime reconstructs, [N, K].
     public func dequantizedWeight() -> [Float] {
@@ -39,7 +39,7 @@ public struct QuantizedAWQLinear: Sendable {
 
 /// Asymmetric round-to-nearest W4A16 quantization, group 64 along K.
 ///
-/// Per group: scale = bf16((max − min) / 15) (1 when the group is constant), offset = bf16(min),
+/// Per group: offset = bf16(min), scale = bf16((max − offset) / 15) (1 when that is 0),
 /// code = clamp(round_half_even((w − offset) / scale), 0, 15). The 16 levels therefore span the group's own range,
 /// which is at least as accurate as DeepCompressor's symmetric `sint4` with zero point 7 and fits the same format.
 public enum AWQQuantizer {
@@ -74,13 +74,11 @@ public enum AWQQuantizer {
                 }
             }
         }
-        let partial = QuantizedAWQLinear(
+        var result = QuantizedAWQLinear(
             name: name, outFeatures: outFeatures, inFeatures: inFeatures, codes: codes, scales: scales, zeros: zeros,
             bias: bias ?? [Float](repeating: 0, count: outFeatures), relativeWeightError: 0)
-        let error = relativeDifference(partial.dequantizedWeight(), weight)
-        return QuantizedAWQLinear(
-            name: name, outFeatures: outFeatures, inFeatures: inFeatures, codes: codes, scales: scales, zeros: zeros,
-            bias: partial.bias, relativeWeightError: error)
+        result.relativeWeightError = relativeDifference(result.dequantizedWeight(), weight)
+        return result
     }
 
     private static func quantizeGroup(
@@ -91,9 +89,10 @@ public enum AWQQuantizer {
             low = min(low, weight[index])
             high = max(high, weight[index])
         }
-        var scale = WeightQuantizer.bf16((high - low) / 15)
-        if scale == 0 { scale = 1 }
+        // The span is measured from the rounded offset, so a group far from zero still fits in 16 levels.
         let offset = WeightQuantizer.bf16(low)
+        var scale = WeightQuantizer.bf16(max(high - offset, 0) / 15)
+        if scale == 0 { scale = 1 }
         for index in range {
             codes[index] = UInt8(min(max(((weight[index] - offset) / scale).rounded(.toNearestOrEven), 0), 15))
         }

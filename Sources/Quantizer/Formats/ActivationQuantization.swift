@@ -63,7 +63,7 @@ public enum ActivationQuantizer: Sendable, Equatable {
             let scale = min(amax * (1 / 6), 448)
             let storedScale = FloatFormats.float(e4m3fn: FloatFormats.e4m3fnBits(scale, saturating: true))
             for index in range {
-                result[index] = FloatFormats.float(e2m1: FloatFormats.e2m1Code(x[index] / scale)) * storedScale
+                result[index] = E2M1Table.value(E2M1Table.code(x[index] / scale)) * storedScale
             }
         }
     }

@@ -97,9 +97,9 @@ public enum WeightQuantizer {
         let microScale = FloatFormats.float(e4m3fn: FloatFormats.e4m3fnBits(min(amax / 6 / tensorScale, 448), saturating: true))
         let scale = microScale * tensorScale
         for index in range {
-            let code = scale == 0 ? 0 : FloatFormats.e2m1Code(weight[index] / scale)
+            let code = scale == 0 ? 0 : E2M1Table.code(weight[index] / scale)
             codes[index] = code
-            dequantized[index] = FloatFormats.float(e2m1: code) * scale
+            dequantized[index] = E2M1Table.value(code) * scale
         }
         return microScale
     }
