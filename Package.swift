@@ -31,6 +31,14 @@ let package = Package(
                 // entry in Compilation/KernelRegistry.swift.
                 .embedInCode("Kernels/nunchaku_common.cuh"),
                 .embedInCode("Kernels/convert.cu"),
+                .embedInCode("Kernels/ops_common.cuh"),
+                .embedInCode("Kernels/ops_mma.cuh"),
+                .embedInCode("Kernels/ops_norm.cu"),
+                .embedInCode("Kernels/ops_elementwise.cu"),
+                .embedInCode("Kernels/ops_rotary.cu"),
+                .embedInCode("Kernels/ops_tokens.cu"),
+                .embedInCode("Kernels/attention_fa2.cu"),
+                .embedInCode("Kernels/gemm_mma.cu"),
             ]
         ),
         // GPU kernels checked against the CPU references (`nunchaku selftest`).
