@@ -36,6 +36,14 @@ let package = Package(
                 .embedInCode("Kernels/w4a4_quantize.cu"),
                 .embedInCode("Kernels/w4a4_gemm.cu"),
                 .embedInCode("Kernels/awq_gemv.cu"),
+                .embedInCode("Kernels/ops_common.cuh"),
+                .embedInCode("Kernels/ops_mma.cuh"),
+                .embedInCode("Kernels/ops_norm.cu"),
+                .embedInCode("Kernels/ops_elementwise.cu"),
+                .embedInCode("Kernels/ops_rotary.cu"),
+                .embedInCode("Kernels/ops_tokens.cu"),
+                .embedInCode("Kernels/attention_fa2.cu"),
+                .embedInCode("Kernels/gemm_mma.cu"),
             ]
         ),
         // GPU kernels checked against the CPU references (`nunchaku selftest`).
