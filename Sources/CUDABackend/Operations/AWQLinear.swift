@@ -54,27 +54,44 @@ public final class CUDAAWQW4A16Linear: Sendable {
     /// - Throws: `NunchakuError` naming the op and the shapes for a wrong dtype, shape or alignment, or `.chunks`
     ///   on a layer without modulation chunks (before launch).
     public func forward(_ x: DeviceTensor, layout: OutputLayout = .natural, stream: CUDAStream? = nil) throws -> DeviceTensor {
+        let output = try DeviceTensor(shape: try outputShape(x, layout), dtype: activationDType.dtype, context: context,
+                                      stream: stream ?? x.buffer.stream)
+        try forward(x, layout: layout, into: output, stream: stream)
+        return output
+    }
+
+    /// `forward` writing every element of `output` (of `outputShape(x, layout)`).
+    public func forward(_ x: DeviceTensor, layout: OutputLayout = .natural, into output: DeviceTensor, stream: CUDAStream? = nil) throws {
         let op = "\(name) AWQ W4A16"
         let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, op)
         try W4A4OperandCheck.tensor(x, dtype: activationDType.dtype, op, "input")
-        let stream = stream ?? x.buffer.stream
-        let shape: [Int], chunks: Int
+        let shape = try outputShape(x, layout)
+        guard output.shape == shape else {
+            throw NunchakuError.shapeMismatch(context: "\(op) output", expected: shape, actual: output.shape)
+        }
+        try W4A4OperandCheck.tensor(output, dtype: activationDType.dtype, op, "output")
+        let chunks = layout == .chunks ? shape[0] : 0
+        let kernel = try context.kernels.kernel("awq_gemv_\(activationDType)")
+        try kernel.launch(
+            grid: CUDADim3((outFeatures + 7) / 8, (rows + 7) / 8), block: CUDADim3(256), stream: stream ?? x.buffer.stream,
+            arguments: [x.argument, codes.argument, scales.argument, zeros.argument, bias?.argument ?? .pointer(0),
+                        output.argument, .int32(Int32(rows)), .int32(Int32(outFeatures)), .int32(Int32(inFeatures)),
+                        .int32(Int32(chunks))])
+    }
+
+    /// The output shape for input `x`: [..., N] (natural) or [S, M, N/S] (chunks).
+    /// - Throws: `NunchakuError` for a wrong input shape, or `.chunks` on a layer without modulation chunks.
+    public func outputShape(_ x: DeviceTensor, _ layout: OutputLayout) throws -> [Int] {
+        let op = "\(name) AWQ W4A16"
+        let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, op)
         switch layout {
         case .natural:
-            (shape, chunks) = (Array(x.shape.dropLast()) + [outFeatures], 0)
+            return Array(x.shape.dropLast()) + [outFeatures]
         case .chunks:
             guard let count = modulationChunks else {
                 throw NunchakuError.invalidArgument(context: op, reason: "chunked output needs a modulation layer; this one has no chunks")
             }
-            (shape, chunks) = ([count, rows, outFeatures / count], count)
+            return [count, rows, outFeatures / count]
         }
-        let output = try DeviceTensor(shape: shape, dtype: activationDType.dtype, context: context, stream: stream)
-        let kernel = try context.kernels.kernel("awq_gemv_\(activationDType)")
-        try kernel.launch(
-            grid: CUDADim3((outFeatures + 7) / 8, (rows + 7) / 8), block: CUDADim3(256), stream: stream,
-            arguments: [x.argument, codes.argument, scales.argument, zeros.argument, bias?.argument ?? .pointer(0),
-                        output.argument, .int32(Int32(rows)), .int32(Int32(outFeatures)), .int32(Int32(inFeatures)),
-                        .int32(Int32(chunks))])
-        return output
     }
 }
