@@ -98,9 +98,11 @@ final class CUBLASLtMatmul: @unchecked Sendable {
             api.algoGetHeuristic(handle, operation, a, b, c, c, preference, 1, result.baseAddress, &found)
         }
         try Self.check(api, status, "cublasLtMatmulAlgoGetHeuristic(M=\(key.m), N=\(key.n), K=\(key.k), \(key.dtype))")
-        guard found > 0 else {
+        let state = plan.heuristic.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: CUBLASLtConstant.heuristicResultStateOffset, as: Int32.self) }
+        guard found > 0, state == CUBLASLtConstant.success else {
             throw NunchakuError.unsupported(
-                context: "cuBLASLt M=\(key.m) N=\(key.n) K=\(key.k) \(key.dtype)", reason: "the heuristic proposed no algorithm")
+                context: "cuBLASLt M=\(key.m) N=\(key.n) K=\(key.k) \(key.dtype)",
+                reason: found > 0 ? "the heuristic's algorithm has status \(state)" : "the heuristic proposed no algorithm")
         }
         return plan
     }

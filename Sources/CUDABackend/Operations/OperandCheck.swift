@@ -1,5 +1,13 @@
 import NunchakuCore
 
+/// What the checks look at: a shape and a dtype (a `DeviceTensor`, or a plain description in tests).
+protocol ShapedOperand {
+    var shape: [Int] { get }
+    var dtype: DType { get }
+}
+
+extension DeviceTensor: ShapedOperand {}
+
 /// Checks the GPU ops make before a launch. Each error names the op, the operand, its shape or dtype, and what the
 /// kernel needs.
 enum OperandCheck {
@@ -8,7 +16,7 @@ enum OperandCheck {
 
     /// The kernel name suffix for `dtype` (`bf16` or `f16`).
     /// - Throws: `NunchakuError.dtypeMismatch` for any other dtype.
-    static func suffix(_ tensor: DeviceTensor, _ op: String, _ operand: String) throws -> String {
+    static func suffix(_ tensor: some ShapedOperand, _ op: String, _ operand: String) throws -> String {
         guard activationDTypes.contains(tensor.dtype) else {
             throw NunchakuError.dtypeMismatch(context: "\(op) \(operand) \(tensor.shape)", expected: activationDTypes, actual: tensor.dtype)
         }
@@ -16,28 +24,28 @@ enum OperandCheck {
     }
 
     /// Throws unless `tensor` has `dtype`.
-    static func dtype(_ tensor: DeviceTensor, _ dtype: DType, _ op: String, _ operand: String) throws {
+    static func dtype(_ tensor: some ShapedOperand, _ dtype: DType, _ op: String, _ operand: String) throws {
         guard tensor.dtype == dtype else {
             throw NunchakuError.dtypeMismatch(context: "\(op) \(operand) \(tensor.shape)", expected: [dtype], actual: tensor.dtype)
         }
     }
 
     /// Throws unless `tensor` has exactly `shape`.
-    static func shape(_ tensor: DeviceTensor, _ shape: [Int], _ op: String, _ operand: String) throws {
+    static func shape(_ tensor: some ShapedOperand, _ shape: [Int], _ op: String, _ operand: String) throws {
         guard tensor.shape == shape else {
             throw NunchakuError.shapeMismatch(context: "\(op) \(operand)", expected: shape, actual: tensor.shape)
         }
     }
 
     /// Throws unless `tensor` has `rank` dimensions.
-    static func rank(_ tensor: DeviceTensor, _ rank: Int, _ op: String, _ operand: String) throws {
+    static func rank(_ tensor: some ShapedOperand, _ rank: Int, _ op: String, _ operand: String) throws {
         guard tensor.shape.count == rank else {
             throw NunchakuError.invalidArgument(context: "\(op) \(operand)", reason: "expected a rank-\(rank) tensor, got shape \(tensor.shape)")
         }
     }
 
     /// The last dimension of `tensor`, which must be positive and a multiple of `multiple` (the kernel's vector width).
-    static func width(_ tensor: DeviceTensor, multipleOf multiple: Int, _ op: String, _ operand: String) throws -> Int {
+    static func width(_ tensor: some ShapedOperand, multipleOf multiple: Int, _ op: String, _ operand: String) throws -> Int {
         guard let width = tensor.shape.last, width > 0, width % multiple == 0 else {
             throw NunchakuError.invalidArgument(
                 context: "\(op) \(operand) \(tensor.shape)",
@@ -86,6 +94,15 @@ public struct ModulationChunk: Sendable {
     /// The chunk's first element's address and the distance in elements between samples, after checking that the
     /// table is `[batch, k·width]` in `dtype` with room for the chunk.
     func resolve(batch: Int, width: Int, dtype: DType, _ op: String, _ operand: String) throws -> (address: CUdeviceptr, stride: Int) {
+        let (offset, stride) = try Self.layout(table: table, chunk: chunk, batch: batch, width: width, dtype: dtype, op, operand)
+        return (table.buffer.address + UInt64(offset), stride)
+    }
+
+    /// The chunk's byte offset in the table and the table's row length in elements.
+    /// - Throws: `NunchakuError` naming `op` and `operand` unless the table is `[batch, k·width]` in `dtype` and holds
+    ///   chunk `chunk`.
+    static func layout(table: some ShapedOperand, chunk: Int, batch: Int, width: Int, dtype: DType, _ op: String,
+                       _ operand: String) throws -> (byteOffset: Int, stride: Int) {
         try OperandCheck.dtype(table, dtype, op, operand)
         guard table.shape.count == 2, table.shape[0] == batch, width > 0, table.shape[1] % width == 0,
               chunk >= 0, (chunk + 1) * width <= table.shape[1] else {
@@ -93,7 +110,6 @@ public struct ModulationChunk: Sendable {
                 context: "\(op) \(operand)",
                 reason: "chunk \(chunk) of width \(width) does not fit a modulation table \(table.shape) (needs [\(batch), k·\(width)])")
         }
-        let offset = chunk * width * 2
-        return (table.buffer.address + UInt64(offset), table.shape[1])
+        return (dtype.byteCount(forElements: chunk * width), table.shape[1])
     }
 }
