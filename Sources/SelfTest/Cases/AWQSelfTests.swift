@@ -18,18 +18,25 @@ enum AWQSelfTests {
 
     static let inFeatures = 3072
 
+    /// Random AWQ weights [N, 3072] of `chunks` modulation chunks (bf16): scales 0.001–0.003, zeros −(2…8)·scale-ish,
+    /// bias ±1, so outputs stay near 1.
+    static func weights(n: Int, chunks: Int, inFeatures k: Int = inFeatures, _ random: inout SelfTestRandom) throws -> AWQW4A16Weights {
+        let groups = k / 64
+        return try AWQW4A16Weights(
+            name: "selftest",
+            tensors: AWQW4A16Tensors(
+                qweight: try Tensor(shape: [n, k / 2], dtype: .u8, bytes: W4A4SelfTestData.randomBytes(n * k / 2, &random)),
+                wscales: W4A4SelfTestData.uniform([groups, n], 0.001...0.003, &random),
+                wzeros: W4A4SelfTestData.uniform([groups, n], -0.024...(-0.006), &random),
+                bias: W4A4SelfTestData.uniform([n], -1...1, &random)),
+            layout: .canonical, modulation: try ModulationInterleave(chunks: chunks))
+    }
+
     static func gemv(_ dtype: DType, m: Int, n: Int, chunks: Int, _ layout: CUDAAWQW4A16Linear.OutputLayout) -> SelfTestCase {
         let shape = "M=\(m) N=\(n) K=\(inFeatures)" + (layout == .chunks ? " chunks=\(chunks)" : "")
         return SelfTestCase(kernel: "awq.gemv", dtype: dtype, shape: shape, tolerance: dtype == .bf16 ? 1e-3 : 5e-4) { env in
             let k = inFeatures, groups = k / 64
-            let weights = try AWQW4A16Weights(
-                name: "selftest",
-                tensors: AWQW4A16Tensors(
-                    qweight: try Tensor(shape: [n, k / 2], dtype: .u8, bytes: W4A4SelfTestData.randomBytes(n * k / 2, env)),
-                    wscales: env.randomTensor([groups, n], .bf16, in: 0.001...0.003).tensor,
-                    wzeros: env.randomTensor([groups, n], .bf16, in: -0.024...(-0.006)).tensor,
-                    bias: env.randomTensor([n], .bf16, in: -1...1).tensor),
-                layout: .canonical, modulation: try ModulationInterleave(chunks: chunks))
+            let weights = try Self.weights(n: n, chunks: chunks, &env.random)
             let gpu = try CUDAAWQW4A16Linear(weights: weights, activationDType: ActivationDType(dtype), context: env.context, stream: env.stream)
             let x = env.randomTensor([m, k], dtype)
             let gpuX = try env.upload(x)

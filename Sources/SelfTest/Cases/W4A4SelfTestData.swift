@@ -33,35 +33,40 @@ enum W4A4SelfTestData {
     /// Random weights of `layer` (bf16 like FLUX checkpoints), canonical layout. Magnitudes keep outputs near 1:
     /// INT4 group scales 0.005–0.015, NVFP4 micro-scales 2⁻⁶–0.12 (e4m3 codes 0x08–0x1F) with wtscale 0.25 and
     /// wcscales 0.5–1.5, smoothing factors 0.5–2, low-rank projections small.
-    static func weights(_ layer: W4A4SelfTestLayer, _ env: SelfTestEnvironment) throws -> SVDQW4A4Weights {
+    static func weights(_ layer: W4A4SelfTestLayer, _ random: inout SelfTestRandom) throws -> SVDQW4A4Weights {
         let n = layer.outFeatures, k = layer.inFeatures, r = layer.rank
         let nvfp4 = layer.precision == .nvfp4
         let scales: Tensor
         if nvfp4 {
-            let codes = (0..<(k / 16 * n)).map { _ in UInt8(8 + env.random.next() % 24) }
+            let codes = (0..<(k / 16 * n)).map { _ in UInt8(8 + random.next() % 24) }
             scales = try Tensor(shape: [k / 16, n], dtype: .f8e4m3fn, bytes: codes)
         } else {
-            scales = env.randomTensor([k / 64, n], .bf16, in: 0.005...0.015).tensor
+            scales = uniform([k / 64, n], 0.005...0.015, &random)
         }
         let tensors = SVDQW4A4Tensors(
-            qweight: try Tensor(shape: [n, k / 2], dtype: .u8, bytes: randomBytes(n * k / 2, env)),
+            qweight: try Tensor(shape: [n, k / 2], dtype: .u8, bytes: randomBytes(n * k / 2, &random)),
             wscales: scales,
             wtscale: nvfp4 ? Tensor([0.25], shape: [1], dtype: .bf16) : nil,
-            wcscales: nvfp4 ? env.randomTensor([n], .bf16, in: 0.5...1.5).tensor : nil,
-            bias: env.randomTensor([n], .bf16, in: -0.5...0.5).tensor,
-            smooth: env.randomTensor([k], .bf16, in: 0.5...2).tensor,
-            projDown: env.randomTensor([k, r], .bf16, in: -0.02...0.02).tensor,
-            projUp: env.randomTensor([n, r], .bf16, in: -0.1...0.1).tensor)
+            wcscales: nvfp4 ? uniform([n], 0.5...1.5, &random) : nil,
+            bias: uniform([n], -0.5...0.5, &random),
+            smooth: uniform([k], 0.5...2, &random),
+            projDown: uniform([k, r], -0.02...0.02, &random),
+            projUp: uniform([n, r], -0.1...0.1, &random))
         return try SVDQW4A4Weights(name: "selftest", tensors: tensors, layout: .canonical(vectorOrder: .natural),
                                    actUnsigned: layer.unsigned)
     }
 
+    /// A bf16 tensor of uniform values in `range` (never zero).
+    static func uniform(_ shape: [Int], _ range: ClosedRange<Float>, _ random: inout SelfTestRandom) -> Tensor {
+        RandomTensor(shape: shape, dtype: .bf16, range: range, seed: random.next()).tensor
+    }
+
     /// `count` random bytes.
-    static func randomBytes(_ count: Int, _ env: SelfTestEnvironment) -> [UInt8] {
+    static func randomBytes(_ count: Int, _ random: inout SelfTestRandom) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         var word: UInt64 = 0
         for index in 0..<count {
-            if index % 8 == 0 { word = env.random.next() }
+            if index % 8 == 0 { word = random.next() }
             bytes[index] = UInt8(truncatingIfNeeded: word >> (8 * UInt64(index % 8)))
         }
         return bytes

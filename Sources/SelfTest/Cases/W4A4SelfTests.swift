@@ -87,7 +87,7 @@ enum W4A4SelfTests {
 
     static func layers(_ layer: W4A4SelfTestLayer, _ dtype: DType, _ path: W4A4MMAPath, _ env: SelfTestEnvironment)
         throws -> (gpu: CUDASVDQW4A4Linear, cpu: SVDQW4A4Linear) {
-        let weights = try W4A4SelfTestData.weights(layer, env)
+        let weights = try W4A4SelfTestData.weights(layer, &env.random)
         let gpu = try CUDASVDQW4A4Linear(weights: weights, activationDType: ActivationDType(dtype), path: path,
                                          context: env.context, stream: env.stream)
         return (gpu, SVDQW4A4Linear(weights: weights))
