@@ -44,12 +44,16 @@ public struct AWQW4A16Linear: LinearLayer {
             output.withUnsafeMutableBufferPointer { output in
                 parallelFor(jobs) { job in
                     var dequantized = [Float](repeating: 0, count: k)
+                    var levels = [Float](repeating: 0, count: 16)
                     for channel in (job * Self.channelsPerJob)..<min(n, (job + 1) * Self.channelsPerJob) {
-                        for column in 0..<k {
-                            let byte = codes[(channel * k + column) / 2]
-                            let code = Float(column % 2 == 0 ? byte & 0xF : byte >> 4)
-                            let group = channel * groups + column / weights.groupSize
-                            dequantized[column] = type.fusedMultiplyAdd(code, scales[group], zeros[group])
+                        for group in 0..<groups {
+                            // The 16 values a code can dequantize to in this group.
+                            let scale = scales[channel * groups + group], zero = zeros[channel * groups + group]
+                            for code in 0..<16 { levels[code] = type.fusedMultiplyAdd(Float(code), scale, zero) }
+                            for column in (group * weights.groupSize)..<((group + 1) * weights.groupSize) {
+                                let byte = codes[(channel * k + column) / 2]
+                                dequantized[column] = levels[Int(column % 2 == 0 ? byte & 0xF : byte >> 4)]
+                            }
                         }
                         for row in 0..<rows {
                             var sum: Float = 0

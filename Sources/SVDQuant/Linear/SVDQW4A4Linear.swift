@@ -11,7 +11,8 @@ import NunchakuCore
 /// `convert_fp16`).
 public struct SVDQW4A4Linear: LinearLayer {
     public let weights: SVDQW4A4Weights
-    private let prepared: PreparedWeights
+    /// The 16-bit tensors in the weights' own dtype.
+    private let native: PreparedWeights
 
     public var name: String { weights.name }
     public var inFeatures: Int { weights.inFeatures }
@@ -19,7 +20,7 @@ public struct SVDQW4A4Linear: LinearLayer {
 
     public init(weights: SVDQW4A4Weights) {
         self.weights = weights
-        self.prepared = PreparedWeights(weights, type: weights.weightDType)
+        self.native = PreparedWeights(weights, type: weights.weightDType)
     }
 
     /// Quantize, then multiply.
@@ -34,15 +35,13 @@ public struct SVDQW4A4Linear: LinearLayer {
     public func quantize(_ x: Tensor) throws -> QuantizedActivations {
         let rows = try LinearInput.rows(x, inFeatures: inFeatures, layer: name, allowed: [.bf16, .f16])
         let type = ActivationDType(x.dtype)!
-        let prepared = try prepared(for: type)
+        let prepared = try preparedWeights(for: type)
         let values = TensorValues.floats(x)
         let (codes, scales) = ActivationQuantizer.quantize(
             values, rows: rows, k: inFeatures, smooth: prepared.smooth, precision: weights.precision,
             unsigned: weights.actUnsigned, type: type)
-        var lowRank = [Float](repeating: 0, count: rows * weights.rank)
-        if weights.rank > 0 {
-            lowRank = Matmul.multiplyTransposed(values, prepared.projDownTransposed, m: rows, n: weights.rank, k: inFeatures)
-        }
+        let lowRank = weights.rank == 0
+            ? [] : Matmul.multiplyTransposed(values, prepared.projDownTransposed, m: rows, n: weights.rank, k: inFeatures)
         return try QuantizedActivations(
             precision: weights.precision, activationDType: type, unsigned: weights.actUnsigned, codes: codes,
             scales: scales, lowRank: Tensor(lowRank, shape: [rows, weights.rank]))
@@ -59,7 +58,7 @@ public struct SVDQW4A4Linear: LinearLayer {
                 reason: "quantized activations (\(activations.precision), unsigned \(activations.unsigned), K \(activations.inFeatures), R \(activations.rank)) do not match the layer (\(weights.precision), unsigned \(weights.actUnsigned), K \(inFeatures), R \(weights.rank))")
         }
         let type = activations.activationDType
-        let prepared = try prepared(for: type)
+        let prepared = try preparedWeights(for: type)
         let rows = activations.rows
         var output = W4A4GEMM.multiply(W4A4GEMM.Operands(
             precision: weights.precision, type: type, rows: rows, outFeatures: outFeatures, inFeatures: inFeatures,
@@ -94,8 +93,8 @@ public struct SVDQW4A4Linear: LinearLayer {
     }
 
     /// The weights in `type`; converting may underflow a smoothing factor, which would divide by zero.
-    private func prepared(for type: ActivationDType) throws -> PreparedWeights {
-        if type == prepared.type { return prepared }
+    private func preparedWeights(for type: ActivationDType) throws -> PreparedWeights {
+        if type == native.type { return native }
         let converted = PreparedWeights(weights, type: type)
         if let index = converted.smooth.firstIndex(of: 0) {
             throw NunchakuError.invalidArgument(context: "\(name).smooth", reason: "element \(index) underflows to 0 in \(type)")
