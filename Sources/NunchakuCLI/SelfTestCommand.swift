@@ -4,7 +4,11 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Nunchaku
 
 /// `nunchaku selftest`: every GPU kernel against the CPU reference on fresh random inputs.

@@ -41,7 +41,7 @@ public enum SelfTestTable {
     }
 
     /// Fixed column widths; the last column (the note) is free.
-    static let widths = [4, 18, 5, 30, 9, 7, 9, 8, 7, 5]
+    static let widths = [4, 18, 5, 36, 9, 7, 9, 8, 7, 5]
 
     static func line(_ cells: [String]) -> String {
         var text = ""
