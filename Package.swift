@@ -31,26 +31,37 @@ let package = Package(
                 // entry in Compilation/KernelRegistry.swift.
                 .embedInCode("Kernels/nunchaku_common.cuh"),
                 .embedInCode("Kernels/convert.cu"),
+                .embedInCode("Kernels/ops_common.cuh"),
+                .embedInCode("Kernels/ops_mma.cuh"),
+                .embedInCode("Kernels/ops_norm.cu"),
+                .embedInCode("Kernels/ops_elementwise.cu"),
+                .embedInCode("Kernels/ops_rotary.cu"),
+                .embedInCode("Kernels/ops_tokens.cu"),
+                .embedInCode("Kernels/attention_fa2.cu"),
+                .embedInCode("Kernels/gemm_mma.cu"),
             ]
         ),
         // GPU kernels checked against the CPU references (`nunchaku selftest`).
         .target(name: "SelfTest", dependencies: ["NunchakuCore", "CPUBackend", "SVDQuant", "CUDABackend"]),
         // Diffusion models (FLUX.1 first).
         .target(name: "Models", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "CUDABackend"]),
+        // Text-to-image pipelines: tokenizers, schedulers, PyTorch-identical noise, text encoders, VAE, image output.
+        .target(name: "Pipelines", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "Models"]),
         // The umbrella library: `import Nunchaku`.
-        .target(name: "Nunchaku", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "Quantizer", "CUDABackend", "SelfTest", "Models"]),
+        .target(name: "Nunchaku", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "Quantizer", "CUDABackend", "SelfTest", "Models", "Pipelines"]),
         .executableTarget(
             name: "NunchakuCLI",
             dependencies: ["Nunchaku", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "NunchakuCoreTests", dependencies: ["NunchakuCore"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
-        .testTarget(name: "CPUBackendTests", dependencies: ["CPUBackend"]),
+        .testTarget(name: "CPUBackendTests", dependencies: ["CPUBackend", "SafeTensors"]),
         .testTarget(name: "SVDQuantTests", dependencies: ["SVDQuant"]),
         .testTarget(name: "QuantizerTests", dependencies: ["Quantizer"]),
         .testTarget(name: "CUDABackendTests", dependencies: ["CUDABackend"]),
         .testTarget(name: "SelfTestTests", dependencies: ["SelfTest"]),
-        .testTarget(name: "ModelsTests", dependencies: ["Models"]),
+        .testTarget(name: "PipelinesTests", dependencies: ["Pipelines"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "SafeTensors"]),
     ],
     swiftLanguageModes: [.v6]
 )

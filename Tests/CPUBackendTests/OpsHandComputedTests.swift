@@ -55,6 +55,10 @@ struct OpsHandComputedTests {
         let result = try CPUOps.modulate(x, shift: shift, scale: Tensor([0], shape: [1, 1]))
         #expect(result.dtype == .bf16)
         #expect(result.floats() == [1 + 1.0 / 128])   // 1.0039…, just above the midpoint, rounds up
+        // f16 in, f16 out: SiLU(1) = 0.7310585… rounds to the nearest half, 0.73095703125.
+        let half = try CPUOps.silu(Tensor([1], shape: [1], dtype: .f16))
+        #expect(half.dtype == .f16)
+        #expect(half.floats() == [0.73095703125])
     }
 
     @Test func rotaryRotatesPairsByPositionTimesFrequency() throws {

@@ -6,7 +6,8 @@ extension CPUOps {
     ///
     /// `query` is `[B, Sq, H, d]`, `key` and `value` are `[B, Skv, H, d]` (the layout of a projection's output viewed
     /// as heads); the result is `[B, Sq, H, d]` in the query's dtype. `keyMask`, when given, is `[B, Skv]`: keys whose
-    /// entry is zero/false are ignored (a key-padding mask). Work is spread over samples, heads and query blocks.
+    /// entry is zero/false are ignored (a key-padding mask). Per sample and head, the scores and the weighted sum are
+    /// fp32 GEMMs on all cores, and the softmax runs over rows in parallel.
     /// - Throws: on mismatched shapes or dtypes, and when a sample's mask hides every key.
     public static func attention(query: Tensor, key: Tensor, value: Tensor, keyMask: Tensor? = nil) throws -> Tensor {
         let context = "attention"
@@ -28,67 +29,59 @@ extension CPUOps {
         let v = try value.floatValues(context: "\(context) value")
         var output = [Float](repeating: 0, count: q.count)
         let scale = Float(1 / Double(headDim).squareRoot())
-        let queryBlock = 16
-        let queryBlocks = (queryTokens + queryBlock - 1) / queryBlock
-        q.withUnsafeBufferPointer { q in
-            k.withUnsafeBufferPointer { k in
-                v.withUnsafeBufferPointer { v in
-                    output.withUnsafeMutableBufferPointer { output in
-                        parallelFor(batch * heads * queryBlocks) { job in
-                            let sample = job / (heads * queryBlocks)
-                            let head = (job / queryBlocks) % heads
-                            let firstQuery = (job % queryBlocks) * queryBlock
-                            var scores = [Float](repeating: 0, count: keyTokens)
-                            var accumulator = [Float](repeating: 0, count: headDim)
-                            for queryToken in firstQuery..<min(queryTokens, firstQuery + queryBlock) {
-                                let queryRow = ((sample * queryTokens + queryToken) * heads + head) * headDim
-                                // Scores and their maximum (masked keys score −∞).
-                                var maximum = -Float.infinity
-                                for keyToken in 0..<keyTokens {
-                                    if let allowed, !allowed[sample * keyTokens + keyToken] {
-                                        scores[keyToken] = -.infinity
-                                        continue
-                                    }
-                                    let keyRow = ((sample * keyTokens + keyToken) * heads + head) * headDim
-                                    let score = dot(q.baseAddress! + queryRow, k.baseAddress! + keyRow, headDim) * scale
-                                    scores[keyToken] = score
-                                    maximum = max(maximum, score)
-                                }
-                                // Softmax weights and the weighted sum of values.
-                                var total: Float = 0
-                                for index in accumulator.indices { accumulator[index] = 0 }
-                                for keyToken in 0..<keyTokens where scores[keyToken] > -.infinity {
-                                    let weight = Foundation.exp(scores[keyToken] - maximum)
-                                    total += weight
-                                    let valueRow = ((sample * keyTokens + keyToken) * heads + head) * headDim
-                                    for d in 0..<headDim { accumulator[d] += weight * v[valueRow + d] }
-                                }
-                                for d in 0..<headDim { output[queryRow + d] = accumulator[d] / total }
-                            }
-                        }
-                    }
+        for sample in 0..<batch {
+            for head in 0..<heads {
+                // One head as plain matrices: Q [Sq, d], K [Skv, d], Vᵀ [d, Skv].
+                let queries = gatherHead(q, sample: sample, head: head, tokens: queryTokens, heads: heads, headDim: headDim)
+                let keys = gatherHead(k, sample: sample, head: head, tokens: keyTokens, heads: heads, headDim: headDim)
+                let values = Matmul.transpose(
+                    gatherHead(v, sample: sample, head: head, tokens: keyTokens, heads: heads, headDim: headDim),
+                    rows: keyTokens, columns: headDim)
+                var scores = Matmul.multiplyTransposed(queries, keys, m: queryTokens, n: keyTokens, k: headDim)
+                let keep = allowed.map { Array($0[(sample * keyTokens)..<((sample + 1) * keyTokens)]) }
+                softmaxRows(&scores, columns: keyTokens, scale: scale, keep: keep)
+                let headOutput = Matmul.multiplyTransposed(scores, values, m: queryTokens, n: headDim, k: keyTokens)
+                for token in 0..<queryTokens {
+                    let row = ((sample * queryTokens + token) * heads + head) * headDim
+                    for d in 0..<headDim { output[row + d] = headOutput[token * headDim + d] }
                 }
             }
         }
         return Tensor.rounding(output, shape: query.shape, to: query.dtype)
     }
 
-    /// `Σ a[i]·b[i]` over `count` floats, eight lanes at a time.
-    @inline(__always)
-    private static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ count: Int) -> Float {
-        var lanes = SIMD8<Float>()
-        var index = 0
-        while index + 8 <= count {
-            lanes += UnsafeRawPointer(a + index).loadUnaligned(as: SIMD8<Float>.self)
-                * UnsafeRawPointer(b + index).loadUnaligned(as: SIMD8<Float>.self)
-            index += 8
+    /// Rows `[tokens, headDim]` of one sample and head from a `[B, S, H, d]` array.
+    private static func gatherHead(_ x: [Float], sample: Int, head: Int, tokens: Int, heads: Int, headDim: Int) -> [Float] {
+        var result = [Float](repeating: 0, count: tokens * headDim)
+        for token in 0..<tokens {
+            let source = ((sample * tokens + token) * heads + head) * headDim
+            for d in 0..<headDim { result[token * headDim + d] = x[source + d] }
         }
-        var sum = lanes.sum()
-        while index < count {
-            sum += a[index] * b[index]
-            index += 1
+        return result
+    }
+
+    /// Each row of `scores` becomes `softmax(row · scale)` in fp32; keys with `keep[j] == false` get weight 0.
+    private static func softmaxRows(_ scores: inout [Float], columns: Int, scale: Float, keep: [Bool]?) {
+        scores.withUnsafeMutableBufferPointer { scores in
+            parallelRows(scores.count / columns) { rows in
+                for row in rows {
+                    let start = row * columns
+                    var maximum = -Float.infinity
+                    for j in 0..<columns {
+                        let score = keep?[j] == false ? -Float.infinity : scores[start + j] * scale
+                        scores[start + j] = score
+                        maximum = max(maximum, score)
+                    }
+                    var total: Float = 0
+                    for j in 0..<columns {
+                        let weight = scores[start + j] == -.infinity ? 0 : Foundation.exp(scores[start + j] - maximum)
+                        scores[start + j] = weight
+                        total += weight
+                    }
+                    for j in 0..<columns { scores[start + j] /= total }
+                }
+            }
         }
-        return sum
     }
 
     /// The key-padding mask as booleans (non-zero = attend), checked so every sample keeps at least one key.

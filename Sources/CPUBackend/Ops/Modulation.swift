@@ -48,6 +48,16 @@ extension CPUOps {
         return Tensor.rounding(output, shape: residual.shape, to: residual.dtype)
     }
 
+    /// Elementwise sum `a + b` of two tensors of one shape, rounded to `a`'s dtype.
+    public static func add(_ a: Tensor, _ b: Tensor) throws -> Tensor {
+        let context = "add"
+        try OpCheck.activation(a, context)
+        try OpCheck.activation(b, "\(context) b")
+        try OpCheck.shape(b, a.shape, "\(context) b")
+        let left = try a.floatValues(context: context), right = try b.floatValues(context: "\(context) b")
+        return Tensor.rounding(zip(left, right).map { $0 + $1 }, shape: a.shape, to: a.dtype)
+    }
+
     /// The `(B, S, D)` of a rank-3 activation tensor.
     static func tokenShape(_ x: Tensor, _ context: String) throws -> (Int, Int, Int) {
         try OpCheck.activation(x, context)

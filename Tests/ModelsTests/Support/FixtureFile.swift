@@ -1,0 +1,25 @@
+import Foundation
+import NunchakuCore
+import SafeTensors
+
+/// A committed fixture file (safetensors) of this test target, read whole.
+struct FixtureFile {
+    let tensors: [String: Tensor]
+    let metadata: [String: String]
+
+    /// Reads `Fixtures/<name>` in this test target's folder.
+    init(named name: String) throws {
+        let targetFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        let file = try SafeTensorsFile(path: targetFolder.appendingPathComponent("Fixtures").appendingPathComponent(name).path)
+        tensors = try Dictionary(uniqueKeysWithValues: file.tensorNames.map { ($0, try file.tensor($0)) })
+        metadata = file.metadata ?? [:]
+    }
+
+    /// The tensor called `name`, or an error naming it.
+    func callAsFunction(_ name: String) throws -> Tensor {
+        guard let tensor = tensors[name] else {
+            throw NunchakuError.invalidArgument(context: name, reason: "not in the fixture")
+        }
+        return tensor
+    }
+}
