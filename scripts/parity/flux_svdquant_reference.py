@@ -13,14 +13,18 @@ layers) by the 4-bit activation rounding.
 Without --checkpoint it first writes a synthetic checkpoint (svdquant_synthetic.py: small random-weight FLUX, hidden
 256 = 2 heads × 128, INT4 or NVFP4) and checks that unpacking gives back every canonical tensor.
 
-Writes a fixture (`--fixture`, default Tests/ModelsTests/Fixtures/flux-svdq-<variant>.safetensors) with the forward
+For the fixture configuration (1 + 1 blocks, 2 heads, batch 2, 3 text tokens, a 2×3 image grid) it writes a
+fixture (`--fixture`, default Tests/ModelsTests/Fixtures/flux-svdq-<variant>.safetensors) with the forward
 inputs under diffusers' names, `sample` (fp32 reference) and `sample_bf16`, and metadata: `config`, `precision`,
 `seed`, `digests` (JSON {tensor name: digest of its packed bytes}, see svdquant_synthetic.digest) so the Swift test can
 check that it packs the same file. With --model-dir DIR it also writes DIR/<checkpoint>.safetensors,
-DIR/inputs.safetensors and DIR/outputs.safetensors for `nunchaku run-transformer`.
+DIR/inputs.safetensors and DIR/outputs.safetensors for `nunchaku run-transformer`; --blocks, --heads and --tokens
+make larger models for that (no fixture then).
 
 Usage: /work/pyref/bin/python scripts/parity/flux_svdquant_reference.py --variant all
        /work/pyref/bin/python scripts/parity/flux_svdquant_reference.py --variant int4 --model-dir /tmp/svdq-int4
+       /work/pyref/bin/python scripts/parity/flux_svdquant_reference.py --variant nvfp4 --blocks 4 8 --heads 4 \
+           --tokens 32 8 8 --model-dir /tmp/svdq-nvfp4-larger
        /work/pyref/bin/python scripts/parity/flux_svdquant_reference.py --checkpoint svdq-int4_r32-flux.1-dev.safetensors \
            --inputs inputs.safetensors --output reference.safetensors
 """
@@ -188,6 +192,11 @@ def main():
     parser.add_argument("--seed", type=int, default=2025)
     parser.add_argument("--fixture", help="fixture path (default: Tests/ModelsTests/Fixtures/flux-svdq-<variant>.safetensors)")
     parser.add_argument("--model-dir", help="also write the checkpoint, inputs and outputs here")
+    parser.add_argument("--blocks", type=int, nargs=2, metavar=("DOUBLE", "SINGLE"),
+                        help="block counts instead of the fixtures' 1 + 1 (use with --model-dir)")
+    parser.add_argument("--heads", type=int, help="attention heads of 128 instead of 2 (use with --model-dir)")
+    parser.add_argument("--tokens", type=int, nargs=3, default=[3, 2, 3], metavar=("TEXT", "H", "W"),
+                        help="text tokens and image grid (default 3, 2×3)")
     parser.add_argument("--checkpoint", help="a Nunchaku FLUX merged file to run instead of a synthetic one")
     parser.add_argument("--inputs", help="with --checkpoint: forward inputs (.safetensors, diffusers names)")
     parser.add_argument("--output", help="with --checkpoint: where to write `sample` and `sample_bf16`")
@@ -204,28 +213,39 @@ def main():
         return
 
     for variant in sorted(VARIANTS) if args.variant == "all" else [args.variant]:
-        precision, config = VARIANTS[variant]["precision"], VARIANTS[variant]["config"]
-        packed, canonical = synthetic.checkpoint(config, precision, args.seed)
-        config_json = json.dumps(dict(FluxTransformer2DModel(**config).config), default=list)
-        metadata = {"config": config_json, "quantization_config": synthetic.quantization_config(precision),
-                    "model_class": "NunchakuFluxTransformer2dModel"}
-        folder = tempfile.mkdtemp(prefix="flux-svdq-") if not args.model_dir \
-            else args.model_dir if args.variant != "all" else os.path.join(args.model_dir, variant)
-        os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, f"svdq-{precision}_r{synthetic.RANK}-flux-tiny.safetensors")
-        save_file({k: v.contiguous() for k, v in packed.items()}, path, metadata=metadata)
+        run_synthetic(variant, args)
 
-        generator = torch.Generator().manual_seed(args.seed + 1)
-        inputs = make_inputs(config, 2, 3, (2, 3), generator)
-        inputs["timestep"] = torch.tensor(TIMESTEPS)
-        if config["guidance_embeds"]:
-            inputs["guidance"] = torch.tensor(GUIDANCE)
-        sample, sample_bf16, _, tensors = reference(path, inputs)
-        check_unpacking(tensors, canonical, config)
-        relative = ((sample_bf16 - sample).norm() / sample.norm()).item()
-        print(f"{variant}: {len(packed)} tensors in {path} ({os.path.getsize(path)} bytes); sample "
-              f"{tuple(sample.shape)}, rms {sample.pow(2).mean().sqrt():.4f}; bf16 vs fp32 {relative:.3e}")
 
+def run_synthetic(variant, args):
+    """Writes one synthetic checkpoint, runs the reference on it, and writes the fixture and/or model folder."""
+    precision, config = VARIANTS[variant]["precision"], dict(VARIANTS[variant]["config"])
+    if args.blocks:
+        config["num_layers"], config["num_single_layers"] = args.blocks
+    if args.heads:
+        config["num_attention_heads"] = args.heads
+    is_fixture = not args.blocks and not args.heads and args.tokens == [3, 2, 3]
+    packed, canonical = synthetic.checkpoint(config, precision, args.seed)
+    config_json = json.dumps(dict(FluxTransformer2DModel(**config).config), default=list)
+    metadata = {"config": config_json, "quantization_config": synthetic.quantization_config(precision),
+                "model_class": "NunchakuFluxTransformer2dModel"}
+    folder = tempfile.mkdtemp(prefix="flux-svdq-") if not args.model_dir \
+        else args.model_dir if args.variant != "all" else os.path.join(args.model_dir, variant)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"svdq-{precision}_r{synthetic.RANK}-flux-tiny.safetensors")
+    save_file({k: v.contiguous() for k, v in packed.items()}, path, metadata=metadata)
+
+    generator = torch.Generator().manual_seed(args.seed + 1)
+    inputs = make_inputs(config, 2, args.tokens[0], tuple(args.tokens[1:]), generator)
+    inputs["timestep"] = torch.tensor(TIMESTEPS)
+    if config["guidance_embeds"]:
+        inputs["guidance"] = torch.tensor(GUIDANCE)
+    sample, sample_bf16, _, tensors = reference(path, inputs)
+    check_unpacking(tensors, canonical, config)
+    relative = ((sample_bf16 - sample).norm() / sample.norm()).item()
+    print(f"{variant}: {len(packed)} tensors in {path} ({os.path.getsize(path)} bytes); sample "
+          f"{tuple(sample.shape)}, rms {sample.pow(2).mean().sqrt():.4f}; bf16 vs fp32 {relative:.3e}")
+
+    if is_fixture:
         fixture = args.fixture or os.path.join(FIXTURES, f"flux-svdq-{variant}.safetensors")
         tensors_out = {k: v.contiguous() for k, v in inputs.items()}
         tensors_out["sample"], tensors_out["sample_bf16"] = sample.contiguous(), sample_bf16.contiguous()
@@ -235,13 +255,14 @@ def main():
             "digests": json.dumps(digests), "generator": "scripts/parity/flux_svdquant_reference.py",
             "torch": torch.__version__, "diffusers": diffusers.__version__})
         print(f"  wrote {fixture} ({os.path.getsize(fixture)} bytes)")
-        if args.model_dir:
-            save_file({k: v.contiguous() for k, v in inputs.items()}, os.path.join(folder, "inputs.safetensors"))
-            save_file({"sample": sample.contiguous(), "sample_bf16": sample_bf16.contiguous()},
-                      os.path.join(folder, "outputs.safetensors"))
-        else:
-            os.remove(path)
-            os.rmdir(folder)
+    if args.model_dir:
+        save_file({k: v.contiguous() for k, v in inputs.items()}, os.path.join(folder, "inputs.safetensors"))
+        save_file({"sample": sample.contiguous(), "sample_bf16": sample_bf16.contiguous()},
+                  os.path.join(folder, "outputs.safetensors"))
+        print(f"  wrote {folder}/inputs.safetensors and outputs.safetensors")
+    else:
+        os.remove(path)
+        os.rmdir(folder)
 
 
 if __name__ == "__main__":
