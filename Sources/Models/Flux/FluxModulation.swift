@@ -10,7 +10,7 @@ struct FluxModulation: Sendable {
 
     /// Reads the layer `name` (`D → S·D`).
     init(name: String, width: Int, chunkCount: Int, layout: ModulationLayout, loader: FluxLayerLoader) throws {
-        linear = try loader.linear(name, width, chunkCount * width)
+        linear = try loader.linear(layout.spec(name: name, width: width, chunks: chunkCount))
         self.chunkCount = chunkCount
         self.layout = layout
     }
@@ -48,14 +48,28 @@ struct FluxFeedForward: Sendable {
     }
 }
 
-/// Builds layers and norm weights for one model load: the factory, the compute dtype and the strict reader together.
+/// Builds layers and norm weights for one model load: the factory, the block layout, the compute dtype and the
+/// strict reader together.
 struct FluxLayerLoader {
     let factory: any LinearLayerFactory
+    let layout: FluxCheckpointLayout
     let computeDType: DType
     let weights: WeightReader
 
+    func linear(_ spec: LinearLayerSpec) throws -> any LinearLayer {
+        try factory.makeLinear(spec, computeDType: computeDType, weights: weights)
+    }
+
+    /// A layer that is never quantized (embedders, final projection).
     func linear(_ name: String, _ inFeatures: Int, _ outFeatures: Int) throws -> any LinearLayer {
-        try factory.makeLinear(name: name, inFeatures: inFeatures, outFeatures: outFeatures, computeDType: computeDType, weights: weights)
+        try linear(LinearLayerSpec(name: name, inFeatures: inFeatures, outFeatures: outFeatures))
+    }
+
+    /// A block projection (QKV, attention output, MLP), quantized the way the layout's SVDQuant checkpoints do.
+    func projection(_ name: String, _ inFeatures: Int, _ outFeatures: Int, inputFollowsGELU: Bool = false) throws -> any LinearLayer {
+        try linear(LinearLayerSpec(
+            name: name, inFeatures: inFeatures, outFeatures: outFeatures,
+            quantization: layout.projectionQuantization(inputFollowsGELU: inputFollowsGELU)))
     }
 
     /// A `[count]` norm weight rounded to the compute dtype.

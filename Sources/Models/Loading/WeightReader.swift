@@ -52,6 +52,22 @@ public final class WeightReader {
     /// Whether the checkpoint has a tensor called `name` (does not count as taking it).
     public func contains(_ name: String) -> Bool { available.contains(name) }
 
+    /// Takes the entry `name` whole, without reading it as a tensor (a quantized layer that its factory builds from
+    /// the checkpoint). Returns false, and records it as missing, when the checkpoint has no such entry.
+    public func claim(_ name: String) -> Bool {
+        taken.insert(name)
+        guard available.contains(name) else {
+            missing.append(name)
+            return false
+        }
+        return true
+    }
+
+    /// Records that `name` (a tensor or a layer) cannot be used, for `finish()` to report with the rest.
+    public func reject(_ name: String, reason: String) {
+        unusable.append(.init(name: name, reason: reason))
+    }
+
     /// Throws a `WeightLoadingError` listing every missing, mis-shaped, unusable and unexpected (never taken) tensor,
     /// or returns when there is none.
     public func finish() throws {
