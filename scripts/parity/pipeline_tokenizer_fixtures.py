@@ -19,6 +19,8 @@ The T5 charsmap is not the real nmt_nfkc one (240 kB, too large to commit): Sent
 (full-width ASCII, ligatures, circled digits, a decomposed accent, a deletion, an emoji) into the same Darts-clone
 format, which exercises the same trie walk and grapheme handling.
 
+The trainers are not deterministic (hash-map order), so a rerun writes different but equally valid fixtures.
+
 Run with the reference venv (tokenizers, transformers, sentencepiece):
   /work/pyref/bin/python scripts/parity/pipeline_tokenizer_fixtures.py
 """
@@ -265,6 +267,86 @@ def build(name, folder, config):
           f"padding {tok.padding_side}, pad id {pad_id}, longest {max(len(c['ids']) for c in cases)} ids")
 
 
+def short_corpus():
+    return [text for text in CORPUS if len(text) < 200]
+
+
+def variant_tokenizers(trained):
+    """Tokenizers that swap in every other supported component, built on the four trained models."""
+    variants = {}
+
+    t5 = Tokenizer.from_str(trained["t5"])
+    t5.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Strip(left=True, right=True),
+                                          normalizers.Replace(Regex(" {2,}"), "\u2581")])
+    t5.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+    variants["unigram_nfkc_strip_metaspace_first"] = t5
+
+    t5 = Tokenizer.from_str(trained["t5"])
+    vocab = json.loads(trained["t5"])["model"]["vocab"] + [[f"<0x{b:02X}>", -20.0] for b in range(256)]
+    t5.model = Unigram([tuple(entry) for entry in vocab], unk_id=2, byte_fallback=True)
+    t5.normalizer = normalizers.Sequence([normalizers.Nmt(), normalizers.NFKD(), normalizers.StripAccents()])
+    t5.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="never", split=True)
+    # (tokenizers' Strip decoder panics on an empty token, so it runs first, on the non-empty pieces.)
+    t5.decoder = decoders.Sequence([decoders.Strip("\u2581", 1, 0),
+                                    decoders.Metaspace(replacement="\u2581", prepend_scheme="never"),
+                                    decoders.ByteFallback(), decoders.Fuse()])
+    variants["unigram_byte_fallback_nmt_nfkd"] = t5
+
+    qwen = Tokenizer.from_str(trained["qwen"])
+    qwen.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.Lowercase(), normalizers.Prepend("  ")])
+    qwen.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
+    qwen.post_processor = processors.Sequence([processors.ByteLevel(trim_offsets=True),
+                                               processors.BertProcessing(("<|im_end|>", 2), ("<|im_start|>", 1))])
+    variants["bytelevel_gpt2_prefix_space"] = qwen
+
+    clip = json.loads(trained["clip"])
+    clip["model"]["merges"] = [" ".join(pair) for pair in clip["model"]["merges"]]
+    clip = Tokenizer.from_str(json.dumps(clip))
+    clip.decoder = decoders.BPEDecoder(suffix="</w>")
+    clip.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"\p{N}+"), behavior="contiguous"),
+        pre_tokenizers.Split("o", behavior="merged_with_next"),
+        pre_tokenizers.Split(Regex(r"[aeiu]"), behavior="merged_with_previous", invert=True),
+        pre_tokenizers.WhitespaceSplit(),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    variants["bpe_legacy_merges_split_behaviors"] = clip
+
+    gemma = Tokenizer.from_str(trained["gemma"])
+    gemma_json = json.loads(gemma.to_str())
+    gemma_json["model"]["ignore_merges"] = True
+    gemma_json["model"]["fuse_unk"] = False
+    gemma_json["model"]["byte_fallback"] = False
+    gemma = Tokenizer.from_str(json.dumps(gemma_json))
+    gemma.pre_tokenizer = pre_tokenizers.Split(Regex(r"\s+"), behavior="isolated")
+    gemma.post_processor = processors.TemplateProcessing(
+        single="<bos> <bos> $A <eos>", special_tokens=[("<bos>", 2), ("<eos>", 1)])
+    variants["bpe_ignore_merges_unfused_unk"] = gemma
+
+    trainer = BpeTrainer(vocab_size=300, continuing_subword_prefix="##", show_progress=False,
+                         special_tokens=["[UNK]", "[CLS]", "[SEP]"])
+    wordpiece_like = Tokenizer(BPE(unk_token="[UNK]", continuing_subword_prefix="##"))
+    wordpiece_like.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    wordpiece_like.train_from_iterator(TRAINING, trainer)
+    wordpiece_like.post_processor = processors.RobertaProcessing(("[SEP]", 2), ("[CLS]", 1))
+    wordpiece_like.add_special_tokens([AddedToken("[MASK]", lstrip=True, single_word=True)])
+    variants["bpe_continuing_subword_prefix"] = wordpiece_like
+    return variants
+
+
+def write_variants(trained):
+    corpus = short_corpus()
+    entries = []
+    for name, tok in variant_tokenizers(trained).items():
+        cases = []
+        for text in corpus:
+            ids = tok.encode(text).ids
+            cases.append({"ids": ids, "decoded": tok.decode(ids, skip_special_tokens=True)})
+        entries.append({"name": name, "tokenizer": json.loads(tok.to_str()), "cases": cases})
+    with open(os.path.join(OUT, "variants.json"), "w", encoding="utf-8") as f:
+        json.dump({"corpus": corpus, "variants": entries}, f, ensure_ascii=True, separators=(",", ":"))
+    print(f"variants: {len(entries)} tokenizers on {len(corpus)} strings")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "corpus.json"), "w", encoding="utf-8") as f:
@@ -275,6 +357,11 @@ def main():
             folder = os.path.join(tmp, name)
             os.makedirs(folder)
             build(name, folder, train(folder))
+    trained = {}
+    for name in ["clip", "t5", "qwen", "gemma"]:
+        with open(os.path.join(OUT, f"{name}.tokenizer.json"), encoding="utf-8") as f:
+            trained[name] = f.read()
+    write_variants(trained)
     return 0
 
 
