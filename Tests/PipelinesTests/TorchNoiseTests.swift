@@ -41,6 +41,22 @@ struct TorchNoiseTests {
         }
     }
 
+    /// Hashes recorded on an AVX-512 Xeon with PyTorch 2.11: the AVX2 kernel, and the older bf16/f16 algorithm.
+    @Test func matchesPyTorch211OnAVX512() throws {
+        let cases = try #require(try FixtureFiles.json("noise-torch-2.11-avx512.json")["cases"]?.arrayElements)
+        #expect(cases.count == 8)
+        for case_ in cases {
+            let seed = try #require(case_["seed"]?.intValue)
+            let shape = try #require(case_["shape"]?.intArray)
+            let dtype = try #require(Self.dtypes[case_["dtype"]?.stringValue ?? ""])
+            var generator = TorchCPUGenerator(seed: UInt64(seed))
+            let values = try generator.normal(count: shape.reduce(1, *), dtype: dtype, kernel: .avx2,
+                                              reducedPrecision: .roundedEachOperation)
+            #expect(String(Self.fnv(values.map { Self.bits($0, dtype) })) == case_["fnv"]?.stringValue,
+                    "seed \(seed) \(shape) \(dtype)")
+        }
+    }
+
     @Test(arguments: TorchNormalKernel.allCases)
     func reusedGeneratorContinuesTheStream(kernel: TorchNormalKernel) throws {
         let fixture = try #require(try FixtureFiles.json("noise.json")[kernel.rawValue])

@@ -10,6 +10,11 @@ Per case: the first and last 8 values (IEEE bits of the dtype) and an FNV-1a 64 
 draw sequences that reuse one generator (the cached second Box-Muller value of the double sampler).
 
 Run with the reference venv: /work/pyref/bin/python scripts/parity/pipeline_noise_fixtures.py
+
+`--native OUT` instead records the hashes of the machine's own capability and PyTorch release (no subprocess), for
+checking other releases and CPUs: Fixtures/noise-torch-2.11-avx512.json is that output from the H200 host
+(PyTorch 2.11, an AVX-512 Xeon) for the cases listed in NATIVE_CASES. It showed that AVX-512 CPUs run the AVX2
+kernel and that PyTorch 2.11 computes bf16/f16 normals in the old per-operation-rounding way.
 """
 import json
 import os
@@ -30,10 +35,9 @@ CASES = [
     (8, [100], "float64"), (8, [7], "float64"),
 ]
 SEQUENCES = [(21, [3, 5, 16, 2]), (22, [20, 7, 1])]
+NATIVE_CASES = [CASES[i] for i in (0, 1, 3, 4, 7, 8, 10, 11)]
 
-CAPTURE = r'''
-import json, sys, torch
-cases, sequences = json.loads(sys.argv[1])
+HELPERS = r'''
 def fnv(values):
     h = 0xcbf29ce484222325
     for v in values:
@@ -44,6 +48,12 @@ def bits(t):
     width = {torch.float32: (torch.int32, 0xFFFFFFFF), torch.float64: (torch.int64, 0xFFFFFFFFFFFFFFFF),
              torch.bfloat16: (torch.int16, 0xFFFF), torch.float16: (torch.int16, 0xFFFF)}[t.dtype]
     return [int(v) & width[1] for v in t.contiguous().view(width[0]).flatten().tolist()]
+'''
+
+CAPTURE = r'''
+import json, sys, torch
+cases, sequences = json.loads(sys.argv[1])
+''' + HELPERS + r'''
 out = {"capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__, "cases": [], "sequences": []}
 for seed, shape, dtype in cases:
     t = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=getattr(torch, dtype))
@@ -66,7 +76,23 @@ def capture(capability):
     return data
 
 
+def record_native(path):
+    """Hashes only, for the running PyTorch and CPU."""
+    import torch
+    namespace = {"torch": torch}
+    exec(HELPERS, namespace)
+    cases = []
+    for seed, shape, dtype in NATIVE_CASES:
+        t = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=getattr(torch, dtype))
+        cases.append({"seed": seed, "shape": shape, "dtype": dtype, "fnv": str(namespace["fnv"](namespace["bits"](t)))})
+    with open(path, "w") as f:
+        json.dump({"torch": torch.__version__, "capability": torch.backends.cpu.get_cpu_capability(), "cases": cases}, f)
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--native":
+        record_native(sys.argv[2])
+        return
     kernels = {"avx2": capture("avx2"), "scalar": capture("default")}
     with open(OUT, "w") as f:
         json.dump(kernels, f, separators=(",", ":"))
