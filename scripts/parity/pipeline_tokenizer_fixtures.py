@@ -93,17 +93,17 @@ CORPUS = [
 
 def train_clip(path):
     tok = Tokenizer(BPE(unk_token="<|endoftext|>", continuing_subword_prefix="", end_of_word_suffix="</w>", fuse_unk=False))
-    tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
+    # The file's own pipeline is deliberately not the one CLIPTokenizer builds (no whitespace Replace, no special
+    # tokens in the split regex, no post-processor or decoder): transformers 5 replaces it, and the Swift
+    # `TransformersTokenizerClass.clip` rebuild must do the same from this file.
+    tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""), behavior="removed", invert=True),
         pre_tokenizers.ByteLevel(add_prefix_space=False),
     ])
-    tok.decoder = decoders.ByteLevel()
     tok.train_from_iterator(TRAINING, BpeTrainer(
         vocab_size=700, special_tokens=["<|startoftext|>", "<|endoftext|>"], end_of_word_suffix="</w>",
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
-    bos, eos = tok.token_to_id("<|startoftext|>"), tok.token_to_id("<|endoftext|>")
-    tok.post_processor = processors.RobertaProcessing(("<|endoftext|>", eos), ("<|startoftext|>", bos), False, False)
     tok.save(os.path.join(path, "tokenizer.json"))
     config = {"tokenizer_class": "CLIPTokenizer", "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
               "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "model_max_length": 77}
@@ -170,16 +170,13 @@ def protobuf_field(message, wanted):
 
 def train_t5(path, tmp):
     tok = Tokenizer(Unigram())
-    tok.normalizer = normalizers.Precompiled(t5_charsmap(tmp))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.WhitespaceSplit(),
-        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)])
-    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    # The layout of older converted T5 files (Precompiled + Replace, Metaspace alone, no post-processor), which
+    # transformers 5's T5Tokenizer replaces by Precompiled / WhitespaceSplit + Metaspace / "$A </s>".
+    tok.normalizer = normalizers.Sequence([normalizers.Precompiled(t5_charsmap(tmp)), normalizers.Replace(Regex(" {2,}"), " ")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     tok.train_from_iterator(TRAINING, UnigramTrainer(
         vocab_size=400, special_tokens=["<pad>", "</s>", "<unk>", "<extra_id_1>", "<extra_id_0>"],
         unk_token="<unk>", show_progress=False))
-    tok.post_processor = processors.TemplateProcessing(
-        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))])
     tok.save(os.path.join(path, "tokenizer.json"))
     return {"tokenizer_class": "T5Tokenizer", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
             "extra_ids": 2, "additional_special_tokens": ["<extra_id_0>", "<extra_id_1>"], "model_max_length": 512}
@@ -261,6 +258,14 @@ def build(name, folder, config):
         f.write(json_text)
     with open(os.path.join(OUT, f"{name}.tokenizer_config.json"), "w", encoding="utf-8") as f:
         json.dump(config, f)
+    if name in ("clip", "t5"):
+        # The file as written, before transformers rebuilt its pipeline; it must tokenize differently on its own.
+        with open(os.path.join(folder, "tokenizer.json"), encoding="utf-8") as f:
+            original = f.read()
+        as_written = Tokenizer.from_str(original)
+        assert any(as_written.encode(text).ids != case["ids"] for text, case in zip(CORPUS, cases)), name
+        with open(os.path.join(OUT, f"{name}.original.tokenizer.json"), "w", encoding="utf-8") as f:
+            f.write(original)
     with open(os.path.join(OUT, f"{name}.expected.json"), "w", encoding="utf-8") as f:
         json.dump(expected, f, ensure_ascii=True, separators=(",", ":"))
     print(f"{name}: {len(json_text)} bytes of tokenizer.json, vocab {raw.get_vocab_size()}, "

@@ -21,12 +21,23 @@ public struct Tokenizer: Sendable {
     ///   `NunchakuError.invalidArgument` for malformed content.
     public init(json: JSONValue, source: String = "tokenizer.json") throws {
         let root = try TokenizerJSONObject(json, location: source)
-        normalizer = try root.optionalObject("normalizer").map(makeNormalizer)
-        preTokenizer = try root.optionalObject("pre_tokenizer").map(makePreTokenizer)
-        model = try makeTokenModel(try root.object("model"))
-        postProcessor = try root.optionalObject("post_processor").map(makePostProcessor)
-        decoder = try root.optionalObject("decoder").map(makeDecoder)
-        let addedTokens = try root["added_tokens"] == nil ? [] : root.objects("added_tokens")
+        try self.init(
+            normalizer: try root.optionalObject("normalizer").map(makeNormalizer),
+            preTokenizer: try root.optionalObject("pre_tokenizer").map(makePreTokenizer),
+            model: try makeTokenModel(try root.object("model")),
+            postProcessor: try root.optionalObject("post_processor").map(makePostProcessor),
+            decoder: try root.optionalObject("decoder").map(makeDecoder),
+            addedTokens: try root["added_tokens"] == nil ? [] : root.objects("added_tokens"))
+    }
+
+    /// A tokenizer from its parts, with `addedTokens` (tokenizer.json `added_tokens` objects).
+    init(normalizer: (any TextNormalizer)?, preTokenizer: (any PreTokenizer)?, model: any TokenModel,
+         postProcessor: (any PostProcessor)?, decoder: (any TokenDecoder)?, addedTokens: [TokenizerJSONObject]) throws {
+        self.normalizer = normalizer
+        self.preTokenizer = preTokenizer
+        self.model = model
+        self.postProcessor = postProcessor
+        self.decoder = decoder
         addedVocabulary = try AddedVocabulary(addedTokens, model: model, normalizer: normalizer)
     }
 

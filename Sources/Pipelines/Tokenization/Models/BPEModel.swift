@@ -19,8 +19,35 @@ struct BPEModel: TokenModel {
     private let ignoreMerges: Bool
     private let location: String
 
+    /// The settings besides vocabulary and merges.
+    struct Options {
+        var unknownToken: String?
+        var continuingSubwordPrefix = ""
+        var endOfWordSuffix = ""
+        var fuseUnknown = false
+        var byteFallback = false
+        var ignoreMerges = false
+    }
+
+    /// Reads a tokenizer.json `BPE` model.
     init(_ object: TokenizerJSONObject) throws {
-        let vocabularyObject = try object.object("vocab")
+        if let dropout = object["dropout"]?.numberValue, dropout > 0 {
+            throw NunchakuError.unsupported(context: object.location(of: "dropout"),
+                                            reason: "BPE dropout \(dropout) makes tokenization random")
+        }
+        let options = Options(
+            unknownToken: try object.optionalString("unk_token"),
+            continuingSubwordPrefix: try object.optionalString("continuing_subword_prefix") ?? "",
+            endOfWordSuffix: try object.optionalString("end_of_word_suffix") ?? "",
+            fuseUnknown: try object.bool("fuse_unk", default: false),
+            byteFallback: try object.bool("byte_fallback", default: false),
+            ignoreMerges: try object.bool("ignore_merges", default: false))
+        try self.init(vocabulary: try object.object("vocab"), merges: try object.array("merges"), options: options,
+                      location: object.location)
+    }
+
+    /// A model from a `vocab` object and `merges` array with the given settings (`location` names the model).
+    init(vocabulary vocabularyObject: TokenizerJSONObject, merges: [JSONValue], options: Options, location: String) throws {
         var vocabulary: [[UInt8]: Int] = [:]
         var tokens: [Int: String] = [:]
         for member in vocabularyObject.members {
@@ -30,21 +57,17 @@ struct BPEModel: TokenModel {
             vocabulary[utf8Key(member.key)] = id
             tokens[id] = member.key
         }
-        if let dropout = object["dropout"]?.numberValue, dropout > 0 {
-            throw NunchakuError.unsupported(context: object.location(of: "dropout"),
-                                            reason: "BPE dropout \(dropout) makes tokenization random")
-        }
         self.vocabulary = vocabulary
         self.tokens = tokens
-        continuingSubwordPrefix = utf8Key(try object.optionalString("continuing_subword_prefix") ?? "")
-        endOfWordSuffix = utf8Key(try object.optionalString("end_of_word_suffix") ?? "")
-        merges = try BPEMerges(try object.array("merges"), vocabulary: vocabulary, prefixLength: continuingSubwordPrefix.count,
-                               location: object.location(of: "merges"))
-        unknownToken = try object.optionalString("unk_token")
-        fuseUnknown = try object.bool("fuse_unk", default: false)
-        byteFallback = try object.bool("byte_fallback", default: false)
-        ignoreMerges = try object.bool("ignore_merges", default: false)
-        location = object.location
+        continuingSubwordPrefix = utf8Key(options.continuingSubwordPrefix)
+        endOfWordSuffix = utf8Key(options.endOfWordSuffix)
+        self.merges = try BPEMerges(merges, vocabulary: vocabulary, prefixLength: continuingSubwordPrefix.count,
+                                    location: "\(location).merges")
+        unknownToken = options.unknownToken
+        fuseUnknown = options.fuseUnknown
+        byteFallback = options.byteFallback
+        ignoreMerges = options.ignoreMerges
+        self.location = location
     }
 
     func id(forToken token: [UInt8]) -> Int? { vocabulary[token] }

@@ -19,8 +19,14 @@ struct UnigramModel: TokenModel {
     private let byteFallback: Bool
     private let location: String
 
+    /// Reads a tokenizer.json `Unigram` model.
     init(_ object: TokenizerJSONObject) throws {
-        let entries = try object.array("vocab")
+        try self.init(entries: try object.array("vocab"), unknownID: try object.optionalInt("unk_id"),
+                      byteFallback: try object.bool("byte_fallback", default: false), location: object.location)
+    }
+
+    /// A model from `vocab` entries (`[piece, score]`) with the given settings (`location` names the model).
+    init(entries: [JSONValue], unknownID: Int?, byteFallback: Bool, location: String) throws {
         var pieces: [String] = []
         var scores: [Double] = []
         var ids: [[UInt8]: Int] = [:]
@@ -28,17 +34,16 @@ struct UnigramModel: TokenModel {
         for (index, entry) in entries.enumerated() {
             guard let pair = entry.arrayElements, pair.count == 2, let piece = pair[0].stringValue,
                   let score = pair[1].numberValue else {
-                throw NunchakuError.invalidArgument(context: "\(object.location(of: "vocab"))[\(index)]",
-                                                    reason: "expected [piece, score]")
+                throw NunchakuError.invalidArgument(context: "\(location).vocab[\(index)]", reason: "expected [piece, score]")
             }
             pieces.append(piece)
             scores.append(score)
             ids[utf8Key(piece)] = index
             trie.insert(utf8Key(piece), id: index)
         }
-        let unknownID = try object.optionalInt("unk_id")
         if let unknownID, unknownID >= entries.count {
-            throw object.invalid("unk_id", "\(unknownID) is outside the \(entries.count)-piece vocabulary")
+            throw NunchakuError.invalidArgument(context: "\(location).unk_id",
+                                                reason: "\(unknownID) is outside the \(entries.count)-piece vocabulary")
         }
         self.pieces = pieces
         self.scores = scores
@@ -46,8 +51,8 @@ struct UnigramModel: TokenModel {
         self.trie = trie
         minimumScore = scores.min() ?? 0
         self.unknownID = unknownID
-        byteFallback = try object.bool("byte_fallback", default: false)
-        location = object.location
+        self.byteFallback = byteFallback
+        self.location = location
     }
 
     func id(forToken token: [UInt8]) -> Int? { ids[token] }

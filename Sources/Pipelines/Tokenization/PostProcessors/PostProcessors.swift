@@ -56,12 +56,16 @@ struct PostProcessorSequence: PostProcessor {
 
 /// `TemplateProcessing`: the `single` template, e.g. `$A </s>` (T5) or `<bos> $A` (Gemma).
 struct TemplatePostProcessor: PostProcessor {
-    private enum Piece {
+    enum Piece {
         case sequence
         case special([Int])
     }
 
     private let pieces: [Piece]
+
+    init(pieces: [Piece]) {
+        self.pieces = pieces
+    }
 
     init(_ object: TokenizerJSONObject) throws {
         let specialTokens = try object.object("special_tokens")
