@@ -3,7 +3,7 @@
 /// Text is handled as Unicode scalars, never as Swift `Character`s or `String` comparisons: `tokenizers` works on
 /// Rust `char`s (scalars) and compares bytes exactly, while Swift's `String` equality and hashing follow canonical
 /// equivalence, which would merge vocabulary entries that differ only in normalization form.
-struct TextPiece: Equatable {
+struct TextPiece {
     var scalars: [Unicode.Scalar]
     /// Whether the piece begins at offset 0 of the text passed to `encode`. `tokenizers` derives this from its
     /// offset tracking; the `Metaspace` pre-tokenizer with `prepend_scheme: first` reads it.
