@@ -62,6 +62,19 @@ import Testing
         #expect(error > 0 && error <= 3e-2)
     }
 
+    @Test func bf16CheckpointGivesTheSameResultAsRoundingAnF32One() throws {
+        let fixture = try TextEncoderFixture(named: "textenc-t5.safetensors")
+        let bf16Weights = fixture.weights.mapValues { $0.converted(to: .bf16) }
+        let fromF32 = try T5EncoderModel(folder: try fixture.writeFolder(), dtype: .bf16)
+        let fromBF16 = try T5EncoderModel(folder: try fixture.writeFolder(weights: bf16Weights), dtype: .bf16)
+        let ids = try fixture.tokenRows()
+        #expect(try fromBF16.encode(tokenIDs: ids).doubles() == fromF32.encode(tokenIDs: ids).doubles())
+        // The same bf16 file computed in f32 differs from the f32 weights only by the weight rounding.
+        let widened = try T5EncoderModel(folder: try fixture.writeFolder(weights: bf16Weights), dtype: .f32)
+        let error = try relativeError(widened.encode(tokenIDs: ids), fixture.tensor("last_hidden_state"))
+        #expect(error > 0 && error <= 3e-2)
+    }
+
     @Test func t5AcceptsTheTiedEmbeddingCopy() throws {
         let fixture = try TextEncoderFixture(named: "textenc-t5.safetensors")
         var weights = fixture.weights

@@ -60,13 +60,10 @@ public struct T5EncoderModel: Sendable {
         let (batch, tokens) = try tokenBatchShape(tokenIDs, context: "T5EncoderModel")
         var hidden = Tensor.rounding(
             try tokenIDs.flatMap { try embedding.lookup($0) }, shape: [batch, tokens, config.dModel], to: dtype)
-        let bias = Tensor.rounding(
-            T5RelativePosition.bias(
-                table: relativeBiasTable, heads: config.numHeads, tokens: tokens,
-                numBuckets: config.relativeAttentionNumBuckets, maxDistance: config.relativeAttentionMaxDistance),
-            shape: [config.numHeads, tokens, tokens], to: dtype)
-        let biasValues = try bias.floatValues(context: "relative_attention_bias")
-        for block in blocks { hidden = try block(hidden, positionBias: biasValues) }
+        let bias = T5RelativePosition.bias(
+            table: relativeBiasTable, heads: config.numHeads, tokens: tokens,
+            numBuckets: config.relativeAttentionNumBuckets, maxDistance: config.relativeAttentionMaxDistance)
+        for block in blocks { hidden = try block(hidden, positionBias: bias) }
         return try CPUOps.rmsNorm(hidden, weight: finalNorm.weight, eps: config.layerNormEpsilon)
     }
 }

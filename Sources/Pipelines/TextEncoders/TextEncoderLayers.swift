@@ -4,13 +4,19 @@ import Models
 import NunchakuCore
 
 /// A dense linear of a text encoder: `y = x · Wᵀ (+ b)` over the last dimension, accumulated in fp32 and rounded once
-/// to the activation dtype. Weights are held rounded to the compute dtype.
+/// to the activation dtype.
+///
+/// The weight stays as the checkpoint holds it (a view of the mapped file) and is widened, rounded to the compute
+/// dtype, per call: a T5-XXL then needs no resident copy of its 4.7 B parameters, and the widening costs
+/// `1/tokens` of the product.
 struct TextEncoderLinear: Sendable {
     let name: String
     let inFeatures: Int
     let outFeatures: Int
-    /// Row-major `[outFeatures, inFeatures]`.
-    let weight: [Float]
+    /// `[outFeatures, inFeatures]` in the checkpoint's float dtype.
+    let weight: Tensor
+    /// The dtype weights are rounded to before use.
+    let dtype: DType
     let bias: [Float]?
 
     /// Reads `name.weight` `[out, in]` (and `name.bias` `[out]` when `hasBias`) through `reader`.
@@ -18,7 +24,8 @@ struct TextEncoderLinear: Sendable {
         self.name = name
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
-        weight = try parameterValues(reader.tensor("\(name).weight", shape: [outFeatures, inFeatures]), dtype, "\(name).weight")
+        self.dtype = dtype
+        weight = reader.tensor("\(name).weight", shape: [outFeatures, inFeatures], dtypes: parameterDTypes)
         bias = hasBias ? try parameterValues(reader.tensor("\(name).bias", shape: [outFeatures]), dtype, "\(name).bias") : nil
     }
 
@@ -28,7 +35,8 @@ struct TextEncoderLinear: Sendable {
             throw NunchakuError.shapeMismatch(context: name, expected: Array(x.shape.dropLast()) + [inFeatures], actual: x.shape)
         }
         let rows = x.elementCount / inFeatures
-        var output = Matmul.multiplyTransposed(try x.floatValues(context: name), weight, m: rows, n: outFeatures, k: inFeatures)
+        let weights = try parameterValues(weight, dtype, "\(name).weight")
+        var output = Matmul.multiplyTransposed(try x.floatValues(context: name), weights, m: rows, n: outFeatures, k: inFeatures)
         if let bias {
             for row in 0..<rows {
                 for column in 0..<outFeatures { output[row * outFeatures + column] += bias[column] }
@@ -53,18 +61,21 @@ struct TextEncoderNormParameters: Sendable {
     }
 }
 
-/// A token-embedding table `[rows, width]`, rounded to the compute dtype.
+/// A token-embedding table `[rows, width]`, kept as the checkpoint holds it; looked-up rows are rounded to the
+/// compute dtype.
 struct TextEncoderEmbedding: Sendable {
     let name: String
     let rows: Int
     let width: Int
-    let table: [Float]
+    let table: Tensor
+    let dtype: DType
 
     init(_ name: String, rows: Int, width: Int, reader: WeightReader, dtype: DType) throws {
         self.name = name
         self.rows = rows
         self.width = width
-        table = try parameterValues(reader.tensor(name, shape: [rows, width]), dtype, name)
+        self.dtype = dtype
+        table = reader.tensor(name, shape: [rows, width], dtypes: parameterDTypes)
     }
 
     /// The rows for `ids` (each checked to be in range), as `[ids.count · width]` values.
@@ -76,7 +87,7 @@ struct TextEncoderEmbedding: Sendable {
                 throw NunchakuError.invalidArgument(
                     context: name, reason: "token id \(id) at position \(position) is outside 0..<\(rows)")
             }
-            values.append(contentsOf: table[(id * width)..<((id + 1) * width)])
+            values.append(contentsOf: try parameterValues(table.slice(rows: id..<(id + 1)), dtype, name))
         }
         return values
     }
@@ -93,6 +104,9 @@ func tokenBatchShape(_ tokenIDs: [[Int]], context: String) throws -> (batch: Int
     }
     return (tokenIDs.count, tokens)
 }
+
+/// The checkpoint dtypes parameters may have.
+let parameterDTypes: [DType] = [.f32, .bf16, .f16, .f64]
 
 /// A parameter's values rounded to `dtype` (f32, bf16 or f16).
 func parameterValues(_ tensor: Tensor, _ dtype: DType, _ context: String) throws -> [Float] {
