@@ -38,11 +38,11 @@ public struct T5EncoderModel: Sendable {
         let embeddingName = !weights.contains("shared.weight") && weights.contains(tied) ? tied : "shared.weight"
         embedding = try TextEncoderEmbedding(embeddingName, rows: config.vocabSize, width: config.dModel, reader: reader, dtype: dtype)
         if embeddingName != tied, reader.contains(tied) {
-            _ = reader.tensor(tied, shape: [config.vocabSize, config.dModel])
+            _ = reader.tensor(tied, shape: [config.vocabSize, config.dModel], dtypes: parameterDTypes)
         }
         relativeBiasTable = try parameterValues(
             reader.tensor("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
-                          shape: [config.relativeAttentionNumBuckets, config.numHeads]),
+                          shape: [config.relativeAttentionNumBuckets, config.numHeads], dtypes: parameterDTypes),
             dtype, "relative_attention_bias")
         blocks = try (0..<config.numLayers).map {
             try T5EncoderBlock(prefix: "encoder.block.\($0)", config: config, reader: reader, dtype: dtype)

@@ -26,7 +26,7 @@ struct TextEncoderLinear: Sendable {
         self.outFeatures = outFeatures
         self.dtype = dtype
         weight = reader.tensor("\(name).weight", shape: [outFeatures, inFeatures], dtypes: parameterDTypes)
-        bias = hasBias ? try parameterValues(reader.tensor("\(name).bias", shape: [outFeatures]), dtype, "\(name).bias") : nil
+        bias = hasBias ? try parameterValues(reader.tensor("\(name).bias", shape: [outFeatures], dtypes: parameterDTypes), dtype, "\(name).bias") : nil
     }
 
     /// `x` is `[…, inFeatures]`; the result is `[…, outFeatures]` in `x`'s dtype.
@@ -52,8 +52,8 @@ struct TextEncoderNormParameters: Sendable {
     let bias: Tensor?
 
     init(_ name: String, width: Int, hasBias: Bool, reader: WeightReader, dtype: DType) throws {
-        weight = try Self.rounded(reader.tensor("\(name).weight", shape: [width]), dtype, "\(name).weight")
-        bias = hasBias ? try Self.rounded(reader.tensor("\(name).bias", shape: [width]), dtype, "\(name).bias") : nil
+        weight = try Self.rounded(reader.tensor("\(name).weight", shape: [width], dtypes: parameterDTypes), dtype, "\(name).weight")
+        bias = hasBias ? try Self.rounded(reader.tensor("\(name).bias", shape: [width], dtypes: parameterDTypes), dtype, "\(name).bias") : nil
     }
 
     private static func rounded(_ tensor: Tensor, _ dtype: DType, _ context: String) throws -> Tensor {
