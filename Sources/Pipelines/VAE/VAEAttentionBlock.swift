@@ -95,8 +95,8 @@ struct VAELinear {
     init(_ name: String, features: Int, weights: WeightReader, precision: VAEPrecision) throws {
         self.name = name
         self.features = features
-        weight = try parameterValues(weights.tensor("\(name).weight", shape: [features, features]), "\(name).weight", precision)
-        bias = try parameterValues(weights.tensor("\(name).bias", shape: [features]), "\(name).bias", precision)
+        weight = try parameterValues(weights, "\(name).weight", shape: [features, features], precision)
+        bias = try parameterValues(weights, "\(name).bias", shape: [features], precision)
     }
 
     func callAsFunction(_ x: [Float], tokens: Int, precision: VAEPrecision) -> [Float] {

@@ -23,8 +23,7 @@ struct VAEConv2d {
         self.inChannels = inChannels
         self.outChannels = outChannels
         self.kernel = kernel
-        let torchWeight = try parameterValues(
-            weights.tensor("\(name).weight", shape: [outChannels, inChannels, kernel, kernel]), "\(name).weight", precision)
+        let torchWeight = try parameterValues(weights, "\(name).weight", shape: [outChannels, inChannels, kernel, kernel], precision)
         var permuted = [Float](repeating: 0, count: torchWeight.count)
         let taps = kernel * kernel
         for out in 0..<outChannels {
@@ -35,7 +34,7 @@ struct VAEConv2d {
             }
         }
         weight = permuted
-        bias = try parameterValues(weights.tensor("\(name).bias", shape: [outChannels]), "\(name).bias", precision)
+        bias = try parameterValues(weights, "\(name).bias", shape: [outChannels], precision)
     }
 
     func callAsFunction(_ input: FeatureMap, precision: VAEPrecision) throws -> FeatureMap {
@@ -106,10 +105,12 @@ struct VAEConv2d {
     }
 }
 
-/// A parameter tensor's values rounded to `precision`, as `Float`s (any float dtype; f64 is narrowed first).
-func parameterValues(_ tensor: Tensor, _ context: String, _ precision: VAEPrecision) throws -> [Float] {
+/// The values of parameter `name` (which must have `shape` and a float dtype), rounded to `precision`, as `Float`s.
+/// Problems are recorded by the reader (zeros stand in), which lists them all when loading finishes.
+func parameterValues(_ weights: WeightReader, _ name: String, shape: [Int], _ precision: VAEPrecision) throws -> [Float] {
+    let tensor = weights.tensor(name, shape: shape, dtypes: [.f32, .bf16, .f16, .f64])
     let widened = tensor.dtype == .f64 ? tensor.converted(to: .f32) : tensor
-    var values = try widened.floatValues(context: context)
+    var values = try widened.floatValues(context: name)
     if widened.dtype != .bf16 { precision.round(&values) }
     return values
 }

@@ -22,8 +22,8 @@ struct VAEGroupNorm {
         self.groups = groups
         self.channels = channels
         self.eps = eps
-        gamma = try parameterValues(weights.tensor("\(name).weight", shape: [channels]), "\(name).weight", precision)
-        beta = try parameterValues(weights.tensor("\(name).bias", shape: [channels]), "\(name).bias", precision)
+        gamma = try parameterValues(weights, "\(name).weight", shape: [channels], precision)
+        beta = try parameterValues(weights, "\(name).bias", shape: [channels], precision)
     }
 
     func callAsFunction(_ input: FeatureMap, thenSiLU: Bool, precision: VAEPrecision) throws -> FeatureMap {
