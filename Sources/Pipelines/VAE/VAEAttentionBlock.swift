@@ -11,15 +11,20 @@ struct VAEAttentionBlock {
     let name: String
     let channels: Int
     let norm: VAEGroupNorm
+    /// About how many scores one query block holds (4 Mi: 16 MiB of fp32).
+    let scoreBudget: Int
     private let query: VAELinear
     private let key: VAELinear
     private let value: VAELinear
     private let output: VAELinear
 
     /// Reads `<name>.group_norm` and `<name>.{to_q, to_k, to_v, to_out.0}` (weights `[C, C]`, biases `[C]`).
-    init(_ name: String, channels: Int, groups: Int, weights: WeightReader, precision: VAEPrecision) throws {
+    init(
+        _ name: String, channels: Int, groups: Int, weights: WeightReader, precision: VAEPrecision, scoreBudget: Int = 4 << 20
+    ) throws {
         self.name = name
         self.channels = channels
+        self.scoreBudget = scoreBudget
         norm = try VAEGroupNorm("\(name).group_norm", groups: groups, channels: channels, weights: weights, precision: precision)
         query = try VAELinear("\(name).to_q", features: channels, weights: weights, precision: precision)
         key = try VAELinear("\(name).to_k", features: channels, weights: weights, precision: precision)
@@ -35,7 +40,7 @@ struct VAEAttentionBlock {
         let transposedValues = Matmul.transpose(value(normalized, tokens: tokens, precision: precision), rows: tokens, columns: channels)
         var attended = [Float](repeating: 0, count: tokens * channels)
         let scale = Float(1 / Double(channels).squareRoot())
-        let blockRows = max(16, min(tokens, (4 << 20) / tokens))
+        let blockRows = max(1, min(tokens, scoreBudget / tokens))
         var scores = [Float](repeating: 0, count: blockRows * tokens)
         q.withUnsafeBufferPointer { q in
             k.withUnsafeBufferPointer { k in
