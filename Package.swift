@@ -25,12 +25,17 @@ let package = Package(
         // CUDA through dlopen: driver API, NVRTC, memory, kernel cache, kernels.
         .target(
             name: "CUDABackend",
-            dependencies: ["NunchakuCore"],
+            dependencies: ["NunchakuCore", "CPUBackend", "SVDQuant"],
             resources: [
                 // Kernel sources, compiled by NVRTC at first use. Adding a kernel file: one line here and one
                 // entry in Compilation/KernelRegistry.swift.
                 .embedInCode("Kernels/nunchaku_common.cuh"),
                 .embedInCode("Kernels/convert.cu"),
+                .embedInCode("Kernels/w4a4_half.cuh"),
+                .embedInCode("Kernels/w4a4_fragments.cuh"),
+                .embedInCode("Kernels/w4a4_quantize.cu"),
+                .embedInCode("Kernels/w4a4_gemm.cu"),
+                .embedInCode("Kernels/awq_gemv.cu"),
                 .embedInCode("Kernels/ops_common.cuh"),
                 .embedInCode("Kernels/ops_mma.cuh"),
                 .embedInCode("Kernels/ops_norm.cu"),

@@ -10,6 +10,8 @@ public enum SelfTestCatalog {
         + TokenCopySelfTests.cases
         + AttentionSelfTests.cases
         + GEMMSelfTests.cases
+        + W4A4SelfTests.cases
+        + AWQSelfTests.cases
 
     /// The cases any of `filters` selects (all of them when `filters` is empty).
     public static func selecting(_ filters: [String]) -> [SelfTestCase] {
