@@ -11,6 +11,7 @@ struct NunchakuCommand: AsyncParsableCommand {
             DoctorCommand.self,
             RunTransformerCommand.self,
             SelfTestCommand.self,
+            ConvertCommand.self,
         ]
     )
 }
