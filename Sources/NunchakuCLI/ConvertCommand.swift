@@ -18,11 +18,10 @@ struct ConvertCommand: ParsableCommand {
             (transformer_blocks + unquantized_layers + config.json), a diffusers Nunchaku-Lite folder, or a \
             canonical file. C++- and Python-named files are both read.
 
-            --to nunchaku       one merged .safetensors file as Nunchaku writes it (C++ names for FLUX)
-            --to canonical      this engine's row-major layout (one .safetensors file)
-            --to nunchaku-lite  a folder: config.json + diffusion_pytorch_model.safetensors (Python names)
-            --to dense          every quantized layer dequantized to a dense weight (LOSSY: for hardware \
-            without 4-bit support and for inspection)
+            Targets: "nunchaku" writes one merged .safetensors file as Nunchaku does (C++ names for FLUX); \
+            "canonical" this engine's row-major layout (one .safetensors file); "nunchaku-lite" a folder with \
+            config.json and diffusion_pytorch_model.safetensors (Python names); "dense" every quantized layer \
+            dequantized to a dense weight, which is LOSSY (for hardware without 4-bit support and for inspection).
 
             The first three move the same bits: converting back gives the same tensors (Nunchaku-Lite has no \
             smooth_orig, and the report says what was filled in or dropped). Every non-quantized tensor is copied \

@@ -30,20 +30,31 @@ struct FluxSVDQuantParityTests {
         #expect(error <= 1e-5, "\(variant): relative error \(error)")
     }
 
-    /// Nunchaku's numerics (4-bit activations, 16-bit accumulation) against the dequantize-and-multiply reference.
+    /// Nunchaku's numerics (4-bit activations, 16-bit accumulation) against the dequantize-and-multiply reference
+    /// (the target: within 3 %), and against the fake-quantized reference, which quantizes activations the same way
+    /// in fp32: there only bf16 rounding separates the two, so the distance must stay near that of the fake-quantized
+    /// model's own bf16 run (code flips from bf16 inputs make it about 1 %, twice the dense model's bf16 noise).
     @Test(arguments: variants)
-    func kernelExactLayersStayWithinThreePercentOfTheReference(variant: String) throws {
+    func kernelExactLayersMatchTheReference(variant: String) throws {
         let fixture = try SVDQuantFluxFixture.named(variant)
         let model = try load(fixture, computeDType: .bf16, mode: .kernelExact)
         let clock = ContinuousClock()
         var sample = Tensor(zeros: [1], dtype: .f32)
         let elapsed = try clock.measure { sample = try fixture.run(model) }
         #expect(sample.dtype == .bf16)
-        let reference = try fixture.file("sample").floats(), referenceBF16 = try fixture.file("sample_bf16").floats()
-        let error = Comparison.relativeError(sample.floats(), reference)
-        let bf16Error = Comparison.relativeError(sample.floats(), referenceBF16)
-        print("flux-svdq-\(variant) kernel-exact bf16: relative error \(error) against the fp32 reference, \(bf16Error) against its bf16 run; forward \(elapsed)")
-        #expect(error <= 3e-2, "\(variant): relative error \(error) against the dequantized fp32 reference")
+        let ours = sample.floats()
+        let dequantized = Comparison.relativeError(ours, try fixture.file("sample").floats())
+        let fakeQuantized = try fixture.file("sample_fake_quant").floats()
+        let toFakeQuantized = Comparison.relativeError(ours, fakeQuantized)
+        let fakeQuantizedBF16 = Comparison.relativeError(try fixture.file("sample_fake_quant_bf16").floats(), fakeQuantized)
+        print("""
+            flux-svdq-\(variant) kernel-exact bf16: relative error \(dequantized) against the dequantized fp32 reference, \
+            \(toFakeQuantized) against the fake-quantized fp32 reference (whose own bf16 run is \(fakeQuantizedBF16) away); \
+            forward \(elapsed)
+            """)
+        #expect(dequantized <= 3e-2, "\(variant): relative error \(dequantized) against the dequantized fp32 reference")
+        #expect(toFakeQuantized <= 1.25 * fakeQuantizedBF16 + 5e-3,
+                "\(variant): \(toFakeQuantized) from the fake-quantized reference, whose bf16 run is \(fakeQuantizedBF16) away")
     }
 
     /// A legacy folder (transformer_blocks + unquantized_layers + config.json, no quantization config: precision

@@ -176,7 +176,7 @@ import Testing
         }
         try model.writeLegacyFolder(folder.file("legacy"))
         let blocks = folder.file("legacy/transformer_blocks.safetensors")
-        #expect(mentions(thrownErrorOfAnyKind { _ = try SVDQuantCheckpoint(path: blocks) }, "legacy folder"))
+        #expect(mentions(thrownErrorOfAnyKind { _ = try SVDQuantCheckpoint(path: blocks) }, "not an SVDQuant checkpoint", "not one of its files"))
 
         for order in [nil, "sideways"] {
             var metadata = model.mergedMetadata

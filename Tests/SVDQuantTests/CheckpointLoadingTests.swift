@@ -68,7 +68,9 @@ import Testing
         }
         for tensor in model.dense {
             #expect(TensorValues.bytes(try checkpoint.denseTensor(tensor.name)) == TensorValues.bytes(tensor.tensor))
+            #expect(TensorValues.bytes(try checkpoint.denseTensors.tensor(named: tensor.name)) == TensorValues.bytes(tensor.tensor))
         }
+        #expect(checkpoint.denseTensors.tensorNames == checkpoint.denseTensorNames)
     }
 
     @Test(arguments: Source.allCases)

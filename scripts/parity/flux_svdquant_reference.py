@@ -8,14 +8,17 @@ term of INT4 mlp_fc2 layers; AWQ adaLN de-interleaved with the folded +1 taken b
 Nunchaku names back to diffusers (qkv_proj → to_q/to_k/to_v, single-block out_proj ‖ mlp_fc2 → proj_out, …), and
 runs FluxTransformer2DModel with those weights in fp32 and in bf16. This is a dequantize-and-multiply reference: it
 does not quantize activations, so it differs from Nunchaku's kernels (and from swift-nunchaku's kernel-exact CPU
-layers) by the 4-bit activation rounding.
+layers) by the 4-bit activation rounding. A second run replaces the W4A4-backed linears by fake-quantized ones
+(svdquant_fake_quant.py: activations quantized as the kernels do, the rest in fp32, and once more in bf16) to show
+how much of that distance the activation rounding accounts for.
 
 Without --checkpoint it first writes a synthetic checkpoint (svdquant_synthetic.py: small random-weight FLUX, hidden
 256 = 2 heads × 128, INT4 or NVFP4) and checks that unpacking gives back every canonical tensor.
 
 For the fixture configuration (1 + 1 blocks, 2 heads, batch 2, 3 text tokens, a 2×3 image grid) it writes a
 fixture (`--fixture`, default Tests/ModelsTests/Fixtures/flux-svdq-<variant>.safetensors) with the forward
-inputs under diffusers' names, `sample` (fp32 reference) and `sample_bf16`, and metadata: `config`, `precision`,
+inputs under diffusers' names, `sample` (dequantized fp32 reference), `sample_bf16`, `sample_fake_quant`,
+`sample_fake_quant_bf16`, and metadata: `config`, `precision`,
 `seed`, `digests` (JSON {tensor name: digest of its packed bytes}, see svdquant_synthetic.digest) so the Swift test can
 check that it packs the same file. With --model-dir DIR it also writes DIR/<checkpoint>.safetensors,
 DIR/inputs.safetensors and DIR/outputs.safetensors for `nunchaku run-transformer`; --blocks, --heads and --tokens
@@ -29,6 +32,7 @@ Usage: /work/pyref/bin/python scripts/parity/flux_svdquant_reference.py --varian
            --inputs inputs.safetensors --output reference.safetensors
 """
 import argparse
+import copy
 import json
 import os
 import sys
@@ -43,6 +47,7 @@ from safetensors.torch import save_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import svdquant_fake_quant as fake_quant  # noqa: E402
 import svdquant_synthetic as synthetic  # noqa: E402
 import svdquant_unpack as unpack  # noqa: E402
 from flux_transformer_reference import make_inputs  # noqa: E402
@@ -169,21 +174,26 @@ def check_unpacking(tensors, canonical, config):
 
 
 def run(model, inputs, dtype):
+    """One forward with the model (a copy) and the float inputs in `dtype`."""
     cast = {k: (v.to(dtype) if k not in ("img_ids", "txt_ids") else v) for k, v in inputs.items()}
     with torch.no_grad():
-        return model.to(dtype)(**cast, return_dict=False)[0].float()
+        return copy.deepcopy(model).to(dtype)(**cast, return_dict=False)[0].float()
 
 
 def reference(path, inputs):
-    """(fp32 output, bf16 output, config) of the dequantized checkpoint at `path` on `inputs`."""
+    """Outputs of the checkpoint at `path` on `inputs` — `sample` (dequantized, fp32), `sample_bf16` (dequantized,
+    bf16), `sample_fake_quant` and `sample_fake_quant_bf16` (with Nunchaku's 4-bit activation quantization,
+    svdquant_fake_quant.py) — and the file's tensors."""
     tensors, metadata, half = read_checkpoint(path)
     config = {k: v for k, v in json.loads(metadata["config"]).items() if not k.startswith("_")}
     precision = "nvfp4" if any(v.dtype == np.uint8 and k.endswith(".wscales") for k, v in tensors.items()) else "int4"
     model = FluxTransformer2DModel(**config).eval()
     model.load_state_dict(diffusers_state(tensors, config, precision, half), strict=True)
-    sample = run(model, inputs, torch.float32)
-    sample_bf16 = run(model, inputs, torch.bfloat16)
-    return sample, sample_bf16, config, tensors
+    outputs = {"sample": run(model, inputs, torch.float32), "sample_bf16": run(model, inputs, torch.bfloat16)}
+    fake_quant.install(model, lambda name: unpack_layer(tensors, name, "w4a4", None), config, precision, half)
+    outputs["sample_fake_quant"] = run(model, inputs, torch.float32)
+    outputs["sample_fake_quant_bf16"] = run(model, inputs, torch.bfloat16)
+    return outputs, tensors
 
 
 def main():
@@ -199,7 +209,7 @@ def main():
                         help="text tokens and image grid (default 3, 2×3)")
     parser.add_argument("--checkpoint", help="a Nunchaku FLUX merged file to run instead of a synthetic one")
     parser.add_argument("--inputs", help="with --checkpoint: forward inputs (.safetensors, diffusers names)")
-    parser.add_argument("--output", help="with --checkpoint: where to write `sample` and `sample_bf16`")
+    parser.add_argument("--output", help="with --checkpoint: where to write the outputs (`sample`, …)")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     diffusers.utils.logging.set_verbosity_error()
@@ -207,9 +217,9 @@ def main():
     if args.checkpoint:
         with safe_open(args.inputs, framework="pt") as f:
             inputs = {name: f.get_tensor(name).float() for name in f.keys()}
-        sample, sample_bf16, _, _ = reference(args.checkpoint, inputs)
-        save_file({"sample": sample.contiguous(), "sample_bf16": sample_bf16.contiguous()}, args.output)
-        print(f"wrote {args.output}: sample {tuple(sample.shape)}")
+        outputs, _ = reference(args.checkpoint, inputs)
+        save_file({k: v.contiguous() for k, v in outputs.items()}, args.output)
+        print(f"wrote {args.output}: {', '.join(outputs)} {tuple(outputs['sample'].shape)}")
         return
 
     for variant in sorted(VARIANTS) if args.variant == "all" else [args.variant]:
@@ -239,16 +249,18 @@ def run_synthetic(variant, args):
     inputs["timestep"] = torch.tensor(TIMESTEPS)
     if config["guidance_embeds"]:
         inputs["guidance"] = torch.tensor(GUIDANCE)
-    sample, sample_bf16, _, tensors = reference(path, inputs)
+    outputs, tensors = reference(path, inputs)
     check_unpacking(tensors, canonical, config)
-    relative = ((sample_bf16 - sample).norm() / sample.norm()).item()
+    sample = outputs["sample"]
+    relative = {k: ((v - sample).norm() / sample.norm()).item() for k, v in outputs.items() if k != "sample"}
     print(f"{variant}: {len(packed)} tensors in {path} ({os.path.getsize(path)} bytes); sample "
-          f"{tuple(sample.shape)}, rms {sample.pow(2).mean().sqrt():.4f}; bf16 vs fp32 {relative:.3e}")
+          f"{tuple(sample.shape)}, rms {sample.pow(2).mean().sqrt():.4f}; relative to it: bf16 "
+          f"{relative['sample_bf16']:.3e}, fake-quantized activations {relative['sample_fake_quant']:.3e}")
 
     if is_fixture:
         fixture = args.fixture or os.path.join(FIXTURES, f"flux-svdq-{variant}.safetensors")
         tensors_out = {k: v.contiguous() for k, v in inputs.items()}
-        tensors_out["sample"], tensors_out["sample_bf16"] = sample.contiguous(), sample_bf16.contiguous()
+        tensors_out.update({k: v.contiguous() for k, v in outputs.items()})
         digests = {name: synthetic.digest(value) for name, value in sorted(packed.items())}
         save_file(tensors_out, fixture, metadata={
             "config": config_json, "precision": precision, "seed": str(args.seed), "rank": str(synthetic.RANK),
@@ -257,8 +269,7 @@ def run_synthetic(variant, args):
         print(f"  wrote {fixture} ({os.path.getsize(fixture)} bytes)")
     if args.model_dir:
         save_file({k: v.contiguous() for k, v in inputs.items()}, os.path.join(folder, "inputs.safetensors"))
-        save_file({"sample": sample.contiguous(), "sample_bf16": sample_bf16.contiguous()},
-                  os.path.join(folder, "outputs.safetensors"))
+        save_file({k: v.contiguous() for k, v in outputs.items()}, os.path.join(folder, "outputs.safetensors"))
         print(f"  wrote {folder}/inputs.safetensors and outputs.safetensors")
     else:
         os.remove(path)

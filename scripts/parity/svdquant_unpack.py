@@ -103,30 +103,33 @@ def float_values(bits, dtype):
     return torch.from_numpy(np.ascontiguousarray(bits)).view(dtype).to(torch.float64).numpy()
 
 
-def w4a4_dense(tensors, precision, act_unsigned, half_dtype):
-    """(W_eff [N, K], bias_eff [N]) in float64 from one layer's canonical tensors (dict of raw-bit arrays, C++
-    names), §2.9. `half_dtype` is the torch type of the 16-bit tensors."""
+def w4a4_parts(tensors, precision, half_dtype):
+    """(residual [N, K], smooth [K], proj_down [K, R], proj_up [N, R], bias [N]) in float64 from one layer's
+    canonical tensors (dict of raw-bit arrays, C++ names); residual is the dequantized 4-bit weight in the smoothed
+    input space. `half_dtype` is the torch type of the 16-bit tensors."""
     codes = nibbles(tensors["qweight"])
-    n, k = codes.shape
+    n = codes.shape[0]
     if precision == "int4":
         values = ((codes.astype(np.int64) ^ 8) - 8).astype(np.float64)
-        scales = float_values(tensors["wscales"], half_dtype)
-        residual = values * np.repeat(scales.T, 64, axis=1)
+        residual = values * np.repeat(float_values(tensors["wscales"], half_dtype).T, 64, axis=1)
     else:
-        values = E2M1_VALUES[codes]
-        scales = float_values(tensors["wscales"], torch.float8_e4m3fn)
-        residual = values * np.repeat(scales.T, 16, axis=1)
+        residual = E2M1_VALUES[codes] * np.repeat(float_values(tensors["wscales"], torch.float8_e4m3fn).T, 16, axis=1)
         if "wtscale" in tensors:
             residual = residual * float_values(tensors["wtscale"], half_dtype)[0]
         if "wcscales" in tensors:
             residual = residual * float_values(tensors["wcscales"], half_dtype)[:, None]
-    smoothed = residual / float_values(tensors["smooth"], half_dtype)[None, :]
-    up, down = float_values(tensors["lora_up"], half_dtype), float_values(tensors["lora_down"], half_dtype)
-    weight = smoothed + up @ down.T
     bias = float_values(tensors["bias"], half_dtype) if "bias" in tensors else np.zeros(n)
+    return (residual, float_values(tensors["smooth"], half_dtype), float_values(tensors["lora_down"], half_dtype),
+            float_values(tensors["lora_up"], half_dtype), bias)
+
+
+def w4a4_dense(tensors, precision, act_unsigned, half_dtype):
+    """(W_eff [N, K], bias_eff [N]) in float64, §2.9."""
+    residual, smooth, down, up, bias = w4a4_parts(tensors, precision, half_dtype)
+    smoothed = residual / smooth[None, :]
     if act_unsigned:
         bias = bias + UNSIGNED_SHIFT * smoothed.sum(axis=1)
-    return weight, bias
+    return smoothed + up @ down.T, bias
 
 
 def awq_dense(tensors, half_dtype):

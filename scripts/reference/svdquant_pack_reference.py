@@ -17,10 +17,10 @@ Usage: svdquant_pack_reference.py OUTPUT.safetensors [--n 256] [--k 384] [--rank
 --check also verifies every packing against the closed-form index formulas of the research document.
 
 Checkpoint mode: svdquant_pack_reference.py --flux-checkpoint NUNCHAKU.safetensors CANONICAL.safetensors
-[--precision int4|nvfp4] [--seed 0] writes a small FLUX-like Nunchaku merged file (one double and one single block of
-width 128, C++ names, bf16, `config`/`model_class`/`quantization_config` metadata) packed by the packers above, and the
-same model in swift-nunchaku's canonical layout (`nunchaku_layout: canonical`, natural vector order; AWQ codes as u8
-[N, K/2] in the file's row order) as the logical tensors it was packed from.
+[--precision int4|nvfp4] [--seed 0] [--width 128] writes a small FLUX-like Nunchaku merged file (one double and one
+single block of the given width, C++ names, bf16, `config`/`model_class`/`quantization_config` metadata) packed by the
+packers above, and the same model in swift-nunchaku's canonical layout (`nunchaku_layout: canonical`, natural vector
+order; AWQ codes as u8 [N, K/2] in the file's row order) as the logical tensors it was packed from.
 """
 
 import argparse
@@ -148,8 +148,7 @@ def check_closed_forms(t, n, k, rank):
             assert (packed[word] >> (4 * ((i % 32) // 8))) & 0xF == awq[o, i], ("awq", o, i)
 
 
-FLUX_DIM = 128
-FLUX_W4A4 = [  # (C++ name, K, N)
+FLUX_W4A4 = [  # (C++ name, K / width, N / width)
     ("transformer_blocks.0.qkv_proj", 1, 3), ("transformer_blocks.0.qkv_proj_context", 1, 3),
     ("transformer_blocks.0.out_proj", 1, 1), ("transformer_blocks.0.out_proj_context", 1, 1),
     ("transformer_blocks.0.mlp_fc1", 1, 4), ("transformer_blocks.0.mlp_fc2", 4, 1),
@@ -159,9 +158,8 @@ FLUX_W4A4 = [  # (C++ name, K, N)
 ]
 FLUX_AWQ = [("transformer_blocks.0.norm1.linear", 6), ("transformer_blocks.0.norm1_context.linear", 6),
             ("single_transformer_blocks.0.norm.linear", 3)]
-FLUX_DENSE = [("x_embedder.weight", (FLUX_DIM, 64)), ("x_embedder.bias", (FLUX_DIM,)), ("proj_out.weight", (64, FLUX_DIM)),
-              ("proj_out.bias", (64,)), ("transformer_blocks.0.norm_q.weight", (128,)),
-              ("single_transformer_blocks.0.norm_k.weight", (128,))]
+FLUX_DENSE = [("x_embedder.weight", (1, 64)), ("x_embedder.bias", (1,)), ("proj_out.weight", (64, 1)), ("proj_out.bias", (64,)),
+              ("transformer_blocks.0.norm_q.weight", (128,)), ("single_transformer_blocks.0.norm_k.weight", (128,))]
 
 
 def write_specs(path, tensors, metadata):
@@ -174,8 +172,10 @@ def write_specs(path, tensors, metadata):
     safetensors.serialize_file(specs, path, metadata=metadata)
 
 
-def write_flux_checkpoint(nunchaku_path, canonical_path, precision, seed):
-    """A FLUX-like Nunchaku merged file and its canonical (logical) twin; see the module docstring."""
+def write_flux_checkpoint(nunchaku_path, canonical_path, precision, seed, width=128):
+    """A FLUX-like Nunchaku merged file and its canonical (logical) twin; see the module docstring. `width` is the
+    model width (FLUX.1: 3072); in FLUX_DENSE shapes a 1 stands for it."""
+    assert width % 128 == 0, "the width must be a multiple of 128"
     rng = np.random.default_rng(seed)
     group, rank = (64, 16) if precision == "int4" else (16, 32)
 
@@ -190,7 +190,7 @@ def write_flux_checkpoint(nunchaku_path, canonical_path, precision, seed):
         nunchaku[name] = (dtype, packed.shape, packed)
 
     for index, (prefix, k_mult, n_mult) in enumerate(FLUX_W4A4):
-        k, n = FLUX_DIM * k_mult, FLUX_DIM * n_mult
+        k, n = width * k_mult, width * n_mult
         codes = rng.integers(0, 256, size=(n, k // 2), dtype=np.uint8)
         canonical[prefix + ".qweight"] = ("uint8", codes.shape, codes)
         nunchaku[prefix + ".qweight"] = ("int8", codes.shape, pack_qweight(codes))
@@ -213,7 +213,7 @@ def write_flux_checkpoint(nunchaku_path, canonical_path, precision, seed):
         add(prefix + ".lora_down", "bfloat16", down, pack_proj_down(down))
         add(prefix + ".lora_up", "bfloat16", up, pack_proj_up(up))
     for prefix, chunks in FLUX_AWQ:
-        k, n = FLUX_DIM, FLUX_DIM * chunks
+        k, n = width, width * chunks
         codes = rng.integers(0, 256, size=(n, k // 2), dtype=np.uint8)
         canonical[prefix + ".qweight"] = ("uint8", codes.shape, codes)
         nunchaku[prefix + ".qweight"] = ("int32", (n // 4, k // 2), pack_awq(codes))
@@ -222,7 +222,7 @@ def write_flux_checkpoint(nunchaku_path, canonical_path, precision, seed):
             values = bf16(low, high, *shape)
             add(f"{prefix}.{name}", "bfloat16", values, values)
     for name, shape in FLUX_DENSE:
-        values = bf16(-1, 1, *shape)
+        values = bf16(-1, 1, *[width if size == 1 else size for size in shape])
         add(name, "bfloat16", values, values)
 
     config = json.dumps({"_class_name": "FluxTransformer2DModel", "num_layers": 1, "num_single_layers": 1})
@@ -246,9 +246,10 @@ def main():
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--flux-checkpoint", nargs=2, metavar=("NUNCHAKU", "CANONICAL"))
     parser.add_argument("--precision", choices=["int4", "nvfp4"], default="int4")
+    parser.add_argument("--width", type=int, default=128, help="model width for --flux-checkpoint (FLUX.1: 3072)")
     args = parser.parse_args()
     if args.flux_checkpoint:
-        write_flux_checkpoint(*args.flux_checkpoint, args.precision, args.seed)
+        write_flux_checkpoint(*args.flux_checkpoint, args.precision, args.seed, args.width)
         return
     if args.output is None:
         parser.error("give OUTPUT.safetensors or --flux-checkpoint NUNCHAKU CANONICAL")

@@ -57,7 +57,7 @@ public final class SVDQuantCheckpoint: @unchecked Sendable {
         case .svdquantTensors:
             throw SVDQuantCheckpointError.notSVDQuant(
                 source: source.path,
-                format: "\(format.title): open the Nunchaku legacy folder or the Nunchaku-Lite folder rather than one of its files")
+                format: "\(format.title); a Nunchaku merged file needs quantization_config metadata, and a legacy or Nunchaku-Lite folder must be opened as the folder, not one of its files")
         case .dense, .lora, .unrecognized:
             throw SVDQuantCheckpointError.notSVDQuant(source: source.path, format: format.title)
         }
@@ -127,6 +127,10 @@ public final class SVDQuantCheckpoint: @unchecked Sendable {
         try source.tensor(denseFileName(name))
     }
 
+    /// The tensors outside the quantized layers as a `TensorProvider` with engine names, for model loaders that
+    /// read their unquantized weights strictly.
+    public var denseTensors: SVDQuantDenseTensors { SVDQuantDenseTensors(checkpoint: self) }
+
     /// A CPU layer for `name`: `SVDQW4A4Linear`, `AWQW4A16Linear`, or `Linear` over the dense `name.weight` (and
     /// `name.bias` when present).
     public func linear(_ name: String) throws -> any LinearLayer {
@@ -192,4 +196,13 @@ public enum SVDQuantLayerKind: String, Sendable, Equatable {
     case awq
     /// A plain 16-bit (or 32-bit) linear.
     case dense
+}
+
+/// The tensors of an `SVDQuantCheckpoint` outside its quantized layers, by engine name.
+public struct SVDQuantDenseTensors: TensorProvider, Sendable {
+    public let checkpoint: SVDQuantCheckpoint
+
+    public var tensorNames: [String] { checkpoint.denseTensorNames }
+
+    public func tensor(named name: String) throws -> Tensor { try checkpoint.denseTensor(name) }
 }
