@@ -23,8 +23,8 @@ struct RunTransformerCommand: ParsableCommand {
             txt_ids [T, 3]. scripts/parity/flux_transformer_reference.py --model-dir writes such a file.
 
             The output file holds `sample` [B, N, patch² · out_channels] in the compute dtype. With --compare, \
-            the relative error ‖ours − ref‖/‖ref‖ against that file's `sample` (and `sample_bf16`, when present) is \
-            printed.
+            the relative error ‖ours − ref‖/‖ref‖ against that file's `sample` (and every other `sample_…` tensor, \
+            e.g. `sample_bf16`) is printed.
 
             --device cuda runs the model on the GPU in bf16 (SVDQuant layers on the W4A4/AWQ kernels, 4-bit on the \
             GPU), times --steps forwards with CUDA events after a warm-up step, and reports the peak GPU memory from \
@@ -210,7 +210,8 @@ struct RunTransformerCommand: ParsableCommand {
         print("sample \(sample.shape) \(sample.dtype): rms \(String(format: "%.4f", rms)), \(values.filter { !$0.isFinite }.count) non-finite")
         guard let compare else { return }
         let references = try SafeTensorsCheckpoint(path: compare)
-        for name in ["sample", "sample_bf16"] where name == "sample" || references.contains(name) {
+        let names = ["sample"] + references.tensorNames.filter { $0.hasPrefix("sample_") }.sorted()
+        for name in names {
             print("relative error against \(compare) `\(name)`: \(try Comparison.relativeError(sample, references.tensor(named: name)))")
         }
     }
