@@ -54,7 +54,7 @@ struct RunTransformerCommand: ParsableCommand {
     @Option(help: "Where to run: cpu or cuda (GPU 0).")
     var device: Device = .cpu
 
-    @Option(help: "Compute dtype: f32 (exact) or bf16 (every op output rounded to bf16). Default: f32 on the CPU, bf16 on CUDA (its only dtype).")
+    @Option(help: "Compute dtype: f32 (exact) or bf16 (every op output rounded to bf16). Default: f32 on the CPU (bf16 for random SVDQuant models), bf16 on CUDA (its only dtype).")
     var dtype: ComputeType?
 
     @Option(help: "A .safetensors file whose `sample` to compare the output with.")
@@ -115,7 +115,9 @@ struct RunTransformerCommand: ParsableCommand {
 
     private func runOnCPU() throws {
         let clock = ContinuousClock()
-        let computeDType: DType = dtype == .bf16 ? .bf16 : .f32
+        // Random SVDQuant models run their kernel-exact layers, which compute in bf16 only.
+        let quantized = randomWeights != nil && randomWeights != .bf16
+        let computeDType: DType = (dtype ?? (quantized ? .bf16 : .f32)) == .bf16 ? .bf16 : .f32
         var loaded: FluxTransformer?
         let loading = try clock.measure { loaded = try cpuModel(computeDType: computeDType) }
         guard let transformer = loaded else { return }

@@ -106,6 +106,8 @@ struct FluxCUDARandomCheckpointTests {
         #expect { try FluxRandomCheckpoint(config: narrow, format: .int4) } throws: { "\($0)".contains("width (heads × head dim) 192") }
         _ = try FluxRandomCheckpoint(config: narrow, format: .bf16)
         #expect { try FluxRandomCheckpoint(config: Self.micro, format: .nvfp4, rank: 24) } throws: { "\($0)".contains("rank 24") }
+        let int4 = try FluxRandomCheckpoint(config: Self.micro, format: .int4)
+        #expect { try FluxTransformer(random: int4, computeDType: .f32) } throws: { "\($0)".contains("compute in bf16") }
     }
 
     /// The CPU model of a random checkpoint loads strictly (every tensor used) and gives a finite output of order 1.

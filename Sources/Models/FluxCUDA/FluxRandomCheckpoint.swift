@@ -175,6 +175,11 @@ extension FluxTransformer {
     /// The CPU model of a random-weight checkpoint (quantized layers as their kernel-exact references, which
     /// compute in bf16).
     public init(random checkpoint: FluxRandomCheckpoint, computeDType: DType = .bf16) throws {
+        if checkpoint.format != .bf16, computeDType != .bf16 {
+            throw NunchakuError.unsupported(
+                context: "random \(checkpoint.format) FLUX",
+                reason: "its kernel-exact SVDQuant layers quantize bf16 activations, not \(computeDType); compute in bf16")
+        }
         try self.init(
             config: checkpoint.config, weights: checkpoint.tensors, layout: checkpoint.layout, computeDType: computeDType,
             linearFactory: checkpoint, source: "random \(checkpoint.format) FLUX (seed \(checkpoint.seed))")
