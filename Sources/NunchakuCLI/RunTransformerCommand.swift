@@ -10,8 +10,9 @@ struct RunTransformerCommand: ParsableCommand {
         discussion: """
             --model is a diffusers transformer folder (config.json + diffusion_pytorch_model*.safetensors), a \
             pipeline folder (its transformer/ is used), a Nunchaku legacy folder (transformer_blocks.safetensors + \
-            unquantized_layers.safetensors + config.json), or one .safetensors file whose metadata holds the config \
-            (Nunchaku merged files, e.g. svdq-int4_r32-flux.1-dev.safetensors).
+            unquantized_layers.safetensors + config.json), a Nunchaku-Lite folder, or one .safetensors file whose \
+            metadata holds the config (Nunchaku merged files such as svdq-int4_r32-flux.1-dev.safetensors, and the \
+            canonical and dense files of `nunchaku convert`).
 
             SVDQuant checkpoints (INT4 or NVFP4) run with Nunchaku's kernel numerics on the CPU and need \
             --dtype bf16; --dequantize runs their dense equivalent instead (no activation quantization), in either \
@@ -127,7 +128,7 @@ struct RunTransformerCommand: ParsableCommand {
             var sample: Tensor?
             let running = try clock.measure { sample = try transformer.forward(inputs: arguments) }
             guard let sample else { return }
-            print("forward (cpu, \(computeDType)) in \(format(running))")
+            print("forward (cpu, \(computeDType)\(dequantize ? ", dequantized" : "")) in \(format(running))")
             try write(sample)
             try report(sample)
         }

@@ -37,18 +37,23 @@ struct FluxCUDALoadingTests {
     /// SVDQuant checkpoints: quantized layers arrive as the kernel-exact factory validated them, the rest dense.
     @Test func svdquantCheckpointLayersKeepTheirFormat() throws {
         let fixture = try SVDQuantFluxFixture.named("int4")
-        let reader = WeightReader(fixture.tensors, source: "flux-svdq-int4")
-        let linears = FluxCheckpointLinears(factory: SVDQuantLinearFactory(precision: .int4, rank: 32))
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let path = folder.path + "/merged.safetensors"
+        try fixture.writeMerged(fixture.tensors, to: path)
+        let checkpoint = try SVDQuantCheckpoint(path: path)
+        let reader = WeightReader(SVDQuantModelTensors(checkpoint), source: "flux-svdq-int4")
+        let linears = FluxCheckpointLinears(factory: SVDQuantLinearFactory(checkpoint: checkpoint))
         let width = fixture.config.innerDim
         let qkv = LinearLayerSpec(name: "transformer_blocks.0.qkv_proj", inFeatures: width, outFeatures: 3 * width,
                                   quantization: .w4a4(inputFollowsGELU: false))
         let fc2 = LinearLayerSpec(name: "transformer_blocks.0.mlp_fc2", inFeatures: 4 * width, outFeatures: width,
                                   quantization: .w4a4(inputFollowsGELU: true))
-        let modulation = try ModulationLayout.nunchaku.spec(name: "transformer_blocks.0.norm1.linear", width: width, chunks: 6)
+        let modulation = ModulationLayout.nunchaku.spec(name: "transformer_blocks.0.norm1.linear", width: width, chunks: 6)
         let embedder = LinearLayerSpec(name: "x_embedder", inFeatures: fixture.config.inChannels, outFeatures: width)
         guard case let .w4a4(qkvWeights) = try linears.hostLinear(qkv, weights: reader),
               case let .w4a4(fc2Weights) = try linears.hostLinear(fc2, weights: reader),
-              case let .awq(awq) = try linears.hostLinear(modulation, weights: reader),
+              case .awq = try linears.hostLinear(modulation, weights: reader),
               case let .dense(weight, _) = try linears.hostLinear(embedder, weights: reader)
         else {
             Issue.record("a layer came out in the wrong form")
@@ -56,38 +61,64 @@ struct FluxCUDALoadingTests {
         }
         #expect(qkvWeights.precision == .int4 && qkvWeights.rank == 32 && !qkvWeights.actUnsigned)
         #expect(fc2Weights.actUnsigned)
-        #expect(awq.modulation?.chunks == 6)
         #expect(weight.floats() == fixture.tensors["x_embedder.weight"]!.floats())
-        #expect(reader.problemCount == 0)
         let missing = LinearLayerSpec(name: "transformer_blocks.9.out_proj", inFeatures: width, outFeatures: width,
                                       quantization: .w4a4(inputFollowsGELU: false))
         guard case .unloaded = try linears.hostLinear(missing, weights: reader) else {
             Issue.record("a layer without tensors must come out unloaded")
             return
         }
-        #expect(reader.problemCount > 0)
+        #expect(throws: WeightLoadingError.self) { try reader.finish() }
     }
 
-    /// Unquantized checkpoints in Nunchaku's layout store adaLN outputs interleaved; the GPU gets natural order.
-    @Test func denseInterleavedModulationComesBackInNaturalOrder() throws {
+    /// Nunchaku's adaLN layers store their outputs interleaved; the GPU gets them chunk-major. Dense: the rows of
+    /// the Nunchaku-layout weights come back as diffusers' (with the +1 folded into the scale chunks' bias).
+    @Test func denseInterleavedModulationComesBackChunkMajor() throws {
         let fixture = try FluxFixture(variant: "dev")
         let converted = try FluxNunchakuLayout.convert(diffusers: fixture.weights, config: fixture.config)
         let width = fixture.config.innerDim
-        let spec = try ModulationLayout.nunchaku.spec(name: "transformer_blocks.0.norm1.linear", width: width, chunks: 6)
+        let spec = ModulationLayout.nunchaku.spec(name: "transformer_blocks.0.norm1.linear", width: width, chunks: 6)
         let linears = FluxCheckpointLinears(factory: DenseLinearFactory())
-        guard case let .dense(weight, bias) = try linears.hostLinear(spec, weights: WeightReader(converted, source: "dev")) else {
+        guard case let .dense(weight, bias) = try linears.hostLinear(spec, weights: WeightReader(converted, source: "dev"))
+                .chunkMajor(chunks: 6, name: spec.name) else {
             Issue.record("not dense")
             return
         }
         #expect(weight.floats() == fixture.weights["transformer_blocks.0.norm1.linear.weight"]!.floats())
-        // The +1 of the scale chunks stays folded into the bias (the model then uses scale offset 0).
         let original = fixture.weights["transformer_blocks.0.norm1.linear.bias"]!.floats()
         let natural = bias.floats()
         for chunk in 0..<6 {
             let offset: Float = [1, 4].contains(chunk) ? 1 : 0
             let range = (chunk * width)..<((chunk + 1) * width)
-            #expect(zip(natural[range], original[range]).allSatisfy { $0 == $1 + offset },
-                    "chunk \(chunk)")
+            #expect(zip(natural[range], original[range]).allSatisfy { $0 == $1 + offset }, "chunk \(chunk)")
+        }
+    }
+
+    /// AWQ: the chunk-major layer computes the interleaved layer's outputs, reordered (codes, scales, zeros and
+    /// bias all move with their channel).
+    @Test func awqModulationComesBackChunkMajor() throws {
+        let config = FluxCUDARandomCheckpointTests.micro
+        let width = config.innerDim
+        let spec = ModulationLayout.nunchaku.spec(name: "single_transformer_blocks.0.norm.linear", width: width, chunks: 3)
+        let host = try FluxRandomCheckpoint(config: config, format: .int4).hostLinear(spec)
+        guard case let .awq(interleaved) = host, case let .awq(chunkMajor) = try host.chunkMajor(chunks: 3, name: spec.name) else {
+            Issue.record("not AWQ")
+            return
+        }
+        let x = Tensor((0..<(2 * width)).map { Float(($0 * 37) % 23) / 23 - 0.5 }, shape: [2, width], dtype: .bf16)
+        let stored = try AWQW4A16Linear(weights: interleaved).forward(x).floats()
+        let reordered = try AWQW4A16Linear(weights: chunkMajor).forward(x).floats()
+        let n = 3 * width
+        for row in 0..<2 {
+            for chunk in 0..<3 {
+                for d in 0..<width {
+                    #expect(reordered[row * n + chunk * width + d] == stored[row * n + d * 3 + chunk])
+                }
+            }
+        }
+        #expect(throws: NunchakuError.self) {
+            try FluxHostLinear.dense(weight: Tensor(zeros: [5, 2], dtype: .bf16), bias: Tensor(zeros: [5], dtype: .bf16))
+                .chunkMajor(chunks: 3, name: "odd")
         }
     }
 

@@ -12,10 +12,8 @@ struct FluxCUDARandomCheckpointTests {
     static let micro = FluxConfig(numLayers: 1, numSingleLayers: 1, attentionHeadDim: 128, numAttentionHeads: 1,
                                   jointAttentionDim: 128, pooledProjectionDim: 64, guidanceEmbeds: true)
 
-    static func spec(_ name: String, _ k: Int, _ n: Int, _ quantization: LinearLayerSpec.Quantization = .w4a4(inputFollowsGELU: false),
-                     chunks: Int? = nil) throws -> LinearLayerSpec {
-        LinearLayerSpec(name: name, inFeatures: k, outFeatures: n, outputInterleave: try chunks.map(ModulationInterleave.init),
-                        quantization: quantization)
+    static func spec(_ name: String, _ k: Int, _ n: Int, _ quantization: LinearLayerSpec.Quantization = .w4a4(inputFollowsGELU: false)) throws -> LinearLayerSpec {
+        LinearLayerSpec(name: name, inFeatures: k, outFeatures: n, quantization: quantization)
     }
 
     @Test func theSameSeedGivesTheSameWeightsAndAnotherSeedOthers() throws {
@@ -42,7 +40,7 @@ struct FluxCUDARandomCheckpointTests {
               case let .w4a4(fc2) = try checkpoint.hostLinear(
                 try Self.spec("transformer_blocks.0.mlp_fc2", 512, 128, .w4a4(inputFollowsGELU: true))),
               case let .awq(modulation) = try checkpoint.hostLinear(
-                try Self.spec("transformer_blocks.0.norm1.linear", 128, 768, .awqW4A16, chunks: 6)),
+                try Self.spec("transformer_blocks.0.norm1.linear", 128, 768, .awqW4A16)),
               case let .dense(weight, bias) = try checkpoint.hostLinear(try Self.spec("x_embedder", 64, 128, .none))
         else {
             Issue.record("a layer came out in the wrong form")
@@ -50,11 +48,10 @@ struct FluxCUDARandomCheckpointTests {
         }
         #expect(qkv.precision == .int4 && !qkv.actUnsigned && qkv.rank == 32 && qkv.weightDType == .bf16)
         #expect(fc2.actUnsigned, "INT4 layers fed by GELU quantize unsigned")
-        #expect(modulation.modulation?.chunks == 6)
-        // Nunchaku folds the +1 of the scale chunks (1 and 4 of 6) into the bias.
+        // Stored interleaved (channel d·6 + s is chunk s), with the +1 of the scale chunks 1 and 4 folded into the bias.
         let biases = modulation.canonical.bias!.floats()
         for chunk in 0..<6 {
-            let mean = biases[(chunk * 128)..<((chunk + 1) * 128)].reduce(0, +) / 128
+            let mean = stride(from: chunk, to: 768, by: 6).reduce(Float(0)) { $0 + biases[$1] } / 128
             #expect(abs(mean - ([1, 4].contains(chunk) ? 1 : 0)) < 0.05, "chunk \(chunk) bias mean \(mean)")
         }
         #expect(weight.shape == [128, 64] && weight.dtype == .bf16 && bias.shape == [128])

@@ -15,6 +15,15 @@ struct FluxCUDALayerLoader {
         try FluxCUDALinear(source.hostLinear(spec, weights: weights), spec: spec, context: context)
     }
 
+    /// An adaptive-norm linear (`width → chunks·width`), uploaded with its outputs chunk-major: the layout's
+    /// interleaved layers (Nunchaku's) are reordered on the host.
+    func modulation(_ name: String, width: Int, chunks: Int, layout: ModulationLayout) throws -> FluxCUDALinear {
+        let spec = layout.spec(name: name, width: width, chunks: chunks)
+        var host = try source.hostLinear(spec, weights: weights)
+        if layout.interleaved { host = try host.chunkMajor(chunks: chunks, name: name) }
+        return try FluxCUDALinear(host, spec: spec, context: context)
+    }
+
     /// A layer that is never quantized (embedders, final norm and projection).
     func linear(_ name: String, _ inFeatures: Int, _ outFeatures: Int) throws -> FluxCUDALinear {
         try linear(LinearLayerSpec(name: name, inFeatures: inFeatures, outFeatures: outFeatures))

@@ -2,7 +2,7 @@ import CUDABackend
 import NunchakuCore
 
 /// An adaptive-norm linear on the GPU (`norm1.linear`, `norm.linear`, `norm_out.linear`): `SiLU(temb)` `[B, D]` →
-/// a table `[B, S·D]` of S chunks in natural order (AWQ layers and interleaved dense layers are built to return it).
+/// a table `[B, S·D]` of S chunks, chunk-major (interleaved checkpoint layers are reordered at load).
 struct FluxCUDAModulation: Sendable {
     let linear: FluxCUDALinear
     let chunkCount: Int
@@ -10,7 +10,7 @@ struct FluxCUDAModulation: Sendable {
     let scaleOffset: Float
 
     init(name: String, width: Int, chunkCount: Int, layout: ModulationLayout, loader: FluxCUDALayerLoader) throws {
-        linear = try loader.linear(layout.spec(name: name, width: width, chunks: chunkCount))
+        linear = try loader.modulation(name, width: width, chunks: chunkCount, layout: layout)
         self.chunkCount = chunkCount
         scaleOffset = layout.scaleOffset
     }

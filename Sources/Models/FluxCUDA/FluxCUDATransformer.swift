@@ -1,6 +1,7 @@
 import CPUBackend
 import CUDABackend
 import NunchakuCore
+import SafeTensors
 import SVDQuant
 
 /// The FLUX.1 transformer on a CUDA GPU, with bf16 activations: the same blocks, names and numerics as the CPU
@@ -36,16 +37,27 @@ public struct FluxCUDATransformer: Sendable {
                       context: context, source: source)
     }
 
-    /// Loads the checkpoint in `files`, choosing its layers by its format (as `FluxTransformer(files:)` does).
+    /// Loads the checkpoint in `files`, choosing its layers by its format as `FluxTransformer(files:)` does:
+    /// SVDQuant checkpoints (any container `SVDQuantCheckpoint` opens) through `SVDQuantLinearFactory` in
+    /// kernel-exact mode, unquantized ones (diffusers or Nunchaku block names) as dense layers.
     public init(files: FluxModelFiles, context: CUDAContext) throws {
-        guard let layout = FluxCheckpointLayout.detect(in: files.weights) else {
-            throw NunchakuError.invalidArgument(
-                context: files.source, reason: "no FLUX block weights (no transformer_blocks.0 or single_transformer_blocks.0 projection)")
+        let source = files.source
+        switch try detectCheckpointFormat(files.weights) {
+        case .nunchakuMerged, .nunchakuLegacyFolder, .nunchakuLite, .canonicalSVDQuant, .svdquantTensors:
+            let checkpoint = try SVDQuantCheckpoint(files.weights)
+            try self.init(config: files.config, weights: SVDQuantModelTensors(checkpoint), layout: .nunchaku,
+                          linearFactory: SVDQuantLinearFactory(checkpoint: checkpoint), context: context, source: source)
+        case .dense:
+            guard let layout = FluxCheckpointLayout.detect(in: files.weights) else {
+                throw NunchakuError.invalidArgument(
+                    context: source, reason: "no FLUX block weights (no transformer_blocks.0 or single_transformer_blocks.0 projection)")
+            }
+            try self.init(config: files.config, weights: files.weights, layout: layout, context: context, source: source)
+        case .lora:
+            throw NunchakuError.invalidArgument(context: source, reason: "is a LoRA adapter, not a transformer")
+        case .unrecognized:
+            throw NunchakuError.invalidArgument(context: source, reason: "holds no floating-point or SVDQuant weights")
         }
-        let factory = try FluxCheckpointFactory.make(
-            for: files.weights, layout: layout, computeDType: .bf16, mode: .kernelExact, source: files.source)
-        try self.init(config: files.config, weights: files.weights, layout: layout, linearFactory: factory, context: context,
-                      source: files.source)
     }
 
     /// The model of a random-weight checkpoint (layers generated one at a time, uploaded, and dropped on the host).

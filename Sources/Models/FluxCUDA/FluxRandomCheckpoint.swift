@@ -12,8 +12,8 @@ import SVDQuant
 ///   weights have an RMS of about 0.6p; NVFP4 micro-scales 1–1.875 (e4m3) with a per-tensor `wtscale` p/8, or, for
 ///   the fused QKV layers (as Nunchaku's converter writes them), per-channel `wcscales` (1 ± ½)·p/8 instead;
 ///   smoothing factors 1 ± ½; low-rank `proj_down` ±p, `proj_up` ±¼; bias ±⅛;
-/// - AWQ W4A16 adaLN layers: uniform codes, scales (1 ± ½)·p/8, zeros −8·scale, bias ±⅛ with Nunchaku's folded +1
-///   on the scale chunks;
+/// - AWQ W4A16 adaLN layers: uniform codes, scales (1 ± ½)·p/8, zeros −8·scale, bias ±⅛; outputs interleaved
+///   with the +1 folded into the scale chunks' bias, as Nunchaku stores them;
 /// - RMSNorm weights 1 ± ¼.
 ///
 /// `bf16` models use the diffusers layout (what a diffusers checkpoint holds); `int4`/`nvfp4` models the Nunchaku
@@ -127,24 +127,24 @@ public struct FluxRandomCheckpoint: Sendable {
         return try SVDQW4A4Weights(name: name, tensors: tensors, layout: .canonical(vectorOrder: .natural), actUnsigned: actUnsigned)
     }
 
+    /// An adaLN layer as Nunchaku stores it: outputs interleaved (stored channel `d·S + s` is chunk s), the +1 folded
+    /// into the bias of the scale chunks.
     private func awq(_ spec: LinearLayerSpec) throws -> AWQW4A16Weights {
         let (name, n, k) = (spec.name, spec.outFeatures, spec.inFeatures)
         let p = 1 / Float(k).squareRoot()
         let wscales = values.uniform("\(name).wscales", shape: [k / 64, n], center: p / 8, halfWidth: p / 16)
         let wzeros = Tensor(wscales.floats().map { -8 * $0 }, shape: wscales.shape, dtype: .bf16)
-        var bias = values.uniform("\(name).bias", shape: [n], center: 0, halfWidth: 0.125)
-        if let interleave = spec.outputInterleave {
-            var floats = bias.floats()
-            let width = n / interleave.chunks
-            for chunk in interleave.scaleChunks {
-                for d in 0..<width { floats[chunk * width + d] += 1 }
-            }
-            bias = Tensor(floats, shape: [n], dtype: .bf16)
+        var bias = values.uniform("\(name).bias", shape: [n], center: 0, halfWidth: 0.125).floats()
+        let chunks = n / config.innerDim
+        if n % config.innerDim == 0, chunks >= 2 {
+            let scaleChunks = Set(try ModulationInterleave(chunks: chunks).scaleChunks)
+            for channel in 0..<n where scaleChunks.contains(channel % chunks) { bias[channel] += 1 }
         }
         return try AWQW4A16Weights(
-            name: name, tensors: AWQW4A16Tensors(qweight: values.bytes("\(name).qweight", shape: [n, k / 2]), wscales: wscales,
-                                                 wzeros: wzeros, bias: bias),
-            layout: .canonical, modulation: spec.outputInterleave)
+            name: name,
+            tensors: AWQW4A16Tensors(qweight: values.bytes("\(name).qweight", shape: [n, k / 2]), wscales: wscales, wzeros: wzeros,
+                                     bias: Tensor(bias, shape: [n], dtype: .bf16)),
+            layout: .canonical)
     }
 }
 
