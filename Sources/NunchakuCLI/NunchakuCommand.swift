@@ -6,6 +6,6 @@ struct NunchakuCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nunchaku",
         abstract: "A Swift engine for 4-bit (SVDQuant) diffusion models.",
-        subcommands: [InspectCommand.self, DoctorCommand.self, RunTransformerCommand.self]
+        subcommands: [InspectCommand.self, DoctorCommand.self, RunTransformerCommand.self, QuantizeCommand.self]
     )
 }

@@ -1,0 +1,49 @@
+import CPUBackend
+import Models
+import NunchakuCore
+
+/// A plain linear (`y = x · Wᵀ + b`, weights rounded to the compute dtype, fp32 accumulation, one rounding to the
+/// activation dtype: the numerics of Models' dense layers) that keeps its weight in the memory-mapped checkpoint and
+/// widens it to `Float` only for the length of one forward. A whole 12B model can run this way in a few GiB.
+struct MappedDenseLinear: LinearLayer {
+    let name: String
+    let inFeatures: Int
+    let outFeatures: Int
+    /// [out, in], usually a view into the checkpoint's mapping.
+    let weight: Tensor
+    let bias: Tensor?
+    let parameterDType: DType
+
+    func forward(_ x: Tensor) throws -> Tensor {
+        guard x.rank == 2, x.shape[1] == inFeatures else {
+            throw NunchakuError.shapeMismatch(context: name, expected: [x.shape.first ?? 0, inFeatures], actual: x.shape)
+        }
+        let rows = x.shape[0]
+        var output = Matmul.multiplyTransposed(
+            try x.floatValues(context: name), try parameters(weight), m: rows, n: outFeatures, k: inFeatures)
+        if let bias {
+            let values = try parameters(bias)
+            for index in output.indices { output[index] += values[index % outFeatures] }
+        }
+        return Tensor.rounding(output, shape: [rows, outFeatures], to: x.dtype)
+    }
+
+    /// The tensor's values rounded to the parameter dtype.
+    private func parameters(_ tensor: Tensor) throws -> [Float] {
+        if tensor.dtype == parameterDType || parameterDType == .f32 { return tensor.floats() }
+        return try Tensor.rounding(tensor.floats(), shape: tensor.shape, to: parameterDType).floatValues(context: name)
+    }
+}
+
+/// Builds `MappedDenseLinear`s from `<name>.weight` [out, in] and `<name>.bias` [out] in any float dtype.
+struct MappedDenseLinearFactory: LinearLayerFactory {
+    func makeLinear(
+        name: String, inFeatures: Int, outFeatures: Int, computeDType: DType, weights: WeightReader
+    ) throws -> any LinearLayer {
+        let floats: [DType] = [.f32, .bf16, .f16]
+        return MappedDenseLinear(
+            name: name, inFeatures: inFeatures, outFeatures: outFeatures,
+            weight: weights.tensor("\(name).weight", shape: [outFeatures, inFeatures], dtypes: floats),
+            bias: weights.tensor("\(name).bias", shape: [outFeatures], dtypes: floats), parameterDType: computeDType)
+    }
+}
