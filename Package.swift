@@ -25,20 +25,35 @@ let package = Package(
         // CUDA through dlopen: driver API, NVRTC, memory, kernel cache, kernels.
         .target(
             name: "CUDABackend",
-            dependencies: ["NunchakuCore"],
+            dependencies: ["NunchakuCore", "CPUBackend", "SVDQuant"],
             resources: [
                 // Kernel sources, compiled by NVRTC at first use. Adding a kernel file: one line here and one
                 // entry in Compilation/KernelRegistry.swift.
                 .embedInCode("Kernels/nunchaku_common.cuh"),
                 .embedInCode("Kernels/convert.cu"),
+                .embedInCode("Kernels/w4a4_half.cuh"),
+                .embedInCode("Kernels/w4a4_fragments.cuh"),
+                .embedInCode("Kernels/w4a4_quantize.cu"),
+                .embedInCode("Kernels/w4a4_gemm.cu"),
+                .embedInCode("Kernels/awq_gemv.cu"),
+                .embedInCode("Kernels/ops_common.cuh"),
+                .embedInCode("Kernels/ops_mma.cuh"),
+                .embedInCode("Kernels/ops_norm.cu"),
+                .embedInCode("Kernels/ops_elementwise.cu"),
+                .embedInCode("Kernels/ops_rotary.cu"),
+                .embedInCode("Kernels/ops_tokens.cu"),
+                .embedInCode("Kernels/attention_fa2.cu"),
+                .embedInCode("Kernels/gemm_mma.cu"),
             ]
         ),
         // GPU kernels checked against the CPU references (`nunchaku selftest`).
         .target(name: "SelfTest", dependencies: ["NunchakuCore", "CPUBackend", "SVDQuant", "CUDABackend"]),
         // Diffusion models (FLUX.1 first).
         .target(name: "Models", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "CUDABackend"]),
+        // Text-to-image pipelines: tokenizers, schedulers, PyTorch-identical noise, text encoders, VAE, image output.
+        .target(name: "Pipelines", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "Models"]),
         // The umbrella library: `import Nunchaku`.
-        .target(name: "Nunchaku", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "Quantizer", "CUDABackend", "SelfTest", "Models"]),
+        .target(name: "Nunchaku", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "Quantizer", "CUDABackend", "SelfTest", "Models", "Pipelines"]),
         .executableTarget(
             name: "NunchakuCLI",
             dependencies: ["Nunchaku", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -50,6 +65,7 @@ let package = Package(
         .testTarget(name: "QuantizerTests", dependencies: ["Quantizer"]),
         .testTarget(name: "CUDABackendTests", dependencies: ["CUDABackend"]),
         .testTarget(name: "SelfTestTests", dependencies: ["SelfTest"]),
+        .testTarget(name: "PipelinesTests", dependencies: ["Pipelines"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "SafeTensors"]),
     ],
     swiftLanguageModes: [.v6]

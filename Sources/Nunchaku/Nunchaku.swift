@@ -7,3 +7,4 @@
 @_exported import CUDABackend
 @_exported import SelfTest
 @_exported import Models
+@_exported import Pipelines

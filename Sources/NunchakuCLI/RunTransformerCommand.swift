@@ -9,7 +9,13 @@ struct RunTransformerCommand: ParsableCommand {
         abstract: "Run one FLUX transformer forward on inputs from a safetensors file.",
         discussion: """
             --model is a diffusers transformer folder (config.json + diffusion_pytorch_model*.safetensors), a \
-            pipeline folder (its transformer/ is used), or one .safetensors file whose metadata holds the config.
+            pipeline folder (its transformer/ is used), a Nunchaku legacy folder (transformer_blocks.safetensors + \
+            unquantized_layers.safetensors + config.json), or one .safetensors file whose metadata holds the config \
+            (Nunchaku merged files, e.g. svdq-int4_r32-flux.1-dev.safetensors).
+
+            SVDQuant checkpoints (INT4 or NVFP4) run with Nunchaku's kernel numerics on the CPU and need \
+            --dtype bf16; --dequantize runs their dense equivalent instead (no activation quantization), in either \
+            dtype.
 
             --inputs holds the forward arguments under diffusers' names: hidden_states [B, N, in_channels], \
             encoder_hidden_states [B, T, joint_attention_dim], pooled_projections [B, pooled_projection_dim], \
@@ -42,21 +48,18 @@ struct RunTransformerCommand: ParsableCommand {
     @Option(help: "A .safetensors file whose `sample` to compare the output with.")
     var compare: String?
 
+    @Flag(help: "Run SVDQuant layers as the dense layers they stand for (a reference), not with 4-bit activations.")
+    var dequantize = false
+
     func run() throws {
         try reportingFailure(of: "run-transformer") {
             let clock = ContinuousClock()
             let files = try FluxModelFiles(path: model)
-            guard let layout = FluxCheckpointLayout.detect(in: files.weights) else {
-                throw ValidationError("\(files.source) has no FLUX block weights (no transformer_blocks.0 or single_transformer_blocks.0 projection)")
-            }
-            if files.weights.tensorNames.contains(where: { $0.hasSuffix(".qweight") }) {
-                throw ValidationError("\(files.source) is an SVDQuant (quantized) checkpoint; this command runs unquantized weights only for now")
-            }
             let computeDType: DType = dtype == .f32 ? .f32 : .bf16
             var transformer: FluxTransformer?
             let loading = try clock.measure {
                 transformer = try FluxTransformer(
-                    config: files.config, weights: files.weights, layout: layout, computeDType: computeDType, source: files.source)
+                    files: files, computeDType: computeDType, quantizedLayers: dequantize ? .dequantized : .kernelExact)
             }
             let arguments = try SafeTensorsCheckpoint(path: inputs)
             var sample: Tensor?
@@ -65,7 +68,7 @@ struct RunTransformerCommand: ParsableCommand {
             var writer = SafeTensorsWriter()
             try writer.add("sample", sample)
             try writer.write(to: output)
-            print("\(files.source): \(layout) layout, \(files.config.numLayers)+\(files.config.numSingleLayers) blocks, width \(files.config.innerDim)")
+            print("\(files.source): \(try detectCheckpointFormat(files.weights).title), \(files.config.numLayers)+\(files.config.numSingleLayers) blocks, width \(files.config.innerDim)")
             print("loaded in \(format(loading)), forward (\(device.rawValue), \(dtype.rawValue)) in \(format(running))")
             print("wrote sample \(sample.shape) \(sample.dtype) to \(output)")
             if let compare {

@@ -92,13 +92,29 @@ struct FluxLoadingTests {
             ? fixture.weights : try FluxNunchakuLayout.convert(diffusers: fixture.weights, config: fixture.config)
         let recorder = RecordingFactory()
         _ = try FluxTransformer(config: fixture.config, weights: weights, layout: layout, linearFactory: recorder)
-        let names = recorder.names
+        let names = recorder.specs.map(\.name)
         // Top level: x/context embedders, 3 embedding MLPs of 2 layers, norm_out, proj_out.
         let perDouble = layout == .diffusers ? 14 : 10, perSingle = layout == .diffusers ? 6 : 5
         #expect(names.count == 10 + 2 * perDouble + 2 * perSingle)
         #expect(Set(names).count == names.count)
         #expect(names.contains(layout == .diffusers ? "transformer_blocks.1.attn.to_v" : "transformer_blocks.1.qkv_proj"))
         #expect(names.contains(layout == .diffusers ? "single_transformer_blocks.0.proj_out" : "single_transformer_blocks.0.mlp_fc2"))
+        // How quantized checkpoints of the layout store each layer (research §1.4), and the adaLN interleave.
+        let specs = Dictionary(uniqueKeysWithValues: recorder.specs.map { ($0.name, $0) })
+        let nunchaku = layout == .nunchaku
+        #expect(specs["x_embedder"]?.quantization == LinearLayerSpec.Quantization.none)
+        #expect(specs["norm_out.linear"]?.outputInterleave == nil)
+        #expect(specs["transformer_blocks.0.norm1.linear"]?.quantization == (nunchaku ? .awqW4A16 : LinearLayerSpec.Quantization.none))
+        #expect(specs["transformer_blocks.0.norm1_context.linear"]?.outputInterleave?.chunks == (nunchaku ? 6 : nil))
+        #expect(specs["single_transformer_blocks.1.norm.linear"]?.outputInterleave?.chunks == (nunchaku ? 3 : nil))
+        if nunchaku {
+            #expect(specs["transformer_blocks.1.qkv_proj_context"]?.quantization == .w4a4(inputFollowsGELU: false))
+            #expect(specs["transformer_blocks.0.mlp_context_fc2"]?.quantization == .w4a4(inputFollowsGELU: true))
+            #expect(specs["single_transformer_blocks.0.mlp_fc2"]?.quantization == .w4a4(inputFollowsGELU: true))
+            #expect(specs["single_transformer_blocks.0.out_proj"]?.quantization == .w4a4(inputFollowsGELU: false))
+        } else {
+            #expect(recorder.specs.allSatisfy { $0.quantization == .none })
+        }
     }
 
     @Test func layoutIsDetectedFromNames() throws {
@@ -128,13 +144,12 @@ struct FluxLoadingTests {
     }
 }
 
-/// A factory that builds dense layers and remembers every name it was asked for.
+/// A factory that builds dense layers and remembers every spec it was asked for.
 private final class RecordingFactory: LinearLayerFactory, @unchecked Sendable {
-    private(set) var names: [String] = []
+    private(set) var specs: [LinearLayerSpec] = []
 
-    func makeLinear(name: String, inFeatures: Int, outFeatures: Int, computeDType: DType, weights: WeightReader) throws -> any LinearLayer {
-        names.append(name)
-        return try DenseLinearFactory().makeLinear(
-            name: name, inFeatures: inFeatures, outFeatures: outFeatures, computeDType: computeDType, weights: weights)
+    func makeLinear(_ spec: LinearLayerSpec, computeDType: DType, weights: WeightReader) throws -> any LinearLayer {
+        specs.append(spec)
+        return try DenseLinearFactory().makeLinear(spec, computeDType: computeDType, weights: weights)
     }
 }

@@ -38,7 +38,7 @@ struct FluxModelFilesTests {
             let files = try FluxModelFiles(path: path)
             #expect(files.config == fixture.config, "\(path)")
             #expect(FluxCheckpointLayout.detect(in: files.weights) == .diffusers)
-            let model = try FluxTransformer(config: files.config, weights: files.weights, source: files.source)
+            let model = try FluxTransformer(files: files, computeDType: .f32)
             #expect(try Comparison.relativeError(fixture.run(model), expected) <= 1e-5, "\(path)")
         }
     }

@@ -114,6 +114,9 @@ private let unquantized: [(String, SafeTensorsDType, [Int])] = [("x_embedder.wei
     let fixture = try Fixture()
     try fixture.write("c.safetensors", blocks(), metadata: ["nunchaku_layout": "canonical", "quantization_config": int4Config, "model_class": "Flux"])
     #expect(try fixture.detect("c.safetensors") == .canonicalSVDQuant(SVDQuantParameters(precision: .int4, groupSize: 64, rank: 32), modelClass: "Flux"))
+    // `nunchaku convert --to dense` output: dequantized weights with the model's config.
+    try fixture.write("d.safetensors", unquantized, metadata: ["nunchaku_layout": "dense", "config": #"{"_class_name": "FluxTransformer2DModel"}"#])
+    #expect(try fixture.detect("d.safetensors") == .dense(dtype: .bf16, diffusersClass: "FluxTransformer2DModel"))
     try fixture.write("u.safetensors", blocks(), metadata: ["nunchaku_layout": "tiled"])
     #expect(throws: CheckpointFormatError.unknownLayout(file: fixture.folder + "/u.safetensors", layout: "tiled")) { try fixture.detect("u.safetensors") }
 }
@@ -141,6 +144,9 @@ private let unquantized: [(String, SafeTensorsDType, [Int])] = [("x_embedder.wei
     let format = try fixture.detect()
     #expect(format == .nunchakuLite(SVDQuantParameters(precision: .nvfp4, groupSize: 16, rank: 32), diffusersClass: "ErnieImageTransformer2DModel"))
     #expect(format.modelClass == "ErnieImageTransformer2DModel")
+    // Nunchaku-Lite writes NVFP4 as "fp4".
+    try fixture.writeText("config.json", #"{"quantization_config": {"quant_method": "nunchaku_lite", "svdq_w4a4": {"precision": "fp4", "group_size": 16, "rank": 32}}}"#)
+    #expect(try fixture.detect() == .nunchakuLite(SVDQuantParameters(precision: .nvfp4, groupSize: 16, rank: 32), diffusersClass: nil))
     try fixture.writeText("config.json", #"{"quantization_config": {"quant_method": "nunchaku_lite", "svdq_w4a4": {"precision": "fp8"}}}"#)
     #expect(throws: CheckpointFormatError.invalidQuantizationConfig(
         source: fixture.folder + "/config.json", reason: "unknown svdq_w4a4.precision \"fp8\"")) { try fixture.detect() }

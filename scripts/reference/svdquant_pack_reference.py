@@ -15,12 +15,19 @@ does not matter. The file's metadata records the shapes and the seed.
 
 Usage: svdquant_pack_reference.py OUTPUT.safetensors [--n 256] [--k 384] [--rank 48] [--seed 0] [--check]
 --check also verifies every packing against the closed-form index formulas of the research document.
+
+Checkpoint mode: svdquant_pack_reference.py --flux-checkpoint NUNCHAKU.safetensors CANONICAL.safetensors
+[--precision int4|nvfp4] [--seed 0] [--width 128] writes a small FLUX-like Nunchaku merged file (one double and one
+single block of the given width, C++ names, bf16, `config`/`model_class`/`quantization_config` metadata) packed by the
+packers above, and the same model in swift-nunchaku's canonical layout (`nunchaku_layout: canonical`, natural vector
+order; AWQ codes as u8 [N, K/2] in the file's row order) as the logical tensors it was packed from.
 """
 
 import argparse
 import json
 
 import numpy as np
+import safetensors
 from safetensors.numpy import save_file
 
 
@@ -141,15 +148,111 @@ def check_closed_forms(t, n, k, rank):
             assert (packed[word] >> (4 * ((i % 32) // 8))) & 0xF == awq[o, i], ("awq", o, i)
 
 
+FLUX_W4A4 = [  # (C++ name, K / width, N / width)
+    ("transformer_blocks.0.qkv_proj", 1, 3), ("transformer_blocks.0.qkv_proj_context", 1, 3),
+    ("transformer_blocks.0.out_proj", 1, 1), ("transformer_blocks.0.out_proj_context", 1, 1),
+    ("transformer_blocks.0.mlp_fc1", 1, 4), ("transformer_blocks.0.mlp_fc2", 4, 1),
+    ("transformer_blocks.0.mlp_context_fc1", 1, 4), ("transformer_blocks.0.mlp_context_fc2", 4, 1),
+    ("single_transformer_blocks.0.qkv_proj", 1, 3), ("single_transformer_blocks.0.mlp_fc1", 1, 4),
+    ("single_transformer_blocks.0.out_proj", 1, 1), ("single_transformer_blocks.0.mlp_fc2", 4, 1),
+]
+FLUX_AWQ = [("transformer_blocks.0.norm1.linear", 6), ("transformer_blocks.0.norm1_context.linear", 6),
+            ("single_transformer_blocks.0.norm.linear", 3)]
+FLUX_DENSE = [("x_embedder.weight", (1, 64)), ("x_embedder.bias", (1,)), ("proj_out.weight", (64, 1)), ("proj_out.bias", (64,)),
+              ("transformer_blocks.0.norm_q.weight", (128,)), ("single_transformer_blocks.0.norm_k.weight", (128,))]
+
+
+def write_specs(path, tensors, metadata):
+    """tensors: name -> (safetensors dtype name, shape, numpy array holding the bytes)."""
+    keep, specs = [], {}
+    for name, (dtype, shape, array) in tensors.items():
+        array = np.ascontiguousarray(array)
+        keep.append(array)
+        specs[name] = safetensors.TensorSpec(dtype=dtype, shape=list(shape), data_ptr=array.ctypes.data, data_len=array.nbytes)
+    safetensors.serialize_file(specs, path, metadata=metadata)
+
+
+def write_flux_checkpoint(nunchaku_path, canonical_path, precision, seed, width=128):
+    """A FLUX-like Nunchaku merged file and its canonical (logical) twin; see the module docstring. `width` is the
+    model width (FLUX.1: 3072); in FLUX_DENSE shapes a 1 stands for it."""
+    assert width % 128 == 0, "the width must be a multiple of 128"
+    rng = np.random.default_rng(seed)
+    group, rank = (64, 16) if precision == "int4" else (16, 32)
+
+    def bf16(low, high, *shape):
+        """bf16 bit patterns (u16) of uniform values in [low, high)."""
+        return (rng.uniform(low, high, shape).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+
+    nunchaku, canonical = {}, {}
+
+    def add(name, dtype, logical, packed):
+        canonical[name] = (dtype, logical.shape, logical)
+        nunchaku[name] = (dtype, packed.shape, packed)
+
+    for index, (prefix, k_mult, n_mult) in enumerate(FLUX_W4A4):
+        k, n = width * k_mult, width * n_mult
+        codes = rng.integers(0, 256, size=(n, k // 2), dtype=np.uint8)
+        canonical[prefix + ".qweight"] = ("uint8", codes.shape, codes)
+        nunchaku[prefix + ".qweight"] = ("int8", codes.shape, pack_qweight(codes))
+        if precision == "int4":
+            scales = bf16(0.001, 0.02, k // group, n)
+            add(prefix + ".wscales", "bfloat16", scales, pack_group_scales(scales))
+        else:
+            scales = rng.integers(0x08, 0x7F, size=(k // group, n), dtype=np.uint8)
+            add(prefix + ".wscales", "float8_e4m3fn", scales, pack_micro_scales(scales))
+            if index % 3 == 0:
+                channel = bf16(0.5, 2, n)
+                add(prefix + ".wcscales", "bfloat16", channel, pack_vector(channel))
+            if index % 3 == 1:
+                alpha = bf16(0.5, 2, 1)
+                add(prefix + ".wtscale", "bfloat16", alpha, alpha)
+        for name, length in [("bias", n), ("smooth", k), ("smooth_orig", k)]:
+            vector = bf16(0.25, 4, length) if name.startswith("smooth") else bf16(-1, 1, length)
+            add(f"{prefix}.{name}", "bfloat16", vector, pack_vector(vector))
+        down, up = bf16(-0.1, 0.1, k, rank), bf16(-0.1, 0.1, n, rank)
+        add(prefix + ".lora_down", "bfloat16", down, pack_proj_down(down))
+        add(prefix + ".lora_up", "bfloat16", up, pack_proj_up(up))
+    for prefix, chunks in FLUX_AWQ:
+        k, n = width, width * chunks
+        codes = rng.integers(0, 256, size=(n, k // 2), dtype=np.uint8)
+        canonical[prefix + ".qweight"] = ("uint8", codes.shape, codes)
+        nunchaku[prefix + ".qweight"] = ("int32", (n // 4, k // 2), pack_awq(codes))
+        for name, shape, low, high in [("wscales", (k // 64, n), 0.001, 0.02), ("wzeros", (k // 64, n), -0.2, 0),
+                                       ("bias", (n,), -1, 1)]:
+            values = bf16(low, high, *shape)
+            add(f"{prefix}.{name}", "bfloat16", values, values)
+    for name, shape in FLUX_DENSE:
+        values = bf16(-1, 1, *[width if size == 1 else size for size in shape])
+        add(name, "bfloat16", values, values)
+
+    config = json.dumps({"_class_name": "FluxTransformer2DModel", "num_layers": 1, "num_single_layers": 1})
+    dtype = {"int4": ("int4", None), "nvfp4": ("fp4_e2m1_all", "fp8_e4m3_nan")}[precision]
+    quantization = json.dumps({"method": "svdquant",
+                               "weight": {"dtype": dtype[0], "scale_dtype": dtype[1] and [None, dtype[1]], "group_size": group},
+                               "activation": {"dtype": dtype[0], "scale_dtype": dtype[1], "group_size": group}, "rank": rank})
+    metadata = {"config": config, "model_class": "NunchakuFluxTransformer2dModel", "quantization_config": quantization}
+    write_specs(nunchaku_path, nunchaku, metadata)
+    write_specs(canonical_path, canonical, dict(metadata, nunchaku_layout="canonical", nunchaku_vector_order="natural"))
+    print(f"wrote {len(nunchaku)} tensors to {nunchaku_path} and {canonical_path} ({precision}, rank {rank})")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("output")
+    parser.add_argument("output", nargs="?")
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--k", type=int, default=384)
     parser.add_argument("--rank", type=int, default=48)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--flux-checkpoint", nargs=2, metavar=("NUNCHAKU", "CANONICAL"))
+    parser.add_argument("--precision", choices=["int4", "nvfp4"], default="int4")
+    parser.add_argument("--width", type=int, default=128, help="model width for --flux-checkpoint (FLUX.1: 3072)")
     args = parser.parse_args()
+    if args.flux_checkpoint:
+        write_flux_checkpoint(*args.flux_checkpoint, args.precision, args.seed, args.width)
+        return
+    if args.output is None:
+        parser.error("give OUTPUT.safetensors or --flux-checkpoint NUNCHAKU CANONICAL")
     n, k, rank = args.n, args.k, args.rank
     assert n % 128 == 0 and k % 128 == 0 and rank % 16 == 0, "N and K must be multiples of 128, the rank of 16"
     rng = np.random.default_rng(args.seed)

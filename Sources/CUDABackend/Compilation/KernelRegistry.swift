@@ -20,12 +20,39 @@ public enum KernelRegistry {
     /// Headers handed to NVRTC with every source (kernels include them with `#include "<name>"`).
     public static let headers: [KernelHeader] = [
         KernelHeader(name: "nunchaku_common.cuh", text: text(PackageResources.nunchaku_common_cuh)),
+        KernelHeader(name: "w4a4_half.cuh", text: text(PackageResources.w4a4_half_cuh)),
+        KernelHeader(name: "w4a4_fragments.cuh", text: text(PackageResources.w4a4_fragments_cuh)),
+        KernelHeader(name: "ops_common.cuh", text: text(PackageResources.ops_common_cuh)),
+        KernelHeader(name: "ops_mma.cuh", text: text(PackageResources.ops_mma_cuh)),
     ]
 
     /// Kernel files.
     public static let sources: [KernelSource] = [
         KernelSource(name: "convert.cu", text: text(PackageResources.convert_cu),
                      kernelNames: ["nunchaku_convert_f32_to_bf16", "nunchaku_convert_bf16_to_f32"]),
+        KernelSource(name: "w4a4_quantize.cu", text: text(PackageResources.w4a4_quantize_cu),
+                     kernelNames: ["bf16", "f16"].flatMap { type in
+                         ["int4", "int4_unsigned", "nvfp4"].map { "w4a4_quantize_\(type)_\($0)" }
+                     }),
+        KernelSource(name: "w4a4_gemm.cu", text: text(PackageResources.w4a4_gemm_cu),
+                     kernelNames: ["bf16", "f16"].flatMap { type in
+                         ["int4_s4", "int4_s8", "int4_unsigned_s4", "int4_unsigned_s8", "nvfp4"].map { "w4a4_gemm_\(type)_\($0)" }
+                     }),
+        KernelSource(name: "awq_gemv.cu", text: text(PackageResources.awq_gemv_cu), kernelNames: ["awq_gemv_bf16", "awq_gemv_f16"]),
+        KernelSource(name: "ops_norm.cu", text: text(PackageResources.ops_norm_cu),
+                     kernelNames: ["nunchaku_layernorm_bf16", "nunchaku_layernorm_f16", "nunchaku_rmsnorm_bf16", "nunchaku_rmsnorm_f16"]),
+        KernelSource(name: "ops_elementwise.cu", text: text(PackageResources.ops_elementwise_cu),
+                     kernelNames: ["nunchaku_gelu_tanh_bf16", "nunchaku_gelu_tanh_f16", "nunchaku_silu_bf16", "nunchaku_silu_f16",
+                                   "nunchaku_gated_add_bf16", "nunchaku_gated_add_f16"]),
+        KernelSource(name: "ops_rotary.cu", text: text(PackageResources.ops_rotary_cu),
+                     kernelNames: ["nunchaku_rotary_bf16", "nunchaku_rotary_f16"]),
+        KernelSource(name: "ops_tokens.cu", text: text(PackageResources.ops_tokens_cu),
+                     kernelNames: ["nunchaku_copy_tokens_16b", "nunchaku_copy_tokens_1b"]),
+        KernelSource(name: "attention_fa2.cu", text: text(PackageResources.attention_fa2_cu),
+                     kernelNames: ["nunchaku_attention_bf16_d64", "nunchaku_attention_bf16_d128",
+                                   "nunchaku_attention_f16_d64", "nunchaku_attention_f16_d128"]),
+        KernelSource(name: "gemm_mma.cu", text: text(PackageResources.gemm_mma_cu),
+                     kernelNames: ["nunchaku_gemm_bf16", "nunchaku_gemm_f16"]),
     ]
 
     /// The file that defines `kernel`, if any.

@@ -11,10 +11,10 @@ enum QKVProjection: Sendable {
         switch names {
         case let .separate(query, key, value):
             self = .separate(
-                query: try loader.linear(query, width, width), key: try loader.linear(key, width, width),
-                value: try loader.linear(value, width, width))
+                query: try loader.projection(query, width, width), key: try loader.projection(key, width, width),
+                value: try loader.projection(value, width, width))
         case let .fused(name):
-            self = .fused(try loader.linear(name, width, 3 * width))
+            self = .fused(try loader.projection(name, width, 3 * width))
         }
     }
 

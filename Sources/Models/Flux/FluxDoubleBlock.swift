@@ -21,11 +21,14 @@ struct FluxDoubleBlock: Sendable {
         imageNorm = QKNorm(query: loader.normWeight(names.queryNorm, headDim), key: loader.normWeight(names.keyNorm, headDim))
         contextNorm = QKNorm(
             query: loader.normWeight(names.contextQueryNorm, headDim), key: loader.normWeight(names.contextKeyNorm, headDim))
-        imageOut = try loader.linear(names.imageOut, width, width)
-        contextOut = try loader.linear(names.contextOut, width, width)
-        imageMLP = FluxFeedForward(input: try loader.linear(names.imageMLPIn, width, hidden), output: try loader.linear(names.imageMLPOut, hidden, width))
+        imageOut = try loader.projection(names.imageOut, width, width)
+        contextOut = try loader.projection(names.contextOut, width, width)
+        imageMLP = FluxFeedForward(
+            input: try loader.projection(names.imageMLPIn, width, hidden),
+            output: try loader.projection(names.imageMLPOut, hidden, width, inputFollowsGELU: true))
         contextMLP = FluxFeedForward(
-            input: try loader.linear(names.contextMLPIn, width, hidden), output: try loader.linear(names.contextMLPOut, hidden, width))
+            input: try loader.projection(names.contextMLPIn, width, hidden),
+            output: try loader.projection(names.contextMLPOut, hidden, width, inputFollowsGELU: true))
         heads = config.numAttentionHeads
     }
 

@@ -8,9 +8,9 @@ struct FluxModulation: Sendable {
     let chunkCount: Int
     let layout: ModulationLayout
 
-    /// Reads the layer `name` (`D → S·D`).
+    /// Reads the layer `name` (`D → S·D`); the factory returns its outputs in natural chunk order.
     init(name: String, width: Int, chunkCount: Int, layout: ModulationLayout, loader: FluxLayerLoader) throws {
-        linear = try loader.linear(name, width, chunkCount * width)
+        linear = try loader.linear(layout.spec(name: name, width: width, chunks: chunkCount))
         self.chunkCount = chunkCount
         self.layout = layout
     }
@@ -18,18 +18,7 @@ struct FluxModulation: Sendable {
     /// The S chunks of `linear(conditioning)`, each `[B, D]` in the activation dtype.
     func chunks(_ conditioning: Tensor) throws -> [Tensor] {
         let output = try linear.applied(to: conditioning)
-        let batch = output.shape[0], width = output.shape[1] / chunkCount
-        if !layout.interleaved {
-            return try CPUOps.splitLastDimension(output, sizes: Array(repeating: width, count: chunkCount))
-        }
-        let values = try output.floatValues(context: linear.name)
-        return (0..<chunkCount).map { chunk in
-            var picked = [Float](repeating: 0, count: batch * width)
-            for sample in 0..<batch {
-                for d in 0..<width { picked[sample * width + d] = values[sample * chunkCount * width + d * chunkCount + chunk] }
-            }
-            return Tensor.rounding(picked, shape: [batch, width], to: output.dtype)
-        }
+        return try CPUOps.splitLastDimension(output, sizes: Array(repeating: output.shape[1] / chunkCount, count: chunkCount))
     }
 
     /// `x · (offset + scale) + shift` with this layer's scale offset.
@@ -48,14 +37,28 @@ struct FluxFeedForward: Sendable {
     }
 }
 
-/// Builds layers and norm weights for one model load: the factory, the compute dtype and the strict reader together.
+/// Builds layers and norm weights for one model load: the factory, the block layout, the compute dtype and the
+/// strict reader together.
 struct FluxLayerLoader {
     let factory: any LinearLayerFactory
+    let layout: FluxCheckpointLayout
     let computeDType: DType
     let weights: WeightReader
 
+    func linear(_ spec: LinearLayerSpec) throws -> any LinearLayer {
+        try factory.makeLinear(spec, computeDType: computeDType, weights: weights)
+    }
+
+    /// A layer that is never quantized (embedders, final projection).
     func linear(_ name: String, _ inFeatures: Int, _ outFeatures: Int) throws -> any LinearLayer {
-        try factory.makeLinear(name: name, inFeatures: inFeatures, outFeatures: outFeatures, computeDType: computeDType, weights: weights)
+        try linear(LinearLayerSpec(name: name, inFeatures: inFeatures, outFeatures: outFeatures))
+    }
+
+    /// A block projection (QKV, attention output, MLP), quantized the way the layout's SVDQuant checkpoints do.
+    func projection(_ name: String, _ inFeatures: Int, _ outFeatures: Int, inputFollowsGELU: Bool = false) throws -> any LinearLayer {
+        try linear(LinearLayerSpec(
+            name: name, inFeatures: inFeatures, outFeatures: outFeatures,
+            quantization: layout.projectionQuantization(inputFollowsGELU: inputFollowsGELU)))
     }
 
     /// A `[count]` norm weight rounded to the compute dtype.

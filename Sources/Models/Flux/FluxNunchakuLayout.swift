@@ -1,5 +1,6 @@
 import CPUBackend
 import NunchakuCore
+import SVDQuant
 
 /// Rewrites unquantized diffusers FLUX weights into Nunchaku's block layout (`FluxCheckpointLayout.nunchaku`): the
 /// dense equivalent of a Nunchaku checkpoint, with the same names, fusions, interleaving and +1 folding, so the
@@ -24,18 +25,20 @@ public enum FluxNunchakuLayout {
             result["\(to).weight"] = try concatRows(parts.map { try take("\($0).weight") })
             result["\(to).bias"] = try concatRows(parts.map { try take("\($0).bias") })
         }
-        func modulation(_ name: String, chunks: Int, scaleChunks: [Int]) throws {
+        func modulation(_ name: String, chunks: Int) throws {
             let weight = try take("\(name).weight"), bias = try take("\(name).bias")
-            result["\(name).weight"] = try interleaveRows(weight, chunks: chunks)
-            result["\(name).bias"] = try interleaveRows(addOne(bias, toChunks: scaleChunks, of: chunks), chunks: chunks)
+            let interleave = try ModulationInterleave(chunks: chunks)
+            result["\(name).weight"] = try OutputChannelOrder.interleaved(weight, interleave, context: "\(name).weight")
+            result["\(name).bias"] = try OutputChannelOrder.interleaved(
+                addOne(bias, toChunks: interleave.scaleChunks, of: chunks), interleave, context: "\(name).bias")
         }
         func rename(_ from: String, _ to: String) throws { result[to] = try take(from) }
 
         for index in 0..<config.numLayers {
             let diffusers = FluxDoubleBlockNames(index: index, layout: .diffusers)
             let nunchaku = FluxDoubleBlockNames(index: index, layout: .nunchaku)
-            try modulation(diffusers.imageModulation, chunks: 6, scaleChunks: [1, 4])
-            try modulation(diffusers.contextModulation, chunks: 6, scaleChunks: [1, 4])
+            try modulation(diffusers.imageModulation, chunks: 6)
+            try modulation(diffusers.contextModulation, chunks: 6)
             try fuse(diffusers.imageQKV.layerNames, nunchaku.imageQKV.layerNames[0])
             try fuse(diffusers.contextQKV.layerNames, nunchaku.contextQKV.layerNames[0])
             for (from, to) in [(diffusers.imageOut, nunchaku.imageOut), (diffusers.contextOut, nunchaku.contextOut),
@@ -52,7 +55,7 @@ public enum FluxNunchakuLayout {
         for index in 0..<config.numSingleLayers {
             let diffusers = FluxSingleBlockNames(index: index, layout: .diffusers)
             let nunchaku = FluxSingleBlockNames(index: index, layout: .nunchaku)
-            try modulation(diffusers.modulationName, chunks: 3, scaleChunks: [1])
+            try modulation(diffusers.modulationName, chunks: 3)
             try fuse(diffusers.qkv.layerNames, nunchaku.qkv.layerNames[0])
             try move(diffusers.mlpIn, nunchaku.mlpIn)
             let projection = diffusers.output.layerNames[0]
@@ -75,24 +78,6 @@ public enum FluxNunchakuLayout {
         let trailing = Array(parts[0].shape.dropFirst())
         let stacked = try CPUOps.concatTokens(parts.map { try $0.reshaped([1, $0.shape[0]] + (trailing.isEmpty ? [1] : trailing)) })
         return try stacked.reshaped([stacked.shape[1]] + trailing)
-    }
-
-    /// Reorders rows so that row `d·S + s` is the old row `s·D + d` (S = `chunks`).
-    private static func interleaveRows(_ tensor: Tensor, chunks: Int) throws -> Tensor {
-        let rows = tensor.shape[0], width = rows / chunks
-        let rowBytes = tensor.byteCount / max(rows, 1)
-        var result = Tensor(zeros: tensor.shape, dtype: tensor.dtype)
-        tensor.withUnsafeBytes { source in
-            result.withUnsafeMutableBytes { destination in
-                for chunk in 0..<chunks {
-                    for d in 0..<width {
-                        destination.baseAddress!.advanced(by: (d * chunks + chunk) * rowBytes).copyMemory(
-                            from: source.baseAddress!.advanced(by: (chunk * width + d) * rowBytes), byteCount: rowBytes)
-                    }
-                }
-            }
-        }
-        return result
     }
 
     /// `bias` with 1 added to the given chunks (rounded to the bias dtype), so `x·scale+shift` equals diffusers' `x·(1+scale)+shift`.

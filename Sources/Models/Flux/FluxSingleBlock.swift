@@ -33,12 +33,14 @@ struct FluxSingleBlock: Sendable {
         modulation = try FluxModulation(name: names.modulationName, width: width, chunkCount: 3, layout: names.modulation, loader: loader)
         qkv = try QKVProjection(names.qkv, width: width, loader: loader)
         norm = QKNorm(query: loader.normWeight(names.queryNorm, headDim), key: loader.normWeight(names.keyNorm, headDim))
-        mlpIn = try loader.linear(names.mlpIn, width, hidden)
+        mlpIn = try loader.projection(names.mlpIn, width, hidden)
         switch names.output {
         case let .joint(name):
-            output = .joint(try loader.linear(name, width + hidden, width))
+            output = .joint(try loader.projection(name, width + hidden, width))
         case let .split(attention, mlp):
-            output = .split(attention: try loader.linear(attention, width, width), mlp: try loader.linear(mlp, hidden, width))
+            output = .split(
+                attention: try loader.projection(attention, width, width),
+                mlp: try loader.projection(mlp, hidden, width, inputFollowsGELU: true))
         }
         heads = config.numAttentionHeads
     }

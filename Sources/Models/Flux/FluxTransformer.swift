@@ -20,8 +20,8 @@ public struct FluxTransformer: Sendable {
     let outputModulation: FluxModulation
     let outputProjection: any LinearLayer
 
-    /// Builds the model from `weights`, strictly: every missing, unexpected, mis-shaped or unusable tensor is listed
-    /// in one `WeightLoadingError`.
+    /// Builds the model from `weights`, strictly: a block count that differs from the config is an error naming the
+    /// blocks, and every missing, unexpected, mis-shaped or unusable tensor is listed in one `WeightLoadingError`.
     /// - Parameters:
     ///   - layout: how the blocks' linears are named and shaped (diffusers, or Nunchaku's fused layout).
     ///   - computeDType: `.f32` or `.bf16`; parameters are rounded to it.
@@ -35,8 +35,9 @@ public struct FluxTransformer: Sendable {
         guard computeDType == .f32 || computeDType == .bf16 else {
             throw NunchakuError.unsupported(context: "FluxTransformer", reason: "compute dtype \(computeDType); use f32 or bf16")
         }
+        try FluxBlockInventory.check(weights.tensorNames, config: config, source: source)
         let reader = WeightReader(weights, source: source)
-        let loader = FluxLayerLoader(factory: linearFactory, computeDType: computeDType, weights: reader)
+        let loader = FluxLayerLoader(factory: linearFactory, layout: layout, computeDType: computeDType, weights: reader)
         let width = config.innerDim
         self.config = config
         self.computeDType = computeDType

@@ -1,4 +1,5 @@
 import NunchakuCore
+import SVDQuant
 
 /// How a FLUX checkpoint names and shapes the linears inside its blocks. Everything outside the blocks
 /// (embedders, `norm_out`, `proj_out`) uses diffusers names in both layouts.
@@ -26,15 +27,32 @@ enum QKVNames: Equatable {
     }
 }
 
-/// How an adaptive-norm linear lays out its S chunks of width D, and how the scale chunks are applied.
+/// How a checkpoint stores an adaptive-norm linear's S chunks of width D, and how the scale chunks are applied.
 struct ModulationLayout: Equatable, Sendable {
-    /// true: output column `d·S + s` holds chunk s, element d (Nunchaku); false: chunk s is columns `s·D ..< (s+1)·D`.
-    let interleaved: Bool
+    /// Nunchaku: output channel `d·S + s` holds chunk s, element d (the layer is built to return natural order);
+    /// AWQ W4A16 in quantized checkpoints.
+    let nunchakuStorage: Bool
     /// The constant added to scale chunks before multiplying: 1 for diffusers, 0 where the bias already holds it.
-    let scaleOffset: Float
+    var scaleOffset: Float { nunchakuStorage ? 0 : 1 }
 
-    static let diffusers = ModulationLayout(interleaved: false, scaleOffset: 1)
-    static let nunchaku = ModulationLayout(interleaved: true, scaleOffset: 0)
+    static let diffusers = ModulationLayout(nunchakuStorage: false)
+    static let nunchaku = ModulationLayout(nunchakuStorage: true)
+
+    /// The spec of the adaLN linear `name` (`width → chunks·width`).
+    func spec(name: String, width: Int, chunks: Int) throws -> LinearLayerSpec {
+        LinearLayerSpec(
+            name: name, inFeatures: width, outFeatures: chunks * width,
+            outputInterleave: nunchakuStorage ? try ModulationInterleave(chunks: chunks) : nil,
+            quantization: nunchakuStorage ? .awqW4A16 : .none)
+    }
+}
+
+extension FluxCheckpointLayout {
+    /// How SVDQuant checkpoints of this layout store a block projection (QKV, output, MLP): W4A4 in Nunchaku's
+    /// layout (research §1.4); the diffusers layout has no quantized form here.
+    func projectionQuantization(inputFollowsGELU: Bool) -> LinearLayerSpec.Quantization {
+        self == .nunchaku ? .w4a4(inputFollowsGELU: inputFollowsGELU) : .none
+    }
 }
 
 /// Every checkpoint name of a double-stream block (`transformer_blocks.i`).

@@ -49,8 +49,23 @@ public final class WeightReader {
         return tensor
     }
 
+    /// The tensor `name` when the checkpoint has it (checked like `tensor(_:shape:dtypes:)`), or nil when it does
+    /// not: for tensors a layer may or may not have.
+    public func optionalTensor(_ name: String, shape: [Int], dtypes: [DType]? = nil) -> Tensor? {
+        available.contains(name) ? tensor(name, shape: shape, dtypes: dtypes) : nil
+    }
+
     /// Whether the checkpoint has a tensor called `name` (does not count as taking it).
     public func contains(_ name: String) -> Bool { available.contains(name) }
+
+    /// Records that `name` (a tensor or a layer) cannot be used, for `finish()` to report with the rest.
+    public func reject(_ name: String, reason: String) {
+        unusable.append(.init(name: name, reason: reason))
+    }
+
+    /// How many problems (missing, mis-shaped, unusable) have been recorded so far; a factory compares it before
+    /// and after reading a layer's tensors to know whether they are usable.
+    public var problemCount: Int { missing.count + mismatched.count + unusable.count }
 
     /// Throws a `WeightLoadingError` listing every missing, mis-shaped, unusable and unexpected (never taken) tensor,
     /// or returns when there is none.

@@ -1,13 +1,8 @@
 import NunchakuCore
 import SafeTensors
 
-/// The 4-bit number format of SVDQuant weights and activations.
-public enum QuantizationPrecision: String, Sendable, Equatable {
-    /// Signed 4-bit integers, group size 64.
-    case int4
-    /// E2M1 4-bit floats with fp8 e4m3 micro-scales, group size 16.
-    case nvfp4
-}
+/// The 4-bit number format of SVDQuant weights and activations (one type with the layers' `SVDQuantPrecision`).
+public typealias QuantizationPrecision = SVDQuantPrecision
 
 /// The SVDQuant parameters of a checkpoint, as far as they are known.
 public struct SVDQuantParameters: Sendable, Equatable {
@@ -176,6 +171,11 @@ public func detectCheckpointFormat(_ checkpoint: SafeTensorsCheckpoint) throws -
     for file in files {
         guard let metadata = file.metadata else { continue }
         if let layout = metadata["nunchaku_layout"] {
+            if layout == "dense" {
+                // `nunchaku convert --to dense`: dequantized weights, described by the diffusers config it carries.
+                let config = try metadata["config"].map { try parseJSON(Array($0.utf8), source: "\(file.path) metadata config") }
+                return .dense(dtype: inferred.dominantFloatDType, diffusersClass: config?["_class_name"]?.stringValue)
+            }
             guard layout == "canonical" else { throw CheckpointFormatError.unknownLayout(file: file.path, layout: layout) }
             let parameters = try nunchakuParameters(metadata["quantization_config"], source: file.path, inferred: inferred)
             return .canonicalSVDQuant(parameters, modelClass: metadata["model_class"])
@@ -232,10 +232,12 @@ private func liteParameters(_ config: JSONValue, source: String, inferred: Forma
     guard section.objectMembers != nil else { throw invalid("svdq_w4a4 must be an object") }
     var declared = SVDQuantParameters(precision: nil, groupSize: nil, rank: nil)
     if let precision = section["precision"] {
-        guard let value = precision.stringValue.flatMap(QuantizationPrecision.init(rawValue:)) else {
-            throw invalid("unknown svdq_w4a4.precision \(precision.serialized())")
+        // Nunchaku-Lite writes NVFP4 as "fp4" (its runtime calls it "nvfp4").
+        switch precision.stringValue {
+        case "int4": declared.precision = .int4
+        case "fp4", "nvfp4": declared.precision = .nvfp4
+        default: throw invalid("unknown svdq_w4a4.precision \(precision.serialized())")
         }
-        declared.precision = value
     }
     declared.groupSize = try optionalInt(section["group_size"], "svdq_w4a4.group_size", invalid)
     declared.rank = try optionalInt(section["rank"], "svdq_w4a4.rank", invalid)

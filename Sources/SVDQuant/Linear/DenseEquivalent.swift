@@ -13,22 +13,38 @@ extension SVDQW4A4Weights {
         let scales = TensorValues.floats(canonical.wscales)
         let channelScales = canonical.wcscales.map(TensorValues.floats) ?? [Float](repeating: 1, count: n)
         var residual = [Float](repeating: 0, count: n * k)
-        for row in 0..<n {
-            let rowScale = codeUnit * Double(wtscale) * Double(channelScales[row])
-            for column in 0..<k {
-                let scale = Double(scales[(column / groupSize) * n + row])
-                residual[row * k + column] = Float(Double(codes[row * k + column]) * scale * rowScale)
+        residual.withUnsafeMutableBufferPointer { residual in
+            parallelFor(n) { row in
+                let rowScale = codeUnit * Double(wtscale) * Double(channelScales[row])
+                for column in 0..<k {
+                    let scale = Double(scales[(column / groupSize) * n + row])
+                    residual[row * k + column] = Float(Double(codes[row * k + column]) * scale * rowScale)
+                }
             }
         }
         return residual
     }
 
-    /// W_eff [N, K] row-major: `dequantizedResidual / smooth[k] + proj_up · proj_downᵀ`.
-    public func effectiveWeight() -> [Float] {
+    /// W_eff [N, K] row-major and the dense bias [N] (see `effectiveWeight()`, `effectiveBias()`), computed together.
+    public func denseEquivalent() -> (weight: [Float], bias: [Float]) {
         let n = outFeatures, k = inFeatures
         let smooth = TensorValues.floats(canonical.smooth)
         var weight = dequantizedResidual()
-        for index in weight.indices { weight[index] /= smooth[index % k] }
+        var bias = canonical.bias.map(TensorValues.floats) ?? [Float](repeating: 0, count: n)
+        weight.withUnsafeMutableBufferPointer { weight in
+            bias.withUnsafeMutableBufferPointer { bias in
+                parallelFor(n) { row in
+                    var shifted = 0.0
+                    for column in 0..<k {
+                        let index = row * k + column
+                        shifted += Double(weight[index]) / Double(smooth[column])
+                        weight[index] /= smooth[column]
+                    }
+                    // Unsigned layers quantize x + 0.171875, so the 4-bit path adds 0.171875 · Σ_k residual / smooth.
+                    if actUnsigned { bias[row] = Float(Double(bias[row]) + Double(ActivationQuantizer.unsignedShift) * shifted) }
+                }
+            }
+        }
         if rank > 0 {
             let up = TensorValues.floats(canonical.projUp), down = TensorValues.floats(canonical.projDown)
             up.withUnsafeBufferPointer { a in
@@ -39,32 +55,50 @@ extension SVDQW4A4Weights {
                 }
             }
         }
-        return weight
+        return (weight, bias)
+    }
+
+    /// W_eff [N, K] row-major: `dequantizedResidual / smooth[k] + proj_up · proj_downᵀ`.
+    public func effectiveWeight() -> [Float] {
+        denseEquivalent().weight
     }
 
     /// The bias of the dense equivalent, [N]: `bias`, plus for unsigned-activation layers the shift the kernel
     /// feeds through the 4-bit path only, `0.171875 · Σ_k residual[n][k] / smooth[k]`.
     public func effectiveBias() -> [Float] {
-        var bias = canonical.bias.map(TensorValues.floats) ?? [Float](repeating: 0, count: outFeatures)
-        guard actUnsigned else { return bias }
-        let k = inFeatures
-        let smooth = TensorValues.floats(canonical.smooth)
-        let residual = dequantizedResidual()
-        for row in 0..<outFeatures {
-            var sum = 0.0
-            for column in 0..<k { sum += Double(residual[row * k + column]) / Double(smooth[column]) }
-            bias[row] = Float(Double(bias[row]) + Double(ActivationQuantizer.unsignedShift) * sum)
-        }
-        return bias
+        denseEquivalent().bias
     }
 
     /// `x · W_effᵀ + effectiveBias` in fp32 for [..., K] activations of any float dtype; [M, N] row-major.
     /// - Throws: `NunchakuError` when `x` is not floating point or its last dimension is not K.
     public func denseForward(_ x: Tensor) throws -> [Float] {
         let rows = try LinearInput.rows(x, inFeatures: inFeatures, layer: name, allowed: [.f32, .bf16, .f16])
-        var output = Matmul.multiplyTransposed(TensorValues.floats(x), effectiveWeight(), m: rows, n: outFeatures, k: inFeatures)
-        let bias = effectiveBias()
+        let (weight, bias) = denseEquivalent()
+        var output = Matmul.multiplyTransposed(TensorValues.floats(x), weight, m: rows, n: outFeatures, k: inFeatures)
         for index in output.indices { output[index] += bias[index % outFeatures] }
         return output
+    }
+}
+
+extension AWQW4A16Weights {
+    /// The dequantized weight [N, K] row-major, `q · wscales[k/64][n] + wzeros[k/64][n]` rounded once to fp32, in the
+    /// canonical output-channel order.
+    public func dequantizedWeight() -> [Float] {
+        let n = outFeatures, k = inFeatures
+        let scales = TensorValues.floats(canonical.wscales), zeros = TensorValues.floats(canonical.wzeros)
+        var weight = [Float](repeating: 0, count: n * k)
+        canonical.qweight.withUnsafeBytes { codes in
+            weight.withUnsafeMutableBufferPointer { weight in
+                parallelFor(n) { row in
+                    for column in 0..<k {
+                        let byte = codes[(row * k + column) / 2]
+                        let code = Float(column % 2 == 0 ? byte & 0xF : byte >> 4)
+                        let group = (column / groupSize) * n + row
+                        weight[row * k + column] = zeros[group].addingProduct(code, scales[group])
+                    }
+                }
+            }
+        }
+        return weight
     }
 }

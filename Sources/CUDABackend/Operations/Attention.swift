@@ -1,0 +1,116 @@
+import NunchakuCore
+
+extension CUDAContext {
+    /// Scaled dot-product attention `softmax(Q·Kᵀ/√d)·V` per sample and head (FlashAttention-2 style kernel: tensor
+    /// cores, float32 online softmax).
+    ///
+    /// `query` is `[B, Sq, H, d]`, `key` and `value` `[B, Skv, H, d]` (a projection's output viewed as heads), all
+    /// bf16 or all f16, `d` 64 or 128, any sequence lengths; `output` is `[B, Sq, H, d]` in the same dtype and not
+    /// an input's memory. `keyMask`, when given, is `[B, Skv]` of `u8` or `bool` (0 = the key is padding and ignored);
+    /// a query whose keys are all masked gets zeros.
+    /// - Throws: `NunchakuError` naming the operand for a wrong dtype, shape or head dimension, before launching.
+    public func attention(query: DeviceTensor, key: DeviceTensor, value: DeviceTensor, keyMask: DeviceTensor? = nil,
+                          into output: DeviceTensor, stream: CUDAStream? = nil) throws {
+        let geometry = try AttentionGeometry(query: query, key: key, value: value, keyMask: keyMask, output: output)
+        guard geometry.batch * geometry.queryTokens * geometry.heads > 0 else { return }
+        let kernel = try kernels.kernel(geometry.kernelName)
+        try kernel.setMaxDynamicSharedMemory(geometry.sharedMemoryBytes)
+        try kernel.launch(
+            grid: geometry.grid, block: CUDADim3(AttentionGeometry.threadsPerBlock),
+            sharedMemoryBytes: geometry.sharedMemoryBytes, stream: stream ?? query.buffer.stream,
+            arguments: [query.argument, key.argument, value.argument, output.argument,
+                        keyMask.map(\.argument) ?? .pointer(0), .int32(Int32(geometry.queryTokens)),
+                        .int32(Int32(geometry.keyTokens)), .int32(Int32(geometry.heads)), .float(geometry.scaleLog2)])
+    }
+
+    /// `attention(query:key:value:keyMask:into:stream:)` into a new tensor allocated on the stream.
+    public func attention(query: DeviceTensor, key: DeviceTensor, value: DeviceTensor, keyMask: DeviceTensor? = nil,
+                          stream: CUDAStream? = nil) throws -> DeviceTensor {
+        let output = try DeviceTensor(shape: query.shape, dtype: query.dtype, context: self, stream: stream ?? query.buffer.stream)
+        try attention(query: query, key: key, value: value, keyMask: keyMask, into: output, stream: stream)
+        return output
+    }
+}
+
+/// The checked geometry of an attention launch (no GPU needed, so the checks are testable anywhere).
+public struct AttentionGeometry: Sendable, Equatable {
+    /// Queries per block (4 warps of 16) and keys per shared-memory tile.
+    public static let queriesPerBlock = 64
+    public static let keysPerTile = 64
+    public static let threadsPerBlock = 128
+    public static let headDimensions = [64, 128]
+
+    public let batch: Int
+    public let queryTokens: Int
+    public let keyTokens: Int
+    public let heads: Int
+    public let headDim: Int
+    public let dtype: DType
+
+    /// Validates the operands as `CUDAContext.attention` needs them.
+    /// - Throws: `NunchakuError` naming the operand and what is wrong.
+    public init(query: [Int], key: [Int], value: [Int], dtypes: (query: DType, key: DType, value: DType),
+                keyMask: (shape: [Int], dtype: DType)?, output: (shape: [Int], dtype: DType)) throws {
+        let op = "attention"
+        guard OperandCheck.activationDTypes.contains(dtypes.query) else {
+            throw NunchakuError.dtypeMismatch(context: "\(op) query \(query)", expected: OperandCheck.activationDTypes, actual: dtypes.query)
+        }
+        for (name, dtype) in [("key", dtypes.key), ("value", dtypes.value), ("output", output.dtype)] where dtype != dtypes.query {
+            throw NunchakuError.dtypeMismatch(context: "\(op) \(name)", expected: [dtypes.query], actual: dtype)
+        }
+        guard query.count == 4 else {
+            throw NunchakuError.invalidArgument(context: "\(op) query", reason: "expected [B, Sq, H, d], got shape \(query)")
+        }
+        let (batch, queryTokens, heads, headDim) = (query[0], query[1], query[2], query[3])
+        guard Self.headDimensions.contains(headDim) else {
+            throw NunchakuError.unsupported(
+                context: "\(op) query \(query)", reason: "head dimension \(headDim) has no kernel (supported: 64, 128)")
+        }
+        guard key.count == 4, key[0] == batch, key[2] == heads, key[3] == headDim else {
+            throw NunchakuError.shapeMismatch(context: "\(op) key", expected: [batch, key.count == 4 ? key[1] : 0, heads, headDim], actual: key)
+        }
+        let keyTokens = key[1]
+        guard keyTokens > 0 else {
+            throw NunchakuError.invalidArgument(context: "\(op) key \(key)", reason: "needs at least one key")
+        }
+        guard value == key else { throw NunchakuError.shapeMismatch(context: "\(op) value", expected: key, actual: value) }
+        guard output.shape == query else { throw NunchakuError.shapeMismatch(context: "\(op) output", expected: query, actual: output.shape) }
+        if let keyMask {
+            guard keyMask.dtype == .u8 || keyMask.dtype == .bool else {
+                throw NunchakuError.dtypeMismatch(context: "\(op) keyMask", expected: [.u8, .bool], actual: keyMask.dtype)
+            }
+            guard keyMask.shape == [batch, keyTokens] else {
+                throw NunchakuError.shapeMismatch(context: "\(op) keyMask", expected: [batch, keyTokens], actual: keyMask.shape)
+            }
+        }
+        guard queryTokens < Int(Int32.max) - Self.queriesPerBlock, keyTokens < Int(Int32.max) - Self.keysPerTile,
+              batch <= 65535, heads <= 65535 else {
+            throw NunchakuError.invalidArgument(context: "\(op) query \(query), key \(key)", reason: "exceeds the kernel's grid limits")
+        }
+        self.batch = batch
+        self.queryTokens = queryTokens
+        self.keyTokens = keyTokens
+        self.heads = heads
+        self.headDim = headDim
+        dtype = dtypes.query
+    }
+
+    init(query: DeviceTensor, key: DeviceTensor, value: DeviceTensor, keyMask: DeviceTensor?, output: DeviceTensor) throws {
+        try self.init(query: query.shape, key: key.shape, value: value.shape, dtypes: (query.dtype, key.dtype, value.dtype),
+                      keyMask: keyMask.map { ($0.shape, $0.dtype) }, output: (output.shape, output.dtype))
+        for (tensor, name) in [(query, "query"), (key, "key"), (value, "value")] {
+            try OperandCheck.distinct(output, tensor, "attention \(name)")
+        }
+    }
+
+    /// `nunchaku_attention_<dtype>_d<d>`.
+    public var kernelName: String { "nunchaku_attention_\(dtype.rawValue)_d\(headDim)" }
+    /// Blocks: query blocks × heads × samples.
+    public var grid: CUDADim3 { CUDADim3((queryTokens + Self.queriesPerBlock - 1) / Self.queriesPerBlock, heads, batch) }
+    /// K and V tiles of 64 keys, two stages each, rows padded by 8 elements.
+    public var sharedMemoryBytes: Int { 4 * Self.keysPerTile * (headDim + 8) * 2 }
+    /// log₂(e)/√d: the kernel's softmax works in base 2.
+    public var scaleLog2: Float { Float(1.4426950408889634 / Double(headDim).squareRoot()) }
+    /// Floating-point operations of one launch (two matrix products).
+    public var flops: Double { 4 * Double(batch) * Double(heads) * Double(queryTokens) * Double(keyTokens) * Double(headDim) }
+}

@@ -1,0 +1,90 @@
+import NunchakuCore
+
+/// adaLN modulation applied after a LayerNorm: `y·(scaleOffset + scale) + shift` with per-sample `shift` and `scale`.
+public struct AdaLNModulation: Sendable {
+    public let shift: ModulationChunk
+    public let scale: ModulationChunk
+    /// 1 for diffusers' `x·(1 + scale) + shift`; 0 where the +1 is already in the modulation's bias (Nunchaku).
+    public let scaleOffset: Float
+
+    public init(shift: ModulationChunk, scale: ModulationChunk, scaleOffset: Float = 1) {
+        self.shift = shift
+        self.scale = scale
+        self.scaleOffset = scaleOffset
+    }
+}
+
+extension CUDAContext {
+    /// LayerNorm over the last dimension without affine parameters, optionally fused with adaLN modulation:
+    /// `y = (x − mean)/sqrt(var + eps)`, then `y·(scaleOffset + scale) + shift` when `modulation` is given.
+    ///
+    /// `x` is `[B, S, D]` (bf16 or f16, D a multiple of 8), `output` the same shape and dtype, not `x`'s memory; the
+    /// modulation chunks are `[B, D]` vectors in the same dtype. Statistics are float32. Queued on `stream` (the
+    /// input's stream when nil).
+    /// - Throws: `NunchakuError` naming the operand for a wrong dtype, shape or width, before launching.
+    public func layerNorm(_ x: DeviceTensor, modulation: AdaLNModulation? = nil, eps: Float = 1e-6,
+                          into output: DeviceTensor, stream: CUDAStream? = nil) throws {
+        let op = "layerNorm"
+        let suffix = try OperandCheck.suffix(x, op, "x")
+        try OperandCheck.rank(x, 3, op, "x")
+        let width = try OperandCheck.width(x, multipleOf: 8, op, "x")
+        try OperandCheck.dtype(output, x.dtype, op, "output")
+        try OperandCheck.shape(output, x.shape, op, "output")
+        try OperandCheck.distinct(output, x, op)
+        let (batch, tokens) = (x.shape[0], x.shape[1])
+        var shift: (address: CUdeviceptr, stride: Int) = (0, 0)
+        var scale: (address: CUdeviceptr, stride: Int) = (0, 0)
+        if let modulation {
+            shift = try modulation.shift.resolve(batch: batch, width: width, dtype: x.dtype, op, "shift")
+            scale = try modulation.scale.resolve(batch: batch, width: width, dtype: x.dtype, op, "scale")
+        }
+        guard batch * tokens > 0 else { return }
+        let widthArgument = try OperandCheck.int32(width, op, "width")
+        let tokensArgument = try OperandCheck.int32(tokens, op, "tokens")
+        try kernels.kernel("nunchaku_layernorm_\(suffix)").launch(
+            grid: CUDADim3(batch * tokens), block: CUDADim3(256), stream: stream ?? x.buffer.stream,
+            arguments: [x.argument, output.argument, .pointer(shift.address), .int64(Int64(shift.stride)),
+                        .pointer(scale.address), .int64(Int64(scale.stride)), .float(modulation?.scaleOffset ?? 0),
+                        .int32(widthArgument), .int32(tokensArgument), .float(eps)])
+    }
+
+    /// `layerNorm(_:modulation:eps:into:stream:)` into a new tensor allocated on the stream.
+    public func layerNorm(_ x: DeviceTensor, modulation: AdaLNModulation? = nil, eps: Float = 1e-6,
+                          stream: CUDAStream? = nil) throws -> DeviceTensor {
+        let output = try DeviceTensor(shape: x.shape, dtype: x.dtype, context: self, stream: stream ?? x.buffer.stream)
+        try layerNorm(x, modulation: modulation, eps: eps, into: output, stream: stream)
+        return output
+    }
+
+    /// RMSNorm over the last dimension (`torch.nn.RMSNorm`): `x·rsqrt(mean(x²) + eps)·weight`.
+    ///
+    /// `x` is any shape whose last dimension D is a multiple of 4 (FLUX's per-head norm: `[B, S, H, 128]`), bf16 or
+    /// f16; `weight` is float32 `[D]`; `output` has `x`'s shape and dtype (it may not be `x`'s memory).
+    /// - Throws: `NunchakuError` naming the operand for a wrong dtype, shape or width, before launching.
+    public func rmsNorm(_ x: DeviceTensor, weight: DeviceTensor, eps: Float = 1e-6, into output: DeviceTensor,
+                        stream: CUDAStream? = nil) throws {
+        let op = "rmsNorm"
+        let suffix = try OperandCheck.suffix(x, op, "x")
+        let width = try OperandCheck.width(x, multipleOf: 4, op, "x")
+        try OperandCheck.dtype(weight, .f32, op, "weight")
+        try OperandCheck.shape(weight, [width], op, "weight")
+        try OperandCheck.dtype(output, x.dtype, op, "output")
+        try OperandCheck.shape(output, x.shape, op, "output")
+        try OperandCheck.distinct(output, x, op)
+        let rows = x.elementCount / width
+        guard rows > 0 else { return }
+        let rowsPerBlock = 4
+        try kernels.kernel("nunchaku_rmsnorm_\(suffix)").launch(
+            grid: CUDADim3((rows + rowsPerBlock - 1) / rowsPerBlock), block: CUDADim3(32 * rowsPerBlock),
+            stream: stream ?? x.buffer.stream,
+            arguments: [x.argument, output.argument, weight.argument, .int64(Int64(rows)),
+                        .int32(try OperandCheck.int32(width, op, "width")), .float(eps)])
+    }
+
+    /// `rmsNorm(_:weight:eps:into:stream:)` into a new tensor allocated on the stream.
+    public func rmsNorm(_ x: DeviceTensor, weight: DeviceTensor, eps: Float = 1e-6, stream: CUDAStream? = nil) throws -> DeviceTensor {
+        let output = try DeviceTensor(shape: x.shape, dtype: x.dtype, context: self, stream: stream ?? x.buffer.stream)
+        try rmsNorm(x, weight: weight, eps: eps, into: output, stream: stream)
+        return output
+    }
+}

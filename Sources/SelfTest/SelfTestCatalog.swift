@@ -1,0 +1,20 @@
+/// Every self-test case, in the order `nunchaku selftest` runs them.
+///
+/// Each group of kernels keeps its cases in its own file under `Cases/` as a static `cases` array; adding a group
+/// is one line here.
+public enum SelfTestCatalog {
+    public static let cases: [SelfTestCase] =
+        NormalizationSelfTests.cases
+        + ElementwiseSelfTests.cases
+        + RotarySelfTests.cases
+        + TokenCopySelfTests.cases
+        + AttentionSelfTests.cases
+        + GEMMSelfTests.cases
+        + W4A4SelfTests.cases
+        + AWQSelfTests.cases
+
+    /// The cases any of `filters` selects (all of them when `filters` is empty).
+    public static func selecting(_ filters: [String]) -> [SelfTestCase] {
+        filters.isEmpty ? cases : cases.filter { testCase in filters.contains { testCase.matches($0) } }
+    }
+}
