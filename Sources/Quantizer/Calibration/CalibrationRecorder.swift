@@ -19,15 +19,13 @@ public struct CalibrationRecorder: LinearLayerFactory {
         self.reservoirs = reservoirs
     }
 
-    public func makeLinear(
-        name: String, inFeatures: Int, outFeatures: Int, computeDType: DType, weights: WeightReader
-    ) throws -> any LinearLayer {
-        let layer = try base.makeLinear(
-            name: name, inFeatures: inFeatures, outFeatures: outFeatures, computeDType: computeDType, weights: weights)
-        guard let reservoir = reservoirs[name] else { return layer }
-        guard reservoir.width == inFeatures else {
+    public func makeLinear(_ spec: LinearLayerSpec, computeDType: DType, weights: WeightReader) throws -> any LinearLayer {
+        let layer = try base.makeLinear(spec, computeDType: computeDType, weights: weights)
+        guard let reservoir = reservoirs[spec.name] else { return layer }
+        guard reservoir.width == spec.inFeatures else {
             throw NunchakuError.invalidArgument(
-                context: name, reason: "the model feeds it \(inFeatures) features, the calibration plan expects \(reservoir.width)")
+                context: spec.name,
+                reason: "the model feeds it \(spec.inFeatures) features, the calibration plan expects \(reservoir.width)")
         }
         return RecordingLinear(base: layer, reservoir: reservoir)
     }

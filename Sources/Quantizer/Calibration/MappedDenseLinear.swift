@@ -11,7 +11,7 @@ struct MappedDenseLinear: LinearLayer {
     let outFeatures: Int
     /// [out, in], usually a view into the checkpoint's mapping.
     let weight: Tensor
-    let bias: Tensor?
+    let bias: Tensor
     let parameterDType: DType
 
     func forward(_ x: Tensor) throws -> Tensor {
@@ -21,10 +21,8 @@ struct MappedDenseLinear: LinearLayer {
         let rows = x.shape[0]
         var output = Matmul.multiplyTransposed(
             try x.floatValues(context: name), try parameters(weight), m: rows, n: outFeatures, k: inFeatures)
-        if let bias {
-            let values = try parameters(bias)
-            for index in output.indices { output[index] += values[index % outFeatures] }
-        }
+        let biasValues = try parameters(bias)
+        for index in output.indices { output[index] += biasValues[index % outFeatures] }
         return Tensor.rounding(output, shape: [rows, outFeatures], to: x.dtype)
     }
 
@@ -35,15 +33,19 @@ struct MappedDenseLinear: LinearLayer {
     }
 }
 
-/// Builds `MappedDenseLinear`s from `<name>.weight` [out, in] and `<name>.bias` [out] in any float dtype.
+/// Builds `MappedDenseLinear`s from `<name>.weight` [out, in] and `<name>.bias` [out] in any float dtype, for
+/// checkpoints that store every output channel in natural order (diffusers layout).
 struct MappedDenseLinearFactory: LinearLayerFactory {
-    func makeLinear(
-        name: String, inFeatures: Int, outFeatures: Int, computeDType: DType, weights: WeightReader
-    ) throws -> any LinearLayer {
+    func makeLinear(_ spec: LinearLayerSpec, computeDType: DType, weights: WeightReader) throws -> any LinearLayer {
+        guard spec.outputInterleave == nil else {
+            throw NunchakuError.unsupported(
+                context: spec.name, reason: "memory-mapped dense layers read natural-order (diffusers) checkpoints only")
+        }
         let floats: [DType] = [.f32, .bf16, .f16]
+        let (n, k) = (spec.outFeatures, spec.inFeatures)
         return MappedDenseLinear(
-            name: name, inFeatures: inFeatures, outFeatures: outFeatures,
-            weight: weights.tensor("\(name).weight", shape: [outFeatures, inFeatures], dtypes: floats),
-            bias: weights.tensor("\(name).bias", shape: [outFeatures], dtypes: floats), parameterDType: computeDType)
+            name: spec.name, inFeatures: k, outFeatures: n,
+            weight: weights.tensor("\(spec.name).weight", shape: [n, k], dtypes: floats),
+            bias: weights.tensor("\(spec.name).bias", shape: [n], dtypes: floats), parameterDType: computeDType)
     }
 }
