@@ -89,7 +89,7 @@ public struct CalibrationSet: Sendable {
                 throw NunchakuError.invalidArgument(
                     context: "\(path): \(name)", reason: "expected a [rows, K] f32/bf16/f16 matrix, got \(tensor.dtype) \(tensor.shape)")
             }
-            activations[name] = CalibrationActivations(values: tensor.floats(), width: tensor.shape[1])
+            activations[name] = CalibrationActivations(values: try tensor.floatValues(context: name), width: tensor.shape[1])
         }
         return CalibrationSet(activations: activations)
     }

@@ -28,8 +28,9 @@ struct MappedDenseLinear: LinearLayer {
 
     /// The tensor's values rounded to the parameter dtype.
     private func parameters(_ tensor: Tensor) throws -> [Float] {
-        if tensor.dtype == parameterDType || parameterDType == .f32 { return tensor.floats() }
-        return try Tensor.rounding(tensor.floats(), shape: tensor.shape, to: parameterDType).floatValues(context: name)
+        let values = try tensor.floatValues(context: name)
+        if tensor.dtype == parameterDType || parameterDType == .f32 { return values }
+        return try Tensor.rounding(values, shape: tensor.shape, to: parameterDType).floatValues(context: name)
     }
 }
 

@@ -1,3 +1,4 @@
+import CPUBackend
 import Foundation
 import Models
 import NunchakuCore
@@ -63,7 +64,7 @@ public struct FluxSourceModel: Sendable {
 
     /// A tensor's elements as `Float`s.
     func values(_ name: String) throws -> [Float] {
-        try weights.tensor(name).floats()
+        try weights.tensor(name).floatValues(context: name)
     }
 
     // MARK: Checks
