@@ -36,7 +36,7 @@ import Testing
         func bf16(_ values: [Float]) -> [Float] { values.map(WeightQuantizer.bf16) }
         #expect(weights.actUnsigned == (format == .int4 && kind == .postGELU))
         #expect(canonical.qweight.withUnsafeBytes { Array($0) }
-            == (try NunchakuLayerPacking.packNibbles(NunchakuLayerPacking.nibbles(quantized.codes), rows: 256, columns: 128)).withUnsafeBytes { Array($0) })
+            == (NunchakuLayerPacking.packNibbles(NunchakuLayerPacking.nibbles(quantized.codes), rows: 256, columns: 128)).withUnsafeBytes { Array($0) })
         #expect(canonical.wscales.floats() == quantized.wscales)
         #expect(weights.wtscale == quantized.wtscale)
         #expect(canonical.smooth.floats() == quantized.smooth)
@@ -81,7 +81,7 @@ import Testing
                 wzeros: try #require(packed["wzeros"]), bias: packed["bias"]),
             layout: .nunchaku, modulation: try ModulationInterleave(chunks: chunks))
         #expect(weights.canonical.qweight.withUnsafeBytes { Array($0) }
-            == (try NunchakuLayerPacking.packNibbles(quantized.codes, rows: n, columns: k)).withUnsafeBytes { Array($0) })
+            == (NunchakuLayerPacking.packNibbles(quantized.codes, rows: n, columns: k)).withUnsafeBytes { Array($0) })
         #expect(weights.canonical.wzeros.floats() == quantized.zeros)
     }
 }

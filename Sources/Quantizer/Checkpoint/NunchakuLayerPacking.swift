@@ -17,12 +17,11 @@ public enum NunchakuLayerPacking {
         switch layer.format {
         case .int4: wscales = bf16(layer.wscales, [groups, n])
         case .nvfp4:
-            wscales = try Tensor(
-                shape: [groups, n], dtype: .f8e4m3fn, bytes: layer.wscales.map { FloatFormats.e4m3fnBits($0, saturating: true) })
+            wscales = e4m3(layer.wscales, shape: [groups, n])
         }
         let smooth = bf16(layer.smooth, [k])
         let canonical = SVDQW4A4Tensors(
-            qweight: try packNibbles(nibbles(layer.codes), rows: n, columns: k),
+            qweight: packNibbles(nibbles(layer.codes), rows: n, columns: k),
             wscales: wscales,
             wtscale: layer.format == .nvfp4 ? bf16([layer.wtscale], [1]) : nil,
             wcscales: layer.format == .nvfp4 ? bf16([Float](repeating: 1, count: n), [n]) : nil,
@@ -58,7 +57,7 @@ public enum NunchakuLayerPacking {
             for d in 0..<width { bias[chunk * width + d] = WeightQuantizer.bf16(bias[chunk * width + d] + 1) }
         }
         let canonical = AWQW4A16Tensors(
-            qweight: try packNibbles(layer.codes, rows: n, columns: k),
+            qweight: packNibbles(layer.codes, rows: n, columns: k),
             wscales: bf16(layer.scales, [groups, n]), wzeros: bf16(layer.zeros, [groups, n]), bias: bf16(bias, [n]))
         let weights = try AWQW4A16Weights(name: layer.name, tensors: canonical, layout: .canonical, modulation: modulation)
         let packed = try weights.tensors(layout: .nunchaku)
@@ -76,10 +75,21 @@ public enum NunchakuLayerPacking {
     }
 
     /// [rows, columns/2] u8 holding nibble (r, c) in the low half of byte (r, c/2) for even c, the high half for odd c.
-    static func packNibbles(_ nibbles: [UInt8], rows: Int, columns: Int) throws -> Tensor {
-        var bytes = [UInt8](repeating: 0, count: rows * columns / 2)
-        for index in bytes.indices { bytes[index] = nibbles[2 * index] | nibbles[2 * index + 1] << 4 }
-        return try Tensor(shape: [rows, columns / 2], dtype: .u8, bytes: bytes)
+    static func packNibbles(_ nibbles: [UInt8], rows: Int, columns: Int) -> Tensor {
+        var tensor = Tensor(zeros: [rows, columns / 2], dtype: .u8)
+        tensor.withUnsafeMutableBytes { bytes in
+            for index in bytes.indices { bytes[index] = nibbles[2 * index] | nibbles[2 * index + 1] << 4 }
+        }
+        return tensor
+    }
+
+    /// A float8 e4m3 tensor of `values` (exactly representable ones: the quantizer's micro-scales).
+    static func e4m3(_ values: [Float], shape: [Int]) -> Tensor {
+        var tensor = Tensor(zeros: shape, dtype: .f8e4m3fn)
+        tensor.withUnsafeMutableBytes { bytes in
+            for index in values.indices { bytes[index] = FloatFormats.e4m3fnBits(values[index], saturating: true) }
+        }
+        return tensor
     }
 
     private static func bf16(_ values: [Float], _ shape: [Int]) -> Tensor {

@@ -26,8 +26,8 @@ public enum FluxQuantizationEvent: Sendable {
     case writingOutput(path: String, tensorCount: Int)
 }
 
-/// Estimates the time left from the layers quantized so far: a W4A4 layer costs N·K units, an AWQ layer N·K / 64
-/// (one RTN pass against a search of SVDs and products).
+/// Estimates the time left from the layers quantized so far: a W4A4 layer costs N·K units, an AWQ layer N·K / 40
+/// (one RTN pass against a search of SVDs and products; measured at FLUX.1 sizes).
 struct RemainingTimeEstimate {
     private var unitsDone = 0.0
     private var secondsSpent = 0.0
@@ -40,7 +40,7 @@ struct RemainingTimeEstimate {
     static func units(_ layer: PlannedLayer) -> Double {
         let size = Double(layer.outFeatures) * Double(layer.inFeatures)
         if case .w4a4 = layer.kind { return size }
-        return size / 64
+        return size / 40
     }
 
     /// Records a finished layer (`measured` false for a reused one, whose time says nothing about the rate) and
