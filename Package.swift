@@ -21,7 +21,7 @@ let package = Package(
         // SVDQuant layouts, quantized linears, checkpoint formats.
         .target(name: "SVDQuant", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend"]),
         // SVDQuant post-training quantization: smoothing search, low-rank SVD branch, RTN residual (LAPACK via dlopen).
-        .target(name: "Quantizer", dependencies: ["NunchakuCore", "CPUBackend", "SVDQuant"]),
+        .target(name: "Quantizer", dependencies: ["NunchakuCore", "CPUBackend", "SVDQuant", "SafeTensors", "Models"]),
         // CUDA through dlopen: driver API, NVRTC, memory, kernel cache, kernels.
         .target(
             name: "CUDABackend",

@@ -12,6 +12,7 @@ struct NunchakuCommand: AsyncParsableCommand {
             RunTransformerCommand.self,
             SelfTestCommand.self,
             ConvertCommand.self,
+            QuantizeCommand.self,
         ]
     )
 }

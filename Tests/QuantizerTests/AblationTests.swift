@@ -10,7 +10,7 @@ import Testing
         let layer = SyntheticLayer(SyntheticLayerSpecification(
             outFeatures: 128, inFeatures: 128, calibrationRows: 32, evaluationRows: 32, seed: 3))
         let base = SVDQuantConfiguration(format: format, smoothingGridPoints: 4, lowRankRounds: 2)
-        let results = try QuantizationAblation.run(layer: layer, formats: [format], ranks: [16], base: base)
+        let results = try QuantizationAblation.run(layer: layer.ablationLayer, formats: [format], ranks: [16], base: base)
         func error(_ method: QuantizationAblation.Method) throws -> Double {
             try #require(results.first { $0.method == method }).relativeError
         }

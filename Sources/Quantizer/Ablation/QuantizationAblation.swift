@@ -1,6 +1,6 @@
 import CPUBackend
 
-/// The SVDQuant paper's ablation on a synthetic layer: plain RTN W4A4, smoothing only, low-rank only, and both
+/// The SVDQuant paper's ablation on one layer (synthetic, or a real model layer with recorded activations): plain RTN W4A4, smoothing only, low-rank only, and both
 /// (SVDQuant), measured as the relative output error on held-out activations through `W4A4RuntimeSimulation`.
 public enum QuantizationAblation {
     public enum Method: String, Sendable, CaseIterable {
@@ -27,12 +27,11 @@ public enum QuantizationAblation {
     ///   - base: settings other than format, rank and smoothing (e.g. grid size, low-rank rounds).
     ///   - progress: called after each measured combination.
     public static func run(
-        layer: SyntheticLayer, formats: [W4A4Format] = W4A4Format.allCases, ranks: [Int] = [16, 32, 64],
+        layer: AblationLayer, formats: [W4A4Format] = W4A4Format.allCases, ranks: [Int] = [16, 32, 64],
         base: SVDQuantConfiguration = SVDQuantConfiguration(format: .int4),
         linearAlgebra: any DenseLinearAlgebra = DenseLinearAlgebraProvider.preferred(),
         progress: (Result) -> Void = { _ in }
     ) throws -> [Result] {
-        let specification = layer.specification
         let reference = referenceOutput(layer)
         var results: [Result] = []
         func measure(_ format: W4A4Format, _ rank: Int, _ method: Method) throws {
@@ -41,17 +40,17 @@ public enum QuantizationAblation {
             configuration.rank = method == .rtn || method == .smoothingOnly ? 0 : rank
             configuration.smoothing = method == .smoothingOnly || method == .svdQuant
             let input = W4A4LayerInput(
-                name: "synthetic \(specification.outFeatures)x\(specification.inFeatures)", weight: layer.weight,
-                outFeatures: specification.outFeatures, inFeatures: specification.inFeatures, bias: layer.bias,
-                calibration: CalibrationActivations(values: layer.calibration, width: specification.inFeatures))
+                name: layer.name, weight: layer.weight, outFeatures: layer.outFeatures, inFeatures: layer.inFeatures,
+                bias: layer.bias, calibration: CalibrationActivations(values: layer.calibration, width: layer.inFeatures),
+                inputKind: layer.inputKind)
             let start = ContinuousClock.now
             let quantized = try SVDQuantizer.quantize(input, configuration: configuration, linearAlgebra: linearAlgebra)
             let elapsed = ContinuousClock.now - start
-            let output = try W4A4RuntimeSimulation.output(of: quantized, input: layer.evaluation, rows: specification.evaluationRows)
+            let output = try W4A4RuntimeSimulation.output(of: quantized, input: layer.evaluation, rows: layer.evaluationRows)
             let result = Result(
                 format: format, rank: configuration.rank, method: method,
                 relativeError: relativeDifference(output, reference),
-                seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
+                seconds: elapsed.seconds)
             results.append(result)
             progress(result)
         }
@@ -91,17 +90,15 @@ public enum QuantizationAblation {
     }
 
     /// `x·Wᵀ + b` on the evaluation rows.
-    private static func referenceOutput(_ layer: SyntheticLayer) -> [Float] {
-        let specification = layer.specification
+    private static func referenceOutput(_ layer: AblationLayer) -> [Float] {
         var output = Matmul.multiplyTransposed(
-            layer.evaluation, layer.weight, m: specification.evaluationRows, n: specification.outFeatures,
-            k: specification.inFeatures)
-        for index in output.indices { output[index] += layer.bias[index % specification.outFeatures] }
+            layer.evaluation, layer.weight, m: layer.evaluationRows, n: layer.outFeatures, k: layer.inFeatures)
+        for index in output.indices { output[index] += layer.bias[index % layer.outFeatures] }
         return output
     }
 
     /// `value` with three significant digits, in plain decimal notation (no Foundation formatter).
-    static func formatted(_ value: Double) -> String {
+    public static func formatted(_ value: Double) -> String {
         guard value.isFinite, value > 0 else { return "\(value)" }
         var scaled = value, decimals = 0
         while scaled < 100, decimals < 15 {

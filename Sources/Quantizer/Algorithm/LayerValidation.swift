@@ -6,22 +6,8 @@ enum LayerValidation {
     static func validateW4A4(_ layer: W4A4LayerInput, configuration: SVDQuantConfiguration) throws {
         let context = "layer \(layer.name)"
         try validateMatrix(layer.weight, rows: layer.outFeatures, columns: layer.inFeatures, context: context)
-        for (dimension, value) in [("N (out features)", layer.outFeatures), ("K (in features)", layer.inFeatures)]
-        where value % 128 != 0 {
-            throw NunchakuError.invalidArgument(
-                context: context, reason: "\(dimension) = \(value) is not a multiple of 128, as W4A4 needs")
-        }
-        let rank = configuration.rank
-        guard rank >= 0, rank % 16 == 0, rank <= min(layer.outFeatures, layer.inFeatures) else {
-            throw NunchakuError.invalidArgument(
-                context: context,
-                reason: "rank \(rank) must be a multiple of 16 between 0 and min(N, K) = \(min(layer.outFeatures, layer.inFeatures))")
-        }
-        guard configuration.smoothingGridPoints >= 2, configuration.lowRankRounds >= 1, configuration.objectiveRows >= 1 else {
-            throw NunchakuError.invalidArgument(
-                context: context,
-                reason: "configuration needs smoothingGridPoints ≥ 2, lowRankRounds ≥ 1 and objectiveRows ≥ 1")
-        }
+        try validateW4A4Shape(
+            outFeatures: layer.outFeatures, inFeatures: layer.inFeatures, configuration: configuration, context: context)
         try validateBias(layer.bias, count: layer.outFeatures, context: context)
         if let calibration = layer.calibration {
             guard calibration.width == layer.inFeatures else {
@@ -35,6 +21,28 @@ enum LayerValidation {
                     reason: "calibration activations hold \(calibration.values.count) values, not a positive multiple of K = \(calibration.width)")
             }
             try requireFinite(calibration.values, "\(context) calibration activations")
+        }
+    }
+
+    /// The checks that need only the layer's shape: N and K multiples of 128, a rank that fits, sane search settings.
+    static func validateW4A4Shape(
+        outFeatures: Int, inFeatures: Int, configuration: SVDQuantConfiguration, context: String
+    ) throws {
+        for (dimension, value) in [("N (out features)", outFeatures), ("K (in features)", inFeatures)]
+        where value % 128 != 0 {
+            throw NunchakuError.invalidArgument(
+                context: context, reason: "\(dimension) = \(value) is not a multiple of 128, as W4A4 needs")
+        }
+        let rank = configuration.rank
+        guard rank >= 0, rank % 16 == 0, rank <= min(outFeatures, inFeatures) else {
+            throw NunchakuError.invalidArgument(
+                context: context,
+                reason: "rank \(rank) must be a multiple of 16 between 0 and min(N, K) = \(min(outFeatures, inFeatures))")
+        }
+        guard configuration.smoothingGridPoints >= 2, configuration.lowRankRounds >= 1, configuration.objectiveRows >= 1 else {
+            throw NunchakuError.invalidArgument(
+                context: context,
+                reason: "configuration needs smoothingGridPoints ≥ 2, lowRankRounds ≥ 1 and objectiveRows ≥ 1")
         }
     }
 

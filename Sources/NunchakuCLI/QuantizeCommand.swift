@@ -1,0 +1,205 @@
+import ArgumentParser
+import Foundation
+import Nunchaku
+
+/// `nunchaku quantize`: a BF16 diffusers FLUX transformer in, a Nunchaku SVDQuant merged checkpoint out.
+struct QuantizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quantize",
+        abstract: "Quantize a BF16 FLUX transformer into a Nunchaku SVDQuant (INT4 or NVFP4) checkpoint.",
+        discussion: """
+            --model is a diffusers FLUX transformer: a transformer folder (config.json + \
+            diffusion_pytorch_model*.safetensors), a pipeline folder (its transformer/ is used), or one .safetensors \
+            file with the config in its metadata or a config.json beside it.
+
+            The output is Nunchaku's merged single file: SVDQuant W4A4 layers (qkv_proj, out_proj, mlp_fc1/fc2, …), \
+            the adaLN modulation layers as AWQ W4A16, everything else BF16, with the config, quantization_config \
+            and model_class metadata Nunchaku's loaders read.
+
+            Calibration: --calibration-inputs runs the BF16 model on the CPU on forward inputs (the files \
+            `nunchaku run-transformer --inputs` reads; give several for more timesteps and prompts) and keeps \
+            --calibration-rows random input rows per layer; --calibration reads activations saved before \
+            (--save-calibration writes them: one [rows, K] tensor per W4A4 layer, named like the layer, \
+            docs/quantizer.md). Without either, the smoothing is chosen from the weights alone (worse).
+
+            Layers are quantized one at a time and kept in <output>.parts/; run the same command again after an \
+            interruption to continue (layers whose settings, weights and calibration match are reused), or pass \
+            --restart to start over. The folder is deleted when the output is complete.
+
+            --ablation prints the SVDQuant ablation (RTN, smoothing only, low-rank only, SVDQuant at ranks 16, \
+            32, 64, both formats) for one layer on its calibration rows (half held out) instead of quantizing.
+            """
+    )
+
+    enum Precision: String, ExpressibleByArgument, CaseIterable { case int4, nvfp4 }
+
+    @Option(help: "The BF16 diffusers FLUX transformer (folder or .safetensors file).")
+    var model: String
+
+    @Option(name: [.short, .customLong("output")], help: "The checkpoint to write (.safetensors).")
+    var output: String?
+
+    @Option(help: "4-bit format: int4 (Ampere–Hopper) or nvfp4 (Blackwell).")
+    var precision: Precision = .int4
+
+    @Option(help: "Rank of the low-rank branch (a multiple of 16).")
+    var rank = 32
+
+    @Option(help: "Saved calibration activations (.safetensors).")
+    var calibration: String?
+
+    @Option(name: .customLong("calibration-inputs"), help: "Forward inputs to record activations on (repeatable).")
+    var calibrationInputs: [String] = []
+
+    @Option(name: .customLong("calibration-rows"), help: "Random activation rows kept per layer.")
+    var calibrationRows = CalibrationCollection.defaultRowsPerLayer
+
+    @Option(name: .customLong("save-calibration"), help: "Also write the calibration activations to this file.")
+    var saveCalibration: String?
+
+    @Option(help: "Smoothing search grid: α = i/grid for 0 < i < grid, plus no smoothing.")
+    var grid = 20
+
+    @Option(name: .customLong("low-rank-rounds"), help: "At most this many rounds of the low-rank/residual iteration.")
+    var lowRankRounds = 4
+
+    @Flag(help: "Ignore the work folder of an interrupted run and quantize every layer again.")
+    var restart = false
+
+    @Option(help: "After writing, measure the output against the BF16 model on these forward inputs (repeatable).")
+    var evaluate: [String] = []
+
+    @Flag(help: "Print the ablation table for one layer instead of quantizing (needs calibration).")
+    var ablation = false
+
+    @Option(name: .customLong("ablation-layer"), help: "The layer for --ablation (default: the first qkv_proj).")
+    var ablationLayer: String?
+
+    func validate() throws {
+        if calibration != nil && !calibrationInputs.isEmpty {
+            throw ValidationError("give --calibration or --calibration-inputs, not both")
+        }
+        if !ablation && output == nil { throw ValidationError("missing --output (-o)") }
+        if ablation && calibration == nil && calibrationInputs.isEmpty {
+            throw ValidationError("--ablation measures on held-out activations: give --calibration or --calibration-inputs")
+        }
+    }
+
+    func run() throws {
+        try reportingFailure(of: "quantize") {
+            let start = ContinuousClock.now
+            let source = try FluxSourceModel(path: model)
+            let configuration = SVDQuantConfiguration(
+                format: precision == .int4 ? .int4 : .nvfp4, rank: rank, smoothingGridPoints: grid, lowRankRounds: lowRankRounds)
+            try FluxQuantizationJob.check(configuration, plan: source.plan)
+            let work = QuantizationWorkFolder(output: output ?? model)
+            if restart { try work.remove() }
+            let calibrationSet = try loadCalibration(source, work: work)
+            if let saveCalibration, let calibrationSet {
+                try calibrationSet.write(to: saveCalibration)
+                log("saved the calibration activations to \(saveCalibration)")
+            }
+            if ablation, let calibrationSet {
+                return try runAblation(source, calibrationSet, configuration)
+            }
+            guard let output else { return }
+            let job = try FluxQuantizationJob(
+                model: source, output: output, configuration: configuration, calibration: calibrationSet,
+                calibrationSource: calibration ?? "calibration")
+            log("\(source.source): \(source.config.numLayers)+\(source.config.numSingleLayers) blocks, width \(source.config.innerDim); "
+                + "\(configuration.format) rank \(configuration.rank), \(source.plan.layers.count) layers, work folder \(job.workFolder.path)")
+            let outcomes = try job.run(progress: report)
+            let errors = outcomes.filter { $0.layer.calibration != nil }.map(\.relativeError)
+            let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? NSNumber)?.int64Value ?? 0
+            print("wrote \(output) (\(size / 1_048_576) MiB) in \(Self.duration((ContinuousClock.now - start).seconds)); "
+                + "W4A4 layer error mean \(Self.decimal(errors.reduce(0, +) / Double(max(errors.count, 1)))), "
+                + "max \(Self.decimal(errors.max() ?? 0)), \(outcomes.filter(\.reused).count) layer(s) reused")
+            if !evaluate.isEmpty {
+                let evaluation = try QuantizedFluxEvaluation(quantizedCheckpoint: output, reference: source)
+                for path in evaluate {
+                    let error = try evaluation.relativeError(inputs: SafeTensorsCheckpoint(path: path))
+                    print("output relative error against the BF16 model on \(path): \(Self.decimal(error))")
+                }
+            }
+        }
+    }
+
+    /// The calibration activations from --calibration, from the work folder's cache, or recorded now; nil without.
+    private func loadCalibration(_ source: FluxSourceModel, work: QuantizationWorkFolder) throws -> CalibrationSet? {
+        if let calibration {
+            let set = try CalibrationSet.read(path: calibration)
+            try set.validate(against: source.plan, source: calibration)
+            return set
+        }
+        guard !calibrationInputs.isEmpty else {
+            log("no calibration: the smoothing is chosen from the weights alone (activation outliers are not seen); "
+                + "give --calibration-inputs for a better checkpoint")
+            return nil
+        }
+        let seed: UInt64 = 0xCA11B
+        let key = try CalibrationCache.key(model: source, inputPaths: calibrationInputs, rowsPerLayer: calibrationRows, seed: seed)
+        if !ablation, let cached = CalibrationCache.load(path: work.calibrationCachePath, key: key) {
+            log("reusing the calibration activations recorded by the interrupted run")
+            return cached
+        }
+        let inputs = try calibrationInputs.map { try SafeTensorsCheckpoint(path: $0) as any TensorProvider }
+        let start = ContinuousClock.now
+        let set = try CalibrationCollection.collect(model: source, inputs: inputs, rowsPerLayer: calibrationRows, seed: seed) { done in
+            log("calibration forward \(done)/\(inputs.count) done (\(Self.duration((ContinuousClock.now - start).seconds)))")
+        }
+        if !ablation {
+            try work.create()
+            try CalibrationCache.store(set, path: work.calibrationCachePath, key: key)
+        }
+        return set
+    }
+
+    private func runAblation(_ source: FluxSourceModel, _ calibration: CalibrationSet, _ configuration: SVDQuantConfiguration) throws {
+        let name = ablationLayer ?? source.plan.w4a4Layers[0].name
+        let layer = try source.ablationLayer(named: name, calibration: calibration)
+        log("ablation on \(name) (\(layer.outFeatures)×\(layer.inFeatures)), \(layer.calibration.count / layer.inFeatures) calibration "
+            + "and \(layer.evaluationRows) held-out rows")
+        let results = try QuantizationAblation.run(layer: layer, base: configuration) { result in
+            log("  \(result.format) \(result.method.rawValue) rank \(result.rank): \(Self.decimal(result.relativeError)) "
+                + "(\(Self.duration(result.seconds)))")
+        }
+        print(QuantizationAblation.table(results))
+    }
+
+    private func report(_ event: FluxQuantizationEvent) {
+        switch event {
+        case let .layerStarted(index, count, layer):
+            log("\(Self.position(index, count)) \(layer.name) (\(layer.kind) \(layer.inFeatures)→\(layer.outFeatures)) …")
+        case let .layerFinished(outcome):
+            let alpha = outcome.layer.calibration == nil ? "" : "α \(outcome.alpha.map(Self.decimal) ?? "none"), "
+            let eta = outcome.remainingSeconds.map { ", ETA \(Self.duration($0))" } ?? ""
+            log("\(Self.position(outcome.index, outcome.count)) \(outcome.layer.name): \(outcome.reused ? "reused, " : "")"
+                + "\(alpha)error \(Self.decimal(outcome.relativeError)), \(Self.duration(outcome.seconds))\(eta)")
+        case let .writingOutput(path, count):
+            log("writing \(count) tensors to \(path)")
+        }
+    }
+
+    private static func position(_ index: Int, _ count: Int) -> String {
+        let width = String(count).count, number = String(index + 1)
+        return "[" + String(repeating: " ", count: width - number.count) + number + "/\(count)]"
+    }
+
+    /// Three significant digits.
+    private static func decimal(_ value: Double) -> String { QuantizationAblation.formatted(value) }
+
+    private static func duration(_ seconds: Double) -> String {
+        if seconds < 60 { return "\((seconds * 10).rounded() / 10) s" }
+        let whole = Int(seconds.rounded())
+        return whole < 3600 ? "\(whole / 60) min \(whole % 60) s" : "\(whole / 3600) h \(whole % 3600 / 60) min"
+    }
+}
+
+private extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}
+
+/// One progress line on standard error.
+private func log(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
