@@ -10,8 +10,9 @@ struct RunTransformerCommand: ParsableCommand {
         discussion: """
             --model is a diffusers transformer folder (config.json + diffusion_pytorch_model*.safetensors), a \
             pipeline folder (its transformer/ is used), a Nunchaku legacy folder (transformer_blocks.safetensors + \
-            unquantized_layers.safetensors + config.json), or one .safetensors file whose metadata holds the config \
-            (Nunchaku merged files, e.g. svdq-int4_r32-flux.1-dev.safetensors).
+            unquantized_layers.safetensors + config.json), a Nunchaku-Lite folder, or one .safetensors file whose \
+            metadata holds the config (Nunchaku merged files such as svdq-int4_r32-flux.1-dev.safetensors, and the \
+            canonical and dense files of `nunchaku convert`).
 
             SVDQuant checkpoints (INT4 or NVFP4) run with Nunchaku's kernel numerics on the CPU and need \
             --dtype bf16; --dequantize runs their dense equivalent instead (no activation quantization), in either \
@@ -23,27 +24,39 @@ struct RunTransformerCommand: ParsableCommand {
             txt_ids [T, 3]. scripts/parity/flux_transformer_reference.py --model-dir writes such a file.
 
             The output file holds `sample` [B, N, patch² · out_channels] in the compute dtype. With --compare, \
-            the relative error ‖ours − ref‖/‖ref‖ against that file's `sample` is printed.
+            the relative error ‖ours − ref‖/‖ref‖ against that file's `sample` (and every other `sample_…` tensor, \
+            e.g. `sample_bf16`) is printed.
+
+            --device cuda runs the model on the GPU in bf16 (SVDQuant layers on the W4A4/AWQ kernels, 4-bit on the \
+            GPU), times --steps forwards with CUDA events after a warm-up step, and reports the peak GPU memory from \
+            the memory pool. --compare-cpu also runs the CPU model (bf16; SVDQuant layers kernel-exact) on the same \
+            weights and inputs and prints the relative error between the two.
+
+            --random-weights bf16|int4|nvfp4 builds a random-weight model of --config (flux-dev, flux-schnell or a \
+            config.json) in memory, with random inputs of --tokens-image image tokens (4096 = 1024×1024 px, 1024 = \
+            512×512 px; several values run one after the other, smallest first, on the one model) and --tokens-text \
+            text tokens: the full-size model without a checkpoint on disk.
             """
     )
 
-    enum Device: String, ExpressibleByArgument, CaseIterable { case cpu }
+    enum Device: String, ExpressibleByArgument, CaseIterable { case cpu, cuda }
     enum ComputeType: String, ExpressibleByArgument, CaseIterable { case f32, bf16 }
+    enum RandomFormat: String, ExpressibleByArgument, CaseIterable { case bf16, int4, nvfp4 }
 
     @Option(help: "The transformer: a folder or a .safetensors file.")
-    var model: String
+    var model: String?
 
     @Option(help: "A .safetensors file with the forward arguments.")
-    var inputs: String
+    var inputs: String?
 
-    @Option(help: "Where to write the output `sample` (.safetensors).")
-    var output: String
+    @Option(help: "Where to write the output `sample` (.safetensors); optional with --random-weights.")
+    var output: String?
 
-    @Option(help: "Where to run: cpu.")
+    @Option(help: "Where to run: cpu or cuda (GPU 0).")
     var device: Device = .cpu
 
-    @Option(help: "Compute dtype: f32 (exact) or bf16 (every op output rounded to bf16).")
-    var dtype: ComputeType = .f32
+    @Option(help: "Compute dtype: f32 (exact) or bf16 (every op output rounded to bf16). Default: f32 on the CPU (bf16 for random SVDQuant models), bf16 on CUDA (its only dtype).")
+    var dtype: ComputeType?
 
     @Option(help: "A .safetensors file whose `sample` to compare the output with.")
     var compare: String?
@@ -51,36 +64,165 @@ struct RunTransformerCommand: ParsableCommand {
     @Flag(help: "Run SVDQuant layers as the dense layers they stand for (a reference), not with 4-bit activations.")
     var dequantize = false
 
+    @Option(help: "Build a random-weight model instead of loading one: bf16 (diffusers layout), int4 or nvfp4 (SVDQuant).")
+    var randomWeights: RandomFormat?
+
+    @Option(help: "With --random-weights: flux-dev, flux-schnell, or a config.json path.")
+    var config = "flux-dev"
+
+    @Option(parsing: .upToNextOption, help: "With --random-weights: image tokens (latent tokens; 4096 for 1024×1024 px); one or more.")
+    var tokensImage = [4096]
+
+    @Option(help: "With --random-weights: text tokens.")
+    var tokensText = 512
+
+    @Option(help: "With --random-weights: batch size.")
+    var batch = 1
+
+    @Option(help: "With --random-weights: the seed of weights and inputs.")
+    var seed: UInt64 = 0
+
+    @Option(help: "With --device cuda: timed steps after the warm-up step.")
+    var steps = 3
+
+    @Flag(help: "With --device cuda: also run the CPU model and print the relative error between the two.")
+    var compareCPU = false
+
+    func validate() throws {
+        if randomWeights == nil {
+            guard model != nil, inputs != nil, output != nil else {
+                throw ValidationError("--model, --inputs and --output are needed (or --random-weights)")
+            }
+        } else if model != nil || inputs != nil {
+            throw ValidationError("--random-weights makes its own model and inputs: drop --model and --inputs")
+        }
+        if device == .cuda {
+            guard dtype != .f32 else { throw ValidationError("--device cuda computes in bf16; drop --dtype f32") }
+            guard !dequantize else { throw ValidationError("--dequantize is a CPU reference mode; the GPU runs the 4-bit kernels") }
+            guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
+        } else if compareCPU {
+            throw ValidationError("--compare-cpu compares a --device cuda run with the CPU")
+        }
+    }
+
     func run() throws {
         try reportingFailure(of: "run-transformer") {
-            let clock = ContinuousClock()
-            let files = try FluxModelFiles(path: model)
-            let computeDType: DType = dtype == .f32 ? .f32 : .bf16
-            var transformer: FluxTransformer?
-            let loading = try clock.measure {
-                transformer = try FluxTransformer(
-                    files: files, computeDType: computeDType, quantizedLayers: dequantize ? .dequantized : .kernelExact)
-            }
-            let arguments = try SafeTensorsCheckpoint(path: inputs)
-            var sample: Tensor?
-            let running = try clock.measure { sample = try transformer?.forward(inputs: arguments) }
-            guard let sample else { return }
-            var writer = SafeTensorsWriter()
-            try writer.add("sample", sample)
-            try writer.write(to: output)
-            print("\(files.source): \(try detectCheckpointFormat(files.weights).title), \(files.config.numLayers)+\(files.config.numSingleLayers) blocks, width \(files.config.innerDim)")
-            print("loaded in \(format(loading)), forward (\(device.rawValue), \(dtype.rawValue)) in \(format(running))")
-            print("wrote sample \(sample.shape) \(sample.dtype) to \(output)")
-            if let compare {
-                let reference = try SafeTensorsCheckpoint(path: compare).tensor(named: "sample")
-                print("relative error against \(compare): \(try Comparison.relativeError(sample, reference))")
+            switch device {
+            case .cpu: try runOnCPU()
+            case .cuda: try runOnGPU()
             }
         }
     }
+
+    private func runOnCPU() throws {
+        let clock = ContinuousClock()
+        // Random SVDQuant models run their kernel-exact layers, which compute in bf16 only.
+        let quantized = randomWeights != nil && randomWeights != .bf16
+        let computeDType: DType = (dtype ?? (quantized ? .bf16 : .f32)) == .bf16 ? .bf16 : .f32
+        var loaded: FluxTransformer?
+        let loading = try clock.measure { loaded = try cpuModel(computeDType: computeDType) }
+        guard let transformer = loaded else { return }
+        print(try modelDescription())
+        print("loaded in \(format(loading))")
+        for arguments in try forwardArguments() {
+            var sample: Tensor?
+            let running = try clock.measure { sample = try transformer.forward(inputs: arguments) }
+            guard let sample else { return }
+            print("forward (cpu, \(computeDType)\(dequantize ? ", dequantized" : "")) in \(format(running))")
+            try write(sample)
+            try report(sample)
+        }
+    }
+
+    private func runOnGPU() throws {
+        let clock = ContinuousClock()
+        let gpu = try CUDAContext(deviceIndex: 0)
+        var loaded: FluxCUDATransformer?
+        let loading = try clock.measure {
+            if let randomWeights {
+                loaded = try FluxCUDATransformer(random: try randomCheckpoint(randomWeights), context: gpu)
+            } else {
+                loaded = try FluxCUDATransformer(files: try FluxModelFiles(path: model ?? ""), context: gpu)
+            }
+        }
+        guard let transformer = loaded else { return }
+        let weights = try gpu.memoryPool.statistics()
+        print(try modelDescription())
+        print("GPU: \(gpu.device.name) (sm_\(gpu.device.computeCapability.major)\(gpu.device.computeCapability.minor)), dense GEMM \(transformer.denseGEMM.rawValue)")
+        print("loaded in \(format(loading)); on the GPU: \(gib(weights.liveBytes)) in \(weights.liveBuffers) buffers (weights\(transformer.denseGEMM == .cublasLt ? " + the 32 MiB cuBLASLt workspace" : ""))")
+        for arguments in try forwardArguments() {
+            let uploaded = try FluxCUDAInputs(config: transformer.config, context: gpu, inputs: arguments)
+            print("inputs: batch \(uploaded.batch), \(uploaded.imageTokens) image tokens, \(uploaded.textTokens) text tokens")
+            let timing = try transformer.timeSteps(uploaded, warmUp: 1, steps: steps)
+            let times = timing.stepMilliseconds.map { String(format: "%.1f", $0) }.joined(separator: ", ")
+            print("step time (CUDA events): median \(String(format: "%.1f", timing.medianMilliseconds)) ms of \(steps) [\(times)]; warm-up step \(String(format: "%.1f", timing.warmUpMilliseconds[0])) ms")
+            let memory = try gpu.memoryPool.statistics()
+            let (free, total) = try gpu.memoryInfo()
+            print("peak GPU memory so far (memory pool): \(gib(memory.peakReservedBytes ?? memory.peakLiveBytes)) reserved, \(gib(memory.peakLiveBytes)) in live buffers; driver: \(gib(total - free)) in use of \(gib(total)) (context, modules, cuBLASLt included)")
+            try write(timing.sample)
+            try report(timing.sample)
+            if compareCPU {
+                let reference = try cpuModel(computeDType: .bf16).forward(inputs: arguments)
+                print("relative error against the CPU model (bf16, same weights and inputs): \(try Comparison.relativeError(timing.sample, reference))")
+            }
+        }
+    }
+
+    /// The CPU model of --model or --random-weights.
+    private func cpuModel(computeDType: DType) throws -> FluxTransformer {
+        if let randomWeights { return try FluxTransformer(random: try randomCheckpoint(randomWeights), computeDType: computeDType) }
+        return try FluxTransformer(
+            files: try FluxModelFiles(path: model ?? ""), computeDType: computeDType,
+            quantizedLayers: dequantize ? .dequantized : .kernelExact)
+    }
+
+    private func randomCheckpoint(_ format: RandomFormat) throws -> FluxRandomCheckpoint {
+        try FluxRandomCheckpoint(config: try FluxConfig.named(config), format: FluxRandomCheckpoint.Format(rawValue: format.rawValue)!, seed: seed)
+    }
+
+    /// The --inputs file, or random inputs for each --tokens-image value (smallest first).
+    private func forwardArguments() throws -> [any TensorProvider] {
+        guard randomWeights != nil else { return [try SafeTensorsCheckpoint(path: inputs ?? "")] }
+        let config = try FluxConfig.named(self.config)
+        return try tokensImage.sorted().map {
+            try FluxRandomInputs.make(config: config, batch: batch, imageTokens: $0, textTokens: tokensText, seed: seed)
+        }
+    }
+
+    private func modelDescription() throws -> String {
+        guard let randomWeights else {
+            let files = try FluxModelFiles(path: model ?? "")
+            return "\(files.source): \(try detectCheckpointFormat(files.weights).title), \(files.config.numLayers)+\(files.config.numSingleLayers) blocks, width \(files.config.innerDim)"
+        }
+        let config = try FluxConfig.named(self.config)
+        return "random \(randomWeights.rawValue) \(self.config) (seed \(seed)): \(config.numLayers)+\(config.numSingleLayers) blocks, width \(config.innerDim)"
+    }
+
+    private func write(_ sample: Tensor) throws {
+        guard let output else { return }
+        var writer = SafeTensorsWriter()
+        try writer.add("sample", sample)
+        try writer.write(to: output)
+        print("wrote sample \(sample.shape) \(sample.dtype) to \(output)")
+    }
+
+    /// The output's size and finiteness, and its error against --compare.
+    private func report(_ sample: Tensor) throws {
+        let values = sample.floats()
+        let rms = (values.reduce(0) { $0 + Double($1) * Double($1) } / Double(max(1, values.count))).squareRoot()
+        print("sample \(sample.shape) \(sample.dtype): rms \(String(format: "%.4f", rms)), \(values.filter { !$0.isFinite }.count) non-finite")
+        guard let compare else { return }
+        let references = try SafeTensorsCheckpoint(path: compare)
+        let names = ["sample"] + references.tensorNames.filter { $0.hasPrefix("sample_") }.sorted()
+        for name in names {
+            print("relative error against \(compare) `\(name)`: \(try Comparison.relativeError(sample, references.tensor(named: name)))")
+        }
+    }
+
+    private func gib(_ bytes: Int) -> String { String(format: "%.2f GiB", Double(bytes) / Double(1 << 30)) }
 
     private func format(_ duration: Duration) -> String {
         let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
         return seconds < 1 ? "\((seconds * 1e4).rounded() / 10) ms" : "\((seconds * 1e3).rounded() / 1e3) s"
     }
-
 }

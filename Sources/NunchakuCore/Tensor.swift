@@ -53,7 +53,14 @@ public struct Tensor: Sendable {
         }
         self.init(zeros: shape, dtype: dtype)
         let base = storage.mutableBaseAddress!
-        for (offset, byte) in bytes.enumerated() { base.storeBytes(of: byte, toByteOffset: offset, as: UInt8.self) }
+        // One memcpy for contiguous collections (arrays, raw buffers): called across modules this generic is not
+        // specialized, and the element loop below then costs ~100 ns per byte (minutes for a 4-bit FLUX model).
+        let copied = bytes.withContiguousStorageIfAvailable { buffer in
+            if let source = buffer.baseAddress { base.copyMemory(from: source, byteCount: buffer.count) }
+        }
+        if copied == nil {
+            for (offset, byte) in bytes.enumerated() { base.storeBytes(of: byte, toByteOffset: offset, as: UInt8.self) }
+        }
     }
 
     /// A new tensor of `dtype` holding `values` rounded to that dtype (nearest even for floats).

@@ -12,6 +12,7 @@ public enum SelfTestCatalog {
         + GEMMSelfTests.cases
         + W4A4SelfTests.cases
         + AWQSelfTests.cases
+        + FluxSelfTests.cases
 
     /// The cases any of `filters` selects (all of them when `filters` is empty).
     public static func selecting(_ filters: [String]) -> [SelfTestCase] {

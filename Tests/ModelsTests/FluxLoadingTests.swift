@@ -99,14 +99,13 @@ struct FluxLoadingTests {
         #expect(Set(names).count == names.count)
         #expect(names.contains(layout == .diffusers ? "transformer_blocks.1.attn.to_v" : "transformer_blocks.1.qkv_proj"))
         #expect(names.contains(layout == .diffusers ? "single_transformer_blocks.0.proj_out" : "single_transformer_blocks.0.mlp_fc2"))
-        // How quantized checkpoints of the layout store each layer (research §1.4), and the adaLN interleave.
+        // How quantized checkpoints of the layout store each layer (research §1.4).
         let specs = Dictionary(uniqueKeysWithValues: recorder.specs.map { ($0.name, $0) })
         let nunchaku = layout == .nunchaku
         #expect(specs["x_embedder"]?.quantization == LinearLayerSpec.Quantization.none)
-        #expect(specs["norm_out.linear"]?.outputInterleave == nil)
+        #expect(specs["norm_out.linear"]?.quantization == LinearLayerSpec.Quantization.none)
         #expect(specs["transformer_blocks.0.norm1.linear"]?.quantization == (nunchaku ? .awqW4A16 : LinearLayerSpec.Quantization.none))
-        #expect(specs["transformer_blocks.0.norm1_context.linear"]?.outputInterleave?.chunks == (nunchaku ? 6 : nil))
-        #expect(specs["single_transformer_blocks.1.norm.linear"]?.outputInterleave?.chunks == (nunchaku ? 3 : nil))
+        #expect(specs["single_transformer_blocks.1.norm.linear"]?.outFeatures == 3 * fixture.config.innerDim)
         if nunchaku {
             #expect(specs["transformer_blocks.1.qkv_proj_context"]?.quantization == .w4a4(inputFollowsGELU: false))
             #expect(specs["transformer_blocks.0.mlp_context_fc2"]?.quantization == .w4a4(inputFollowsGELU: true))

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import NunchakuCore
 import SVDQuant
+import SafeTensors
 @testable import Models
 
 /// Bad SVDQuant checkpoints: every problem is an error that names what is wrong and, where there is one, what would
@@ -26,17 +27,17 @@ struct FluxSVDQuantLoadingTests {
         return String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
     }
 
+    /// The quantization config against the tensors: SVDQuantCheckpoint names every layer that disagrees.
     @Test func aQuantizationConfigThatContradictsTheTensorsIsRejected() throws {
         let fixture = try SVDQuantFluxFixture.named("int4")
-        let error = try #require(throws: NunchakuError.self) {
+        let precision = try #require(throws: SVDQuantCheckpointError.self) {
             try load(fixture, quantizationConfig: SyntheticSVDQuantFlux.quantizationConfig(.nvfp4))
         }
-        #expect(error.description.contains("says nvfp4"), "\(error)")
-        #expect(error.description.contains("wscales is BF16"), "\(error)")
-        let rank = try #require(throws: NunchakuError.self) {
+        #expect(precision.description.contains("transformer_blocks.0.qkv_proj.wscales: dtype BF16 holds int4 scales"), "\(precision)")
+        let rank = try #require(throws: SVDQuantCheckpointError.self) {
             try load(fixture, quantizationConfig: SyntheticSVDQuantFlux.quantizationConfig(.int4, rank: 64))
         }
-        #expect(rank.description.contains("rank 64") && rank.description.contains("rank 32"), "\(rank)")
+        #expect(rank.description.contains("transformer_blocks.0.qkv_proj.lora_down: rank 32"), "\(rank)")
     }
 
     @Test func aConfigThatDoesNotDescribeTheBlocksIsRejected() throws {
@@ -61,6 +62,7 @@ struct FluxSVDQuantLoadingTests {
         #expect(error.description.contains("missing: single_transformer_blocks.0"), "\(error)")
     }
 
+    /// Tensors inside quantized layers are checked when the checkpoint opens, all at once.
     @Test func quantizedTensorProblemsAreListedTogether() throws {
         let fixture = try SVDQuantFluxFixture.named("int4")
         var tensors = fixture.tensors
@@ -69,13 +71,39 @@ struct FluxSVDQuantLoadingTests {
         let scales = try #require(tensors["single_transformer_blocks.0.mlp_fc1.wscales"])
         tensors["single_transformer_blocks.0.mlp_fc1.wscales"] = try scales.reshaped([scales.shape[1], scales.shape[0]])
         tensors["transformer_blocks.0.norm1.linear.wzeros"] = tensors["transformer_blocks.0.norm1.linear.wzeros"]?.converted(to: .f32)
+        let error = try #require(throws: SVDQuantCheckpointError.self) { try load(fixture, tensors) }
+        guard case let .invalidTensors(_, problems) = error else {
+            Issue.record("expected invalidTensors, got \(error)")
+            return
+        }
+        #expect(problems.map(\.tensor) == [
+            "single_transformer_blocks.0.mlp_fc1.wscales", "transformer_blocks.0.norm1.linear.wzeros",
+            "transformer_blocks.0.qkv_proj.extra", "transformer_blocks.0.qkv_proj.lora_up",
+        ])
+    }
+
+    /// Layers the model needs, tensors it does not use, and layer values that fail validation, in one model error.
+    @Test func layerProblemsAreListedTogether() throws {
+        let fixture = try SVDQuantFluxFixture.named("int4")
+        var tensors = fixture.tensors.filter { !$0.key.hasPrefix("transformer_blocks.0.out_proj_context.") }
+        tensors["transformer_blocks.0.extra.weight"] = Tensor([1], shape: [1])
         tensors["single_transformer_blocks.0.out_proj.smooth"] = Tensor(zeros: [256], dtype: .bf16)
         let error = try #require(throws: WeightLoadingError.self) { try load(fixture, tensors) }
-        #expect(error.missing == ["transformer_blocks.0.qkv_proj.lora_up"])
-        #expect(error.unexpected == ["transformer_blocks.0.qkv_proj.extra"])
-        #expect(error.mismatched.map(\.name) == ["single_transformer_blocks.0.mlp_fc1.wscales"])
-        #expect(error.unusable.map(\.name) == ["single_transformer_blocks.0.out_proj", "transformer_blocks.0.norm1.linear.wzeros"])
-        #expect(error.unusable.first?.reason.contains("smooth") == true, "\(error)")
+        #expect(error.missing == ["transformer_blocks.0.out_proj_context"])
+        #expect(error.unexpected == ["transformer_blocks.0.extra.weight"])
+        #expect(error.unusable.map(\.name) == ["single_transformer_blocks.0.out_proj"])
+        #expect(error.unusable.first?.reason.contains("smooth: element 0 is 0.0") == true, "\(error)")
+    }
+
+    /// A layer of the wrong kind (an AWQ layer where the model needs W4A4) is named with both kinds.
+    @Test func aLayerOfTheWrongKindIsNamed() throws {
+        let fixture = try SVDQuantFluxFixture.named("int4")
+        var tensors = fixture.tensors.filter { !$0.key.hasPrefix("transformer_blocks.0.out_proj.") }
+        let adaLN = "transformer_blocks.0.norm1.linear"
+        for role in ["qweight", "wscales", "wzeros", "bias"] { tensors["transformer_blocks.0.out_proj.\(role)"] = tensors["\(adaLN).\(role)"] }
+        let error = try #require(throws: WeightLoadingError.self) { try load(fixture, tensors) }
+        #expect(error.unusable.map(\.name) == ["transformer_blocks.0.out_proj"])
+        #expect(error.unusable.first?.reason.contains("is an AWQ W4A16 layer in the checkpoint; the model needs an SVDQuant W4A4 layer") == true, "\(error)")
     }
 
     /// Kernel-exact SVDQuant layers quantize 16-bit activations: an f32 run is refused with the two ways that work.

@@ -58,6 +58,13 @@ import Testing
     #expect(throws: NunchakuError.self) { try tensor.slice(rows: 3..<5) }
 }
 
+@Test func bytesAreCopiedFromContiguousAndOtherCollections() throws {
+    let bytes: [UInt8] = [1, 2, 3, 4, 250, 255]
+    #expect(try Tensor(shape: [2, 3], dtype: .u8, bytes: bytes).withUnsafeBytes { Array($0) } == bytes)
+    #expect(try bytes.withUnsafeBytes { try Tensor(shape: [6], dtype: .u8, bytes: $0) }.withUnsafeBytes { Array($0) } == bytes)
+    #expect(try Tensor(shape: [6], dtype: .u8, bytes: bytes.lazy.map { $0 }).withUnsafeBytes { Array($0) } == bytes)
+}
+
 @Test func viewsRejectBadRanges() {
     let storage = TensorStorage(zeroedByteCount: 8)
     #expect(throws: NunchakuError.self) { try Tensor(storage: storage, byteOffset: 4, shape: [2], dtype: .f32) }

@@ -1,22 +1,9 @@
+import NunchakuCore
 import Foundation
 @testable import SafeTensors
 
-/// A small deterministic generator (SplitMix64) so randomized tests reproduce exactly.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// The seeded generator of randomized tests, so failures reproduce.
+typealias SeededGenerator = SplitMix64
 
 /// A safetensors file assembled by hand: length prefix, `header` text verbatim, then `data`.
 func fileBytes(header: String, data: [UInt8] = []) -> [UInt8] {

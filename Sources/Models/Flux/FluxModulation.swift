@@ -8,7 +8,7 @@ struct FluxModulation: Sendable {
     let chunkCount: Int
     let layout: ModulationLayout
 
-    /// Reads the layer `name` (`D → S·D`); the factory returns its outputs in natural chunk order.
+    /// Reads the layer `name` (`D → S·D`).
     init(name: String, width: Int, chunkCount: Int, layout: ModulationLayout, loader: FluxLayerLoader) throws {
         linear = try loader.linear(layout.spec(name: name, width: width, chunks: chunkCount))
         self.chunkCount = chunkCount
@@ -18,7 +18,18 @@ struct FluxModulation: Sendable {
     /// The S chunks of `linear(conditioning)`, each `[B, D]` in the activation dtype.
     func chunks(_ conditioning: Tensor) throws -> [Tensor] {
         let output = try linear.applied(to: conditioning)
-        return try CPUOps.splitLastDimension(output, sizes: Array(repeating: output.shape[1] / chunkCount, count: chunkCount))
+        let batch = output.shape[0], width = output.shape[1] / chunkCount
+        if !layout.interleaved {
+            return try CPUOps.splitLastDimension(output, sizes: Array(repeating: width, count: chunkCount))
+        }
+        let values = try output.floatValues(context: linear.name)
+        return (0..<chunkCount).map { chunk in
+            var picked = [Float](repeating: 0, count: batch * width)
+            for sample in 0..<batch {
+                for d in 0..<width { picked[sample * width + d] = values[sample * chunkCount * width + d * chunkCount + chunk] }
+            }
+            return Tensor.rounding(picked, shape: [batch, width], to: output.dtype)
+        }
     }
 
     /// `x · (offset + scale) + shift` with this layer's scale offset.

@@ -28,9 +28,9 @@ public enum FluxNunchakuLayout {
         func modulation(_ name: String, chunks: Int) throws {
             let weight = try take("\(name).weight"), bias = try take("\(name).bias")
             let interleave = try ModulationInterleave(chunks: chunks)
-            result["\(name).weight"] = try OutputChannelOrder.interleaved(weight, interleave, context: "\(name).weight")
-            result["\(name).bias"] = try OutputChannelOrder.interleaved(
-                addOne(bias, toChunks: interleave.scaleChunks, of: chunks), interleave, context: "\(name).bias")
+            result["\(name).weight"] = try interleaveRows(weight, interleave, "\(name).weight")
+            result["\(name).bias"] = try interleaveRows(
+                addOne(bias, toChunks: interleave.scaleChunks, of: chunks), interleave, "\(name).bias")
         }
         func rename(_ from: String, _ to: String) throws { result[to] = try take(from) }
 
@@ -78,6 +78,26 @@ public enum FluxNunchakuLayout {
         let trailing = Array(parts[0].shape.dropFirst())
         let stacked = try CPUOps.concatTokens(parts.map { try $0.reshaped([1, $0.shape[0]] + (trailing.isEmpty ? [1] : trailing)) })
         return try stacked.reshaped([stacked.shape[1]] + trailing)
+    }
+
+    /// Moves natural row `s·D + d` to row `d·S + s` (S = `interleave.chunks`; rows are whole elements of dim 0).
+    private static func interleaveRows(_ tensor: Tensor, _ interleave: ModulationInterleave, _ name: String) throws -> Tensor {
+        let source = tensor.contiguous()
+        let rows = source.shape.first ?? 0
+        guard rows > 0, rows % interleave.chunks == 0 else {
+            throw NunchakuError.invalidArgument(context: name, reason: "shape \(source.shape) does not hold \(interleave.chunks) equal chunks")
+        }
+        let rowBytes = source.byteCount / rows
+        var result = Tensor(zeros: source.shape, dtype: source.dtype)
+        source.withUnsafeBytes { input in
+            result.withUnsafeMutableBytes { output in
+                for row in 0..<rows {
+                    output.baseAddress!.advanced(by: interleave.packedChannel(row, outputs: rows) * rowBytes)
+                        .copyMemory(from: input.baseAddress!.advanced(by: row * rowBytes), byteCount: rowBytes)
+                }
+            }
+        }
+        return result
     }
 
     /// `bias` with 1 added to the given chunks (rounded to the bias dtype), so `x·scale+shift` equals diffusers' `x·(1+scale)+shift`.

@@ -1,5 +1,4 @@
 import NunchakuCore
-import SVDQuant
 
 /// How a FLUX checkpoint names and shapes the linears inside its blocks. Everything outside the blocks
 /// (embedders, `norm_out`, `proj_out`) uses diffusers names in both layouts.
@@ -29,21 +28,18 @@ enum QKVNames: Equatable {
 
 /// How a checkpoint stores an adaptive-norm linear's S chunks of width D, and how the scale chunks are applied.
 struct ModulationLayout: Equatable, Sendable {
-    /// Nunchaku: output channel `d·S + s` holds chunk s, element d (the layer is built to return natural order);
-    /// AWQ W4A16 in quantized checkpoints.
-    let nunchakuStorage: Bool
+    /// true: output column `d·S + s` holds chunk s, element d, and the +1 is folded into the scale biases
+    /// (Nunchaku, AWQ W4A16 in quantized checkpoints); false: chunk s is columns `s·D ..< (s+1)·D` (diffusers).
+    let interleaved: Bool
     /// The constant added to scale chunks before multiplying: 1 for diffusers, 0 where the bias already holds it.
-    var scaleOffset: Float { nunchakuStorage ? 0 : 1 }
+    var scaleOffset: Float { interleaved ? 0 : 1 }
 
-    static let diffusers = ModulationLayout(nunchakuStorage: false)
-    static let nunchaku = ModulationLayout(nunchakuStorage: true)
+    static let diffusers = ModulationLayout(interleaved: false)
+    static let nunchaku = ModulationLayout(interleaved: true)
 
     /// The spec of the adaLN linear `name` (`width → chunks·width`).
-    func spec(name: String, width: Int, chunks: Int) throws -> LinearLayerSpec {
-        LinearLayerSpec(
-            name: name, inFeatures: width, outFeatures: chunks * width,
-            outputInterleave: nunchakuStorage ? try ModulationInterleave(chunks: chunks) : nil,
-            quantization: nunchakuStorage ? .awqW4A16 : .none)
+    func spec(name: String, width: Int, chunks: Int) -> LinearLayerSpec {
+        LinearLayerSpec(name: name, inFeatures: width, outFeatures: chunks * width, quantization: interleaved ? .awqW4A16 : .none)
     }
 }
 

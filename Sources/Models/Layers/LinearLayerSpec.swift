@@ -1,7 +1,6 @@
-import SVDQuant
-
 /// One linear layer as a model asks for it: its checkpoint name, its shape, and what the model knows about how
-/// checkpoints of its layout store it. A `LinearLayerFactory` turns a spec into a layer.
+/// checkpoints of its layout store it. A `LinearLayerFactory` turns a spec into a layer whose outputs are in the
+/// checkpoint's channel order (Nunchaku's adaLN layers stay interleaved; the model splits them).
 public struct LinearLayerSpec: Sendable, Equatable {
     /// How the layer is stored in SVDQuant checkpoints of the model's layout (research/nunchaku-internals.md §1.4).
     public enum Quantization: Sendable, Equatable {
@@ -19,20 +18,12 @@ public struct LinearLayerSpec: Sendable, Equatable {
     public let name: String
     public let inFeatures: Int
     public let outFeatures: Int
-    /// Set when the checkpoint stores the output channels interleaved (Nunchaku's adaLN layers: stored channel
-    /// `d·S + s` is chunk s, element d). Every factory builds such layers to return the **natural** order, chunk s
-    /// in columns `s·D ..< (s+1)·D`.
-    public let outputInterleave: ModulationInterleave?
     public let quantization: Quantization
 
-    public init(
-        name: String, inFeatures: Int, outFeatures: Int, outputInterleave: ModulationInterleave? = nil,
-        quantization: Quantization = .none
-    ) {
+    public init(name: String, inFeatures: Int, outFeatures: Int, quantization: Quantization = .none) {
         self.name = name
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
-        self.outputInterleave = outputInterleave
         self.quantization = quantization
     }
 }

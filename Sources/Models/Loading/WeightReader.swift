@@ -49,23 +49,24 @@ public final class WeightReader {
         return tensor
     }
 
-    /// The tensor `name` when the checkpoint has it (checked like `tensor(_:shape:dtypes:)`), or nil when it does
-    /// not: for tensors a layer may or may not have.
-    public func optionalTensor(_ name: String, shape: [Int], dtypes: [DType]? = nil) -> Tensor? {
-        available.contains(name) ? tensor(name, shape: shape, dtypes: dtypes) : nil
-    }
-
     /// Whether the checkpoint has a tensor called `name` (does not count as taking it).
     public func contains(_ name: String) -> Bool { available.contains(name) }
+
+    /// Takes the entry `name` whole, without reading it as a tensor (a quantized layer that its factory builds from
+    /// the checkpoint). Returns false, and records it as missing, when the checkpoint has no such entry.
+    public func claim(_ name: String) -> Bool {
+        taken.insert(name)
+        guard available.contains(name) else {
+            missing.append(name)
+            return false
+        }
+        return true
+    }
 
     /// Records that `name` (a tensor or a layer) cannot be used, for `finish()` to report with the rest.
     public func reject(_ name: String, reason: String) {
         unusable.append(.init(name: name, reason: reason))
     }
-
-    /// How many problems (missing, mis-shaped, unusable) have been recorded so far; a factory compares it before
-    /// and after reading a layer's tensors to know whether they are usable.
-    public var problemCount: Int { missing.count + mismatched.count + unusable.count }
 
     /// Throws a `WeightLoadingError` listing every missing, mis-shaped, unusable and unexpected (never taken) tensor,
     /// or returns when there is none.

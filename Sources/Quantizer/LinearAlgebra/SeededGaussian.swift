@@ -1,22 +1,18 @@
+import NunchakuCore
+
 /// A reproducible stream of standard normal numbers: SplitMix64 bits turned into normals by the Box–Muller transform.
 ///
 /// Used for the random test matrices of the randomized SVD and for synthetic layers, so a seed fixes every result.
 public struct SeededGaussian: Sendable {
-    private var state: UInt64
+    private var bits: SplitMix64
     private var spare: Double?
 
     public init(seed: UInt64) {
-        state = seed
+        bits = SplitMix64(seed: seed)
     }
 
     /// The next 64 random bits (SplitMix64).
-    public mutating func nextBits() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    public mutating func nextBits() -> UInt64 { bits.next() }
 
     /// A uniform number in the open interval (0, 1).
     public mutating func nextUniform() -> Double {

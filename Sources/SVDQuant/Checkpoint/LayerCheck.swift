@@ -54,8 +54,7 @@ struct LayerCheck {
             if wtscale.elementCount != 1 || wtscale.shape.count > 1 { problems.append(.shape(tensor: wtscale.name, expected: [1], actual: wtscale.shape)) }
             dtype(wtscale, [.bf16, .f16, .f32])
         }
-        return LayerInventory.W4A4Layer(
-            tensors: infos.mapValues(\.name), filePrefix: filePrefix, precision: precision ?? expected.precision ?? .int4)
+        return LayerInventory.W4A4Layer(tensors: infos.mapValues(\.name))
     }
 
     /// An AWQ layer's record, or nil when its `qweight` is too broken to size the other tensors by.
@@ -80,7 +79,7 @@ struct LayerCheck {
         check(infos[.wscales], [k / 64, n], Self.halfTypes)
         check(infos[.wzeros], [k / 64, n], Self.halfTypes)
         check(infos[.bias], [n], Self.halfTypes)
-        return LayerInventory.AWQLayer(tensors: infos.mapValues(\.name), filePrefix: filePrefix)
+        return LayerInventory.AWQLayer(tensors: infos.mapValues(\.name))
     }
 
     /// The parameters Nunchaku-Lite's `SVDQW4A4Linear` has (research/nunchaku-internals.md §1.6).

@@ -10,14 +10,11 @@ struct LayerInventory: Sendable {
     struct W4A4Layer: Sendable {
         /// The file's tensor name for each role present.
         let tensors: [W4A4TensorRole: String]
-        /// The file's module path (the tensor names without the parameter).
-        let filePrefix: String
-        let precision: SVDQuantPrecision
     }
 
     struct AWQLayer: Sendable {
+        /// The file's tensor name for each role present.
         let tensors: [AWQTensorRole: String]
-        let filePrefix: String
     }
 
     /// What the checkpoint declares, to check the tensors against.

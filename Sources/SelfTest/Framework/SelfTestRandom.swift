@@ -3,14 +3,11 @@ import NunchakuCore
 
 /// A small, fast, seedable random source (SplitMix64) for self-test inputs. Not cryptographic.
 public struct SelfTestRandom: RandomNumberGenerator, Sendable {
-    private var state: UInt64
+    private var bits: SplitMix64
 
-    public init(seed: UInt64) { state = seed }
+    public init(seed: UInt64) { bits = SplitMix64(seed: seed) }
 
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        return Self.mix(state)
-    }
+    public mutating func next() -> UInt64 { bits.next() }
 
     /// A uniform `Float` in `range` (24 random bits).
     public mutating func uniform(_ range: ClosedRange<Float>) -> Float {
@@ -18,13 +15,8 @@ public struct SelfTestRandom: RandomNumberGenerator, Sendable {
         return range.lowerBound + unit * (range.upperBound - range.lowerBound)
     }
 
-    /// SplitMix64's finaliser: a bijective scramble of 64 bits (also used to derive seeds from seeds).
-    public static func mix(_ value: UInt64) -> UInt64 {
-        var z = value
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    /// SplitMix64's finaliser: a bijective scramble of 64 bits (used to derive seeds from seeds).
+    public static func mix(_ value: UInt64) -> UInt64 { SplitMix64.mix(value) }
 
     /// A seed for `name` derived from `base` (FNV-1a of the name, mixed with the base seed), so one case can be
     /// rerun alone with the same inputs by passing the same base seed.

@@ -1,0 +1,62 @@
+import CUDABackend
+import NunchakuCore
+
+/// A double-stream block on the GPU (`FluxDoubleBlock` is the CPU reference): image and text tokens keep their own
+/// weights and attend jointly over `[text; image]`. Updates both residual streams in place.
+struct FluxCUDADoubleBlock: Sendable {
+    let imageModulation, contextModulation: FluxCUDAModulation
+    let imageQKV, contextQKV: FluxCUDAQKV
+    let imageOut, contextOut: FluxCUDALinear
+    let imageMLP, contextMLP: FluxCUDAFeedForward
+
+    init(index: Int, config: FluxConfig, loader: FluxCUDALayerLoader) throws {
+        let names = FluxDoubleBlockNames(index: index, layout: loader.layout)
+        let (width, hidden, headDim, heads) = (config.innerDim, config.mlpHiddenDim, config.attentionHeadDim, config.numAttentionHeads)
+        imageModulation = try FluxCUDAModulation(
+            name: names.imageModulation, width: width, chunkCount: 6, layout: names.modulation, loader: loader)
+        contextModulation = try FluxCUDAModulation(
+            name: names.contextModulation, width: width, chunkCount: 6, layout: names.modulation, loader: loader)
+        imageQKV = FluxCUDAQKV(
+            projection: try loader.qkv(names.imageQKV, width: width), queryNorm: try loader.normWeight(names.queryNorm, headDim),
+            keyNorm: try loader.normWeight(names.keyNorm, headDim), heads: heads)
+        contextQKV = FluxCUDAQKV(
+            projection: try loader.qkv(names.contextQKV, width: width),
+            queryNorm: try loader.normWeight(names.contextQueryNorm, headDim),
+            keyNorm: try loader.normWeight(names.contextKeyNorm, headDim), heads: heads)
+        imageOut = try loader.projection(names.imageOut, width, width)
+        contextOut = try loader.projection(names.contextOut, width, width)
+        imageMLP = FluxCUDAFeedForward(
+            input: try loader.projection(names.imageMLPIn, width, hidden),
+            output: try loader.projection(names.imageMLPOut, hidden, width, inputFollowsGELU: true))
+        contextMLP = FluxCUDAFeedForward(
+            input: try loader.projection(names.contextMLPIn, width, hidden),
+            output: try loader.projection(names.contextMLPOut, hidden, width, inputFollowsGELU: true))
+    }
+
+    /// One block on image tokens `[B, N, D]` and text tokens `[B, T, D]` (both updated in place); `conditioning` is
+    /// `SiLU(temb)` `[B, D]`.
+    func callAsFunction(image: DeviceTensor, context: DeviceTensor, conditioning: DeviceTensor, rotary: FluxCUDARotary,
+                        _ ops: FluxCUDAOps) throws {
+        // Chunks: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp.
+        let m = try imageModulation.table(conditioning, ops)
+        let mc = try contextModulation.table(conditioning, ops)
+        let (contextAttention, imageAttention) = try attention(image: image, context: context, m: m, mc: mc, rotary: rotary, ops)
+        try ops.gatedAdd(try ops.linear(imageOut, imageAttention), gate: m.chunk(2), into: image)
+        try ops.gatedAdd(try imageMLP(try ops.layerNorm(image, m.adaLN(shift: 3, scale: 4)), ops), gate: m.chunk(5), into: image)
+        try ops.gatedAdd(try ops.linear(contextOut, contextAttention), gate: mc.chunk(2), into: context)
+        try ops.gatedAdd(
+            try contextMLP(try ops.layerNorm(context, mc.adaLN(shift: 3, scale: 4)), ops), gate: mc.chunk(5), into: context)
+    }
+
+    /// Joint attention; returns the text part `[B, T, D]` and the image part `[B, N, D]`.
+    private func attention(
+        image: DeviceTensor, context: DeviceTensor, m: FluxCUDAModulationTable, mc: FluxCUDAModulationTable,
+        rotary: FluxCUDARotary, _ ops: FluxCUDAOps
+    ) throws -> (DeviceTensor, DeviceTensor) {
+        let imageHeads = try imageQKV(try ops.layerNorm(image, m.adaLN(shift: 0, scale: 1)), ops)
+        let contextHeads = try contextQKV(try ops.layerNorm(context, mc.adaLN(shift: 0, scale: 1)), ops)
+        let joint = try FluxCUDAAttention.attend(FluxCUDAAttention.concat(contextHeads, imageHeads, ops), rotary: rotary, ops)
+        let parts = try ops.splitTokens(joint, sizes: [context.shape[1], image.shape[1]])
+        return (parts[0], parts[1])
+    }
+}

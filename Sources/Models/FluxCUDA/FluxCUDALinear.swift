@@ -1,0 +1,55 @@
+import CUDABackend
+import NunchakuCore
+import SVDQuant
+
+/// A dense linear layer on the GPU: bf16 weight [N, K] and bias [N], run by `CUDAGEMM` (cuBLASLt or our kernel).
+struct CUDADenseLinear: Sendable {
+    let name: String
+    let weight: DeviceTensor
+    let bias: DeviceTensor
+
+    /// Uploads `weight` [N, K] and `bias` [N], rounded to bf16 (as `model.to(torch.bfloat16)` does).
+    init(name: String, weight: Tensor, bias: Tensor, context: CUDAContext) throws {
+        self.name = name
+        self.weight = try DeviceTensor(uploading: weight.converted(to: .bf16).contiguous(), context: context)
+        self.bias = try DeviceTensor(uploading: bias.converted(to: .bf16).contiguous(), context: context)
+    }
+}
+
+/// One linear layer of the CUDA FLUX model, in whichever form its checkpoint stores it. Quantized layers keep their
+/// 4-bit weights on the GPU and run their own kernels; every form maps bf16 `[..., K]` to bf16 `[..., N]`.
+enum FluxCUDALinear: Sendable {
+    case dense(CUDADenseLinear)
+    case w4a4(CUDASVDQW4A4Linear)
+    case awq(CUDAAWQW4A16Linear)
+    /// Stands in for a layer whose tensors had problems; the load fails before a model holding it is returned.
+    case unloaded(String)
+
+    /// Uploads `host`.
+    init(_ host: FluxHostLinear, spec: LinearLayerSpec, context: CUDAContext) throws {
+        switch host {
+        case let .dense(weight, bias):
+            self = .dense(try CUDADenseLinear(name: spec.name, weight: weight, bias: bias, context: context))
+        case let .w4a4(weights):
+            self = .w4a4(try CUDASVDQW4A4Linear(weights: weights, activationDType: .bf16, context: context))
+        case let .awq(weights):
+            self = .awq(try CUDAAWQW4A16Linear(weights: weights, activationDType: .bf16, context: context))
+        case .unloaded:
+            self = .unloaded(spec.name)
+        }
+    }
+
+    /// `x · Wᵀ + b` for bf16 `x` `[..., K]`, into a new tensor `[..., N]` on the context's default stream.
+    func callAsFunction(_ x: DeviceTensor, gemm: CUDAGEMM) throws -> DeviceTensor {
+        switch self {
+        case let .dense(layer):
+            return try gemm.linear(x, weight: layer.weight, bias: layer.bias)
+        case let .w4a4(layer):
+            return try layer.forward(x)
+        case let .awq(layer):
+            return try layer.forward(x)
+        case let .unloaded(name):
+            throw NunchakuError.invalidArgument(context: name, reason: "this layer's tensors could not be loaded")
+        }
+    }
+}

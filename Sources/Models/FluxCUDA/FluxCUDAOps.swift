@@ -1,0 +1,94 @@
+import CUDABackend
+import NunchakuCore
+
+/// The GPU operations one forward pass uses, on the context's default stream, each allocating its output from the
+/// memory pool; a result's memory returns to the pool (in stream order) as soon as its last `DeviceTensor` goes.
+///
+/// Besides the kernels' own ops it has the few the FLUX graph needs that are compositions of them: a plain add
+/// (a gated add whose gate is all ones), and concatenating or splitting along the last dimension (token copies on a
+/// view with one row per token).
+struct FluxCUDAOps {
+    let context: CUDAContext
+    let gemm: CUDAGEMM
+    /// bf16 ones `[B, D]`: the gate of `add`.
+    let ones: DeviceTensor
+
+    /// Ops for a forward of batch `batch` and width `width`.
+    init(context: CUDAContext, gemm: CUDAGEMM, batch: Int, width: Int) throws {
+        self.context = context
+        self.gemm = gemm
+        ones = try DeviceTensor(uploading: Tensor([Float](repeating: 1, count: batch * width), shape: [batch, width], dtype: .bf16),
+                                context: context)
+    }
+
+    func linear(_ layer: FluxCUDALinear, _ x: DeviceTensor) throws -> DeviceTensor {
+        try layer(x, gemm: gemm)
+    }
+
+    /// `x ← x + y` for `[B, S, D]` tensors (`[B, D]` ones are viewed as `[B, 1, D]`), computed in float32 and rounded
+    /// once, like `CPUOps.add`.
+    func add(_ y: DeviceTensor, into x: DeviceTensor) throws {
+        let (x3, y3) = (try Self.rank3(x), try Self.rank3(y))
+        try context.gatedAdd(residual: x3, gate: ModulationChunk(ones), update: y3, into: x3)
+    }
+
+    /// `x ← x + gate·y` with a per-sample gate.
+    func gatedAdd(_ y: DeviceTensor, gate: ModulationChunk, into x: DeviceTensor) throws {
+        try context.gatedAdd(residual: x, gate: gate, update: y, into: x)
+    }
+
+    /// LayerNorm without affine parameters, then adaLN modulation, into a new tensor.
+    func layerNorm(_ x: DeviceTensor, _ modulation: AdaLNModulation) throws -> DeviceTensor {
+        try context.layerNorm(x, modulation: modulation)
+    }
+
+    /// The activation applied in place.
+    func apply(_ activation: CUDAActivation, _ x: DeviceTensor) throws {
+        try context.apply(activation, to: x, into: x)
+    }
+
+    /// `[B, Sᵢ, …]` parts stacked along the token axis.
+    func concatTokens(_ parts: [DeviceTensor]) throws -> DeviceTensor {
+        let shape = [parts[0].shape[0], parts.reduce(0) { $0 + $1.shape[1] }] + parts[0].shape.dropFirst(2)
+        let output = try DeviceTensor(shape: shape, dtype: parts[0].dtype, context: context)
+        try context.concatTokens(parts, into: output)
+        return output
+    }
+
+    /// `x` `[B, S, …]` cut along the token axis into pieces of `sizes` tokens.
+    func splitTokens(_ x: DeviceTensor, sizes: [Int]) throws -> [DeviceTensor] {
+        let pieces = try sizes.map {
+            try DeviceTensor(shape: [x.shape[0], $0] + x.shape.dropFirst(2), dtype: x.dtype, context: context)
+        }
+        try context.splitTokens(x, into: pieces)
+        return pieces
+    }
+
+    /// `x` `[..., P·W]` cut along the last dimension into `count` equal pieces `[..., W]`.
+    func splitLastDimension(_ x: DeviceTensor, count: Int) throws -> [DeviceTensor] {
+        let leading = Array(x.shape.dropLast()), width = (x.shape.last ?? 0) / count
+        let rows = try x.reshaped([leading.reduce(1, *), count, width])
+        return try splitTokens(rows, sizes: Array(repeating: 1, count: count)).map { try $0.reshaped(leading + [width]) }
+    }
+
+    /// Parts `[..., Wᵢ]` with equal leading dimensions joined along the last dimension (each Wᵢ a multiple of 8):
+    /// each token row is viewed as Wᵢ/8 "tokens" of 8 elements, so the token copy kernel does the work.
+    func concatLastDimension(_ parts: [DeviceTensor]) throws -> DeviceTensor {
+        let leading = Array(parts[0].shape.dropLast())
+        let rows = leading.reduce(1, *)
+        let views = try parts.map { part in
+            guard Array(part.shape.dropLast()) == leading, let width = part.shape.last, width % 8 == 0 else {
+                throw NunchakuError.invalidArgument(
+                    context: "concatLastDimension", reason: "parts \(parts.map(\.shape)) need equal leading dimensions and widths that are multiples of 8")
+            }
+            return try part.reshaped([rows, width / 8, 8])
+        }
+        let joined = try concatTokens(views)
+        return try joined.reshaped(leading + [joined.shape[1] * 8])
+    }
+
+    /// `[B, D]` viewed as `[B, 1, D]`; rank-3 tensors unchanged.
+    private static func rank3(_ x: DeviceTensor) throws -> DeviceTensor {
+        x.shape.count == 2 ? try x.reshaped([x.shape[0], 1, x.shape[1]]) : x
+    }
+}

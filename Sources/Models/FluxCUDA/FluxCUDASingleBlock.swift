@@ -1,0 +1,62 @@
+import CUDABackend
+import NunchakuCore
+
+/// A single-stream block on the GPU (`FluxSingleBlock` is the CPU reference) over the joint `[text; image]` tokens:
+/// attention and MLP run on the same normalized input and share one output projection. Updates the tokens in place.
+struct FluxCUDASingleBlock: Sendable {
+    /// diffusers' `proj_out` over `[attention ‖ mlp]`, or Nunchaku's `out_proj(attention) + mlp_fc2(mlp)`.
+    enum OutputProjection: Sendable {
+        case joint(FluxCUDALinear)
+        case split(attention: FluxCUDALinear, mlp: FluxCUDALinear)
+
+        func callAsFunction(attention: DeviceTensor, mlp: DeviceTensor, _ ops: FluxCUDAOps) throws -> DeviceTensor {
+            switch self {
+            case let .joint(layer):
+                return try ops.linear(layer, try ops.concatLastDimension([attention, mlp]))
+            case let .split(attentionLayer, mlpLayer):
+                let sum = try ops.linear(attentionLayer, attention)
+                try ops.add(try ops.linear(mlpLayer, mlp), into: sum)
+                return sum
+            }
+        }
+    }
+
+    let modulation: FluxCUDAModulation
+    let qkv: FluxCUDAQKV
+    let mlpIn: FluxCUDALinear
+    let output: OutputProjection
+
+    init(index: Int, config: FluxConfig, loader: FluxCUDALayerLoader) throws {
+        let names = FluxSingleBlockNames(index: index, layout: loader.layout)
+        let (width, hidden, headDim) = (config.innerDim, config.mlpHiddenDim, config.attentionHeadDim)
+        modulation = try FluxCUDAModulation(
+            name: names.modulationName, width: width, chunkCount: 3, layout: names.modulation, loader: loader)
+        qkv = FluxCUDAQKV(
+            projection: try loader.qkv(names.qkv, width: width), queryNorm: try loader.normWeight(names.queryNorm, headDim),
+            keyNorm: try loader.normWeight(names.keyNorm, headDim), heads: config.numAttentionHeads)
+        mlpIn = try loader.projection(names.mlpIn, width, hidden)
+        switch names.output {
+        case let .joint(name):
+            output = .joint(try loader.projection(name, width + hidden, width))
+        case let .split(attention, mlp):
+            output = .split(
+                attention: try loader.projection(attention, width, width),
+                mlp: try loader.projection(mlp, hidden, width, inputFollowsGELU: true))
+        }
+    }
+
+    /// One block on the joint tokens `[B, T+N, D]` (updated in place); `conditioning` is `SiLU(temb)` `[B, D]`.
+    func callAsFunction(_ tokens: DeviceTensor, conditioning: DeviceTensor, rotary: FluxCUDARotary, _ ops: FluxCUDAOps) throws {
+        let m = try modulation.table(conditioning, ops)   // shift, scale, gate
+        try ops.gatedAdd(try update(tokens, m, rotary, ops), gate: m.chunk(2), into: tokens)
+    }
+
+    /// `output(attention(x), GELU(mlp_in(x)))` for `x = LN(tokens)·scale + shift`.
+    private func update(_ tokens: DeviceTensor, _ m: FluxCUDAModulationTable, _ rotary: FluxCUDARotary, _ ops: FluxCUDAOps) throws -> DeviceTensor {
+        let normalized = try ops.layerNorm(tokens, m.adaLN(shift: 0, scale: 1))
+        let mlp = try ops.linear(mlpIn, normalized)
+        try ops.apply(.geluTanh, mlp)
+        let attention = try FluxCUDAAttention.attend(try qkv(normalized, ops), rotary: rotary, ops)
+        return try output(attention: attention, mlp: mlp, ops)
+    }
+}

@@ -1,0 +1,134 @@
+import CPUBackend
+import CUDABackend
+import NunchakuCore
+import SafeTensors
+import SVDQuant
+
+/// The FLUX.1 transformer on a CUDA GPU, with bf16 activations: the same blocks, names and numerics as the CPU
+/// `FluxTransformer` (its reference), each op a GPU kernel.
+///
+/// Weights are uploaded once at construction. Dense layers are bf16 and run on `CUDAGEMM` (cuBLASLt or our kernel);
+/// SVDQuant checkpoints keep their W4A4 block projections and AWQ W4A16 adaLN layers 4-bit on the GPU and run them
+/// with the W4A4 / AWQ kernels (NVFP4 through its int8-decoded path where the GPU has no FP4 tensor cores).
+/// Activations are allocated from the context's memory pool and released as soon as they are consumed, so the peak
+/// is the weights plus about one block's intermediates; attention never materializes the `S×S` scores.
+public struct FluxCUDATransformer: Sendable {
+    public let config: FluxConfig
+    public let context: CUDAContext
+    let gemm: CUDAGEMM
+    let imageEmbedder: FluxCUDALinear
+    let contextEmbedder: FluxCUDALinear
+    let timeTextEmbedding: FluxCUDATimeTextEmbedding
+    let doubleBlocks: [FluxCUDADoubleBlock]
+    let singleBlocks: [FluxCUDASingleBlock]
+    /// `norm_out.linear`; chunks are (scale, shift), in that order.
+    let outputModulation: FluxCUDAModulation
+    let outputProjection: FluxCUDALinear
+
+    /// Builds the model from checkpoint tensors, strictly (like the CPU model: a block count that differs from the
+    /// config, or any missing, unexpected, mis-shaped or unusable tensor, is an error naming them).
+    /// - Parameter linearFactory: how quantized layers are stored: `DenseLinearFactory` for unquantized checkpoints,
+    ///   `SVDQuantLinearFactory` in kernel-exact mode for SVDQuant ones.
+    public init(
+        config: FluxConfig, weights: any TensorProvider, layout: FluxCheckpointLayout = .diffusers,
+        linearFactory: any LinearLayerFactory = DenseLinearFactory(), context: CUDAContext, source: String = "weights"
+    ) throws {
+        try self.init(config: config, weights: weights, layout: layout, linears: FluxCheckpointLinears(factory: linearFactory),
+                      context: context, source: source)
+    }
+
+    /// Loads the checkpoint in `files`, choosing its layers by its format as `FluxTransformer(files:)` does:
+    /// SVDQuant checkpoints (any container `SVDQuantCheckpoint` opens) through `SVDQuantLinearFactory` in
+    /// kernel-exact mode, unquantized ones (diffusers or Nunchaku block names) as dense layers.
+    public init(files: FluxModelFiles, context: CUDAContext) throws {
+        let source = files.source
+        switch try detectCheckpointFormat(files.weights) {
+        case .nunchakuMerged, .nunchakuLegacyFolder, .nunchakuLite, .canonicalSVDQuant, .svdquantTensors:
+            let checkpoint = try SVDQuantCheckpoint(files.weights)
+            try self.init(config: files.config, weights: SVDQuantModelTensors(checkpoint), layout: .nunchaku,
+                          linearFactory: SVDQuantLinearFactory(checkpoint: checkpoint), context: context, source: source)
+        case .dense:
+            guard let layout = FluxCheckpointLayout.detect(in: files.weights) else {
+                throw NunchakuError.invalidArgument(
+                    context: source, reason: "no FLUX block weights (no transformer_blocks.0 or single_transformer_blocks.0 projection)")
+            }
+            try self.init(config: files.config, weights: files.weights, layout: layout, context: context, source: source)
+        case .lora:
+            throw NunchakuError.invalidArgument(context: source, reason: "is a LoRA adapter, not a transformer")
+        case .unrecognized:
+            throw NunchakuError.invalidArgument(context: source, reason: "holds no floating-point or SVDQuant weights")
+        }
+    }
+
+    /// The model of a random-weight checkpoint (layers generated one at a time, uploaded, and dropped on the host).
+    public init(random checkpoint: FluxRandomCheckpoint, context: CUDAContext) throws {
+        try self.init(config: checkpoint.config, weights: checkpoint.tensors, layout: checkpoint.layout, linears: checkpoint,
+                      context: context, source: "random \(checkpoint.format) FLUX (seed \(checkpoint.seed))")
+    }
+
+    init(config: FluxConfig, weights: any TensorProvider, layout: FluxCheckpointLayout, linears: any FluxHostLinearSource,
+         context: CUDAContext, source: String) throws {
+        try config.validate(source: source)
+        try Self.checkKernelLimits(config, source: source)
+        try FluxBlockInventory.check(weights.tensorNames, config: config, source: source)
+        let reader = WeightReader(weights, source: source)
+        let loader = FluxCUDALayerLoader(context: context, layout: layout, source: linears, weights: reader)
+        let width = config.innerDim
+        self.config = config
+        self.context = context
+        gemm = CUDAGEMM(context: context)
+        imageEmbedder = try loader.linear(FluxTopLevelNames.imageEmbedder, config.inChannels, width)
+        contextEmbedder = try loader.linear(FluxTopLevelNames.contextEmbedder, config.jointAttentionDim, width)
+        timeTextEmbedding = try FluxCUDATimeTextEmbedding(config: config, loader: loader)
+        doubleBlocks = try (0..<config.numLayers).map { try FluxCUDADoubleBlock(index: $0, config: config, loader: loader) }
+        singleBlocks = try (0..<config.numSingleLayers).map { try FluxCUDASingleBlock(index: $0, config: config, loader: loader) }
+        outputModulation = try FluxCUDAModulation(
+            name: FluxTopLevelNames.outputModulation, width: width, chunkCount: 2, layout: .diffusers, loader: loader)
+        outputProjection = try loader.linear(FluxTopLevelNames.outputProjection, width, config.outputFeatures)
+        try reader.finish()
+    }
+
+    /// The GEMM implementation dense layers use (cuBLASLt when it loads).
+    public var denseGEMM: GEMMImplementation { gemm.defaultImplementation }
+
+    /// One denoising evaluation on uploaded inputs: `sample` `[B, N, patch²·out_channels]`, bf16, on the GPU. Work is
+    /// queued on the context's default stream; downloading the result waits for it.
+    public func forward(_ inputs: FluxCUDAInputs) throws -> DeviceTensor {
+        let ops = try FluxCUDAOps(context: context, gemm: gemm, batch: inputs.batch, width: config.innerDim)
+        let image = try ops.linear(imageEmbedder, inputs.hiddenStates)
+        let conditioning = try timeTextEmbedding(inputs, ops)
+        try ops.apply(.silu, conditioning)
+        let text = try ops.linear(contextEmbedder, inputs.encoderHiddenStates)
+        for block in doubleBlocks {
+            try block(image: image, context: text, conditioning: conditioning, rotary: inputs.rotary, ops)
+        }
+        let joint = try ops.concatTokens([text, image])
+        for block in singleBlocks {
+            try block(joint, conditioning: conditioning, rotary: inputs.rotary, ops)
+        }
+        let imageOut = try ops.splitTokens(joint, sizes: [inputs.textTokens, inputs.imageTokens])[1]
+        let m = try outputModulation.table(conditioning, ops)   // scale, shift
+        return try ops.linear(outputProjection, try ops.layerNorm(imageOut, m.adaLN(shift: 1, scale: 0)))
+    }
+
+    /// One forward on host arguments read by their diffusers names (see `FluxCUDAInputs`); returns `sample` (bf16).
+    public func forward(inputs: any TensorProvider) throws -> Tensor {
+        try forward(FluxCUDAInputs(config: config, context: context, inputs: inputs)).download()
+    }
+
+    /// Refuses configs the kernels cannot run, naming the value and the limit.
+    static func checkKernelLimits(_ config: FluxConfig, source: String) throws {
+        guard AttentionGeometry.headDimensions.contains(config.attentionHeadDim) else {
+            throw NunchakuError.unsupported(
+                context: source,
+                reason: "attention_head_dim \(config.attentionHeadDim): the CUDA attention kernel supports head dimensions \(AttentionGeometry.headDimensions)")
+        }
+        let widths = [("in_channels", config.inChannels), ("joint_attention_dim", config.jointAttentionDim),
+                      ("pooled_projection_dim", config.pooledProjectionDim), ("patch² · out_channels", config.outputFeatures),
+                      ("width (heads × head dim)", config.innerDim)]
+        for (name, value) in widths where value % 8 != 0 {
+            throw NunchakuError.unsupported(
+                context: source, reason: "\(name) \(value): the CUDA GEMM and norm kernels need multiples of 8")
+        }
+    }
+}

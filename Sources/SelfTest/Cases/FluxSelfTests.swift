@@ -1,0 +1,39 @@
+import CUDABackend
+import Models
+import NunchakuCore
+
+/// `flux.transformer`: the whole FLUX transformer on the GPU (`FluxCUDATransformer`) against the CPU model
+/// (`FluxTransformer` in bf16, SVDQuant layers kernel-exact) on the same random weights and inputs
+/// (`FluxRandomCheckpoint`, seeded per case), for dense bf16 (diffusers layout), INT4 and NVFP4 (Nunchaku layout)
+/// models of 2 + 3 blocks, 2 heads of 128, batch 2. Both sides round every op output to bf16, but sum in other
+/// orders (GEMMs, attention with P rounded to bf16, the W4A4 low-rank branch); the differences grow through the
+/// blocks to about 1e-2, hence the tolerance of 3e-2. The time is one forward, after a warm-up.
+enum FluxSelfTests {
+    static let cases: [SelfTestCase] = FluxRandomCheckpoint.Format.allCases.map(transformer)
+
+    static let (batch, imageTokens, textTokens) = (2, 96, 24)
+
+    /// A small model with FLUX's head dimension and RoPE axes; guidance embedded except for NVFP4 (schnell-like).
+    static func config(_ format: FluxRandomCheckpoint.Format) -> FluxConfig {
+        FluxConfig(numLayers: 2, numSingleLayers: 3, attentionHeadDim: 128, numAttentionHeads: 2, jointAttentionDim: 256,
+                   pooledProjectionDim: 128, guidanceEmbeds: format != .nvfp4)
+    }
+
+    static func transformer(_ format: FluxRandomCheckpoint.Format) -> SelfTestCase {
+        let shape = "B=\(batch) N=\(imageTokens) T=\(textTokens) blocks=2+3 D=256 \(format)"
+        return SelfTestCase(kernel: "flux.transformer", dtype: .bf16, shape: shape, tolerance: 3e-2) { env in
+            let config = Self.config(format)
+            let checkpoint = try FluxRandomCheckpoint(config: config, format: format, seed: env.seed)
+            let inputs = try FluxRandomInputs.make(
+                config: config, batch: batch, imageTokens: imageTokens, textTokens: textTokens, seed: env.seed)
+            let gpu = try FluxCUDATransformer(random: checkpoint, context: env.context)
+            let uploaded = try FluxCUDAInputs(config: config, context: env.context, inputs: inputs)
+            let result = try env.download(try gpu.forward(uploaded))
+            let reference = try FluxTransformer(random: checkpoint, computeDType: .bf16).forward(inputs: inputs)
+            var comparison = SelfTestComparison()
+            try comparison.compare(result, with: reference.floats())
+            let milliseconds = try env.time(warmUp: 1, repetitions: 3) { _ = try gpu.forward(uploaded) }
+            return SelfTestOutcome(comparison: comparison, milliseconds: milliseconds, note: "GPU vs CPU model, one forward")
+        }
+    }
+}
