@@ -34,14 +34,10 @@ struct MappedDenseLinear: LinearLayer {
     }
 }
 
-/// Builds `MappedDenseLinear`s from `<name>.weight` [out, in] and `<name>.bias` [out] in any float dtype, for
-/// checkpoints that store every output channel in natural order (diffusers layout).
+/// Builds `MappedDenseLinear`s from `<name>.weight` [out, in] and `<name>.bias` [out] in any float dtype (outputs in
+/// the checkpoint's channel order, like every `LinearLayerFactory`).
 struct MappedDenseLinearFactory: LinearLayerFactory {
     func makeLinear(_ spec: LinearLayerSpec, computeDType: DType, weights: WeightReader) throws -> any LinearLayer {
-        guard spec.outputInterleave == nil else {
-            throw NunchakuError.unsupported(
-                context: spec.name, reason: "memory-mapped dense layers read natural-order (diffusers) checkpoints only")
-        }
         let floats: [DType] = [.f32, .bf16, .f16]
         let (n, k) = (spec.outFeatures, spec.inFeatures)
         return MappedDenseLinear(
