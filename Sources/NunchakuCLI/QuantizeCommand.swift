@@ -92,8 +92,9 @@ struct QuantizeCommand: ParsableCommand {
             let configuration = SVDQuantConfiguration(
                 format: precision == .int4 ? .int4 : .nvfp4, rank: rank, smoothingGridPoints: grid, lowRankRounds: lowRankRounds)
             try FluxQuantizationJob.check(configuration, plan: source.plan)
-            let work = QuantizationWorkFolder(output: output ?? model)
-            if restart { try work.remove() }
+            // --ablation writes no checkpoint, so it has no work folder.
+            let work = ablation ? nil : output.map(QuantizationWorkFolder.init(output:))
+            if restart { try work?.remove() }
             let calibrationSet = try loadCalibration(source, work: work)
             if let saveCalibration, let calibrationSet {
                 try calibrationSet.write(to: saveCalibration)
@@ -124,8 +125,9 @@ struct QuantizeCommand: ParsableCommand {
         }
     }
 
-    /// The calibration activations from --calibration, from the work folder's cache, or recorded now; nil without.
-    private func loadCalibration(_ source: FluxSourceModel, work: QuantizationWorkFolder) throws -> CalibrationSet? {
+    /// The calibration activations from --calibration, from the work folder's cache, or recorded now (and cached in
+    /// the work folder when there is one); nil without.
+    private func loadCalibration(_ source: FluxSourceModel, work: QuantizationWorkFolder?) throws -> CalibrationSet? {
         if let calibration {
             let set = try CalibrationSet.read(path: calibration)
             try set.validate(against: source.plan, source: calibration)
@@ -138,7 +140,7 @@ struct QuantizeCommand: ParsableCommand {
         }
         let seed: UInt64 = 0xCA11B
         let key = try CalibrationCache.key(model: source, inputPaths: calibrationInputs, rowsPerLayer: calibrationRows, seed: seed)
-        if !ablation, let cached = CalibrationCache.load(path: work.calibrationCachePath, key: key) {
+        if let work, let cached = CalibrationCache.load(path: work.calibrationCachePath, key: key) {
             log("reusing the calibration activations recorded by the interrupted run")
             return cached
         }
@@ -147,7 +149,7 @@ struct QuantizeCommand: ParsableCommand {
         let set = try CalibrationCollection.collect(model: source, inputs: inputs, rowsPerLayer: calibrationRows, seed: seed) { done in
             log("calibration forward \(done)/\(inputs.count) done (\(Self.duration((ContinuousClock.now - start).seconds)))")
         }
-        if !ablation {
+        if let work {
             try work.create()
             try CalibrationCache.store(set, path: work.calibrationCachePath, key: key)
         }

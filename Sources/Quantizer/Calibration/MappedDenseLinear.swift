@@ -34,8 +34,8 @@ struct MappedDenseLinear: LinearLayer {
     }
 }
 
-/// Builds `MappedDenseLinear`s from `<name>.weight` [out, in] and `<name>.bias` [out] in any float dtype. Outputs keep
-/// the checkpoint's channel order, as every `LinearLayerFactory` does.
+/// Builds `MappedDenseLinear`s from `<name>.weight` [out, in] and `<name>.bias` [out] in any float dtype (outputs in
+/// the checkpoint's channel order, like every `LinearLayerFactory`).
 struct MappedDenseLinearFactory: LinearLayerFactory {
     func makeLinear(_ spec: LinearLayerSpec, computeDType: DType, weights: WeightReader) throws -> any LinearLayer {
         let floats: [DType] = [.f32, .bf16, .f16]
