@@ -12,6 +12,6 @@ if ! ldconfig -p 2>/dev/null | grep -q 'liblapacke\.so'; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq liblapacke libopenblas0 >/dev/null
 fi
 
-# Python packages for interop tests (safetensors files written/read by the reference library) and
+# Python packages for interop tests (safetensors files and PNGs read back by the reference libraries) and
 # NVRTC + CUDA headers so the kernel compile test runs on machines without a GPU.
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r scripts/requirements-test.txt
