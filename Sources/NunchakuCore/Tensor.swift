@@ -55,7 +55,7 @@ public struct Tensor: Sendable {
         let base = storage.mutableBaseAddress!
         // One memcpy for contiguous collections (arrays, raw buffers): called across modules this generic is not
         // specialized, and the element loop below then costs ~100 ns per byte (minutes for a 4-bit FLUX model).
-        let copied = bytes.withContiguousStorageIfAvailable { buffer in
+        let copied: Void? = bytes.withContiguousStorageIfAvailable { buffer in
             if let source = buffer.baseAddress { base.copyMemory(from: source, byteCount: buffer.count) }
         }
         if copied == nil {
