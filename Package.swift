@@ -60,13 +60,13 @@ let package = Package(
         ),
         .testTarget(name: "NunchakuCoreTests", dependencies: ["NunchakuCore"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
-        .testTarget(name: "CPUBackendTests", dependencies: ["CPUBackend", "SafeTensors"]),
+        .testTarget(name: "CPUBackendTests", dependencies: ["CPUBackend", "SafeTensors"], exclude: ["Fixtures"]),
         .testTarget(name: "SVDQuantTests", dependencies: ["SVDQuant"]),
         .testTarget(name: "QuantizerTests", dependencies: ["Quantizer"]),
         .testTarget(name: "CUDABackendTests", dependencies: ["CUDABackend"]),
         .testTarget(name: "SelfTestTests", dependencies: ["SelfTest"]),
-        .testTarget(name: "PipelinesTests", dependencies: ["Pipelines"]),
-        .testTarget(name: "ModelsTests", dependencies: ["Models", "SafeTensors"]),
+        .testTarget(name: "PipelinesTests", dependencies: ["Pipelines"], exclude: ["Fixtures"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "SafeTensors"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )
