@@ -18,28 +18,18 @@ extension FluxTransformer {
     ///   mis-shaped or unusable tensor or layer.
     public init(files: FluxModelFiles, computeDType: DType, quantizedLayers: SVDQuantLinearFactory.Mode = .kernelExact) throws {
         let source = files.source
-        switch try detectCheckpointFormat(files.weights) {
-        case .nunchakuMerged, .nunchakuLegacyFolder, .nunchakuLite, .canonicalSVDQuant, .svdquantTensors:
-            let checkpoint = try SVDQuantCheckpoint(files.weights)
+        switch try files.weightSource() {
+        case .svdquant(let checkpoint):
             if quantizedLayers == .kernelExact, computeDType != .bf16 {
                 throw NunchakuError.unsupported(
                     context: source,
                     reason: "this SVDQuant \(checkpoint.precision?.rawValue ?? "") checkpoint runs in bf16: its kernel-exact W4A4 and AWQ layers quantize 16-bit activations, not \(computeDType). Compute in bf16 (run-transformer --dtype bf16), or use the dequantized layers (--dequantize) to run its dense equivalent in \(computeDType)")
             }
-            // Engine names are Nunchaku's C++ block names in every container.
             try self.init(
                 config: files.config, weights: SVDQuantModelTensors(checkpoint), layout: .nunchaku, computeDType: computeDType,
                 linearFactory: SVDQuantLinearFactory(checkpoint: checkpoint, mode: quantizedLayers), source: source)
-        case .dense:
-            guard let layout = FluxCheckpointLayout.detect(in: files.weights) else {
-                throw NunchakuError.invalidArgument(
-                    context: source, reason: "no FLUX block weights (no transformer_blocks.0 or single_transformer_blocks.0 projection)")
-            }
+        case .dense(let layout):
             try self.init(config: files.config, weights: files.weights, layout: layout, computeDType: computeDType, source: source)
-        case .lora:
-            throw NunchakuError.invalidArgument(context: source, reason: "is a LoRA adapter, not a transformer")
-        case .unrecognized:
-            throw NunchakuError.invalidArgument(context: source, reason: "holds no floating-point or SVDQuant weights")
         }
     }
 }

@@ -42,21 +42,12 @@ public struct FluxCUDATransformer: Sendable {
     /// kernel-exact mode, unquantized ones (diffusers or Nunchaku block names) as dense layers.
     public init(files: FluxModelFiles, context: CUDAContext) throws {
         let source = files.source
-        switch try detectCheckpointFormat(files.weights) {
-        case .nunchakuMerged, .nunchakuLegacyFolder, .nunchakuLite, .canonicalSVDQuant, .svdquantTensors:
-            let checkpoint = try SVDQuantCheckpoint(files.weights)
+        switch try files.weightSource() {
+        case .svdquant(let checkpoint):
             try self.init(config: files.config, weights: SVDQuantModelTensors(checkpoint), layout: .nunchaku,
                           linearFactory: SVDQuantLinearFactory(checkpoint: checkpoint), context: context, source: source)
-        case .dense:
-            guard let layout = FluxCheckpointLayout.detect(in: files.weights) else {
-                throw NunchakuError.invalidArgument(
-                    context: source, reason: "no FLUX block weights (no transformer_blocks.0 or single_transformer_blocks.0 projection)")
-            }
+        case .dense(let layout):
             try self.init(config: files.config, weights: files.weights, layout: layout, context: context, source: source)
-        case .lora:
-            throw NunchakuError.invalidArgument(context: source, reason: "is a LoRA adapter, not a transformer")
-        case .unrecognized:
-            throw NunchakuError.invalidArgument(context: source, reason: "holds no floating-point or SVDQuant weights")
         }
     }
 
