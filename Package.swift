@@ -44,14 +44,19 @@ let package = Package(
                 .embedInCode("Kernels/ops_tokens.cu"),
                 .embedInCode("Kernels/attention_fa2.cu"),
                 .embedInCode("Kernels/gemm_mma.cu"),
+                .embedInCode("Kernels/encoder_attention.cu"),
+                .embedInCode("Kernels/encoder_elementwise.cu"),
+                .embedInCode("Kernels/encoder_awq_dequant.cu"),
+                .embedInCode("Kernels/conv_im2col.cu"),
+                .embedInCode("Kernels/groupnorm.cu"),
             ]
         ),
         // GPU kernels checked against the CPU references (`nunchaku selftest`).
-        .target(name: "SelfTest", dependencies: ["NunchakuCore", "CPUBackend", "SVDQuant", "CUDABackend", "Models"]),
+        .target(name: "SelfTest", dependencies: ["NunchakuCore", "CPUBackend", "SVDQuant", "CUDABackend", "Models", "Pipelines"]),
         // Diffusion models (FLUX.1 first).
         .target(name: "Models", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "CUDABackend"]),
         // Text-to-image pipelines: tokenizers, schedulers, PyTorch-identical noise, text encoders, VAE, image output.
-        .target(name: "Pipelines", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "Models"]),
+        .target(name: "Pipelines", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "Models", "CUDABackend"]),
         // The umbrella library: `import Nunchaku`.
         .target(name: "Nunchaku", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "Quantizer", "CUDABackend", "SelfTest", "Models", "Pipelines"]),
         .executableTarget(

@@ -53,6 +53,16 @@ public enum KernelRegistry {
                                    "nunchaku_attention_f16_d64", "nunchaku_attention_f16_d128"]),
         KernelSource(name: "gemm_mma.cu", text: text(PackageResources.gemm_mma_cu),
                      kernelNames: ["nunchaku_gemm_bf16", "nunchaku_gemm_f16"]),
+        KernelSource(name: "encoder_attention.cu", text: text(PackageResources.encoder_attention_cu),
+                     kernelNames: [2, 4, 16].map { "nunchaku_encoder_attention_bf16_c\($0)" }),
+        KernelSource(name: "encoder_elementwise.cu", text: text(PackageResources.encoder_elementwise_cu),
+                     kernelNames: ["nunchaku_encoder_add_bf16", "nunchaku_encoder_quick_gelu_bf16", "nunchaku_encoder_gated_gelu_bf16"]),
+        KernelSource(name: "encoder_awq_dequant.cu", text: text(PackageResources.encoder_awq_dequant_cu),
+                     kernelNames: ["nunchaku_encoder_awq_dequant_bf16"]),
+        KernelSource(name: "conv_im2col.cu", text: text(PackageResources.conv_im2col_cu),
+                     kernelNames: ["nunchaku_conv_im2col3x3_bf16", "nunchaku_conv_upsample2x_bf16"]),
+        KernelSource(name: "groupnorm.cu", text: text(PackageResources.groupnorm_cu),
+                     kernelNames: ["nunchaku_groupnorm_sums_bf16", "nunchaku_groupnorm_finalize", "nunchaku_groupnorm_apply_bf16"]),
     ]
 
     /// The file that defines `kernel`, if any.
