@@ -13,6 +13,8 @@ public enum SelfTestCatalog {
         + W4A4SelfTests.cases
         + AWQSelfTests.cases
         + FluxSelfTests.cases
+        + TextEncoderSelfTests.cases
+        + VAESelfTests.cases
 
     /// The cases any of `filters` selects (all of them when `filters` is empty).
     public static func selecting(_ filters: [String]) -> [SelfTestCase] {

@@ -25,20 +25,24 @@ public struct RandomStageWeights: TensorProvider, Sendable {
             throw NunchakuError.invalidArgument(context: name, reason: "no tensor with this name in the random weights")
         }
         let (center, spread) = Self.range(name: name, shape: shape)
-        let count = shape.reduce(1, *)
-        var bits = [UInt16](repeating: 0, count: count)
-        let chunk = 1 << 16
-        let nameSeed = SplitMix64.mix(seed ^ Self.fnv1a(name))
-        bits.withUnsafeMutableBufferPointer { bits in
-            parallelFor((count + chunk - 1) / chunk) { index in
-                var generator = SplitMix64(seed: SplitMix64.mix(nameSeed &+ UInt64(index)))
-                for position in (index * chunk)..<min(count, (index + 1) * chunk) {
-                    let unit = Float(generator.next() >> 40) / Float(1 << 24) * 2 - 1
-                    bits[position] = FloatFormats.bf16Bits(center + spread * unit)
-                }
-            }
+        let bits = Self.fill(count: shape.reduce(1, *), seed: SplitMix64.mix(seed ^ Self.fnv1a(name))) { random in
+            FloatFormats.bf16Bits(center + spread * (Float(random >> 40) / Float(1 << 24) * 2 - 1))
         }
         return try bits.withUnsafeBytes { try Tensor(shape: shape, dtype: .bf16, bytes: $0) }
+    }
+
+    /// `count` 16-bit values, each `value` of a fresh 64-bit random number, made in parallel chunks seeded from `seed`
+    /// and the chunk index (so the result depends on `seed` alone).
+    static func fill(count: Int, seed: UInt64, _ value: @Sendable (UInt64) -> UInt16) -> [UInt16] {
+        var bits = [UInt16](repeating: 0, count: count)
+        let chunk = 1 << 16
+        bits.withUnsafeMutableBufferPointer { bits in
+            parallelFor((count + chunk - 1) / chunk) { index in
+                var generator = SplitMix64(seed: SplitMix64.mix(seed &+ UInt64(index)))
+                for position in (index * chunk)..<min(count, (index + 1) * chunk) { bits[position] = value(generator.next()) }
+            }
+        }
+        return bits
     }
 
     /// The center and half-width of the values of tensor `name` with `shape`.
