@@ -6,8 +6,8 @@ import NunchakuCore
 /// provider hold the same weights, and a full-size model never sits in host memory as a whole.
 ///
 /// Values are uniform in `center ± spread`, chosen from the name and shape so activations stay of order one through
-/// deep stacks: norm weights (`…norm….weight`, rank 1) 1 ± ¼; other vectors (biases) ± 0.1; embeddings and T5's
-/// relative position bias ± 1; linear weights `[N, K]` ± 1/√K; convolution weights `[O, I, kh, kw]` ± 1/√(I·kh·kw).
+/// deep stacks: vectors of norms (rank 1, `norm` in the name: weights and biases) 1 ± ¼; other vectors (biases)
+/// ± 0.1; embeddings and T5's relative position bias ± 1; linear weights `[N, K]` ± 1/√K; convolution weights `[O, I, kh, kw]` ± 1/√(I·kh·kw).
 public struct RandomStageWeights: TensorProvider, Sendable {
     /// Every tensor's name and shape.
     public let shapes: [String: [Int]]
