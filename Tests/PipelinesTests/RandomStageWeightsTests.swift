@@ -43,3 +43,22 @@ import Testing
         _ = try T5EncoderModel(config: config, weights: TinyChatDequantizedWeights(tensors), source: "synthetic")
     }
 }
+
+/// The GPU T5's bias table by distance holds exactly the CPU's `[H, S, S]` bias.
+@Suite struct T5BiasByDistanceTests {
+    @Test func everyQueryKeyPairReadsTheCPUBias() {
+        let (heads, tokens, buckets) = (3, 40, 32)
+        let table = (0..<(buckets * heads)).map { Float($0) * 0.25 - 7 }
+        let full = T5RelativePosition.bias(table: table, heads: heads, tokens: tokens, numBuckets: buckets, maxDistance: 20)
+        let byDistance = T5RelativePosition.biasByDistance(table: table, heads: heads, tokens: tokens, numBuckets: buckets, maxDistance: 20)
+        #expect(byDistance.shape == [heads, 2 * tokens - 1])
+        let values = byDistance.floats()
+        for head in 0..<heads {
+            for query in 0..<tokens {
+                for key in 0..<tokens {
+                    #expect(values[head * (2 * tokens - 1) + key - query + tokens - 1] == full[(head * tokens + query) * tokens + key])
+                }
+            }
+        }
+    }
+}

@@ -110,21 +110,30 @@ public final class CUDAT5EncoderModel: T5TextEncoding, @unchecked Sendable {
         return x
     }
 
-    /// The relative position bias by distance, float32 `[H, 2S − 1]`: entry (h, r + S − 1) is the table's value for
-    /// the bucket of key − query = r (the same buckets as the CPU's `[H, S, S]` bias).
+    /// The relative position bias by distance for `tokens` tokens (`T5RelativePosition.biasByDistance`).
     func positionBias(tokens: Int) -> Tensor {
-        let heads = config.numHeads, span = 2 * tokens - 1
-        var values = [Float](repeating: 0, count: heads * span)
-        for offset in 0..<span {
-            let bucket = T5RelativePosition.bucket(
-                offset - (tokens - 1), numBuckets: config.relativeAttentionNumBuckets, maxDistance: config.relativeAttentionMaxDistance)
-            for head in 0..<heads { values[head * span + offset] = relativeBiasTable[bucket * heads + head] }
-        }
-        return Tensor(values, shape: [heads, span])
+        T5RelativePosition.biasByDistance(
+            table: relativeBiasTable, heads: config.numHeads, tokens: tokens,
+            numBuckets: config.relativeAttentionNumBuckets, maxDistance: config.relativeAttentionMaxDistance)
     }
 
     /// Bytes of weights on the GPU (4-bit layers count their packed size).
     public var deviceWeightBytes: Int {
         blocks.reduce(0) { $0 + $1.qkv.deviceBytes + $1.output.deviceBytes + $1.gateUp.deviceBytes + $1.down.deviceBytes }
+    }
+}
+
+extension T5RelativePosition {
+    /// The bias by distance, float32 `[H, 2S − 1]`: entry (h, r + S − 1) is `table[bucket(r)][h]` for key − query = r,
+    /// so entry (h, j − i + S − 1) equals entry (h, i, j) of `bias(table:heads:tokens:numBuckets:maxDistance:)`
+    /// (the form `encoderAttention` takes: the bias depends on the distance only).
+    static func biasByDistance(table: [Float], heads: Int, tokens: Int, numBuckets: Int, maxDistance: Int) -> Tensor {
+        let span = 2 * tokens - 1
+        var values = [Float](repeating: 0, count: heads * span)
+        for offset in 0..<span {
+            let row = bucket(offset - (tokens - 1), numBuckets: numBuckets, maxDistance: maxDistance) * heads
+            for head in 0..<heads { values[head * span + offset] = table[row + head] }
+        }
+        return Tensor(values, shape: [heads, span])
     }
 }
