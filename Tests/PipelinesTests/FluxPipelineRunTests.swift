@@ -64,6 +64,16 @@ struct FluxPipelineRunTests {
         let text = output.pngText(imageIndex: 0, extra: [.init(keyword: "model", text: "tiny")])
         #expect(text.map(\.keyword) == ["prompt", "seed", "steps", "guidance", "size", "max sequence length", "Software", "model"])
         #expect(text[0].text == "one prompt" && text[1].text == fixture.configuration.seed.description && text[4].text == "48x32")
+        let written = try FluxImageFiles.write(output, to: "\(fixture.folder)/image.png")
+        #expect(written == ["\(fixture.folder)/image.png"])
+        let png = try Data(contentsOf: URL(fileURLWithPath: written[0]))
+        #expect(png == Data(try PNGWriter.encode(output.images[0], text: output.pngText(imageIndex: 0))))
+    }
+
+    @Test func batchesAreNumberedBesideTheOutputName() {
+        #expect(FluxImageFiles.paths(for: "out.png", count: 1) == ["out.png"])
+        #expect(FluxImageFiles.paths(for: "dir/cat.png", count: 3) == ["dir/cat-1.png", "dir/cat-2.png", "dir/cat-3.png"])
+        #expect(FluxImageFiles.paths(for: "cat", count: 2) == ["cat-1.png", "cat-2.png"])
     }
 
     @Test func cancellingDuringDenoisingThrowsTypedErrorAfterTheCurrentStep() throws {

@@ -73,7 +73,7 @@ extension FluxPipeline {
                 throw NunchakuError.shapeMismatch(context: "transformer output at step \(index + 1)", expected: initial.shape, actual: velocity.shape)
             }
             try schedule.step(&values, velocity: velocity.floats(), index: index, precision: dtype)
-            try reporter.report(index + 1, "step \(index + 1)/\(schedule.stepCount)")
+            try reporter.report(index + 1, index + 1 < schedule.stepCount ? "step \(index + 2)/\(schedule.stepCount)" : "done")
         }
         return FluxDenoisedLatents(initial: initial, final: Tensor(values, shape: initial.shape, dtype: dtype))
     }

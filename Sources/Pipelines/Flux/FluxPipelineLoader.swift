@@ -38,7 +38,6 @@ public enum FluxPipelineLoader {
             throw FluxPipelineError.invalidSetting(setting: "dtype", reason: "the CUDA transformer computes in bf16; use bf16 with the cuda device")
         }
         let reporter = FluxStageReporter(.loading, total: 4, handler: progress)
-        try reporter.report(0, "tokenizers and scheduler")
         let tokenizers = try FluxPromptTokenizers(folder: folder)
         let scheduler = try FlowMatchSchedulerConfiguration(contentsOfFile: folder.schedulerConfigPath)
         let models = try makeModels(folder: folder, options: options, reporter: reporter)
@@ -50,6 +49,7 @@ public enum FluxPipelineLoader {
     /// CPU (GPU text encoders and VAE plug in here).
     static func makeModels(folder: FluxPipelineFolder, options: FluxPipelineLoadOptions,
                            reporter: FluxStageReporter) throws -> FluxPipelineModels {
+        try reporter.report(0, "transformer")
         let transformerFiles = try FluxModelFiles(path: options.transformerPath ?? folder.path("transformer"))
         let transformerConfig = transformerFiles.config
         let transformer: any FluxDenoising
@@ -59,13 +59,13 @@ public enum FluxPipelineLoader {
         case .cuda(let context):
             transformer = try FluxCUDATransformer(files: transformerFiles, context: context)
         }
-        try reporter.report(1, "transformer (\(transformerFiles.source))")
+        try reporter.report(1, "text_encoder")
         let clip = try CLIPTextModel(folder: folder.path("text_encoder"), dtype: options.dtype)
-        try reporter.report(2, "text_encoder")
+        try reporter.report(2, "text_encoder_2")
         let t5 = try T5EncoderModel(folder: folder.path("text_encoder_2"), dtype: options.dtype)
-        try reporter.report(3, "text_encoder_2")
+        try reporter.report(3, "vae")
         let vae = try AutoencoderKLDecoder(path: folder.path("vae"), computeDType: options.dtype)
-        try reporter.report(4, "vae")
+        try reporter.report(4, "done")
         try checkCompatibility(transformer: transformerConfig, transformerSource: transformerFiles.source,
                                clipWidth: clip.config.hiddenSize, t5Width: t5.config.dModel, vae: vae.config, folder: folder)
         return FluxPipelineModels(clip: clip, t5: t5, transformer: transformer, vae: vae)

@@ -27,7 +27,7 @@ public struct FluxPipelineProgress: Sendable, Equatable {
     public let completed: Int
     /// Units of the stage in all.
     public let total: Int
-    /// What the unit just finished (or about to start) was, e.g. "text_encoder_2" or "step 3/28".
+    /// The unit that comes next, e.g. "text_encoder_2" or "step 3/28" ("done" at the end).
     public let detail: String
     /// Seconds since the stage started.
     public let elapsedSeconds: Double
