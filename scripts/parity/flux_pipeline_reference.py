@@ -16,7 +16,9 @@ writes Tests/PipelinesTests/Fixtures/pipeline-tiny.safetensors:
             images_per_prompt, steps, guidance, width, height, max_sequence_length), versions;
   tensors:  clip_ids, t5_ids (i64, one row per prompt), prompt_embeds, pooled_prompt_embeds (one row per image),
             noise (the packed initial latents), latents (packed, after the last step), image (the VAE output in
-            [-1, 1], [B, 3, H, W]), image_u8 (the 8-bit images, [B, H, W, 3], from the pipeline's own PIL output).
+            [-1, 1], [B, 3, H, W]), image_u8 (the 8-bit images, [B, H, W, 3], from the pipeline's own PIL output);
+            the same run with the whole pipeline in bf16 (`pipe.to(torch.bfloat16)`, as torch_dtype=bfloat16 loads
+            it): noise_bf16, prompt_embeds_bf16, pooled_prompt_embeds_bf16, latents_bf16, image_bf16 (bf16 tensors).
 
 With --folder DIR it also saves the pipeline (save_pretrained, with weights) and DIR/reference-<i>.png, for trying
 `nunchaku generate --model DIR` by hand.
@@ -24,6 +26,7 @@ With --folder DIR it also saves the pipeline (save_pretrained, with weights) and
 Run with the reference venv: /work/pyref/bin/python scripts/parity/flux_pipeline_reference.py [--folder /tmp/tiny-flux]
 """
 import argparse
+import copy
 import json
 import math
 import os
@@ -143,6 +146,28 @@ def configs_of(pipe, tmp):
     return configs, folder
 
 
+def run_bf16(pipe, seed):
+    """The stage tensors of the same run with every model in bf16."""
+    s = SETTINGS
+    batch = len(s["prompts"]) * s["images_per_prompt"]
+    half = copy.deepcopy(pipe).to(torch.bfloat16)
+    with torch.no_grad():
+        prompt_embeds, pooled, _ = half.encode_prompt(prompt=s["prompts"], prompt_2=None,
+                                                      num_images_per_prompt=s["images_per_prompt"],
+                                                      max_sequence_length=s["max_sequence_length"])
+        noise, _ = half.prepare_latents(batch, 16, s["height"], s["width"], prompt_embeds.dtype, torch.device("cpu"),
+                                        torch.Generator("cpu").manual_seed(seed))
+        latents = half(prompt=s["prompts"], generator=torch.Generator("cpu").manual_seed(seed), output_type="latent",
+                       height=s["height"], width=s["width"], num_inference_steps=s["steps"],
+                       guidance_scale=s["guidance"], max_sequence_length=s["max_sequence_length"],
+                       num_images_per_prompt=s["images_per_prompt"]).images
+        unpacked = half._unpack_latents(latents, s["height"], s["width"], half.vae_scale_factor)
+        image = half.vae.decode(unpacked / half.vae.config.scaling_factor + half.vae.config.shift_factor,
+                                return_dict=False)[0]
+    return dict(noise_bf16=noise, prompt_embeds_bf16=prompt_embeds, pooled_prompt_embeds_bf16=pooled,
+                latents_bf16=latents, image_bf16=image)
+
+
 def run(pipe, seed):
     s = SETTINGS
     batch = len(s["prompts"]) * s["images_per_prompt"]
@@ -185,6 +210,7 @@ def main():
         pipe, weights = build(args.seed, tmp)
         configs, saved = configs_of(pipe, tmp)
         tensors, pil = run(pipe, args.seed)
+        tensors.update(run_bf16(pipe, args.seed))
         if args.folder:
             shutil.rmtree(args.folder, ignore_errors=True)
             shutil.copytree(saved, args.folder)
