@@ -50,7 +50,7 @@ public struct FluxPipeline: Sendable {
         var start = clock.now
         var seconds: [FluxPipelineProgress.Stage: Double] = [:]
         func lap(_ stage: FluxPipelineProgress.Stage) {
-            seconds[stage] = Self.seconds(clock.now - start)
+            seconds[stage] = (clock.now - start).inSeconds
             start = clock.now
         }
         let embeddings = try encode(settings, progress: progress)
@@ -62,9 +62,5 @@ public struct FluxPipeline: Sendable {
         lap(.decoding)
         return FluxPipelineOutput(settings: settings, images: images, embeddings: embeddings, latents: latents,
                                   decoded: image, stageSeconds: seconds)
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
     }
 }
