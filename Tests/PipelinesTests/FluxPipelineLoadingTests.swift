@@ -88,6 +88,15 @@ struct FluxPipelineLoadingTests {
         #expect(error.description.contains("huggingface-cli download tiny-org/absent"))
     }
 
+    @Test func aFolderOfAnotherPipelineIsNamed() throws {
+        let fixture = try TinyFluxPipeline()
+        defer { fixture.remove() }
+        let index = "\(fixture.folder)/model_index.json"
+        try Data(#"{"_class_name": "StableDiffusion3Pipeline"}"#.utf8).write(to: URL(fileURLWithPath: index))
+        let error = try #require(throws: NunchakuError.self) { try FluxPipelineFolder(root: fixture.folder) }
+        #expect(error == .unsupported(context: index, reason: "names a StableDiffusion3Pipeline, not a FLUX pipeline (FluxPipeline)"))
+    }
+
     @Test func onlyOrgSlashNameIsARepoID() {
         #expect(HuggingFaceCache.isRepoID("black-forest-labs/FLUX.1-schnell"))
         #expect(!HuggingFaceCache.isRepoID("/models/flux"))

@@ -26,6 +26,11 @@ public struct FluxPipelineFolder: Sendable, Equatable {
         guard missing.isEmpty else {
             throw FluxPipelineError.missingParts(folder: root, missing: missing.map { $0.description(in: root) })
         }
+        let indexPath = (root as NSString).appendingPathComponent("model_index.json")
+        if let className = try readJSONFile(indexPath).objectMembers?.first(where: { $0.key == "_class_name" })?.value.stringValue,
+           !className.hasPrefix("Flux") {
+            throw NunchakuError.unsupported(context: indexPath, reason: "names a \(className), not a FLUX pipeline (FluxPipeline)")
+        }
     }
 
     /// The folder of one component (`tokenizer`, `text_encoder_2`, `vae`, …).
