@@ -100,7 +100,8 @@ struct GenerateCommand: ParsableCommand {
                     seed: seed ?? UInt64.random(in: 0..<(1 << 53)), maxSequenceLength: maxSequenceLength)
                 let settings = try configuration.resolved(for: transformerConfig)
                 print(describe(folder, transformerConfig, settings))
-                let pipeline = try FluxPipelineLoader.load(folder: folder, options: try loadOptions(), progress: handler)
+                let options = try loadOptions()
+                let pipeline = try FluxPipelineLoader.load(folder: folder, options: options, progress: handler)
                 display.finishLine()
                 let result = try pipeline.generate(configuration, progress: handler)
                 display.finishLine()
@@ -111,6 +112,11 @@ struct GenerateCommand: ParsableCommand {
                 }
                 let rate = Double(settings.steps) / max(result.stageSeconds[.denoising] ?? 0, 1e-9)
                 print("done: \(times.joined(separator: ", ")) (\(String(format: "%.3f", rate)) steps/s)")
+                if case .cuda(let context) = options.device {
+                    let memory = try context.memoryPool.statistics()
+                    let peak = Double(memory.peakReservedBytes ?? memory.peakLiveBytes) / Double(1 << 30)
+                    print("peak GPU memory (memory pool): \(String(format: "%.2f", peak)) GiB")
+                }
                 print("wrote \(paths.joined(separator: ", "))")
             }
         } catch let exit as ExitCode where exit == .failure && InterruptRequest.isRequested {
