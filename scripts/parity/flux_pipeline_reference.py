@@ -5,8 +5,8 @@ Builds a FLUX pipeline with the synthetic CLIP and T5 tokenizers of Tests/Pipeli
 by pipeline_tokenizer_fixtures.py, research §5.3; the files as the trainer wrote them, so transformers rebuilds them
 as it does for hub files), a tiny CLIP text model, T5 encoder, FLUX transformer (dev-like: guidance embedding) and
 AutoencoderKL decoder, and the FLUX.1-dev scheduler config. Every parameter the pipeline reads comes from the
-deterministic generator of flux_transformer_reference.py / vae_reference.py (element i of tensor `name` is
-float32(offset + scale * (u_i / 2**23 - 1)), u_i = splitmix64(fnv1a64(name) XOR seed, i) >> 40), so the Swift test
+deterministic generator of seeded_weights.py (element i of tensor `name` is float32(offset + scale * (u_i / 2**23 - 1)),
+u_i = splitmix64(fnv1a64(name) XOR seed, i) >> 40) with vae_reference.py's offsets and scales, so the Swift test
 regenerates the weights bit for bit and no weights are committed.
 
 It runs the pipeline in fp32 on the CPU (seed -> torch.Generator("cpu"), two prompts x two images, a few steps) and
@@ -28,7 +28,6 @@ Run with the reference venv: /work/pyref/bin/python scripts/parity/flux_pipeline
 import argparse
 import copy
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -43,42 +42,16 @@ from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeli
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5Tokenizer
 
+from seeded_weights import generated_weight
+from vae_reference import weight_rule  # norm weights around 1, biases small, matrices ~ sqrt(3 / fan_in)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "Tests", "PipelinesTests", "Fixtures")
 TOKENIZERS = os.path.join(FIXTURES, "tokenizers")
-MASK64 = (1 << 64) - 1
 
 SETTINGS = dict(prompts=["a photo of a cat holding a sign that says hello world",
                          "Über straße: an astronaut riding a horse on the moon, 8k"],
                 images_per_prompt=2, steps=3, guidance=3.5, width=48, height=32, max_sequence_length=16)
-
-
-def fnv1a64(text):
-    h = 0xCBF29CE484222325
-    for byte in text.encode("utf-8"):
-        h = ((h ^ byte) * 0x100000001B3) & MASK64
-    return h
-
-
-def splitmix64_stream(state, count):
-    z = np.uint64(state) + (np.arange(1, count + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-def generated_weight(name, shape, offset, scale, seed):
-    count = int(np.prod(shape)) if shape else 1
-    u = (splitmix64_stream(fnv1a64(name) ^ seed, count) >> np.uint64(40)).astype(np.float64)
-    return torch.from_numpy((offset + scale * (u / 2.0**23 - 1.0)).astype(np.float32).reshape(shape))
-
-
-def weight_rule(name, shape):
-    """(offset, scale): norm weights around 1, biases small, matrices ~ sqrt(3 / fan_in) (a power of two)."""
-    if len(shape) == 1:
-        return (1.0, 0.25) if "norm" in name and name.endswith(".weight") else (0.0, 0.125)
-    fan_in = int(np.prod(shape[1:]))
-    return 0.0, 2.0 ** -math.floor(math.log2(math.sqrt(fan_in / 3)))
 
 
 def fill(model, seed, skip=()):
