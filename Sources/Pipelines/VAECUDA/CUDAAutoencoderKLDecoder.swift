@@ -88,7 +88,8 @@ public final class CUDAAutoencoderKLDecoder: FluxLatentDecoding, @unchecked Send
     /// rounded to bf16, as the CPU decoder in bf16), then `decode`.
     public func decode(diffusionLatents latents: Tensor) throws -> Tensor {
         let scaling = Float(config.scalingFactor), shift = Float(config.shiftFactor ?? 0)
-        return try decode(latents, transform: { roundBF16(roundBF16($0 / scaling) + shift) })
+        let bf16 = VAEPrecision.bfloat16
+        return try decode(latents, transform: { bf16.round(bf16.round($0 / scaling) + shift) })
     }
 
     private func decode(_ latents: Tensor, transform: (Float) -> Float) throws -> Tensor {
@@ -105,7 +106,7 @@ public final class CUDAAutoencoderKLDecoder: FluxLatentDecoding, @unchecked Send
             for channel in 0..<channels {
                 for pixel in 0..<(height * width) {
                     input[(sample * height * width + pixel) * first.paddedIn + channel] =
-                        roundBF16(transform(roundBF16(values[(sample * channels + channel) * height * width + pixel])))
+                        VAEPrecision.bfloat16.round(transform(VAEPrecision.bfloat16.round(values[(sample * channels + channel) * height * width + pixel])))
                 }
             }
         }
@@ -164,6 +165,3 @@ public final class CUDAAutoencoderKLDecoder: FluxLatentDecoding, @unchecked Send
             + upBlocks.reduce(0) { $0 + $1.resnets.reduce(0) { $0 + resnet($1) } + conv($1.upsampleConv) }
     }
 }
-
-/// `value` rounded to bf16 (nearest even), as a Float.
-func roundBF16(_ value: Float) -> Float { FloatFormats.float(bf16: FloatFormats.bf16Bits(value)) }
