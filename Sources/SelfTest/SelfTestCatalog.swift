@@ -13,6 +13,7 @@ public enum SelfTestCatalog {
         + W4A4SelfTests.cases
         + AWQSelfTests.cases
         + FluxSelfTests.cases
+        + LoRASelfTests.cases
 
     /// The cases any of `filters` selects (all of them when `filters` is empty).
     public static func selecting(_ filters: [String]) -> [SelfTestCase] {

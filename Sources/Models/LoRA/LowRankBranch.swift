@@ -1,3 +1,6 @@
+import CPUBackend
+import NunchakuCore
+
 /// A low-rank branch on one layer, `Δy = up · (down · x)`: `down` `[rank, inFeatures]`, `up` `[outFeatures, rank]`,
 /// row-major `Float`, ranks padded to a multiple of 16 with zero rows and columns (the W4A4 kernels work in 16-rank
 /// tiles). `up`'s rows are in the layer's output order.
@@ -40,6 +43,23 @@ public struct LowRankBranch: Sendable, Equatable {
             offset += branch.rank
         }
         return LowRankBranch(rank: rank, inFeatures: first.inFeatures, outFeatures: n, down: branches.flatMap(\.down), up: up)
+    }
+
+    /// An SVDQuant low-rank branch (canonical `down` [K, R], `up` [N, R]) with this branch's ranks appended as new
+    /// columns (`self.down` transposed), both rounded to `dtype`: Nunchaku's LoRA merge (research §6 step 3).
+    func appended(toDown down: Tensor, up: Tensor, dtype: DType) -> (down: Tensor, up: Tensor) {
+        let k = inFeatures, n = outFeatures, own = down.shape[1], total = own + rank
+        let oldDown = down.contiguous().floats(), oldUp = up.contiguous().floats()
+        var newDown = [Float](repeating: 0, count: k * total), newUp = [Float](repeating: 0, count: n * total)
+        for column in 0..<k {
+            for r in 0..<own { newDown[column * total + r] = oldDown[column * own + r] }
+            for r in 0..<rank { newDown[column * total + own + r] = self.down[r * k + column] }
+        }
+        for row in 0..<n {
+            for r in 0..<own { newUp[row * total + r] = oldUp[row * own + r] }
+            for r in 0..<rank { newUp[row * total + own + r] = self.up[row * rank + r] }
+        }
+        return (Tensor.rounding(newDown, shape: [k, total], to: dtype), Tensor.rounding(newUp, shape: [n, total], to: dtype))
     }
 
     /// Pads `rank` up to a multiple of 16.

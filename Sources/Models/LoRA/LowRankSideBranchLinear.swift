@@ -48,21 +48,8 @@ extension SVDQW4A4Weights {
             throw NunchakuError.invalidArgument(
                 context: name, reason: "a LoRA branch \(branch.inFeatures) → \(branch.outFeatures) does not fit the layer \(inFeatures) → \(outFeatures)")
         }
-        let k = inFeatures, n = outFeatures, total = rank + branch.rank
-        let oldDown = canonical.projDown.contiguous().floats(), oldUp = canonical.projUp.contiguous().floats()
-        var down = [Float](repeating: 0, count: k * total), up = [Float](repeating: 0, count: n * total)
-        for column in 0..<k {
-            for r in 0..<rank { down[column * total + r] = oldDown[column * rank + r] }
-            for r in 0..<branch.rank { down[column * total + rank + r] = branch.down[r * k + column] }
-        }
-        for row in 0..<n {
-            for r in 0..<rank { up[row * total + r] = oldUp[row * rank + r] }
-            for r in 0..<branch.rank { up[row * total + rank + r] = branch.up[row * branch.rank + r] }
-        }
         var tensors = canonical
-        let dtype = weightDType.dtype
-        tensors.projDown = Tensor.rounding(down, shape: [k, total], to: dtype)
-        tensors.projUp = Tensor.rounding(up, shape: [n, total], to: dtype)
+        (tensors.projDown, tensors.projUp) = branch.appended(toDown: canonical.projDown, up: canonical.projUp, dtype: weightDType.dtype)
         return try SVDQW4A4Weights(name: name, tensors: tensors, layout: .canonical(vectorOrder: .natural), actUnsigned: actUnsigned)
     }
 }
