@@ -111,3 +111,13 @@ public struct FluxLoRALayerMap: Sendable {
         self.layersOfModule = layersOfModule.mapValues { $0.sorted() }
     }
 }
+
+extension FluxLoRALayerMap {
+    /// The layers of a CPU model of `config` in `layout` that `lora` changes, with the rank it adds to each (padded to
+    /// 16), sorted by name.
+    /// - Throws: `LoRAError` when the LoRA does not fit such a model.
+    public static func layersTouched(by lora: LoRAFile, config: FluxConfig, layout: FluxCheckpointLayout) throws -> [(name: String, rank: Int)] {
+        let map = FluxLoRALayerMap(config: config, layout: layout, fuseSeparateQKV: false, interleavedModulation: true)
+        return try LoRALayerPlan.branches(of: lora, on: map).map { ($0.key, $0.value.rank) }.sorted { $0.name < $1.name }
+    }
+}
