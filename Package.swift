@@ -51,7 +51,7 @@ let package = Package(
         // Diffusion models (FLUX.1 first).
         .target(name: "Models", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "CUDABackend"]),
         // Text-to-image pipelines: tokenizers, schedulers, PyTorch-identical noise, text encoders, VAE, image output.
-        .target(name: "Pipelines", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "Models"]),
+        .target(name: "Pipelines", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "CUDABackend", "Models"]),
         // The umbrella library: `import Nunchaku`.
         .target(name: "Nunchaku", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "Quantizer", "CUDABackend", "SelfTest", "Models", "Pipelines"]),
         .executableTarget(

@@ -1,0 +1,96 @@
+import Foundation
+import Models
+import NunchakuCore
+
+/// Opens a FLUX pipeline from disk and builds its models for a device. `makeModels` is the one place that decides
+/// which implementation runs each stage.
+public enum FluxPipelineLoader {
+    /// The pipeline folder `reference` names: a folder on disk, or a Hub repo id (`org/name`) found in the local
+    /// Hugging Face cache.
+    /// - Parameter transformerReplaced: true when another transformer will be used, so `transformer/` may be absent.
+    /// - Throws: `FluxPipelineError.missingParts` (every missing part and where it was looked for),
+    ///   `.notInCache` (every cache folder searched), `NunchakuError.io` for a path that is neither.
+    public static func folder(for reference: String, transformerReplaced: Bool = false,
+                              cache: HuggingFaceCache = HuggingFaceCache()) throws -> FluxPipelineFolder {
+        if !FileManager.default.fileExists(atPath: reference), HuggingFaceCache.isRepoID(reference) {
+            return try FluxPipelineFolder(root: try cache.snapshot(of: reference), includingTransformer: !transformerReplaced)
+        }
+        return try FluxPipelineFolder(root: reference, includingTransformer: !transformerReplaced)
+    }
+
+    /// Loads the pipeline `reference` names (see `folder(for:transformerReplaced:cache:)`).
+    /// - Parameter progress: one `.loading` report per model; a `.cancel` reply stops loading with
+    ///   `FluxPipelineError.cancelled`.
+    public static func load(_ reference: String, options: FluxPipelineLoadOptions = FluxPipelineLoadOptions(),
+                            cache: HuggingFaceCache = HuggingFaceCache(),
+                            progress: FluxPipelineProgressHandler? = nil) throws -> FluxPipeline {
+        let folder = try folder(for: reference, transformerReplaced: options.transformerPath != nil, cache: cache)
+        return try load(folder: folder, options: options, progress: progress)
+    }
+
+    /// Loads the pipeline in `folder`: tokenizers, scheduler config and the four models.
+    public static func load(folder: FluxPipelineFolder, options: FluxPipelineLoadOptions = FluxPipelineLoadOptions(),
+                            progress: FluxPipelineProgressHandler? = nil) throws -> FluxPipeline {
+        guard options.dtype == .f32 || options.dtype == .bf16 else {
+            throw FluxPipelineError.invalidSetting(setting: "dtype", reason: "\(options.dtype); the pipeline computes in f32 or bf16")
+        }
+        if case .cuda = options.device, options.dtype != .bf16 {
+            throw FluxPipelineError.invalidSetting(setting: "dtype", reason: "the CUDA transformer computes in bf16; use bf16 with the cuda device")
+        }
+        let reporter = FluxStageReporter(.loading, total: 4, handler: progress)
+        let tokenizers = try FluxPromptTokenizers(folder: folder)
+        let scheduler = try FlowMatchSchedulerConfiguration(contentsOfFile: folder.schedulerConfigPath)
+        let models = try makeModels(folder: folder, options: options, reporter: reporter)
+        return try FluxPipeline(models: models, tokenizers: tokenizers, scheduler: scheduler, dtype: options.dtype)
+    }
+
+    /// Builds each stage's model for `options.device`. CPU: `CLIPTextModel`, `T5EncoderModel`,
+    /// `AutoencoderKLDecoder`, `FluxTransformer`. CUDA: the transformer is `FluxCUDATransformer`, the rest as on the
+    /// CPU (GPU text encoders and VAE plug in here).
+    static func makeModels(folder: FluxPipelineFolder, options: FluxPipelineLoadOptions,
+                           reporter: FluxStageReporter) throws -> FluxPipelineModels {
+        try reporter.report(0, "transformer")
+        let transformerFiles = try FluxModelFiles(path: options.transformerPath ?? folder.path("transformer"))
+        let transformerConfig = transformerFiles.config
+        let transformer: any FluxDenoising
+        switch options.device {
+        case .cpu:
+            transformer = try FluxTransformer(files: transformerFiles, computeDType: options.dtype, quantizedLayers: options.quantizedLayers)
+        case .cuda(let context):
+            transformer = try FluxCUDATransformer(files: transformerFiles, context: context)
+        }
+        try reporter.report(1, "text_encoder")
+        let clip = try CLIPTextModel(folder: folder.path("text_encoder"), dtype: options.dtype)
+        try reporter.report(2, "text_encoder_2")
+        let t5 = try T5EncoderModel(folder: folder.path("text_encoder_2"), dtype: options.dtype)
+        try reporter.report(3, "vae")
+        let vae = try AutoencoderKLDecoder(path: folder.path("vae"), computeDType: options.dtype)
+        try reporter.report(4, "done")
+        try checkCompatibility(transformer: transformerConfig, transformerSource: transformerFiles.source,
+                               clipWidth: clip.config.hiddenSize, t5Width: t5.config.dModel, vae: vae.config, folder: folder)
+        return FluxPipelineModels(clip: clip, t5: t5, transformer: transformer, vae: vae)
+    }
+
+    /// Checks that the models fit together as a FLUX text-to-image pipeline.
+    /// - Throws: `NunchakuError.invalidArgument` naming the two configs that disagree.
+    static func checkCompatibility(transformer: FluxConfig, transformerSource: String, clipWidth: Int, t5Width: Int,
+                                   vae: VAEConfig, folder: FluxPipelineFolder) throws {
+        let packed = FluxLatentGeometry.channels * 4
+        guard transformer.inChannels == packed, transformer.outputFeatures == packed, transformer.patchSize == 1 else {
+            throw NunchakuError.unsupported(
+                context: transformerSource,
+                reason: "in_channels \(transformer.inChannels), output features \(transformer.outputFeatures), patch size \(transformer.patchSize): text-to-image FLUX has 64, 64 and 1 (Fill, Depth and Canny models need image conditioning, which this pipeline does not implement)")
+        }
+        let mismatches = [
+            (clipWidth, transformer.pooledProjectionDim, "text_encoder hidden_size", "pooled_projection_dim"),
+            (t5Width, transformer.jointAttentionDim, "text_encoder_2 d_model", "joint_attention_dim"),
+            (vae.latentChannels, FluxLatentGeometry.channels, "vae latent_channels", "the 16 latent channels of the packed tokens"),
+            (vae.upsamplingFactor, 8, "vae upsampling factor (2^(len(block_out_channels) − 1))", "FLUX's 8"),
+        ].filter { $0.0 != $0.1 }
+        guard mismatches.isEmpty else {
+            let list = mismatches.map { "\($0.2) = \($0.0) but the transformer needs \($0.3) = \($0.1)" }
+            throw NunchakuError.invalidArgument(
+                context: "\(folder.root) with transformer \(transformerSource)", reason: "the models do not fit together: \(list.joined(separator: "; "))")
+        }
+    }
+}

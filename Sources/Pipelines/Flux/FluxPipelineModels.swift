@@ -1,0 +1,56 @@
+import CUDABackend
+import Models
+import NunchakuCore
+
+/// The four models of a FLUX pipeline, each behind its stage protocol so CPU and GPU implementations mix freely.
+public struct FluxPipelineModels: Sendable {
+    public var clip: any CLIPTextEncoding
+    public var t5: any T5TextEncoding
+    public var transformer: any FluxDenoising
+    public var vae: any FluxLatentDecoding
+
+    public init(clip: any CLIPTextEncoding, t5: any T5TextEncoding, transformer: any FluxDenoising,
+                vae: any FluxLatentDecoding) {
+        self.clip = clip
+        self.t5 = t5
+        self.transformer = transformer
+        self.vae = vae
+    }
+}
+
+/// Where the pipeline's models run.
+public enum FluxPipelineDevice: Sendable {
+    /// Everything on the CPU.
+    case cpu
+    /// The transformer on this GPU (bf16, SVDQuant layers 4-bit); the text encoders and the VAE on the CPU.
+    case cuda(CUDAContext)
+
+    /// A short name for messages (`cpu`, `cuda`).
+    public var name: String {
+        switch self {
+        case .cpu: "cpu"
+        case .cuda: "cuda"
+        }
+    }
+}
+
+/// How `FluxPipelineLoader` builds the models.
+public struct FluxPipelineLoadOptions: Sendable {
+    public var device: FluxPipelineDevice
+    /// The compute dtype of every stage, and so of the noise and the latents: `.bf16` (as diffusers with
+    /// `torch_dtype=torch.bfloat16`; what SVDQuant checkpoints and the GPU need) or `.f32` (CPU only; the parity path).
+    public var dtype: DType
+    /// A transformer to use instead of the folder's `transformer/`: anything `FluxModelFiles` opens, e.g. a
+    /// Nunchaku SVDQuant INT4/NVFP4 file.
+    public var transformerPath: String?
+    /// How SVDQuant layers compute on the CPU (kernel-exact needs bf16). The GPU always runs the 4-bit kernels.
+    public var quantizedLayers: SVDQuantLinearFactory.Mode
+
+    public init(device: FluxPipelineDevice = .cpu, dtype: DType = .bf16, transformerPath: String? = nil,
+                quantizedLayers: SVDQuantLinearFactory.Mode = .kernelExact) {
+        self.device = device
+        self.dtype = dtype
+        self.transformerPath = transformerPath
+        self.quantizedLayers = quantizedLayers
+    }
+}

@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""End-to-end reference of diffusers' FluxPipeline on a tiny random-weight model, for the Swift FluxPipeline.
+
+Builds a FLUX pipeline with the synthetic CLIP and T5 tokenizers of Tests/PipelinesTests/Fixtures/tokenizers (made
+by pipeline_tokenizer_fixtures.py, research §5.3; the files as the trainer wrote them, so transformers rebuilds them
+as it does for hub files), a tiny CLIP text model, T5 encoder, FLUX transformer (dev-like: guidance embedding) and
+AutoencoderKL decoder, and the FLUX.1-dev scheduler config. Every parameter the pipeline reads comes from the
+deterministic generator of flux_transformer_reference.py / vae_reference.py (element i of tensor `name` is
+float32(offset + scale * (u_i / 2**23 - 1)), u_i = splitmix64(fnv1a64(name) XOR seed, i) >> 40), so the Swift test
+regenerates the weights bit for bit and no weights are committed.
+
+It runs the pipeline in fp32 on the CPU (seed -> torch.Generator("cpu"), two prompts x two images, a few steps) and
+writes Tests/PipelinesTests/Fixtures/pipeline-tiny.safetensors:
+  metadata: `configs` (JSON: component -> its config.json / scheduler_config.json / model_index.json text),
+            `weights` (JSON: component -> [[name, shape, offset, scale], ...]), `seed`, `settings` (JSON: prompts,
+            images_per_prompt, steps, guidance, width, height, max_sequence_length), versions;
+  tensors:  clip_ids, t5_ids (i64, one row per prompt), prompt_embeds, pooled_prompt_embeds (one row per image),
+            noise (the packed initial latents), latents (packed, after the last step), image (the VAE output in
+            [-1, 1], [B, 3, H, W]), image_u8 (the 8-bit images, [B, H, W, 3], from the pipeline's own PIL output).
+
+With --folder DIR it also saves the pipeline (save_pretrained, with weights) and DIR/reference-<i>.png, for trying
+`nunchaku generate --model DIR` by hand.
+
+Run with the reference venv: /work/pyref/bin/python scripts/parity/flux_pipeline_reference.py [--folder /tmp/tiny-flux]
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import tempfile
+
+os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")  # the randn kernel the Swift default (.avx2) reproduces
+
+import numpy as np
+import torch
+import diffusers
+import transformers
+from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+from safetensors.torch import save_file
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5Tokenizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIXTURES = os.path.join(ROOT, "Tests", "PipelinesTests", "Fixtures")
+TOKENIZERS = os.path.join(FIXTURES, "tokenizers")
+MASK64 = (1 << 64) - 1
+
+SETTINGS = dict(prompts=["a photo of a cat holding a sign that says hello world",
+                         "Über straße: an astronaut riding a horse on the moon, 8k"],
+                images_per_prompt=2, steps=3, guidance=3.5, width=48, height=32, max_sequence_length=16)
+
+
+def fnv1a64(text):
+    h = 0xCBF29CE484222325
+    for byte in text.encode("utf-8"):
+        h = ((h ^ byte) * 0x100000001B3) & MASK64
+    return h
+
+
+def splitmix64_stream(state, count):
+    z = np.uint64(state) + (np.arange(1, count + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def generated_weight(name, shape, offset, scale, seed):
+    count = int(np.prod(shape)) if shape else 1
+    u = (splitmix64_stream(fnv1a64(name) ^ seed, count) >> np.uint64(40)).astype(np.float64)
+    return torch.from_numpy((offset + scale * (u / 2.0**23 - 1.0)).astype(np.float32).reshape(shape))
+
+
+def weight_rule(name, shape):
+    """(offset, scale): norm weights around 1, biases small, matrices ~ sqrt(3 / fan_in) (a power of two)."""
+    if len(shape) == 1:
+        return (1.0, 0.25) if "norm" in name and name.endswith(".weight") else (0.0, 0.125)
+    fan_in = int(np.prod(shape[1:]))
+    return 0.0, 2.0 ** -math.floor(math.log2(math.sqrt(fan_in / 3)))
+
+
+def fill(model, seed, skip=()):
+    """Sets every parameter (except names starting with `skip`) from the generator; returns the spec."""
+    spec = []
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.startswith(skip):
+                continue
+            shape = list(parameter.shape)
+            offset, scale = weight_rule(name, shape)
+            parameter.copy_(generated_weight(name, shape, offset, scale, seed))
+            spec.append([name, shape, offset, scale])
+    return spec
+
+
+def tokenizer_folder(tmp, family, config_name):
+    folder = os.path.join(tmp, family)
+    os.makedirs(folder)
+    shutil.copy(os.path.join(TOKENIZERS, f"{family}.original.tokenizer.json"), os.path.join(folder, "tokenizer.json"))
+    shutil.copy(os.path.join(TOKENIZERS, f"{family}.tokenizer_config.json"), os.path.join(folder, config_name))
+    return folder
+
+
+def build(seed, tmp):
+    clip_tok = CLIPTokenizer.from_pretrained(tokenizer_folder(tmp, "clip", "tokenizer_config.json"))
+    t5_tok = T5Tokenizer.from_pretrained(tokenizer_folder(tmp, "t5", "tokenizer_config.json"))
+    clip = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(clip_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=32, layer_norm_eps=1e-5,
+        bos_token_id=clip_tok.bos_token_id, eos_token_id=clip_tok.eos_token_id,  # research §3 pitfall 6
+        pad_token_id=clip_tok.pad_token_id)).eval()
+    t5 = T5EncoderModel(T5Config(
+        vocab_size=len(t5_tok), d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4, feed_forward_proj="gated-gelu",
+        dropout_rate=0.0, is_encoder_decoder=False, tie_word_embeddings=False)).eval()
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True, axes_dims_rope=(4, 6, 6)).eval()
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[8, 8, 16, 16], layers_per_block=1,
+        latent_channels=16, norm_num_groups=4, scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False,
+        use_post_quant_conv=False).eval()
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+        base_image_seq_len=256, max_image_seq_len=4096)
+    weights = {"text_encoder": fill(clip, seed), "text_encoder_2": fill(t5, seed),
+               "transformer": fill(transformer, seed), "vae": fill(vae, seed, skip=("encoder.", "quant_conv."))}
+    pipe = FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=clip, tokenizer=clip_tok, text_encoder_2=t5,
+                        tokenizer_2=t5_tok, transformer=transformer)
+    return pipe, weights
+
+
+def configs_of(pipe, tmp):
+    """The JSON files save_pretrained writes (model_index.json, each component's config)."""
+    folder = os.path.join(tmp, "saved")
+    pipe.save_pretrained(folder)
+    names = {"model_index": "model_index.json", "scheduler": "scheduler/scheduler_config.json",
+             "text_encoder": "text_encoder/config.json", "text_encoder_2": "text_encoder_2/config.json",
+             "transformer": "transformer/config.json", "vae": "vae/config.json"}
+    configs = {}
+    for key, path in names.items():
+        with open(os.path.join(folder, path), encoding="utf-8") as f:
+            configs[key] = f.read()
+    return configs, folder
+
+
+def run(pipe, seed):
+    s = SETTINGS
+    batch = len(s["prompts"]) * s["images_per_prompt"]
+    common = dict(height=s["height"], width=s["width"], num_inference_steps=s["steps"], guidance_scale=s["guidance"],
+                  max_sequence_length=s["max_sequence_length"], num_images_per_prompt=s["images_per_prompt"])
+    with torch.no_grad():
+        prompt_embeds, pooled, _ = pipe.encode_prompt(prompt=s["prompts"], prompt_2=None,
+                                                      num_images_per_prompt=s["images_per_prompt"],
+                                                      max_sequence_length=s["max_sequence_length"])
+        noise, _ = pipe.prepare_latents(batch, 16, s["height"], s["width"], prompt_embeds.dtype, torch.device("cpu"),
+                                        torch.Generator("cpu").manual_seed(seed))
+        latents = pipe(prompt=s["prompts"], generator=torch.Generator("cpu").manual_seed(seed), output_type="latent",
+                       **common).images
+        unpacked = pipe._unpack_latents(latents, s["height"], s["width"], pipe.vae_scale_factor)
+        z = unpacked / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor
+        image = pipe.vae.decode(z, return_dict=False)[0]
+        pil = pipe(prompt=s["prompts"], generator=torch.Generator("cpu").manual_seed(seed), output_type="pil",
+                   **common).images
+    image_u8 = np.stack([np.asarray(p) for p in pil])
+    # The manual decode above must be what the pipeline itself did.
+    manual = pipe.image_processor.postprocess(image, output_type="pil")
+    assert all((np.asarray(a) == np.asarray(b)).all() for a, b in zip(manual, pil)), "manual decode differs"
+    clip_ids = pipe.tokenizer(s["prompts"], padding="max_length", max_length=77, truncation=True,
+                              return_tensors="pt").input_ids
+    t5_ids = pipe.tokenizer_2(s["prompts"], padding="max_length", max_length=s["max_sequence_length"], truncation=True,
+                              return_tensors="pt").input_ids
+    return dict(clip_ids=clip_ids, t5_ids=t5_ids, prompt_embeds=prompt_embeds, pooled_prompt_embeds=pooled,
+                noise=noise, latents=latents, image=image, image_u8=torch.from_numpy(image_u8)), pil
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--folder", help="also save the pipeline (with weights) and the reference PNGs here")
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.set_verbosity_error()
+    with tempfile.TemporaryDirectory() as tmp:
+        pipe, weights = build(args.seed, tmp)
+        configs, saved = configs_of(pipe, tmp)
+        tensors, pil = run(pipe, args.seed)
+        if args.folder:
+            shutil.rmtree(args.folder, ignore_errors=True)
+            shutil.copytree(saved, args.folder)
+            for index, picture in enumerate(pil):
+                picture.save(os.path.join(args.folder, f"reference-{index + 1}.png"))
+            print(f"saved the pipeline and {len(pil)} reference PNGs in {args.folder}")
+    for name, tensor in tensors.items():
+        print(f"{name}: {tuple(tensor.shape)} {tensor.dtype}")
+    metadata = {"configs": json.dumps(configs), "weights": json.dumps(weights), "seed": str(args.seed),
+                "settings": json.dumps(SETTINGS), "generator": "scripts/parity/flux_pipeline_reference.py",
+                "torch": torch.__version__, "diffusers": diffusers.__version__, "transformers": transformers.__version__}
+    path = os.path.join(FIXTURES, "pipeline-tiny.safetensors")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, path, metadata=metadata)
+    print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+
+
+if __name__ == "__main__":
+    main()
