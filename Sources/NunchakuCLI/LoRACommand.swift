@@ -93,6 +93,13 @@ struct LoRAArgument: ExpressibleByArgument {
     }
 }
 
+extension LoRAArgument {
+    /// Reads the file and checks that it fits a model of `config` (before a long model load).
+    func check(against config: FluxConfig) throws {
+        _ = try FluxLoRALayerMap.layersTouched(by: LoRAFile(path: path), config: config, layout: .diffusers)
+    }
+}
+
 extension LoRAStack {
     /// Reads and applies each `--lora`, printing what each touches.
     func apply(_ arguments: [LoRAArgument]) throws {
