@@ -68,6 +68,9 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Where the transformer runs: cpu or cuda (GPU 0).")
     var device: Device = .cpu
 
+    @Option(name: .customLong("lora"), help: "A LoRA file to apply to the transformer, FILE or FILE:STRENGTH (default 1); repeatable.")
+    var loras: [LoRAArgument] = []
+
     @Option(help: "Compute dtype of every stage: bf16 (default) or f32 (CPU only).")
     var dtype: ComputeType = .bf16
 
@@ -100,9 +103,15 @@ struct GenerateCommand: ParsableCommand {
                     seed: seed ?? UInt64.random(in: 0..<(1 << 53)), maxSequenceLength: maxSequenceLength)
                 let settings = try configuration.resolved(for: transformerConfig)
                 print(describe(folder, transformerConfig, settings))
-                let options = try loadOptions()
-                let pipeline = try FluxPipelineLoader.load(folder: folder, options: options, progress: handler)
+                for lora in loras { try lora.check(against: transformerConfig) }
+                let pipeline = try FluxPipelineLoader.load(folder: folder, options: try loadOptions(), progress: handler)
                 display.finishLine()
+                if !loras.isEmpty {
+                    guard let adaptable = pipeline.models.transformer as? any LoRAAdaptable else {
+                        throw ValidationError("this transformer takes no LoRAs")
+                    }
+                    try adaptable.loras.apply(loras)
+                }
                 let result = try pipeline.generate(configuration, progress: handler)
                 display.finishLine()
                 let paths = try FluxImageFiles.write(result, to: output, extra: pngExtras())
@@ -145,6 +154,7 @@ struct GenerateCommand: ParsableCommand {
         [PNGWriter.TextEntry(keyword: "model", text: model)]
             + (transformer.map { [PNGWriter.TextEntry(keyword: "transformer", text: $0)] } ?? [])
             + [PNGWriter.TextEntry(keyword: "device", text: "\(device.rawValue) \(dtype.rawValue)")]
+            + loras.map { PNGWriter.TextEntry(keyword: "lora", text: "\($0.path):\($0.strength)") }
     }
 
     private func writeTensors(_ result: FluxPipelineOutput, to path: String) throws {

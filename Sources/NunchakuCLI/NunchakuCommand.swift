@@ -15,6 +15,7 @@ struct NunchakuCommand: AsyncParsableCommand {
             QuantizeCommand.self,
             GenerateCommand.self,
             BenchStagesCommand.self,
+            LoRACommand.self,
         ]
     )
 }

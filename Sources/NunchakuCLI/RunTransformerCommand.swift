@@ -88,6 +88,9 @@ struct RunTransformerCommand: ParsableCommand {
     @Flag(help: "With --device cuda: also run the CPU model and print the relative error between the two.")
     var compareCPU = false
 
+    @Option(name: .customLong("lora"), help: "A LoRA file to apply, FILE or FILE:STRENGTH (default strength 1); repeatable.")
+    var loras: [LoRAArgument] = []
+
     func validate() throws {
         if randomWeights == nil {
             guard model != nil, inputs != nil, output != nil else {
@@ -124,6 +127,7 @@ struct RunTransformerCommand: ParsableCommand {
         guard let transformer = loaded else { return }
         print(try modelDescription())
         print("loaded in \(format(loading))")
+        try transformer.loras.apply(loras)
         for arguments in try forwardArguments() {
             var sample: Tensor?
             let running = try clock.measure { sample = try transformer.forward(inputs: arguments) }
@@ -146,6 +150,7 @@ struct RunTransformerCommand: ParsableCommand {
             }
         }
         guard let transformer = loaded else { return }
+        try transformer.loras.apply(loras)
         let weights = try gpu.memoryPool.statistics()
         print(try modelDescription())
         print("GPU: \(gpu.device.name) (sm_\(gpu.device.computeCapability.major)\(gpu.device.computeCapability.minor)), dense GEMM \(transformer.denseGEMM.rawValue)")
@@ -162,7 +167,9 @@ struct RunTransformerCommand: ParsableCommand {
             try write(timing.sample)
             try report(timing.sample)
             if compareCPU {
-                let reference = try cpuModel(computeDType: .bf16).forward(inputs: arguments)
+                let cpu = try cpuModel(computeDType: .bf16)
+                try cpu.loras.apply(loras)
+                let reference = try cpu.forward(inputs: arguments)
                 print("relative error against the CPU model (bf16, same weights and inputs): \(try Comparison.relativeError(timing.sample, reference))")
             }
         }

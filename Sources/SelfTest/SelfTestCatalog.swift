@@ -15,6 +15,7 @@ public enum SelfTestCatalog {
         + FluxSelfTests.cases
         + TextEncoderSelfTests.cases
         + VAESelfTests.cases
+        + LoRASelfTests.cases
 
     /// The cases any of `filters` selects (all of them when `filters` is empty).
     public static func selecting(_ filters: [String]) -> [SelfTestCase] {

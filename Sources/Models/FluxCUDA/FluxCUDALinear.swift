@@ -24,6 +24,8 @@ enum FluxCUDALinear: Sendable {
     case awq(CUDAAWQW4A16Linear)
     /// Stands in for a layer whose tensors had problems; the load fails before a model holding it is returned.
     case unloaded(String)
+    /// A layer that LoRA branches can go onto (every layer of a loaded model; Models/LoRA).
+    case adaptable(FluxCUDAAdaptableLinear)
 
     /// Uploads `host`.
     init(_ host: FluxHostLinear, spec: LinearLayerSpec, context: CUDAContext) throws {
@@ -50,6 +52,8 @@ enum FluxCUDALinear: Sendable {
             return try layer.forward(x)
         case let .unloaded(name):
             throw NunchakuError.invalidArgument(context: name, reason: "this layer's tensors could not be loaded")
+        case let .adaptable(layer):
+            return try layer(x, gemm: gemm)
         }
     }
 }

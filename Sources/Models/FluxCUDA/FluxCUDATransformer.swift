@@ -24,6 +24,8 @@ public struct FluxCUDATransformer: Sendable {
     /// `norm_out.linear`; chunks are (scale, shift), in that order.
     let outputModulation: FluxCUDAModulation
     let outputProjection: FluxCUDALinear
+    /// The LoRAs applied to this model (none at load): add, re-weight and remove them at run time (docs/lora.md).
+    public let loras: LoRAStack
 
     /// Builds the model from checkpoint tensors, strictly (like the CPU model: a block count that differs from the
     /// config, or any missing, unexpected, mis-shaped or unusable tensor, is an error naming them).
@@ -77,6 +79,9 @@ public struct FluxCUDATransformer: Sendable {
             name: FluxTopLevelNames.outputModulation, width: width, chunkCount: 2, layout: .diffusers, loader: loader)
         outputProjection = try loader.linear(FluxTopLevelNames.outputProjection, width, config.outputFeatures)
         try reader.finish()
+        loras = LoRAStack(targets: CUDALoRATargets(
+            map: FluxLoRALayerMap(config: config, layout: layout, fuseSeparateQKV: true, interleavedModulation: false),
+            layers: loader.adaptable.all))
     }
 
     /// The GEMM implementation dense layers use (cuBLASLt when it loads).
