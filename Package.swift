@@ -44,6 +44,9 @@ let package = Package(
                 .embedInCode("Kernels/ops_tokens.cu"),
                 .embedInCode("Kernels/attention_fa2.cu"),
                 .embedInCode("Kernels/gemm_mma.cu"),
+                .embedInCode("Kernels/w4a4_fp8.cuh"),
+                .embedInCode("Kernels/w4a4_fp8_quantize.cu"),
+                .embedInCode("Kernels/w4a4_fp8_weights.cu"),
             ]
         ),
         // GPU kernels checked against the CPU references (`nunchaku selftest`).

@@ -24,6 +24,7 @@ public enum KernelRegistry {
         KernelHeader(name: "w4a4_fragments.cuh", text: text(PackageResources.w4a4_fragments_cuh)),
         KernelHeader(name: "ops_common.cuh", text: text(PackageResources.ops_common_cuh)),
         KernelHeader(name: "ops_mma.cuh", text: text(PackageResources.ops_mma_cuh)),
+        KernelHeader(name: "w4a4_fp8.cuh", text: text(PackageResources.w4a4_fp8_cuh)),
     ]
 
     /// Kernel files.
@@ -53,6 +54,10 @@ public enum KernelRegistry {
                                    "nunchaku_attention_f16_d64", "nunchaku_attention_f16_d128"]),
         KernelSource(name: "gemm_mma.cu", text: text(PackageResources.gemm_mma_cu),
                      kernelNames: ["nunchaku_gemm_bf16", "nunchaku_gemm_f16"]),
+        KernelSource(name: "w4a4_fp8_quantize.cu", text: text(PackageResources.w4a4_fp8_quantize_cu),
+                     kernelNames: ["bf16", "f16"].flatMap { ["w4a4_fp8_quantize_\($0)", "w4a4_fp8_quantize_\($0)_shifted"] }),
+        KernelSource(name: "w4a4_fp8_weights.cu", text: text(PackageResources.w4a4_fp8_weights_cu),
+                     kernelNames: ["w4a4_fp8_expand_weights_bf16", "w4a4_fp8_expand_weights_f16"]),
     ]
 
     /// The file that defines `kernel`, if any.
