@@ -13,6 +13,7 @@ struct NunchakuCommand: AsyncParsableCommand {
             SelfTestCommand.self,
             ConvertCommand.self,
             QuantizeCommand.self,
+            BenchCommand.self,
         ]
     )
 }

@@ -1,5 +1,14 @@
 import NunchakuCore
 
+/// How a model runs its INT4 SVDQuant W4A4 layers.
+public enum W4A4Numerics: String, Sendable, CaseIterable, Codable {
+    /// Nunchaku's kernel numerics (4-bit activations per 64-group, half-precision running sums): bit-compatible with
+    /// the CPU reference, on every GPU from sm_80.
+    case exact
+    /// The Hopper path (`CUDASVDQW4A4FastLinear`): per-token FP8 activations, FP8 tensor cores; sm_90+, INT4 only.
+    case fast
+}
+
 /// What the fast (FP8) W4A4 layers of one context share: a cuBLASLt handle with its workspace and plans (the
 /// low-rank projection in 16-bit, the main product in FP8 with outer-vector scales). Make one per context and
 /// pass it to every `CUDASVDQW4A4FastLinear`; use it from one stream at a time (the workspace is shared).

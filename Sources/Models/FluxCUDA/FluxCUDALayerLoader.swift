@@ -10,9 +10,11 @@ struct FluxCUDALayerLoader {
     let layout: FluxCheckpointLayout
     let source: any FluxHostLinearSource
     let weights: WeightReader
+    /// Set for the fast W4A4 numerics.
+    var fastEngine: CUDAW4A4FastEngine?
 
     func linear(_ spec: LinearLayerSpec) throws -> FluxCUDALinear {
-        try FluxCUDALinear(source.hostLinear(spec, weights: weights), spec: spec, context: context)
+        try FluxCUDALinear(source.hostLinear(spec, weights: weights), spec: spec, context: context, fastEngine: fastEngine)
     }
 
     /// An adaptive-norm linear (`width → chunks·width`), uploaded with its outputs chunk-major: the layout's
@@ -21,7 +23,7 @@ struct FluxCUDALayerLoader {
         let spec = layout.spec(name: name, width: width, chunks: chunks)
         var host = try source.hostLinear(spec, weights: weights)
         if layout.interleaved { host = try host.chunkMajor(chunks: chunks, name: name) }
-        return try FluxCUDALinear(host, spec: spec, context: context)
+        return try FluxCUDALinear(host, spec: spec, context: context, fastEngine: fastEngine)
     }
 
     /// A layer that is never quantized (embedders, final norm and projection).
