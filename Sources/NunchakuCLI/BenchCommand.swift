@@ -49,6 +49,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "step: flux-dev, flux-schnell or a config.json.")
     var config = "flux-dev"
 
+    @Flag(help: "gemm: the fast layers' FP8 GEMM with cuBLASLt's fast accumulation (see docs/hopper.md).")
+    var fastAccumulation = false
+
     @Option(name: .customLong("json"), help: "Also write the results as JSON to this file.")
     var jsonPath: String?
 
@@ -73,7 +76,7 @@ struct BenchCommand: ParsableCommand {
             var report = Report(device: "\(context.device.name) (\(context.device.computeCapability))")
             print("nunchaku bench on \(report.device)")
             if part != .step {
-                let engine = try CUDAW4A4FastEngine(context: context)
+                let engine = try CUDAW4A4FastEngine(context: context, fastAccumulation: fastAccumulation)
                 print("cuBLASLt \(engine.cublasLtVersion), FP8 fast accumulation \(engine.fastAccumulation)")
                 print("    M      N      K | bf16 ms   TF/s    | exact ms TF/s ×bf16 | fast ms  TF/s ×bf16 | fast steps ms: low-rank quantize weights fp8-gemm")
                 report.gemm = try GEMMBenchmark.run(context: context, engine: engine, rows: rows, repetitions: repeats) { print(line($0)) }

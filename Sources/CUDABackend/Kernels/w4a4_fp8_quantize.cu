@@ -7,12 +7,14 @@
 // first for layers whose exact mode quantizes unsigned, so both modes feed the weights the same smoothed input);
 // amax = max(|t|, |l|) over the row; scale = amax / 448 (IEEE division, stored); codes = e4m3(v · (448 / amax))
 // (IEEE division, nearest-even, saturating; an all-zero row gets scale 0 and zero codes). The CPU reference
-// (`W4A4FastReference`) does the same operations, so codes and scales are bit-identical.
+// (`W4A4FastReference`) does the same operations, so codes and scales are bit-identical. Rows are `depth` codes long:
+// K + R rounded up to a multiple of 128 with zero codes (cuBLASLt's promoted FP8 accumulation is 15% slower on a
+// ragged K, research notes in docs/hopper.md).
 //
 // Grid: one block per row; block: 256 threads, each taking 8 consecutive values per step and keeping its first
 // eight steps in registers (K ≤ 16384 is read once; longer rows re-read the rest). x [M, K] row-major (bf16/f16),
-// inverse_smooth f32 [K], low_rank [M, R] (bf16/f16), inverse_beta f32 [R], codes u8 [M, K + R], scales f32 [M].
-// K and R must be multiples of 8, R ≤ 256.
+// inverse_smooth f32 [K], low_rank [M, R] (bf16/f16), inverse_beta f32 [R], codes u8 [M, depth], scales f32 [M].
+// K and R must be multiples of 8, R ≤ 256, depth a multiple of 8 and at least K + R.
 #include "w4a4_half.cuh"
 #include "w4a4_fp8.cuh"
 
@@ -69,7 +71,7 @@ NK_DEVICE float w4a4_fp8_block_max(float value) {
 template <class T, bool SHIFTED>
 NK_DEVICE void w4a4_fp8_quantize(const u16* __restrict__ x, const float* __restrict__ inverse_smooth,
                                  const u16* __restrict__ low_rank, const float* __restrict__ inverse_beta,
-                                 u8* __restrict__ codes, float* __restrict__ scales, int k, int rank) {
+                                 u8* __restrict__ codes, float* __restrict__ scales, int k, int rank, int depth) {
     const i64 row = blockIdx.x;
     const uint4* input = reinterpret_cast<const uint4*>(x + row * k);
     const float4* inverse = reinterpret_cast<const float4*>(inverse_smooth);
@@ -95,7 +97,7 @@ NK_DEVICE void w4a4_fp8_quantize(const u16* __restrict__ x, const float* __restr
     const float factor = amax > 0.0f ? __fdiv_rn(W4A4_FP8_MAX, amax) : 0.0f;
     if (threadIdx.x == 0) scales[row] = __fdiv_rn(amax, W4A4_FP8_MAX);
 
-    u8* row_codes = codes + row * (k + rank);
+    u8* row_codes = codes + row * depth;
     uint2* output = reinterpret_cast<uint2*>(row_codes);
 #pragma unroll
     for (int j = 0; j < W4A4_FP8_CACHED_STEPS; j++) {
@@ -104,16 +106,15 @@ NK_DEVICE void w4a4_fp8_quantize(const u16* __restrict__ x, const float* __restr
     }
     for (int v = threadIdx.x + W4A4_FP8_CACHED_STEPS * W4A4_FP8_QUANTIZE_THREADS; v < vectors; v += W4A4_FP8_QUANTIZE_THREADS)
         output[v] = w4a4_fp8_codes8<T, SHIFTED>(input[v], inverse, v, factor);
-    // Codes of the low-rank values: pairs, so each store is 2 bytes.
-    const float partner = __shfl_down_sync(0xFFFFFFFFu, lora, 1);
-    if (threadIdx.x < rank && (threadIdx.x & 1) == 0)
-        reinterpret_cast<u16*>(row_codes + k)[threadIdx.x / 2] = (u16)nk_e4m3x2(lora * factor, partner * factor);
+    // Codes of the low-rank values (thread c < R holds value c), then the zero padding.
+    for (int c = threadIdx.x; c < depth - k; c += W4A4_FP8_QUANTIZE_THREADS)
+        row_codes[k + c] = c < rank ? (u8)(nk_e4m3x2(lora * factor, 0.0f) & 0xFFu) : (u8)0;
 }
 
 #define W4A4_FP8_QUANTIZE_ARGS                                                                         \
     const u16* __restrict__ x, const float* __restrict__ inverse_smooth, const u16* __restrict__ low_rank, \
-        const float* __restrict__ inverse_beta, u8* __restrict__ codes, float* __restrict__ scales, int k, int rank
-#define W4A4_FP8_QUANTIZE_PASS x, inverse_smooth, low_rank, inverse_beta, codes, scales, k, rank
+        const float* __restrict__ inverse_beta, u8* __restrict__ codes, float* __restrict__ scales, int k, int rank, int depth
+#define W4A4_FP8_QUANTIZE_PASS x, inverse_smooth, low_rank, inverse_beta, codes, scales, k, rank, depth
 
 NK_KERNEL void w4a4_fp8_quantize_bf16(W4A4_FP8_QUANTIZE_ARGS) { w4a4_fp8_quantize<NKBFloat16, false>(W4A4_FP8_QUANTIZE_PASS); }
 NK_KERNEL void w4a4_fp8_quantize_bf16_shifted(W4A4_FP8_QUANTIZE_ARGS) { w4a4_fp8_quantize<NKBFloat16, true>(W4A4_FP8_QUANTIZE_PASS); }

@@ -7,23 +7,25 @@
 // (`W4A4FastReference.foldedWeights`) does the same operations: the codes are bit-identical.
 //
 // Columns K..K+R of each output row are the layer's low-rank up-projection, already in float8 (proj_up · beta /
-// channel, made at upload, `up_codes` [N, R]): copied, so one GEMM computes both branches (w4a4_fp8_quantize.cu).
+// channel, made at upload, `up_codes` [N, R]): copied, so one GEMM computes both branches (w4a4_fp8_quantize.cu);
+// columns K+R..depth are zero (the padding of K + R to a multiple of 128).
 //
-// Grid: one thread per 8 output columns (one u32 of the canonical qweight [N, K/2], low nibble first, or 8 bytes of
-// up_codes); out u8 [N, K + R]. K and R multiples of 8.
+// Grid: one thread per 8 output columns (one u32 of the canonical qweight [N, K/2], low nibble first, 8 bytes of
+// up_codes, or 8 zeros); out u8 [N, depth]. K, R and depth multiples of 8.
 #include "w4a4_half.cuh"
 #include "w4a4_fp8.cuh"
 
 template <class T>
 NK_DEVICE void w4a4_fp8_expand(const u32* __restrict__ qweight, const u16* __restrict__ wscales,
                                const float* __restrict__ channel, const uint2* __restrict__ up_codes,
-                               uint2* __restrict__ out, int n, int k, int rank) {
-    const i64 words_per_row = k / 8, out_words = (k + rank) / 8;
+                               uint2* __restrict__ out, int n, int k, int rank, int depth) {
+    const i64 words_per_row = k / 8, out_words = depth / 8;
     const i64 slot = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (slot >= (i64)n * out_words) return;
     const int row = (int)(slot / out_words), column = (int)(slot % out_words);
     if (column >= words_per_row) {
-        out[slot] = up_codes[(i64)row * (rank / 8) + column - words_per_row];
+        const int up_column = column - (int)words_per_row;
+        out[slot] = up_column < rank / 8 ? up_codes[(i64)row * (rank / 8) + up_column] : make_uint2(0, 0);
         return;
     }
     const i64 index = (i64)row * words_per_row + column;
@@ -39,8 +41,8 @@ NK_DEVICE void w4a4_fp8_expand(const u32* __restrict__ qweight, const u16* __res
 
 #define W4A4_FP8_EXPAND_ARGS                                                                       \
     const u32* __restrict__ qweight, const u16* __restrict__ wscales, const float* __restrict__ channel, \
-        const uint2* __restrict__ up_codes, uint2* __restrict__ out, int n, int k, int rank
-#define W4A4_FP8_EXPAND_PASS qweight, wscales, channel, up_codes, out, n, k, rank
+        const uint2* __restrict__ up_codes, uint2* __restrict__ out, int n, int k, int rank, int depth
+#define W4A4_FP8_EXPAND_PASS qweight, wscales, channel, up_codes, out, n, k, rank, depth
 
 NK_KERNEL void w4a4_fp8_expand_weights_bf16(W4A4_FP8_EXPAND_ARGS) { w4a4_fp8_expand<NKBFloat16>(W4A4_FP8_EXPAND_PASS); }
 NK_KERNEL void w4a4_fp8_expand_weights_f16(W4A4_FP8_EXPAND_ARGS) { w4a4_fp8_expand<NKFloat16>(W4A4_FP8_EXPAND_PASS); }

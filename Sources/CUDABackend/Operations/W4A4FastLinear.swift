@@ -4,7 +4,7 @@ import SVDQuant
 /// An INT4 SVDQuant W4A4 linear with the fast (FP8, Hopper) numerics: the 4-bit codes stay 4-bit on the GPU; each
 /// forward runs the low-rank down-projection (cuBLASLt, 16-bit), the activation pass (w4a4_fp8_quantize.cu:
 /// smoothing, per-token e4m3 of the input and of the low-rank values), the weight expansion into an e4m3 scratch
-/// with the group scales folded in (w4a4_fp8_weights.cu), and one cuBLASLt FP8 GEMM over K + R columns with the
+/// with the group scales folded in (w4a4_fp8_weights.cu), and one cuBLASLt FP8 GEMM over `gemmDepth` columns with the
 /// per-token and per-channel scales and the bias in its epilogue. `W4A4FastReference` is its CPU reference;
 /// docs/hopper.md has the math, the error against the exact mode and the speed.
 public final class CUDASVDQW4A4FastLinear: Sendable {
@@ -88,7 +88,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         return result
     }
 
-    /// Step 2 (w4a4_fp8_quantize.cu): e4m3 codes [M, K + R] and per-token scales f32 [M], allocated on `stream`.
+    /// Step 2 (w4a4_fp8_quantize.cu): e4m3 codes [M, depth] and per-token scales f32 [M], allocated on `stream`.
     public func quantize(_ x: DeviceTensor, lowRank: DeviceTensor, stream: CUDAStream? = nil) throws -> (codes: DeviceTensor, scales: DeviceTensor) {
         let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, "\(name) fast W4A4 quantize")
         let stream = stream ?? x.buffer.stream
@@ -98,7 +98,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         return (codes, scales)
     }
 
-    /// Step 2 writing every byte of `result` (codes u8 [M, K + R], scales f32 [M]).
+    /// Step 2 writing every byte of `result` (codes u8 [M, depth], scales f32 [M]).
     public func quantize(_ x: DeviceTensor, lowRank: DeviceTensor, into result: (codes: DeviceTensor, scales: DeviceTensor),
                          stream: CUDAStream? = nil) throws {
         let op = "\(name) fast W4A4 quantize"
@@ -114,10 +114,11 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         try kernel.launch(
             grid: CUDADim3(rows), block: CUDADim3(256), stream: stream ?? x.buffer.stream,
             arguments: [x.argument, inverseSmooth.argument, lowRank.argument, inverseBeta.argument, result.codes.argument,
-                        result.scales.argument, .int32(Int32(inFeatures)), .int32(Int32(parameters.rank))])
+                        result.scales.argument, .int32(Int32(inFeatures)), .int32(Int32(parameters.rank)),
+                        .int32(Int32(parameters.gemmDepth))])
     }
 
-    /// Step 3 (w4a4_fp8_weights.cu): the e4m3 weight scratch [N, K + R], allocated on `stream` from the pool.
+    /// Step 3 (w4a4_fp8_weights.cu): the e4m3 weight scratch [N, depth], allocated on `stream` from the pool.
     public func foldedWeights(stream: CUDAStream? = nil) throws -> DeviceTensor {
         let stream = stream ?? engine.context.defaultStream
         let folded = try DeviceTensor(shape: [outFeatures, parameters.gemmDepth], dtype: .u8, context: engine.context, stream: stream)
@@ -125,7 +126,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         return folded
     }
 
-    /// Step 3 writing every byte of `folded` (u8 [N, K + R]).
+    /// Step 3 writing every byte of `folded` (u8 [N, depth]).
     public func foldedWeights(into folded: DeviceTensor, stream: CUDAStream? = nil) throws {
         let op = "\(name) fast W4A4 weights"
         let n = outFeatures, depth = parameters.gemmDepth
@@ -136,7 +137,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         try kernel.launch(
             grid: CUDADim3((slots + 255) / 256), block: CUDADim3(256), stream: stream ?? folded.buffer.stream,
             arguments: [qweight.argument, groupScales.argument, channelScales.argument, upCodes.argument, folded.argument,
-                        .int32(Int32(n)), .int32(Int32(inFeatures)), .int32(Int32(parameters.rank))])
+                        .int32(Int32(n)), .int32(Int32(inFeatures)), .int32(Int32(parameters.rank)), .int32(Int32(depth))])
     }
 
     /// Step 4: the FP8 GEMM with scales and bias, into `output` [M, N] of the layer's dtype.

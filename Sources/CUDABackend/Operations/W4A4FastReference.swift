@@ -7,8 +7,8 @@ import SVDQuant
 ///
 /// 1. `lowRank = round(x · proj_down)` (fp32 sums, rounded to the activation dtype);
 /// 2. per row: `t = (x [+ 0.171875]) · inverseSmooth`, `l = lowRank · inverseBeta`, `amax = max(|t|, |l|)`,
-///    `scale = amax / 448`, codes `e4m3((t ‖ l) · (448 / amax))` ([M, K + R]);
-/// 3. weights: `e4m3(q · (s[g, n] / c[n]))` ‖ `upCodes` ([N, K + R]);
+///    `scale = amax / 448`, codes `e4m3((t ‖ l) · (448 / amax))`, zero-padded to `gemmDepth` ([M, depth]);
+/// 3. weights: `e4m3(q · (s[g, n] / c[n]))` ‖ `upCodes` ‖ zeros ([N, depth]);
 /// 4. `y = round(Σ codes·weights · scale[m] · c[n] + bias)`, the sum in fp32.
 /// Steps 2 and 3 are bit-identical on the GPU; steps 1 and 4 differ only by fp32 summation order.
 public enum W4A4FastReference {
@@ -18,7 +18,7 @@ public enum W4A4FastReference {
         return Matmul.multiplyTransposed(x, p.projDownTransposed, m: rows, n: p.rank, k: p.inFeatures).map { p.type.round($0) }
     }
 
-    /// Step 2: codes [M, K + R] and per-row scales [M].
+    /// Step 2: codes [M, depth] and per-row scales [M].
     public static func quantize(_ x: [Float], lowRank: [Float], rows: Int, _ p: W4A4FastParameters) -> (codes: [UInt8], scales: [Float]) {
         let k = p.inFeatures, r = p.rank, depth = p.gemmDepth
         var codes = [UInt8](repeating: 0, count: rows * depth)
@@ -41,21 +41,24 @@ public enum W4A4FastReference {
         return (codes, scales)
     }
 
-    /// Step 3: the folded weight codes [N, K + R] from the canonical INT4 `qweight` [N, K/2] (low nibble first).
+    /// Step 3: the folded weight codes [N, depth] from the canonical INT4 `qweight` [N, K/2] (low nibble first).
     public static func foldedWeights(_ qweight: Tensor, _ p: W4A4FastParameters) -> [UInt8] {
         let n = p.outFeatures, k = p.inFeatures, r = p.rank, depth = p.gemmDepth
         var folded = [UInt8](repeating: 0, count: n * depth)
-        qweight.contiguous().withUnsafeBytes { bytes in
-            for row in 0..<n {
-                let scale = p.channelScales[row]
-                for column in 0..<k {
-                    let byte = bytes[(row * k + column) / 2]
-                    let nibble = column % 2 == 0 ? byte & 0xF : byte >> 4
-                    let q = Float(Int8(bitPattern: nibble << 4) >> 4)
-                    let ratio = scale > 0 ? p.groupScales[(column / 64) * n + row] / scale : 0
-                    folded[row * depth + column] = FloatFormats.e4m3fnBits(q * ratio, saturating: true)
+        let codes = qweight.contiguous()
+        codes.withUnsafeBytes { bytes in
+            folded.withUnsafeMutableBufferPointer { folded in
+                parallelFor(n) { row in
+                    let scale = p.channelScales[row]
+                    for column in 0..<k {
+                        let byte = bytes[(row * k + column) / 2]
+                        let nibble = column % 2 == 0 ? byte & 0xF : byte >> 4
+                        let q = Float(Int8(bitPattern: nibble << 4) >> 4)
+                        let ratio = scale > 0 ? p.groupScales[(column / 64) * n + row] / scale : 0
+                        folded[row * depth + column] = FloatFormats.e4m3fnBits(q * ratio, saturating: true)
+                    }
+                    for column in 0..<r { folded[row * depth + k + column] = p.upCodes[row * r + column] }
                 }
-                for column in 0..<r { folded[row * depth + k + column] = p.upCodes[row * r + column] }
             }
         }
         return folded
