@@ -49,6 +49,9 @@ let package = Package(
                 .embedInCode("Kernels/encoder_awq_dequant.cu"),
                 .embedInCode("Kernels/conv_im2col.cu"),
                 .embedInCode("Kernels/groupnorm.cu"),
+                .embedInCode("Kernels/w4a4_fp8.cuh"),
+                .embedInCode("Kernels/w4a4_fp8_quantize.cu"),
+                .embedInCode("Kernels/w4a4_fp8_weights.cu"),
             ]
         ),
         // GPU kernels checked against the CPU references (`nunchaku selftest`).

@@ -16,6 +16,7 @@ struct NunchakuCommand: AsyncParsableCommand {
             GenerateCommand.self,
             BenchStagesCommand.self,
             LoRACommand.self,
+            BenchCommand.self,
         ]
     )
 }

@@ -11,6 +11,7 @@ public enum SelfTestCatalog {
         + AttentionSelfTests.cases
         + GEMMSelfTests.cases
         + W4A4SelfTests.cases
+        + W4A4FastSelfTests.cases
         + AWQSelfTests.cases
         + FluxSelfTests.cases
         + TextEncoderSelfTests.cases

@@ -24,6 +24,7 @@ public enum KernelRegistry {
         KernelHeader(name: "w4a4_fragments.cuh", text: text(PackageResources.w4a4_fragments_cuh)),
         KernelHeader(name: "ops_common.cuh", text: text(PackageResources.ops_common_cuh)),
         KernelHeader(name: "ops_mma.cuh", text: text(PackageResources.ops_mma_cuh)),
+        KernelHeader(name: "w4a4_fp8.cuh", text: text(PackageResources.w4a4_fp8_cuh)),
     ]
 
     /// Kernel files.
@@ -63,6 +64,10 @@ public enum KernelRegistry {
                      kernelNames: ["nunchaku_conv_im2col3x3_bf16", "nunchaku_conv_upsample2x_bf16"]),
         KernelSource(name: "groupnorm.cu", text: text(PackageResources.groupnorm_cu),
                      kernelNames: ["nunchaku_groupnorm_sums_bf16", "nunchaku_groupnorm_finalize", "nunchaku_groupnorm_apply_bf16"]),
+        KernelSource(name: "w4a4_fp8_quantize.cu", text: text(PackageResources.w4a4_fp8_quantize_cu),
+                     kernelNames: ["bf16", "f16"].flatMap { ["w4a4_fp8_quantize_\($0)", "w4a4_fp8_quantize_\($0)_shifted"] }),
+        KernelSource(name: "w4a4_fp8_weights.cu", text: text(PackageResources.w4a4_fp8_weights_cu),
+                     kernelNames: ["w4a4_fp8_expand_weights_bf16", "w4a4_fp8_expand_weights_f16"]),
     ]
 
     /// The file that defines `kernel`, if any.

@@ -12,10 +12,13 @@ struct FluxCUDALayerLoader {
     let weights: WeightReader
     /// Every layer made, wrapped so LoRAs can reach it.
     let adaptable = FluxCUDAAdaptableLayers()
+    /// Set for the fast W4A4 numerics.
+    var fastEngine: CUDAW4A4FastEngine?
 
     func linear(_ spec: LinearLayerSpec) throws -> FluxCUDALinear {
-        adaptable.register(try FluxCUDALinear(source.hostLinear(spec, weights: weights), spec: spec, context: context),
-                           name: spec.name, context: context)
+        adaptable.register(
+            try FluxCUDALinear(source.hostLinear(spec, weights: weights), spec: spec, context: context, fastEngine: fastEngine),
+            name: spec.name, context: context)
     }
 
     /// An adaptive-norm linear (`width → chunks·width`), uploaded with its outputs chunk-major: the layout's
@@ -24,7 +27,8 @@ struct FluxCUDALayerLoader {
         let spec = layout.spec(name: name, width: width, chunks: chunks)
         var host = try source.hostLinear(spec, weights: weights)
         if layout.interleaved { host = try host.chunkMajor(chunks: chunks, name: name) }
-        return adaptable.register(try FluxCUDALinear(host, spec: spec, context: context), name: name, context: context)
+        return adaptable.register(try FluxCUDALinear(host, spec: spec, context: context, fastEngine: fastEngine),
+                                  name: name, context: context)
     }
 
     /// A layer that is never quantized (embedders, final norm and projection).
