@@ -104,7 +104,8 @@ struct GenerateCommand: ParsableCommand {
                 let settings = try configuration.resolved(for: transformerConfig)
                 print(describe(folder, transformerConfig, settings))
                 for lora in loras { try lora.check(against: transformerConfig) }
-                let pipeline = try FluxPipelineLoader.load(folder: folder, options: try loadOptions(), progress: handler)
+                let options = try loadOptions()
+                let pipeline = try FluxPipelineLoader.load(folder: folder, options: options, progress: handler)
                 display.finishLine()
                 if !loras.isEmpty {
                     guard let adaptable = pipeline.models.transformer as? any LoRAAdaptable else {
