@@ -6,33 +6,48 @@ import Foundation
 #endif
 import Nunchaku
 
-/// `nunchaku bench`: the W4A4 GEMMs and the full FLUX step, exact and fast numerics against cuBLASLt BF16.
+/// `nunchaku bench`: the W4A4 GEMMs and the full FLUX step (exact and fast numerics against cuBLASLt BF16), the GPU
+/// text encoders and VAE alone, and the whole FLUX pipeline, all with random weights and no files.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Benchmark FLUX's W4A4 GEMMs and transformer step: BF16, exact and fast numerics in one run.",
+        abstract: "Benchmark FLUX on the GPU with random weights: W4A4 GEMMs, transformer step, stages, whole pipeline.",
         discussion: """
         gemm: every FLUX linear shape (N, K) at each --rows M: cuBLASLt BF16 (dense weight + bias), the exact W4A4 \
         layer (quantize + 4-bit GEMM) and the fast FP8 layer (low-rank down + quantize + weight expansion + FP8 GEMM, \
         and each step alone). TFLOP/s count the main product 2·M·N·K; ratios are BF16 time over the variant's. \
-        Median of --repeats launches after warm-up, from CUDA events, inputs rotating over three buffers.
+        Median of --repeats (default 20) launches after warm-up, from CUDA events, inputs rotating over three buffers.
 
         step: one FLUX.1-dev transformer step with random weights (batch 1, --tokens-text text tokens) at each \
         --tokens-image (1024 = 512×512 px, 4096 = 1024×1024 px): a BF16 model, then an INT4 model with exact, then \
-        with fast numerics (--modes), each loaded alone; median of --steps steps after one warm-up, and the memory \
-        pool's peak. The fast numerics need sm_90+.
+        with fast numerics (--modes), each loaded alone; median of --steps (default 5) steps after one warm-up, and \
+        the memory pool's peak. The fast numerics need sm_90+.
+
+        stages: the GPU VAE decoder and text encoders alone (--stage vae, clip, t5, t5-awq; default all): FLUX.1 VAE \
+        decoder to --image-size² pixels, CLIP-L (77 tokens), T5-XXL bf16 or with 4-bit TinyChat block linears \
+        (--t5-tokens tokens). Each is loaded, run once to warm up, then timed --repeats (default 3) times (wall \
+        clock, host tensors in and out; median); memory: the pool's peak live and reserved bytes, weights included.
+
+        pipeline: FluxPipeline.generate end to end on GPU --device with every model FLUX.1-sized and random: the \
+        --config transformer as SVDQuant INT4 (--numerics exact or fast), CLIP-L, T5-XXL (--t5 bf16, or awq for \
+        Nunchaku's 4-bit format) and the FLUX VAE, all on the GPU; synthetic character-level tokenizers. The models \
+        are built once (load time), then per --size one untimed 1-step run (kernels compile) and one timed run of \
+        --steps steps (default: 28 for dev, 4 for schnell): CLIP, T5, each step (median) and all, VAE decode, total, \
+        and the memory pool's peak; the image is checked to be finite and not constant.
+
+        all: gemm and step.
         """)
 
-    enum Part: String, ExpressibleByArgument, CaseIterable { case gemm, step, all }
+    enum Part: String, ExpressibleByArgument, CaseIterable { case gemm, step, stages, pipeline, all }
 
-    @Argument(help: "gemm, step or all.")
+    @Argument(help: "gemm, step, stages, pipeline or all (gemm + step).")
     var part: Part = .all
 
     @Option(parsing: .upToNextOption, help: "gemm: rows M.")
     var rows = [4608, 1536]
 
-    @Option(help: "gemm: timed launches per variant.")
-    var repeats = 20
+    @Option(help: "gemm: timed launches per variant (default 20); stages: timed runs per stage (default 3).")
+    var repeats: Int?
 
     @Option(parsing: .upToNextOption, help: "step: image tokens.")
     var tokensImage = [1024, 4096]
@@ -43,24 +58,54 @@ struct BenchCommand: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "step: bf16, exact, fast.")
     var modes = ["bf16", "exact", "fast"]
 
-    @Option(help: "step: timed steps per mode and size.")
-    var steps = 5
+    @Option(help: "step: timed steps per mode and size (default 5); pipeline: denoising steps (default 28 for dev, 4 for schnell).")
+    var steps: Int?
 
-    @Option(help: "step: flux-dev, flux-schnell or a config.json.")
+    @Option(help: "step, pipeline: flux-dev, flux-schnell or a config.json.")
     var config = "flux-dev"
 
     @Flag(help: "gemm: the fast layers' FP8 GEMM with cuBLASLt's fast accumulation (see docs/hopper.md).")
     var fastAccumulation = false
 
+    @Option(name: .customLong("stage"), help: "stages: vae, clip, t5 or t5-awq; repeat for several (default: all).")
+    var stages: [String] = []
+
+    @Option(help: "stages: side of the decoded image in pixels (latents are an eighth of it).")
+    var imageSize = 1024
+
+    @Option(help: "stages: T5 sequence length.")
+    var t5Tokens = 512
+
+    @Option(parsing: .upToNextOption, help: "pipeline: image sides in pixels, multiples of 16.")
+    var size = [1024]
+
+    @Option(help: "pipeline: T5 weights, bf16 or awq (Nunchaku's 4-bit T5).")
+    var t5: FluxRandomPipeline.T5Weights = .bf16
+
+    @Option(help: "pipeline: the transformer's W4A4 numerics, exact or fast (FP8, sm_90+).")
+    var numerics: W4A4Numerics = .exact
+
+    @Option(help: "GPU index.")
+    var device = 0
+
     @Option(name: .customLong("json"), help: "Also write the results as JSON to this file.")
     var jsonPath: String?
 
     func validate() throws {
-        guard repeats >= 1, steps >= 1, !rows.isEmpty, rows.allSatisfy({ $0 >= 1 }), tokensImage.allSatisfy({ $0 >= 1 }) else {
+        guard (repeats ?? 1) >= 1, (steps ?? 1) >= 1, !rows.isEmpty, rows.allSatisfy({ $0 >= 1 }), tokensImage.allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--repeats, --steps, --rows and --tokens-image must be at least 1")
         }
         for mode in modes where StepBenchmarkMode(rawValue: mode) == nil {
             throw ValidationError("--modes takes bf16, exact and fast, not \(mode)")
+        }
+        for stage in stages where StageBenchmark.Stage(rawValue: stage) == nil {
+            throw ValidationError("unknown stage \(stage); use vae, clip, t5 or t5-awq")
+        }
+        for side in size where side < 16 || side % 16 != 0 {
+            throw ValidationError("--size \(side): image sides are multiples of 16 pixels")
+        }
+        guard imageSize >= 8, imageSize % 8 == 0, t5Tokens >= 1 else {
+            throw ValidationError("--image-size must be a multiple of 8 and --t5-tokens at least 1")
         }
     }
 
@@ -68,21 +113,24 @@ struct BenchCommand: ParsableCommand {
         var device: String
         var gemm: [GEMMBenchmarkRow] = []
         var step: [StepBenchmarkRow] = []
+        var stages: [StageBenchmark.Timing] = []
+        var pipeline: FluxPipelineBenchmarkReport?
     }
 
     func run() throws {
         try reportingFailure(of: "bench") {
-            let context = try CUDAContext(deviceIndex: 0)
+            let context = try CUDAContext(deviceIndex: device)
             var report = Report(device: "\(context.device.name) (\(context.device.computeCapability))")
-            print("nunchaku bench on \(report.device)")
-            if part != .step {
+            print("nunchaku bench \(part.rawValue) on \(report.device)")
+            if part == .gemm || part == .all {
                 let engine = try CUDAW4A4FastEngine(context: context, fastAccumulation: fastAccumulation)
                 print("cuBLASLt \(engine.cublasLtVersion), FP8 fast accumulation \(engine.fastAccumulation)")
                 print("    M      N      K | bf16 ms   TF/s    | exact ms TF/s ×bf16 | fast ms  TF/s ×bf16 | fast steps ms: low-rank quantize weights fp8-gemm")
-                report.gemm = try GEMMBenchmark.run(context: context, engine: engine, rows: rows, repetitions: repeats) { print(line($0)) }
+                report.gemm = try GEMMBenchmark.run(context: context, engine: engine, rows: rows, repetitions: repeats ?? 20) { print(line($0)) }
             }
-            if part != .gemm {
+            if part == .step || part == .all {
                 let modes = modes.compactMap(StepBenchmarkMode.init(rawValue:))
+                let steps = steps ?? 5
                 print("step: random \(config), batch 1, \(tokensText) text tokens; median of \(steps) steps")
                 var done: [StepBenchmarkRow] = []
                 report.step = try StepBenchmark.run(
@@ -92,6 +140,8 @@ struct BenchCommand: ParsableCommand {
                     print(line(row, baseline: done))
                 }
             }
+            if part == .stages { report.stages = try runStages(context: context) }
+            if part == .pipeline { report.pipeline = try runPipeline(context: context) }
             if let jsonPath {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -109,7 +159,6 @@ struct BenchCommand: ParsableCommand {
 
     /// A step row, with its speed-up over the BF16 row of the same size when there is one.
     private func line(_ row: StepBenchmarkRow, baseline: [StepBenchmarkRow]) -> String {
-        let gib = { (bytes: Int) in String(format: "%.2f GiB", Double(bytes) / Double(1 << 30)) }
         let bf16 = baseline.first { $0.mode == .bf16 && $0.imageTokens == row.imageTokens }
         let ratio = bf16.map { String(format: ", %.2f× bf16", $0.milliseconds / row.milliseconds) } ?? ""
         return row.mode.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0)

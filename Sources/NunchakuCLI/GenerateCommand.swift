@@ -23,9 +23,11 @@ struct GenerateCommand: ParsableCommand {
             --output; more go to out-1.png, out-2.png, … Each PNG carries the prompt, seed and settings as text \
             chunks. Ctrl-C stops after the current step and writes nothing (press it twice to quit at once).
 
-            --device cuda runs the transformer on GPU 0 in bf16 (SVDQuant layers on the 4-bit kernels); the text \
-            encoders and the VAE run on the CPU. --dtype f32 (CPU only) computes everything in fp32, as the parity \
-            tests do.
+            --device cuda runs every model on GPU 0 in bf16: the transformer (SVDQuant layers on the 4-bit kernels; \
+            --numerics fast runs INT4 layers on the Hopper FP8 path, sm_90+), CLIP, T5 and the VAE decoder. \
+            --text-encoder-2 replaces T5 with Nunchaku's 4-bit T5 (awq-int4-flux.1-t5xxl.safetensors; text_encoder_2/ \
+            may then be absent): 4-bit on the GPU, dequantized to bf16 on the CPU. --dtype f32 (CPU only) computes \
+            everything in fp32, as the parity tests do.
             """
     )
 
@@ -65,8 +67,14 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "A transformer replacing the pipeline's: SVDQuant file or folder, or any FLUX transformer checkpoint.")
     var transformer: String?
 
-    @Option(help: "Where the transformer runs: cpu or cuda (GPU 0).")
+    @Option(name: .customLong("text-encoder-2"), help: "Nunchaku's 4-bit T5 file (awq-int4-flux.1-t5xxl.safetensors) replacing text_encoder_2/.")
+    var textEncoder2: String?
+
+    @Option(help: "Where the models run: cpu or cuda (GPU 0).")
     var device: Device = .cpu
+
+    @Option(help: "With --device cuda: exact (Nunchaku's W4A4 numerics) or fast (FP8 on sm_90+, INT4 checkpoints).")
+    var numerics: W4A4Numerics = .exact
 
     @Option(name: .customLong("lora"), help: "A LoRA file to apply to the transformer, FILE or FILE:STRENGTH (default 1); repeatable.")
     var loras: [LoRAArgument] = []
@@ -83,6 +91,7 @@ struct GenerateCommand: ParsableCommand {
     func validate() throws {
         guard !prompt.isEmpty else { throw ValidationError("give a --prompt") }
         if device == .cuda, dtype == .f32 { throw ValidationError("--device cuda computes in bf16; drop --dtype f32") }
+        if device == .cpu, numerics == .fast { throw ValidationError("--numerics fast is for --device cuda runs") }
     }
 
     func run() throws {
@@ -96,7 +105,8 @@ struct GenerateCommand: ParsableCommand {
             try reportingFailure(of: "generate") {
                 defer { display.finishLine() }
                 // Settings are checked against the transformer's config before the (long) model loading.
-                let folder = try FluxPipelineLoader.folder(for: model, transformerReplaced: transformer != nil)
+                let folder = try FluxPipelineLoader.folder(for: model, transformerReplaced: transformer != nil,
+                                                           textEncoder2Replaced: textEncoder2 != nil)
                 let transformerConfig = try FluxModelFiles(path: transformer ?? folder.path("transformer")).config
                 let configuration = FluxPipeline.Configuration(
                     prompts: prompt, imagesPerPrompt: batch, steps: steps, guidance: guidance, width: width, height: height,
@@ -139,14 +149,15 @@ struct GenerateCommand: ParsableCommand {
         case .cpu: .cpu
         case .cuda: .cuda(try CUDAContext(deviceIndex: 0))
         }
-        return FluxPipelineLoadOptions(device: device, dtype: dtype == .f32 ? .f32 : .bf16, transformerPath: transformer)
+        return FluxPipelineLoadOptions(device: device, dtype: dtype == .f32 ? .f32 : .bf16, transformerPath: transformer,
+                                       textEncoder2AWQPath: textEncoder2, numerics: numerics)
     }
 
     private func describe(_ folder: FluxPipelineFolder, _ config: FluxConfig, _ settings: FluxPipeline.Resolved) -> String {
         let kind = config.guidanceEmbeds ? "guidance-distilled (dev-like)" : "no guidance embedder (schnell-like)"
         let guidanceText = settings.guidance.map { "guidance \($0)" } ?? "no guidance"
         return """
-            model \(folder.root)\(transformer.map { " with transformer \($0)" } ?? ""): \(kind), \(device.rawValue), \(dtype.rawValue)
+            model \(folder.root)\(transformer.map { " with transformer \($0)" } ?? "")\(textEncoder2.map { " and 4-bit T5 \($0)" } ?? ""): \(kind), \(device.rawValue), \(dtype.rawValue)\(device == .cuda ? ", \(numerics.rawValue) W4A4 numerics" : "")
             \(settings.batch) image\(settings.batch == 1 ? "" : "s") of \(settings.width)×\(settings.height), \(settings.steps) steps, \(guidanceText), seed \(settings.seed), \(settings.maxSequenceLength) T5 tokens
             """
     }
@@ -154,7 +165,8 @@ struct GenerateCommand: ParsableCommand {
     private func pngExtras() -> [PNGWriter.TextEntry] {
         [PNGWriter.TextEntry(keyword: "model", text: model)]
             + (transformer.map { [PNGWriter.TextEntry(keyword: "transformer", text: $0)] } ?? [])
-            + [PNGWriter.TextEntry(keyword: "device", text: "\(device.rawValue) \(dtype.rawValue)")]
+            + (textEncoder2.map { [PNGWriter.TextEntry(keyword: "text_encoder_2", text: $0)] } ?? [])
+            + [PNGWriter.TextEntry(keyword: "device", text: "\(device.rawValue) \(dtype.rawValue)\(device == .cuda ? " \(numerics.rawValue)" : "")")]
             + loras.map { PNGWriter.TextEntry(keyword: "lora", text: "\($0.path):\($0.strength)") }
     }
 

@@ -14,7 +14,6 @@ struct NunchakuCommand: AsyncParsableCommand {
             ConvertCommand.self,
             QuantizeCommand.self,
             GenerateCommand.self,
-            BenchStagesCommand.self,
             LoRACommand.self,
             BenchCommand.self,
         ]

@@ -248,8 +248,6 @@ struct RunTransformerCommand: ParsableCommand {
         }
     }
 
-    private func gib(_ bytes: Int) -> String { String(format: "%.2f GiB", Double(bytes) / Double(1 << 30)) }
-
     private func format(_ duration: Duration) -> String {
         let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
         return seconds < 1 ? "\((seconds * 1e4).rounded() / 10) ms" : "\((seconds * 1e3).rounded() / 1e3) s"

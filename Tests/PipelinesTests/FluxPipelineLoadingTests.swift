@@ -121,7 +121,7 @@ struct FluxPipelineLoadingTests {
         vae.latentChannels = 4
         let error = try #require(throws: NunchakuError.self) {
             try FluxPipelineLoader.checkCompatibility(transformer: transformer, transformerSource: "t", clipWidth: 48,
-                                                      t5Width: 32, vae: vae, folder: folder)
+                                                      t5Width: 32, vae: vae, pipeline: folder.root)
         }
         #expect(error.description.contains("text_encoder hidden_size = 48 but the transformer needs pooled_projection_dim = 32"))
         #expect(error.description.contains("vae latent_channels = 4"))
@@ -131,7 +131,7 @@ struct FluxPipelineLoadingTests {
         fill.outChannels = 64
         #expect(throws: NunchakuError.self) {
             try FluxPipelineLoader.checkCompatibility(transformer: fill, transformerSource: "t", clipWidth: 32,
-                                                      t5Width: 32, vae: .flux, folder: folder)
+                                                      t5Width: 32, vae: .flux, pipeline: folder.root)
         }
     }
 }

@@ -9,20 +9,25 @@ public struct FluxPipelineFolder: Sendable, Equatable {
     public let root: String
     /// Whether `transformer/` is taken from this folder (false when another transformer replaces it).
     public let includesTransformer: Bool
+    /// Whether `text_encoder_2/` is taken from this folder (false when Nunchaku's 4-bit T5 replaces it).
+    public let includesTextEncoder2: Bool
 
     /// Checks that every part the pipeline reads is present under `root`.
     /// - Parameter includingTransformer: false when the transformer comes from elsewhere (an SVDQuant file), so
     ///   `transformer/` may be absent.
+    /// - Parameter includingTextEncoder2: false when T5 comes from elsewhere (a 4-bit T5 file), so `text_encoder_2/`
+    ///   may be absent.
     /// - Throws: `FluxPipelineError.missingParts` listing every missing file or folder and where it was looked for;
     ///   `NunchakuError.io` when `root` is not a folder.
-    public init(root: String, includingTransformer: Bool = true) throws {
+    public init(root: String, includingTransformer: Bool = true, includingTextEncoder2: Bool = true) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw NunchakuError.io(path: root, reason: "no such folder (expected a diffusers FLUX pipeline folder)")
         }
         self.root = root
         self.includesTransformer = includingTransformer
-        let missing = Self.requiredParts(includingTransformer: includingTransformer).filter { !$0.isPresent(in: root) }
+        self.includesTextEncoder2 = includingTextEncoder2
+        let missing = Self.requiredParts(includingTransformer: includingTransformer, includingTextEncoder2: includingTextEncoder2).filter { !$0.isPresent(in: root) }
         guard missing.isEmpty else {
             throw FluxPipelineError.missingParts(folder: root, missing: missing.map { $0.description(in: root) })
         }
@@ -74,14 +79,16 @@ public struct FluxPipelineFolder: Sendable, Equatable {
         }
     }
 
-    static func requiredParts(includingTransformer: Bool) -> [RequiredPart] {
+    static func requiredParts(includingTransformer: Bool, includingTextEncoder2: Bool) -> [RequiredPart] {
         var parts = [RequiredPart(relativePath: "model_index.json", kind: .file),
                      RequiredPart(relativePath: "scheduler/scheduler_config.json", kind: .file),
                      RequiredPart(relativePath: "tokenizer", kind: .clipTokenizer),
                      RequiredPart(relativePath: "tokenizer/tokenizer_config.json", kind: .file),
                      RequiredPart(relativePath: "tokenizer_2/tokenizer.json", kind: .file),
                      RequiredPart(relativePath: "tokenizer_2/tokenizer_config.json", kind: .file)]
-        for model in ["text_encoder", "text_encoder_2"] + (includingTransformer ? ["transformer"] : []) + ["vae"] {
+        let models = ["text_encoder"] + (includingTextEncoder2 ? ["text_encoder_2"] : [])
+            + (includingTransformer ? ["transformer"] : []) + ["vae"]
+        for model in models {
             parts.append(RequiredPart(relativePath: "\(model)/config.json", kind: .file))
             parts.append(RequiredPart(relativePath: "\(model)/", kind: .weights))
         }

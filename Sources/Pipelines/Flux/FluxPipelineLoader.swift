@@ -8,14 +8,15 @@ public enum FluxPipelineLoader {
     /// The pipeline folder `reference` names: a folder on disk, or a Hub repo id (`org/name`) found in the local
     /// Hugging Face cache.
     /// - Parameter transformerReplaced: true when another transformer will be used, so `transformer/` may be absent.
+    /// - Parameter textEncoder2Replaced: true when a 4-bit T5 file will be used, so `text_encoder_2/` may be absent.
     /// - Throws: `FluxPipelineError.missingParts` (every missing part and where it was looked for),
     ///   `.notInCache` (every cache folder searched), `NunchakuError.io` for a path that is neither.
-    public static func folder(for reference: String, transformerReplaced: Bool = false,
+    public static func folder(for reference: String, transformerReplaced: Bool = false, textEncoder2Replaced: Bool = false,
                               cache: HuggingFaceCache = HuggingFaceCache()) throws -> FluxPipelineFolder {
-        if !FileManager.default.fileExists(atPath: reference), HuggingFaceCache.isRepoID(reference) {
-            return try FluxPipelineFolder(root: try cache.snapshot(of: reference), includingTransformer: !transformerReplaced)
-        }
-        return try FluxPipelineFolder(root: reference, includingTransformer: !transformerReplaced)
+        let root = !FileManager.default.fileExists(atPath: reference) && HuggingFaceCache.isRepoID(reference)
+            ? try cache.snapshot(of: reference) : reference
+        return try FluxPipelineFolder(root: root, includingTransformer: !transformerReplaced,
+                                      includingTextEncoder2: !textEncoder2Replaced)
     }
 
     /// Loads the pipeline `reference` names (see `folder(for:transformerReplaced:cache:)`).
@@ -24,7 +25,8 @@ public enum FluxPipelineLoader {
     public static func load(_ reference: String, options: FluxPipelineLoadOptions = FluxPipelineLoadOptions(),
                             cache: HuggingFaceCache = HuggingFaceCache(),
                             progress: FluxPipelineProgressHandler? = nil) throws -> FluxPipeline {
-        let folder = try folder(for: reference, transformerReplaced: options.transformerPath != nil, cache: cache)
+        let folder = try folder(for: reference, transformerReplaced: options.transformerPath != nil,
+                                textEncoder2Replaced: options.textEncoder2AWQPath != nil, cache: cache)
         return try load(folder: folder, options: options, progress: progress)
     }
 
@@ -47,41 +49,30 @@ public enum FluxPipelineLoader {
         return try FluxPipeline(models: models, tokenizers: tokenizers, scheduler: scheduler, dtype: options.dtype)
     }
 
-    /// Builds each stage's model for `options.device`. CPU: `CLIPTextModel`, `T5EncoderModel`,
-    /// `AutoencoderKLDecoder`, `FluxTransformer`. CUDA: the transformer is `FluxCUDATransformer`, the rest as on the
-    /// CPU (GPU text encoders and VAE plug in here).
+    /// Builds each stage's model for `options.device` (see `makeTransformer`, `makeCLIP`, `makeT5`, `makeVAE`).
     static func makeModels(folder: FluxPipelineFolder, options: FluxPipelineLoadOptions, transformer given: (any FluxDenoising)?,
                            reporter: FluxStageReporter) throws -> FluxPipelineModels {
+        try checkDevice(options)
         try reporter.report(0, "transformer")
         let (transformer, transformerSource) = try given.map { ($0, "the given transformer") }
             ?? makeTransformer(path: options.transformerPath ?? folder.path("transformer"), options: options)
         try reporter.report(1, "text_encoder")
-        let clip = try CLIPTextModel(folder: folder.path("text_encoder"), dtype: options.dtype)
+        let (clip, clipWidth) = try makeCLIP(folder: folder.path("text_encoder"), options: options)
         try reporter.report(2, "text_encoder_2")
-        let t5 = try T5EncoderModel(folder: folder.path("text_encoder_2"), dtype: options.dtype)
+        let (t5, t5Width) = try makeT5(folder: folder.path("text_encoder_2"), options: options)
         try reporter.report(3, "vae")
-        let vae = try AutoencoderKLDecoder(path: folder.path("vae"), computeDType: options.dtype)
+        let (vae, vaeConfig) = try makeVAE(path: folder.path("vae"), options: options)
         try reporter.report(4, "done")
         try checkCompatibility(transformer: transformer.config, transformerSource: transformerSource,
-                               clipWidth: clip.config.hiddenSize, t5Width: t5.config.dModel, vae: vae.config, folder: folder)
+                               clipWidth: clipWidth, t5Width: t5Width, vae: vaeConfig, pipeline: folder.root)
         return FluxPipelineModels(clip: clip, t5: t5, transformer: transformer, vae: vae)
     }
 
-    /// The transformer at `path` for `options.device`, and its source for messages.
-    static func makeTransformer(path: String, options: FluxPipelineLoadOptions) throws -> (any FluxDenoising, String) {
-        let files = try FluxModelFiles(path: path)
-        switch options.device {
-        case .cpu:
-            return (try FluxTransformer(files: files, computeDType: options.dtype, quantizedLayers: options.quantizedLayers), files.source)
-        case .cuda(let context):
-            return (try FluxCUDATransformer(files: files, context: context), files.source)
-        }
-    }
-
     /// Checks that the models fit together as a FLUX text-to-image pipeline.
+    /// - Parameter pipeline: what the models come from, for messages (the folder).
     /// - Throws: `NunchakuError.invalidArgument` naming the two configs that disagree.
     static func checkCompatibility(transformer: FluxConfig, transformerSource: String, clipWidth: Int, t5Width: Int,
-                                   vae: VAEConfig, folder: FluxPipelineFolder) throws {
+                                   vae: VAEConfig, pipeline: String) throws {
         let packed = FluxLatentGeometry.channels * 4
         guard transformer.inChannels == packed, transformer.outputFeatures == packed, transformer.patchSize == 1 else {
             throw NunchakuError.unsupported(
@@ -97,7 +88,7 @@ public enum FluxPipelineLoader {
         guard mismatches.isEmpty else {
             let list = mismatches.map { "\($0.2) = \($0.0) but the transformer needs \($0.3) = \($0.1)" }
             throw NunchakuError.invalidArgument(
-                context: "\(folder.root) with transformer \(transformerSource)", reason: "the models do not fit together: \(list.joined(separator: "; "))")
+                context: "\(pipeline) with transformer \(transformerSource)", reason: "the models do not fit together: \(list.joined(separator: "; "))")
         }
     }
 }

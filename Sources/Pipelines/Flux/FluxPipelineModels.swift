@@ -22,7 +22,8 @@ public struct FluxPipelineModels: Sendable {
 public enum FluxPipelineDevice: Sendable {
     /// Everything on the CPU.
     case cpu
-    /// The transformer on this GPU (bf16, SVDQuant layers 4-bit); the text encoders and the VAE on the CPU.
+    /// Every model on this GPU in bf16: the transformer (SVDQuant layers 4-bit), CLIP, T5 (4-bit with
+    /// `FluxPipelineLoadOptions.textEncoder2AWQPath`) and the VAE decoder.
     case cuda(CUDAContext)
 
     /// A short name for messages (`cpu`, `cuda`).
@@ -45,12 +46,22 @@ public struct FluxPipelineLoadOptions: Sendable {
     public var transformerPath: String?
     /// How SVDQuant layers compute on the CPU (kernel-exact needs bf16). The GPU always runs the 4-bit kernels.
     public var quantizedLayers: SVDQuantLinearFactory.Mode
+    /// Nunchaku's 4-bit T5 (`awq-int4-flux.1-t5xxl.safetensors`, `T5AWQCheckpoint`) to use instead of the folder's
+    /// `text_encoder_2/` (which may then be absent). On the GPU its linears stay 4-bit; on the CPU they are
+    /// dequantized to bf16 (`T5AWQCheckpoint.cpuModel`).
+    public var textEncoder2AWQPath: String?
+    /// How the GPU transformer runs INT4 W4A4 layers: `.exact` (Nunchaku's numerics) or `.fast` (FP8, sm_90+).
+    /// The CPU has only the exact numerics.
+    public var numerics: W4A4Numerics
 
     public init(device: FluxPipelineDevice = .cpu, dtype: DType = .bf16, transformerPath: String? = nil,
-                quantizedLayers: SVDQuantLinearFactory.Mode = .kernelExact) {
+                quantizedLayers: SVDQuantLinearFactory.Mode = .kernelExact, textEncoder2AWQPath: String? = nil,
+                numerics: W4A4Numerics = .exact) {
         self.device = device
         self.dtype = dtype
         self.transformerPath = transformerPath
         self.quantizedLayers = quantizedLayers
+        self.textEncoder2AWQPath = textEncoder2AWQPath
+        self.numerics = numerics
     }
 }

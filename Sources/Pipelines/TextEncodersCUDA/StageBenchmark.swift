@@ -5,13 +5,13 @@ import NunchakuCore
 /// Timings of the GPU pipeline stages at full size with random weights (no files): FLUX.1's VAE decoder, CLIP-L,
 /// T5-XXL in bf16, and T5-XXL with every block linear 4-bit (Nunchaku's TinyChat format).
 public enum StageBenchmark {
-    public enum Stage: String, Sendable, CaseIterable {
+    public enum Stage: String, Sendable, Codable, CaseIterable {
         case vae, clip, t5
         case t5AWQ = "t5-awq"
     }
 
     /// What one stage measured.
-    public struct Timing: Sendable {
+    public struct Timing: Sendable, Codable {
         public let stage: Stage
         public let shape: String
         public let loadSeconds: Double

@@ -1,0 +1,40 @@
+import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Nunchaku
+
+extension W4A4Numerics: ExpressibleByArgument {}
+extension FluxRandomPipeline.T5Weights: ExpressibleByArgument {}
+
+/// `nunchaku bench pipeline`: FluxPipeline.generate end to end on the GPU with FLUX.1-sized random models.
+extension BenchCommand {
+    func runPipeline(context: CUDAContext) throws -> FluxPipelineBenchmarkReport {
+        let transformer = try FluxConfig.named(config)
+        let random = FluxRandomPipeline.fullSize(transformer: transformer, transformerFormat: .int4, t5Weights: t5)
+        print("pipeline: random \(config) INT4 (\(numerics.rawValue) numerics), CLIP-L, T5-XXL \(t5.rawValue), FLUX VAE; "
+              + "sizes \(size.map { "\($0)²" }.joined(separator: ", "))")
+        let report = try FluxPipelineBenchmark.run(random, device: .cuda(context), numerics: numerics, sizes: size, steps: steps) {
+            print("  \($0)")
+        }
+        for run in report.runs { print(describe(run)) }
+        if report.runs.contains(where: { !$0.image.passed }) {
+            throw ValidationError("an image failed the sanity check (non-finite or constant values): see above")
+        }
+        return report
+    }
+
+    private func describe(_ run: FluxPipelineRunTiming) -> String {
+        let image = run.image
+        return """
+            \(run.width)×\(run.height), \(run.steps) steps, \(run.t5Tokens) T5 tokens:
+              encode: CLIP \(String(format: "%.1f", run.clipMilliseconds)) ms, T5 \(String(format: "%.1f", run.t5Milliseconds)) ms
+              denoise: step median \(String(format: "%.1f", run.medianStepMilliseconds)) ms (min \(String(format: "%.1f", run.stepMilliseconds.min() ?? 0)), max \(String(format: "%.1f", run.stepMilliseconds.max() ?? 0))), all steps \(String(format: "%.2f", run.denoiseSeconds)) s
+              decode: VAE \(String(format: "%.1f", run.decodeMilliseconds)) ms
+              total \(String(format: "%.2f", run.totalSeconds)) s; peak GPU memory (pool) \(run.peakBytes.map(gib) ?? "n/a")
+              image check: \(image.passed ? "ok" : "FAILED"): non-finite \(image.nonFinite), range [\(String(format: "%.3f", image.minimum)), \(String(format: "%.3f", image.maximum))], std \(String(format: "%.3f", image.standardDeviation)), \(image.distinctPixelValues) distinct 8-bit values
+            """
+    }
+}
