@@ -20,10 +20,15 @@ extension BenchCommand {
             print("  \($0)")
         }
         for run in report.runs { print(describe(run)) }
-        if report.runs.contains(where: { !$0.image.passed }) {
-            throw ValidationError("an image failed the sanity check (non-finite or constant values): see above")
-        }
         return report
+    }
+
+    /// The error for a report whose images failed the sanity check (thrown after the JSON is written).
+    func checkImages(_ report: FluxPipelineBenchmarkReport) throws {
+        let failed = report.runs.filter { !$0.image.passed }.map { "\($0.width)×\($0.height)" }
+        guard failed.isEmpty else {
+            throw NunchakuError.invalidArgument(context: "bench pipeline", reason: "the image at \(failed.joined(separator: ", ")) failed the sanity check (non-finite or constant values; see above)")
+        }
     }
 
     private func describe(_ run: FluxPipelineRunTiming) -> String {
@@ -33,7 +38,7 @@ extension BenchCommand {
               encode: CLIP \(String(format: "%.1f", run.clipMilliseconds)) ms, T5 \(String(format: "%.1f", run.t5Milliseconds)) ms
               denoise: step median \(String(format: "%.1f", run.medianStepMilliseconds)) ms (min \(String(format: "%.1f", run.stepMilliseconds.min() ?? 0)), max \(String(format: "%.1f", run.stepMilliseconds.max() ?? 0))), all steps \(String(format: "%.2f", run.denoiseSeconds)) s
               decode: VAE \(String(format: "%.1f", run.decodeMilliseconds)) ms
-              total \(String(format: "%.2f", run.totalSeconds)) s; peak GPU memory (pool) \(run.peakBytes.map(gib) ?? "n/a")
+              total \(String(format: "%.2f", run.totalSeconds)) s; peak GPU memory (pool) reserved \(run.peakBytes.map(gib) ?? "n/a"), live \(run.peakLiveBytes.map(gib) ?? "n/a")
               image check: \(image.passed ? "ok" : "FAILED"): non-finite \(image.nonFinite), range [\(String(format: "%.3f", image.minimum)), \(String(format: "%.3f", image.maximum))], std \(String(format: "%.3f", image.standardDeviation)), \(image.distinctPixelValues) distinct 8-bit values
             """
     }

@@ -147,6 +147,7 @@ struct BenchCommand: ParsableCommand {
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
                 try encoder.encode(report).write(to: URL(fileURLWithPath: jsonPath))
             }
+            if let pipeline = report.pipeline { try checkImages(pipeline) }
         }
     }
 

@@ -31,7 +31,7 @@ struct FluxRandomPipelineTests {
         for run in report.runs {
             #expect(run.steps == 2 && run.stepMilliseconds.count == 2)
             #expect(run.t5Tokens == 256)   // schnell-like: no guidance embedder
-            #expect(run.warmUpSeconds == nil && run.peakBytes == nil)
+            #expect(run.warmUpSeconds == nil && run.peakBytes == nil && run.peakLiveBytes == nil)
             #expect(run.clipMilliseconds > 0 && run.t5Milliseconds > 0 && run.decodeMilliseconds > 0)
             #expect(run.totalSeconds >= run.denoiseSeconds)
             #expect(run.image.passed, "image check: \(run.image)")

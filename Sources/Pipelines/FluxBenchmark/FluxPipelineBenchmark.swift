@@ -21,8 +21,12 @@ public struct FluxPipelineRunTiming: Sendable, Codable {
     public let decodeMilliseconds: Double
     /// The whole `generate` call: encode, noise, denoise, decode.
     public let totalSeconds: Double
-    /// The GPU memory pool's peak (reserved, else live) during the timed run, weights included; nil on the CPU.
+    /// The GPU memory pool's peak of reserved memory (else of live buffers) during the timed run, weights included;
+    /// nil on the CPU. The pool is trimmed before each size's warm-up run, so a smaller size after a larger one is not
+    /// charged the larger one's memory.
     public let peakBytes: Int?
+    /// The peak of live buffers during the timed run (weights included); nil on the CPU.
+    public let peakLiveBytes: Int?
     public let image: FluxImageSanity
 }
 
@@ -84,6 +88,7 @@ public enum FluxPipelineBenchmark {
         for size in sizes {
             let configuration = FluxPipeline.Configuration(prompt: FluxRandomPipeline.prompt, steps: steps, width: size, height: size)
             var warmUpSeconds: Double?
+            try context?.memoryPool.trim()
             if warmUp {
                 var first = configuration
                 first.steps = 1
@@ -122,7 +127,8 @@ public enum FluxPipelineBenchmark {
             warmUpSeconds: warmUpSeconds, clipMilliseconds: encoding[0] * 1000, t5Milliseconds: encoding[1] * 1000,
             stepMilliseconds: steps.map { $0 * 1000 }, medianStepMilliseconds: steps.sorted()[steps.count / 2] * 1000,
             denoiseSeconds: steps.reduce(0, +), decodeMilliseconds: decode * 1000, totalSeconds: totalSeconds,
-            peakBytes: memory.map { $0.peakReservedBytes ?? $0.peakLiveBytes }, image: FluxImageSanity(output))
+            peakBytes: memory.map { $0.peakReservedBytes ?? $0.peakLiveBytes }, peakLiveBytes: memory?.peakLiveBytes,
+            image: FluxImageSanity(output))
     }
 }
 
