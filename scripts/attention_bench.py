@@ -81,9 +81,9 @@ class Module:
 
 
 # The launch geometry of each kernel family (Operations/Attention*.swift mirrors it).
-def wgmma_launch(d):
+def wgmma_launch(d, threads=384):
     plan = 2 * 64 * d * 2 + 3 * 2 * 128 * d * 2 + 6 * 8
-    return dict(queries_per_block=128, threads=288, shared=plan + 1024)
+    return dict(queries_per_block=128, threads=threads, shared=plan + 1024)
 
 
 def fa2_launch(d):
@@ -96,6 +96,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--json")
     parser.add_argument("--kernels", default=KERNELS, help="folder of the kernel sources (a variant's copy)")
+    parser.add_argument("--wgmma-threads", type=int, default=384, help="block size of a variant of the wgmma kernel")
+    parser.add_argument("--quick", action="store_true", help="bf16 only: three checks, two timed shapes")
     parser.add_argument("--label", default="", help="printed before the speed table")
     args = parser.parse_args()
     nvrtc = load_nvrtc()
@@ -113,7 +115,7 @@ def main():
     dtypes = {"bf16": torch.bfloat16, "f16": torch.float16}
 
     def run(kind, dtype, d, q, k, v, o, mask):
-        launch = wgmma_launch(d) if kind == "wgmma" else fa2_launch(d)
+        launch = wgmma_launch(d, args.wgmma_threads) if kind == "wgmma" else fa2_launch(d)
         module = modules["attention_wgmma.cu" if kind == "wgmma" else "attention_fa2.cu"]
         name = f"nunchaku_attention_wgmma_{dtype}_d{d}" if kind == "wgmma" else f"nunchaku_attention_{dtype}_d{d}"
         function = module.function(name, launch["shared"])
@@ -136,8 +138,9 @@ def main():
              (1, 24, 1024, 1024, 64, False), (1, 5, 700, 129, 128, False), (2, 2, 130, 1000, 128, True)]
     generator = torch.Generator(device="cuda").manual_seed(1234)
     print("\n== correctness (relative L2 error against float32 PyTorch; poison = NaN-filled output elements left)")
-    for dtype in ["bf16", "f16"]:
-        for batch, heads, queries, keys, d, masked in cases:
+    formats = ["bf16"] if args.quick else ["bf16", "f16"]
+    for dtype in formats:
+        for batch, heads, queries, keys, d, masked in cases[:3] if args.quick else cases:
             q = torch.randn(batch, queries, heads, d, device="cuda", generator=generator).to(dtypes[dtype])
             k = torch.randn(batch, keys, heads, d, device="cuda", generator=generator).to(dtypes[dtype])
             v = torch.randn(batch, keys, heads, d, device="cuda", generator=generator).to(dtypes[dtype])
@@ -177,7 +180,7 @@ def main():
     from torch.nn.attention import SDPBackend, sdpa_kernel
     print(f"\n== {args.label} speed (median of", args.repeats, "launches, CUDA events), TFLOP/s = 4*S*S*D*H / time")
     timing = []
-    for dtype in ["bf16", "f16"]:
+    for dtype in formats:
         for sequence in [4608, 1536]:
             heads, d = 24, 128
             q, k, v = (torch.randn(1, sequence, heads, d, device="cuda", generator=generator).to(dtypes[dtype]) for _ in range(3))

@@ -5,14 +5,16 @@
 // softmax in base 2 with the 1/√d scale folded into the exponent (`scaleLog2`), P rounded to the input format
 // before P·V; any Sq and Skv (tails zero-filled and masked); a query whose keys are all masked gets zeros.
 //
-// A block owns 128 queries of one (sample, head) and has 9 warps:
-//   - warps 0-7 are two consumer warpgroups of 64 queries each. A warpgroup keeps its Q tile in shared memory and
-//     walks the keys in tiles of 128: S = Q·Kᵀ (wgmma m64n128k16, both operands from shared memory), online softmax
-//     on the float32 accumulators in registers, then O += P·V (wgmma with P from registers, V transposed from
-//     shared memory). The two warpgroups run independently, so one's softmax overlaps the other's matrix products.
-//   - warp 8 is the producer: it copies K and V tiles into a ring of `kStages` shared-memory stages with 16-byte
+// A block owns 128 queries of one (sample, head) and has three warpgroups (FlashAttention-3's structure):
+//   - warpgroups 0 and 1 consume, 64 queries each. A consumer keeps its Q tile in shared memory and walks the keys
+//     in tiles of 128: S = Q·Kᵀ (wgmma m64n128k16, both operands from shared memory), online softmax on the float32
+//     accumulators in registers, O += P·V (wgmma with P from registers, V transposed from shared memory). S of
+//     tile j and P·V of tile j − 1 are issued together, then tile j's softmax runs while that P·V is in flight; the
+//     two consumers take turns issuing (named barriers), so one's softmax overlaps the other's products.
+//   - warpgroup 2 produces: it copies K and V tiles into a ring of `kStages` shared-memory stages with 16-byte
 //     cp.async (zero-filled past Skv), waits for its own copies, fences them into the async proxy and arrives on the
 //     stage's `full` mbarrier; consumers arrive on the stage's `empty` mbarrier once their P·V has read it.
+//   setmaxnreg moves registers from the producer (40 per thread) to the consumers (232).
 // Shared tiles use the 128-byte swizzle (attention_wgmma.cuh): a [rows][D] tile is D/64 blocks of [rows][64].
 #include "attention_wgmma.cuh"
 
@@ -24,7 +26,13 @@ constexpr int kQueriesPerBlock = kConsumerGroups * kQueriesPerGroup;
 constexpr int kKeysPerTile = 128;
 constexpr int kStages = 3;
 constexpr int kConsumerThreads = kConsumerGroups * 128;
-constexpr int kThreads = kConsumerThreads + 32;
+constexpr int kProducerThreads = 128;
+constexpr int kThreads = kConsumerThreads + kProducerThreads;
+// Registers per thread after setmaxnreg (the block starts with 65536 / 384 = 168 each): the copies need few, the
+// consumers' accumulators many. 128·kProducerRegisters + 256·kConsumerRegisters must stay within 65536.
+constexpr int kProducerRegisters = 40;
+constexpr int kConsumerRegisters = 232;
+static_assert(kProducerThreads * kProducerRegisters + kConsumerThreads * kConsumerRegisters <= 65536, "register file");
 
 #if defined(NK_HAS_WGMMA)
 
@@ -47,7 +55,9 @@ struct Plan {
     static constexpr u32 values = keys + kStages * keyTileBytes;               // [kStages][128][D]
     static constexpr u32 full = values + kStages * keyTileBytes;               // kStages mbarriers
     static constexpr u32 empty = full + kStages * 8;                           // kStages mbarriers
-    static constexpr u32 bytes = empty + kStages * 8;  // the launcher asks for this + 1024 (alignment slack)
+    static constexpr u32 bytes = empty + kStages * 8;
+    // The launcher (AttentionWGMMA.swift) asks for bytes + 1024 (alignment slack); an sm_90 block may have 232,448.
+    static_assert(bytes + 1024 <= 232448, "shared memory plan too large");
 };
 
 /// Copies `Rows` rows of `source` (rows `firstRow`…, `rowStride` elements apart, `validRows` of them inside the
@@ -57,7 +67,7 @@ NK_DEVICE void copy_tile(u32 tileAddress, const u16* source, int firstRow, int v
     constexpr int chunksPerRow = D / 8;
     constexpr int chunksPerThread = Rows * chunksPerRow / Threads;
     static_assert(Threads % chunksPerRow == 0, "a thread keeps its chunk column");
-#pragma unroll 8
+#pragma unroll 4
     for (int i = 0; i < chunksPerThread; ++i) {
         const int index = thread + i * Threads;
         const int row = index / chunksPerRow;
@@ -69,17 +79,19 @@ NK_DEVICE void copy_tile(u32 tileAddress, const u16* source, int firstRow, int v
     }
 }
 
-/// The producer warp: K and V tiles into the stage ring.
+/// The producer warpgroup: K and V tiles into the stage ring.
 template <int D>
 NK_DEVICE void produce(u32 base, const u16* k, const u16* v, i64 keyBase, int keyTokens, int rowStride, int tiles) {
     using P = Plan<D>;
-    const int lane = threadIdx.x & 31;
+    const int thread = threadIdx.x - kConsumerThreads;
     for (int tile = 0; tile < tiles; ++tile) {
         const int stage = tile % kStages;
         if (tile >= kStages) nk_mbarrier_wait(base + P::empty + stage * 8, ((tile / kStages) - 1) & 1);
         const int firstKey = tile * kKeysPerTile;
-        copy_tile<kKeysPerTile, D, 32>(base + P::keys + stage * P::keyTileBytes, k + keyBase, firstKey, keyTokens, rowStride, lane);
-        copy_tile<kKeysPerTile, D, 32>(base + P::values + stage * P::keyTileBytes, v + keyBase, firstKey, keyTokens, rowStride, lane);
+        copy_tile<kKeysPerTile, D, kProducerThreads>(base + P::keys + stage * P::keyTileBytes, k + keyBase, firstKey, keyTokens,
+                                                     rowStride, thread);
+        copy_tile<kKeysPerTile, D, kProducerThreads>(base + P::values + stage * P::keyTileBytes, v + keyBase, firstKey, keyTokens,
+                                                     rowStride, thread);
         nk_cp_async_commit();
         if (tile > 0) {
             // The previous tile's copies are done: publish them while this tile's are in flight.
@@ -93,9 +105,25 @@ NK_DEVICE void produce(u32 base, const u16* k, const u16* v, i64 keyBase, int ke
     nk_mbarrier_arrive(base + P::full + ((tiles - 1) % kStages) * 8);
 }
 
-/// P·V for one key tile: eight k-steps of 16 keys.
+/// Issues S = Q·Kᵀ (64 queries × 128 keys) as one committed wgmma group: D/16 k-steps of 16 head dimensions.
 template <class T, int D>
-NK_DEVICE void multiply_values(float (&output)[D / 2], const u32 (&weights)[8][4], u32 valueTile) {
+NK_DEVICE void issue_scores(float (&scores)[64], u32 queryTile, u32 keyTile) {
+    nk_wgmma_fence();
+#pragma unroll
+    for (int step = 0; step < D / 16; ++step) {
+        // Column block step / 4 of the tiles, then +32 bytes per 16 head dimensions inside the 128-byte rows.
+        const u32 within = (step & 3) * 32;
+        const u64 a = nk_wgmma_descriptor(queryTile + (step >> 2) * kQueriesPerGroup * 128 + within, 16, 1024);
+        const u64 b = nk_wgmma_descriptor(keyTile + (step >> 2) * kKeysPerTile * 128 + within, 16, 1024);
+        nk_wgmma_ss_n128<T>(scores, a, b, step > 0);
+    }
+    nk_wgmma_commit();
+}
+
+/// Issues O += P·V for one key tile as one committed wgmma group: eight k-steps of 16 keys.
+template <class T, int D>
+NK_DEVICE void issue_values(float (&output)[D / 2], const u32 (&weights)[8][4], u32 valueTile) {
+    nk_wgmma_fence();
 #pragma unroll
     for (int step = 0; step < 8; ++step) {
         // Keys 16·step…: two 8-row groups (SBO 1024 bytes) per step; D/64 column blocks (LBO one block).
@@ -106,19 +134,84 @@ NK_DEVICE void multiply_values(float (&output)[D / 2], const u32 (&weights)[8][4
             nk_wgmma_rs_n64<T>(output, weights[step], b, 1);
         }
     }
+    nk_wgmma_commit();
 }
 
-/// A consumer warpgroup: its 64 queries against every key tile.
+/// The online-softmax step of one key tile: masks keys past `keyTokens` or masked out, updates the running maxima
+/// (base 2) and this thread's partial row sums, writes P = 2^(S·scale − max) rounded to the input format as A
+/// fragments of 16 keys each, and returns in `correction` the factor the output rows must be scaled by.
+template <class T>
+NK_DEVICE void softmax_tile(float (&scores)[64], u32 (&weights)[8][4], float (&correction)[2], float (&rowMax)[2],
+                            float (&rowSum)[2], int firstKey, int keyTokens, const u8* sampleMask, float scaleLog2) {
+    const int t = threadIdx.x & 3;
+    if (firstKey + kKeysPerTile > keyTokens || sampleMask) {
+#pragma unroll
+        for (int i = 0; i < 16; ++i) {
+#pragma unroll
+            for (int c = 0; c < 4; ++c) {
+                const int key = firstKey + 8 * i + 2 * t + (c & 1);
+                const bool allowed = key < keyTokens && (!sampleMask || sampleMask[key] != 0);
+                if (!allowed) scores[4 * i + c] = negative_infinity();
+            }
+        }
+    }
+    float reference[2];
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        float tileMax = negative_infinity();
+#pragma unroll
+        for (int i = 0; i < 16; ++i) tileMax = fmaxf(tileMax, fmaxf(scores[4 * i + 2 * half], scores[4 * i + 2 * half + 1]));
+        // The four lanes of a quad hold one row's 128 scores between them.
+        tileMax = fmaxf(tileMax, __shfl_xor_sync(0xFFFFFFFFu, tileMax, 1));
+        tileMax = fmaxf(tileMax, __shfl_xor_sync(0xFFFFFFFFu, tileMax, 2));
+        const float newMax = fmaxf(rowMax[half], tileMax * scaleLog2);
+        // With every key so far masked the maximum is −∞; exponentiate against 0 so the weights are 0, not NaN.
+        reference[half] = newMax == negative_infinity() ? 0.0f : newMax;
+        correction[half] = exp2f(rowMax[half] - reference[half]);
+        rowMax[half] = newMax;
+        rowSum[half] *= correction[half];
+    }
+#pragma unroll
+    for (int step = 0; step < 8; ++step) {
+        float p[8];
+#pragma unroll
+        for (int c = 0; c < 8; ++c) {
+            const int half = (c >> 1) & 1;
+            p[c] = exp2f(fmaf(scores[8 * step + c], scaleLog2, -reference[half]));
+            rowSum[half] += p[c];
+        }
+        weights[step][0] = T::pack2(p[0], p[1]);
+        weights[step][1] = T::pack2(p[2], p[3]);
+        weights[step][2] = T::pack2(p[4], p[5]);
+        weights[step][3] = T::pack2(p[6], p[7]);
+    }
+}
+
+/// Scales the output rows g (half 0) and g + 8 (half 1) of this thread.
+template <int N>
+NK_DEVICE void rescale(float (&output)[N], const float (&correction)[2]) {
+#pragma unroll
+    for (int i = 0; i < N / 4; ++i) {
+        output[4 * i] *= correction[0];
+        output[4 * i + 1] *= correction[0];
+        output[4 * i + 2] *= correction[1];
+        output[4 * i + 3] *= correction[1];
+    }
+}
+
+/// The two consumer warpgroups take turns issuing their matrix products (named barriers 3 and 4), so one's
+/// softmax runs while the other's products occupy the tensor cores.
+NK_DEVICE void wait_for_turn(int group) { nk_named_barrier(3 + group, 2 * 128); }
+NK_DEVICE void pass_turn(int group) { nk_named_barrier_arrive(3 + (group ^ 1), 2 * 128); }
+
+/// A consumer warpgroup: its 64 queries against every key tile. Tile j's softmax runs while P·V of tile j − 1 is
+/// still on the tensor cores (S of tile j and P·V of tile j − 1 are issued together in one turn).
 template <class T, int D>
 NK_DEVICE void consume(u32 base, const u16* q, u16* o, const u8* sampleMask, i64 queryBase, int firstQuery, int queryTokens,
                        int keyTokens, int rowStride, int tiles, float scaleLog2) {
     using P = Plan<D>;
     const int group = threadIdx.x / 128;
     const int thread = threadIdx.x % 128;
-    const int warp = thread / 32;
-    const int lane = threadIdx.x & 31;
-    const int g = lane >> 2;
-    const int t = lane & 3;
 
     // This warpgroup's Q tile (rows past Sq zero-filled), visible to wgmma before the first product.
     const u32 queryTile = base + P::queries + group * P::queryTileBytes;
@@ -127,6 +220,7 @@ NK_DEVICE void consume(u32 base, const u16* q, u16* o, const u8* sampleMask, i64
     nk_cp_async_wait<0>();
     nk_fence_proxy_async();
     nk_named_barrier(1 + group, 128);
+    if (group == 1) pass_turn(group);  // warpgroup 0 goes first
 
     float output[D / 2];
 #pragma unroll
@@ -134,92 +228,61 @@ NK_DEVICE void consume(u32 base, const u16* q, u16* o, const u8* sampleMask, i64
     // Running maximum (scaled to base 2) and this thread's partial sum of weights for rows g and g + 8.
     float rowMax[2] = {negative_infinity(), negative_infinity()};
     float rowSum[2] = {0.0f, 0.0f};
+    float scores[64];
+    u32 weights[8][4];
+    float correction[2];
 
-    for (int tile = 0; tile < tiles; ++tile) {
+    nk_mbarrier_wait(base + P::full, 0);
+    wait_for_turn(group);
+    issue_scores<T, D>(scores, queryTile, base + P::keys);
+    pass_turn(group);
+    nk_wgmma_wait<0>();
+    nk_wgmma_pin(scores);
+    softmax_tile<T>(scores, weights, correction, rowMax, rowSum, 0, keyTokens, sampleMask, scaleLog2);
+
+    // One tile: its S and the previous tile's P·V in one turn, its softmax while that P·V runs. `current` holds
+    // the previous tile's P, `next` receives this tile's (two buffers, so no P is written while a wgmma reads it).
+    const auto step = [&](int tile, const u32 (&current)[8][4], u32 (&next)[8][4]) {
         const int stage = tile % kStages;
+        const int previous = (tile - 1) % kStages;
         nk_mbarrier_wait(base + P::full + stage * 8, (tile / kStages) & 1);
-        const u32 keyTile = base + P::keys + stage * P::keyTileBytes;
-        const u32 valueTile = base + P::values + stage * P::keyTileBytes;
-
-        // S = Q·Kᵀ (64 queries × 128 keys), D/16 k-steps of 16 head dimensions.
-        float scores[64];
-        nk_wgmma_pin(output);
-        nk_wgmma_fence();
-#pragma unroll
-        for (int step = 0; step < D / 16; ++step) {
-            // Column block step / 4 of the tiles, then +32 bytes per 16 head dimensions inside the 128-byte rows.
-            const u32 within = (step & 3) * 32;
-            const u64 a = nk_wgmma_descriptor(queryTile + (step >> 2) * kQueriesPerGroup * 128 + within, 16, 1024);
-            const u64 b = nk_wgmma_descriptor(keyTile + (step >> 2) * kKeysPerTile * 128 + within, 16, 1024);
-            nk_wgmma_ss_n128<T>(scores, a, b, step > 0);
-        }
-        nk_wgmma_commit();
-        nk_wgmma_wait<0>();
+        wait_for_turn(group);
+        issue_scores<T, D>(scores, queryTile, base + P::keys + stage * P::keyTileBytes);
+        issue_values<T, D>(output, current, base + P::values + previous * P::keyTileBytes);
+        pass_turn(group);
+        nk_wgmma_wait<1>();  // S of this tile; P·V of the previous one may still run
         nk_wgmma_pin(scores);
-
-        // Mask keys past the end or masked out; the running maxima in base 2.
-        const int firstKey = tile * kKeysPerTile;
-        if (firstKey + kKeysPerTile > keyTokens || sampleMask) {
-#pragma unroll
-            for (int i = 0; i < 16; ++i) {
-#pragma unroll
-                for (int c = 0; c < 4; ++c) {
-                    const int key = firstKey + 8 * i + 2 * t + (c & 1);
-                    const bool allowed = key < keyTokens && (!sampleMask || sampleMask[key] != 0);
-                    if (!allowed) scores[4 * i + c] = negative_infinity();
-                }
-            }
-        }
-        float reference[2];
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-            float tileMax = negative_infinity();
-#pragma unroll
-            for (int i = 0; i < 16; ++i) tileMax = fmaxf(tileMax, fmaxf(scores[4 * i + 2 * half], scores[4 * i + 2 * half + 1]));
-            // The four lanes of a quad hold one row's 128 scores between them.
-            tileMax = fmaxf(tileMax, __shfl_xor_sync(0xFFFFFFFFu, tileMax, 1));
-            tileMax = fmaxf(tileMax, __shfl_xor_sync(0xFFFFFFFFu, tileMax, 2));
-            const float newMax = fmaxf(rowMax[half], tileMax * scaleLog2);
-            // With every key so far masked the maximum is −∞; exponentiate against 0 so the weights are 0, not NaN.
-            reference[half] = newMax == negative_infinity() ? 0.0f : newMax;
-            const float correction = exp2f(rowMax[half] - reference[half]);
-            rowMax[half] = newMax;
-            rowSum[half] *= correction;
-#pragma unroll
-            for (int i = 0; i < D / 8; ++i) {
-                output[4 * i + 2 * half] *= correction;
-                output[4 * i + 2 * half + 1] *= correction;
-            }
-        }
-
-        // P = 2^(S·scale − max), rounded to the input format as A fragments of 16 keys each.
-        u32 weights[8][4];
-#pragma unroll
-        for (int step = 0; step < 8; ++step) {
-            float p[8];
-#pragma unroll
-            for (int c = 0; c < 8; ++c) {
-                const int half = (c >> 1) & 1;
-                p[c] = exp2f(fmaf(scores[8 * step + c], scaleLog2, -reference[half]));
-                rowSum[half] += p[c];
-            }
-            weights[step][0] = T::pack2(p[0], p[1]);
-            weights[step][1] = T::pack2(p[2], p[3]);
-            weights[step][2] = T::pack2(p[4], p[5]);
-            weights[step][3] = T::pack2(p[6], p[7]);
-        }
-        nk_wgmma_pin(output);
-        nk_wgmma_fence();
-        multiply_values<T, D>(output, weights, valueTile);
-        nk_wgmma_commit();
-        // Waiting here (not at the next tile's S) keeps ptxas from serialising the wgmma pipeline (C7515); the
-        // other warpgroup keeps the tensor cores busy meanwhile.
+        softmax_tile<T>(scores, next, correction, rowMax, rowSum, tile * kKeysPerTile, keyTokens, sampleMask, scaleLog2);
         nk_wgmma_wait<0>();
         nk_wgmma_pin(output);
-        nk_mbarrier_arrive(base + P::empty + stage * 8);
+        nk_mbarrier_arrive(base + P::empty + previous * 8);
+        rescale(output, correction);
+    };
+    // The last tile's P·V, alone in the warpgroup's last turn.
+    const auto finish = [&](const u32 (&current)[8][4]) {
+        wait_for_turn(group);
+        issue_values<T, D>(output, current, base + P::values + ((tiles - 1) % kStages) * P::keyTileBytes);
+        if (group == 0) pass_turn(group);  // warpgroup 1's last turn is over: nobody waits for another
+        nk_wgmma_wait<0>();
+        nk_wgmma_pin(output);
+    };
+    u32 otherWeights[8][4];
+    int tile = 1;
+    for (; tile + 1 < tiles; tile += 2) {
+        step(tile, weights, otherWeights);
+        step(tile + 1, otherWeights, weights);
+    }
+    if (tile < tiles) {
+        step(tile, weights, otherWeights);
+        finish(otherWeights);
+    } else {
+        finish(weights);
     }
 
     // Normalise by the full row sums (summed over the quad) and store rows inside the sequence.
+    const int warp = thread / 32;
+    const int g = (threadIdx.x & 31) >> 2;
+    const int t = threadIdx.x & 3;
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         rowSum[half] += __shfl_xor_sync(0xFFFFFFFFu, rowSum[half], 1);
@@ -255,15 +318,17 @@ NK_DEVICE void attention(const u16* __restrict__ q, const u16* __restrict__ k, c
 
     if (threadIdx.x == 0) {
         for (int stage = 0; stage < kStages; ++stage) {
-            nk_mbarrier_init(base + P::full + stage * 8, 32);
+            nk_mbarrier_init(base + P::full + stage * 8, kProducerThreads);
             nk_mbarrier_init(base + P::empty + stage * 8, kConsumerThreads);
         }
     }
     __syncthreads();
 
     if (threadIdx.x >= kConsumerThreads) {
+        nk_setmaxnreg_decrease<kProducerRegisters>();
         produce<D>(base, k, v, keyBase, keyTokens, rowStride, tiles);
     } else {
+        nk_setmaxnreg_increase<kConsumerRegisters>();
         const int firstQuery = blockIdx.x * kQueriesPerBlock + (threadIdx.x / 128) * kQueriesPerGroup;
         const u8* sampleMask = keyMask ? keyMask + (i64)sample * keyTokens : nullptr;
         consume<T, D>(base, q, o, sampleMask, queryBase, firstQuery, queryTokens, keyTokens, rowStride, tiles, scaleLog2);

@@ -51,6 +51,19 @@ NK_DEVICE void nk_fence_proxy_async() { asm volatile("fence.proxy.async.shared::
 /// Synchronises the `threads` threads that use named barrier `id` (1..15; 0 is __syncthreads).
 NK_DEVICE void nk_named_barrier(int id, int threads) { asm volatile("bar.sync %0, %1;" :: "r"(id), "r"(threads) : "memory"); }
 
+/// Arrives at named barrier `id` without waiting (the other `threads` − arrivals wait there with bar.sync).
+NK_DEVICE void nk_named_barrier_arrive(int id, int threads) {
+    asm volatile("bar.arrive %0, %1;" :: "r"(id), "r"(threads) : "memory");
+}
+
+/// Lowers this warpgroup's registers per thread to `Count` (a multiple of 8), returning them to the block's pool.
+template <int Count>
+NK_DEVICE void nk_setmaxnreg_decrease() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" :: "n"(Count)); }
+
+/// Raises this warpgroup's registers per thread to `Count`, waiting until the pool has them.
+template <int Count>
+NK_DEVICE void nk_setmaxnreg_increase() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" :: "n"(Count)); }
+
 /// Initialises the mbarrier at shared `address` for `count` arrivals per phase.
 NK_DEVICE void nk_mbarrier_init(u32 address, int count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(address), "r"(count) : "memory");
