@@ -11,10 +11,12 @@
 //     accumulators in registers, O += P·V (wgmma with P from registers, V transposed from shared memory). S of
 //     tile j and P·V of tile j − 1 are issued together, then tile j's softmax runs while that P·V is in flight; the
 //     two consumers take turns issuing (named barriers), so one's softmax overlaps the other's products.
-//   - warpgroup 2 produces: it copies K and V tiles into a ring of `kStages` shared-memory stages with 16-byte
-//     cp.async (zero-filled past Skv), waits for its own copies, fences them into the async proxy and arrives on the
-//     stage's `full` mbarrier; consumers arrive on the stage's `empty` mbarrier once their P·V has read it.
-//   setmaxnreg moves registers from the producer (40 per thread) to the consumers (232).
+//   - warpgroup 2 produces: it copies K and V tiles into two rings of `kStages` shared-memory stages with 16-byte
+//     cp.async (zero-filled past Skv); each thread's copies arrive on the stage's `full` mbarrier when they land
+//     (cp.async.mbarrier.arrive.noinc, so the producer never waits for its own copies). A consumer waits on `full`,
+//     fences the copies into the async proxy (wgmma reads there) and, once its S (for K) or its P·V (for V) has
+//     read the stage, arrives on the stage's `empty` mbarrier, which the producer waits on before refilling it.
+//   setmaxnreg moves registers from the producer (24 per thread) to the consumers (240).
 // Shared tiles use the 128-byte swizzle (attention_wgmma.cuh): a [rows][D] tile is D/64 blocks of [rows][64].
 #include "attention_wgmma.cuh"
 
@@ -28,16 +30,26 @@ constexpr int kStages = 3;
 constexpr int kConsumerThreads = kConsumerGroups * 128;
 constexpr int kProducerThreads = 128;
 constexpr int kThreads = kConsumerThreads + kProducerThreads;
-// Registers per thread after setmaxnreg (the block starts with 65536 / 384 = 168 each): the copies need few, the
-// consumers' accumulators many. 128·kProducerRegisters + 256·kConsumerRegisters must stay within 65536.
-constexpr int kProducerRegisters = 40;
-constexpr int kConsumerRegisters = 232;
-static_assert(kProducerThreads * kProducerRegisters + kConsumerThreads * kConsumerRegisters <= 65536, "register file");
+// Registers per thread after setmaxnreg: the copies need few, the consumers' accumulators many. The block starts
+// with 168 per thread (65536 / 384, rounded down to 8) and setmaxnreg.inc only hands out what the producer's
+// setmaxnreg.dec gave back, so the consumers' gain must not exceed the producer's loss (else .inc waits forever).
+constexpr int kProducerRegisters = 24;
+constexpr int kConsumerRegisters = 240;
+constexpr int kEntryRegisters = 65536 / kThreads / 8 * 8;
+static_assert(kConsumerThreads * (kConsumerRegisters - kEntryRegisters) <= kProducerThreads * (kEntryRegisters - kProducerRegisters),
+              "the consumers would wait for registers the producer never returns");
 
 #if defined(NK_HAS_WGMMA)
 
 /// −∞ as a float (the score of a masked key).
 NK_DEVICE float negative_infinity() { return __uint_as_float(0xFF800000u); }
+
+/// 2^x by the special-function unit alone (results below 2^-126 flush to 0, which a softmax weight can afford).
+NK_DEVICE float exp2_approx(float x) {
+    float result;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(result) : "f"(x));
+    return result;
+}
 
 /// Byte offset of 16-byte chunk `chunk` (of D/8) of row `row` in a swizzled [rows][D] tile.
 template <int Rows>
@@ -53,9 +65,12 @@ struct Plan {
     static constexpr u32 queries = 0;                                          // [2][64][D]
     static constexpr u32 keys = queries + kConsumerGroups * queryTileBytes;    // [kStages][128][D]
     static constexpr u32 values = keys + kStages * keyTileBytes;               // [kStages][128][D]
-    static constexpr u32 full = values + kStages * keyTileBytes;               // kStages mbarriers
-    static constexpr u32 empty = full + kStages * 8;                           // kStages mbarriers
-    static constexpr u32 bytes = empty + kStages * 8;
+    // mbarriers, kStages each: K or V tile landed (`Full`), K or V tile read by both consumers (`Empty`).
+    static constexpr u32 keyFull = values + kStages * keyTileBytes;
+    static constexpr u32 keyEmpty = keyFull + kStages * 8;
+    static constexpr u32 valueFull = keyEmpty + kStages * 8;
+    static constexpr u32 valueEmpty = valueFull + kStages * 8;
+    static constexpr u32 bytes = valueEmpty + kStages * 8;
     // The launcher (AttentionWGMMA.swift) asks for bytes + 1024 (alignment slack); an sm_90 block may have 232,448.
     static_assert(bytes + 1024 <= 232448, "shared memory plan too large");
 };
@@ -79,30 +94,34 @@ NK_DEVICE void copy_tile(u32 tileAddress, const u16* source, int firstRow, int v
     }
 }
 
-/// The producer warpgroup: K and V tiles into the stage ring.
+/// Starts copying one K or V tile into `stage` of its ring once both consumers have released that stage's previous
+/// tile; the stage's `full` mbarrier completes when this thread's copies (and all its earlier ones) have landed.
+template <int D>
+NK_DEVICE void produce_tile(u32 ring, u32 full, u32 empty, const u16* source, int tile, int keyTokens, int rowStride) {
+    using P = Plan<D>;
+    const int stage = tile % kStages;
+    if (tile >= kStages) nk_mbarrier_wait(empty + stage * 8, ((tile / kStages) - 1) & 1);
+    copy_tile<kKeysPerTile, D, kProducerThreads>(ring + stage * P::keyTileBytes, source, tile * kKeysPerTile, keyTokens, rowStride,
+                                                 threadIdx.x - kConsumerThreads);
+    nk_cp_async_arrive_noinc(full + stage * 8);
+}
+
+/// The producer warpgroup: K and V tiles into their rings, K of a tile first (S needs it a turn before P·V needs V).
 template <int D>
 NK_DEVICE void produce(u32 base, const u16* k, const u16* v, i64 keyBase, int keyTokens, int rowStride, int tiles) {
     using P = Plan<D>;
-    const int thread = threadIdx.x - kConsumerThreads;
     for (int tile = 0; tile < tiles; ++tile) {
-        const int stage = tile % kStages;
-        if (tile >= kStages) nk_mbarrier_wait(base + P::empty + stage * 8, ((tile / kStages) - 1) & 1);
-        const int firstKey = tile * kKeysPerTile;
-        copy_tile<kKeysPerTile, D, kProducerThreads>(base + P::keys + stage * P::keyTileBytes, k + keyBase, firstKey, keyTokens,
-                                                     rowStride, thread);
-        copy_tile<kKeysPerTile, D, kProducerThreads>(base + P::values + stage * P::keyTileBytes, v + keyBase, firstKey, keyTokens,
-                                                     rowStride, thread);
-        nk_cp_async_commit();
-        if (tile > 0) {
-            // The previous tile's copies are done: publish them while this tile's are in flight.
-            nk_cp_async_wait<1>();
-            nk_fence_proxy_async();
-            nk_mbarrier_arrive(base + P::full + ((tile - 1) % kStages) * 8);
-        }
+        produce_tile<D>(base + P::keys, base + P::keyFull, base + P::keyEmpty, k + keyBase, tile, keyTokens, rowStride);
+        produce_tile<D>(base + P::values, base + P::valueFull, base + P::valueEmpty, v + keyBase, tile, keyTokens, rowStride);
     }
-    nk_cp_async_wait<0>();
+    nk_cp_async_commit();
+    nk_cp_async_wait<0>();  // leave no copy in flight at exit
+}
+
+/// Waits for a K or V tile and makes the copies (generic proxy) visible to wgmma (async proxy) in this thread.
+NK_DEVICE void wait_for_tile(u32 full, int tile) {
+    nk_mbarrier_wait(full + (tile % kStages) * 8, (tile / kStages) & 1);
     nk_fence_proxy_async();
-    nk_mbarrier_arrive(base + P::full + ((tiles - 1) % kStages) * 8);
 }
 
 /// Issues S = Q·Kᵀ (64 queries × 128 keys) as one committed wgmma group: D/16 k-steps of 16 head dimensions.
@@ -177,7 +196,7 @@ NK_DEVICE void softmax_tile(float (&scores)[64], u32 (&weights)[8][4], float (&c
 #pragma unroll
         for (int c = 0; c < 8; ++c) {
             const int half = (c >> 1) & 1;
-            p[c] = exp2f(fmaf(scores[8 * step + c], scaleLog2, -reference[half]));
+            p[c] = exp2_approx(fmaf(scores[8 * step + c], scaleLog2, -reference[half]));
             rowSum[half] += p[c];
         }
         weights[step][0] = T::pack2(p[0], p[1]);
@@ -232,12 +251,13 @@ NK_DEVICE void consume(u32 base, const u16* q, u16* o, const u8* sampleMask, i64
     u32 weights[8][4];
     float correction[2];
 
-    nk_mbarrier_wait(base + P::full, 0);
+    wait_for_tile(base + P::keyFull, 0);
     wait_for_turn(group);
     issue_scores<T, D>(scores, queryTile, base + P::keys);
     pass_turn(group);
     nk_wgmma_wait<0>();
     nk_wgmma_pin(scores);
+    nk_mbarrier_arrive(base + P::keyEmpty);
     softmax_tile<T>(scores, weights, correction, rowMax, rowSum, 0, keyTokens, sampleMask, scaleLog2);
 
     // One tile: its S and the previous tile's P·V in one turn, its softmax while that P·V runs. `current` holds
@@ -245,21 +265,24 @@ NK_DEVICE void consume(u32 base, const u16* q, u16* o, const u8* sampleMask, i64
     const auto step = [&](int tile, const u32 (&current)[8][4], u32 (&next)[8][4]) {
         const int stage = tile % kStages;
         const int previous = (tile - 1) % kStages;
-        nk_mbarrier_wait(base + P::full + stage * 8, (tile / kStages) & 1);
+        wait_for_tile(base + P::keyFull, tile);
+        wait_for_tile(base + P::valueFull, tile - 1);
         wait_for_turn(group);
         issue_scores<T, D>(scores, queryTile, base + P::keys + stage * P::keyTileBytes);
         issue_values<T, D>(output, current, base + P::values + previous * P::keyTileBytes);
         pass_turn(group);
         nk_wgmma_wait<1>();  // S of this tile; P·V of the previous one may still run
         nk_wgmma_pin(scores);
+        nk_mbarrier_arrive(base + P::keyEmpty + stage * 8);
         softmax_tile<T>(scores, next, correction, rowMax, rowSum, tile * kKeysPerTile, keyTokens, sampleMask, scaleLog2);
         nk_wgmma_wait<0>();
         nk_wgmma_pin(output);
-        nk_mbarrier_arrive(base + P::empty + previous * 8);
+        nk_mbarrier_arrive(base + P::valueEmpty + previous * 8);
         rescale(output, correction);
     };
     // The last tile's P·V, alone in the warpgroup's last turn.
     const auto finish = [&](const u32 (&current)[8][4]) {
+        wait_for_tile(base + P::valueFull, tiles - 1);
         wait_for_turn(group);
         issue_values<T, D>(output, current, base + P::values + ((tiles - 1) % kStages) * P::keyTileBytes);
         if (group == 0) pass_turn(group);  // warpgroup 1's last turn is over: nobody waits for another
@@ -318,8 +341,10 @@ NK_DEVICE void attention(const u16* __restrict__ q, const u16* __restrict__ k, c
 
     if (threadIdx.x == 0) {
         for (int stage = 0; stage < kStages; ++stage) {
-            nk_mbarrier_init(base + P::full + stage * 8, kProducerThreads);
-            nk_mbarrier_init(base + P::empty + stage * 8, kConsumerThreads);
+            nk_mbarrier_init(base + P::keyFull + stage * 8, kProducerThreads);
+            nk_mbarrier_init(base + P::keyEmpty + stage * 8, kConsumerThreads);
+            nk_mbarrier_init(base + P::valueFull + stage * 8, kProducerThreads);
+            nk_mbarrier_init(base + P::valueEmpty + stage * 8, kConsumerThreads);
         }
     }
     __syncthreads();

@@ -64,6 +64,12 @@ NK_DEVICE void nk_setmaxnreg_decrease() { asm volatile("setmaxnreg.dec.sync.alig
 template <int Count>
 NK_DEVICE void nk_setmaxnreg_increase() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" :: "n"(Count)); }
 
+/// An arrival on the mbarrier once all of this thread's earlier cp.async copies have landed (counted in the
+/// mbarrier's expected arrivals: `.noinc`); the thread does not wait.
+NK_DEVICE void nk_cp_async_arrive_noinc(u32 address) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" :: "r"(address) : "memory");
+}
+
 /// Initialises the mbarrier at shared `address` for `count` arrivals per phase.
 NK_DEVICE void nk_mbarrier_init(u32 address, int count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(address), "r"(count) : "memory");
