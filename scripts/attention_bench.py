@@ -8,6 +8,7 @@ float32 PyTorch reference on fresh random inputs (outputs poisoned with NaN firs
 
     python3 scripts/attention_bench.py --compile-only          # compile for sm_90a, print the ptxas reports
     python3 scripts/attention_bench.py [--repeats 30] [--json FILE]   # on an H100/H200: check, then time
+    python3 scripts/attention_bench.py --kernels COPY --quick          # a variant's copy of the kernel folder, bf16 only
 """
 import argparse
 import ctypes
@@ -81,9 +82,9 @@ class Module:
 
 
 # The launch geometry of each kernel family (Operations/Attention*.swift mirrors it).
-def wgmma_launch(d, threads=384):
+def wgmma_launch(d):
     plan = 2 * 64 * d * 2 + 3 * 2 * 128 * d * 2 + 12 * 8
-    return dict(queries_per_block=128, threads=threads, shared=plan + 1024)
+    return dict(queries_per_block=128, threads=384, shared=plan + 1024)
 
 
 def fa2_launch(d):
@@ -96,7 +97,6 @@ def main():
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--json")
     parser.add_argument("--kernels", default=KERNELS, help="folder of the kernel sources (a variant's copy)")
-    parser.add_argument("--wgmma-threads", type=int, default=384, help="block size of a variant of the wgmma kernel")
     parser.add_argument("--quick", action="store_true", help="bf16 only: three checks, two timed shapes")
     parser.add_argument("--label", default="", help="printed before the speed table")
     args = parser.parse_args()
@@ -115,7 +115,7 @@ def main():
     dtypes = {"bf16": torch.bfloat16, "f16": torch.float16}
 
     def run(kind, dtype, d, q, k, v, o, mask):
-        launch = wgmma_launch(d, args.wgmma_threads) if kind == "wgmma" else fa2_launch(d)
+        launch = wgmma_launch(d) if kind == "wgmma" else fa2_launch(d)
         module = modules["attention_wgmma.cu" if kind == "wgmma" else "attention_fa2.cu"]
         name = f"nunchaku_attention_wgmma_{dtype}_d{d}" if kind == "wgmma" else f"nunchaku_attention_{dtype}_d{d}"
         function = module.function(name, launch["shared"])
