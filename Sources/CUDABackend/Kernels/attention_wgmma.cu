@@ -74,6 +74,8 @@ struct Plan {
     // The launcher (AttentionWGMMA.swift) asks for bytes + 1024 (alignment slack); an sm_90 block may have 232,448.
     static_assert(bytes + 1024 <= 232448, "shared memory plan too large");
 };
+static_assert(Plan<128>::bytes + 1024 == 230496 && Plan<64>::bytes + 1024 == 115808,
+              "AttentionWGMMALaunch.sharedMemoryBytes (Swift) must ask for exactly this plan");
 
 /// Copies `Rows` rows of `source` (rows `firstRow`…, `rowStride` elements apart, `validRows` of them inside the
 /// tensor) into a swizzled tile, `threads` threads starting at `thread`; rows past `validRows` are zero-filled.
