@@ -43,6 +43,8 @@ let package = Package(
                 .embedInCode("Kernels/ops_rotary.cu"),
                 .embedInCode("Kernels/ops_tokens.cu"),
                 .embedInCode("Kernels/attention_fa2.cu"),
+                .embedInCode("Kernels/attention_wgmma.cuh"),
+                .embedInCode("Kernels/attention_wgmma.cu"),
                 .embedInCode("Kernels/gemm_mma.cu"),
                 .embedInCode("Kernels/encoder_attention.cu"),
                 .embedInCode("Kernels/encoder_elementwise.cu"),

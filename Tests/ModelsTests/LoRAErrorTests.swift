@@ -34,9 +34,9 @@ struct LoRAErrorTests {
     }
 
     @Test func keysForOtherModelsAndSizesFailWithoutChangingTheModel() throws {
-        let fixture = try LoRAFixture()
-        let model = try FluxTransformer(config: fixture.config, weights: fixture.weights, source: "lora base")
-        let base = try fixture.run(model).floats()
+        let fixture = try LoRAFixture.shared()
+        let model = try fixture.model()
+        let base = fixture.baseOutput
         let width = fixture.config.innerDim
         var tensors = Self.pair("lora_unet_down_blocks_0_attentions_0_proj_in", rank: 4, 320, 320).mapKeys { $0.replacingOccurrences(of: "lora_A", with: "lora_down").replacingOccurrences(of: "lora_B", with: "lora_up") }
         tensors.merge(Self.pair("transformer.transformer_blocks.7.attn.to_q", rank: 4, width, width)) { $1 }

@@ -23,7 +23,7 @@ struct LoRALayerMapTests {
     }
 
     @Test func everyLayoutCarriesTheSameWeightChange() throws {
-        let fixture = try LoRAFixture()
+        let fixture = try LoRAFixture.shared()
         let config = fixture.config, width = config.innerDim
         let lora = try LoRAFile(path: LoRAFixture.path("kohya"))
         func plan(_ layout: FluxCheckpointLayout, fuse: Bool, interleaved: Bool) throws -> [String: LowRankBranch] {

@@ -11,9 +11,9 @@ import NunchakuCore
 struct LoRAParityTests {
     @Test(arguments: LoRAFixture.families)
     func float32MatchesDiffusers(family: String) throws {
-        let fixture = try LoRAFixture()
-        let model = try FluxTransformer(config: fixture.config, weights: fixture.weights, source: "lora base")
-        let base = try fixture.run(model).floats()
+        let fixture = try LoRAFixture.shared()
+        let model = try fixture.model()
+        let base = fixture.baseOutput
         #expect(Comparison.relativeError(base, try fixture.file("sample").floats()) <= 1e-5)
         let lora = try LoRAFile(path: LoRAFixture.path(family))
         let id = try model.loras.add(lora, strength: 1)
@@ -38,7 +38,7 @@ struct LoRAParityTests {
     /// The families whose pairs hit fused q/k/v, the split single-block `proj_out` and the interleaved adaLN layers.
     @Test(arguments: ["kohya", "bfl", "peft"])
     func nunchakuLayoutGivesTheSameOutput(family: String) throws {
-        let fixture = try LoRAFixture()
+        let fixture = try LoRAFixture.shared()
         let converted = try FluxNunchakuLayout.convert(diffusers: fixture.weights, config: fixture.config)
         let model = try FluxTransformer(config: fixture.config, weights: converted, layout: .nunchaku, source: "lora base nunchaku")
         try model.loras.add(LoRAFile(path: LoRAFixture.path(family)), strength: 0.6)
@@ -49,8 +49,8 @@ struct LoRAParityTests {
 
     /// Two LoRAs at once add their changes; each strength changes independently, and removing one leaves the other.
     @Test func twoLoRAsCompose() throws {
-        let fixture = try LoRAFixture()
-        let model = try FluxTransformer(config: fixture.config, weights: fixture.weights, source: "lora base")
+        let fixture = try LoRAFixture.shared()
+        let model = try fixture.model()
         let kohya = try model.loras.add(LoRAFile(path: LoRAFixture.path("kohya")), strength: 0.6)
         let xlabs = try model.loras.add(LoRAFile(path: LoRAFixture.path("xlabs")), strength: 1)
         let both = try fixture.run(model).floats()

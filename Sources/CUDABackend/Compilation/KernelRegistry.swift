@@ -25,6 +25,7 @@ public enum KernelRegistry {
         KernelHeader(name: "ops_common.cuh", text: text(PackageResources.ops_common_cuh)),
         KernelHeader(name: "ops_mma.cuh", text: text(PackageResources.ops_mma_cuh)),
         KernelHeader(name: "w4a4_fp8.cuh", text: text(PackageResources.w4a4_fp8_cuh)),
+        KernelHeader(name: "attention_wgmma.cuh", text: text(PackageResources.attention_wgmma_cuh)),
     ]
 
     /// Kernel files.
@@ -52,6 +53,8 @@ public enum KernelRegistry {
         KernelSource(name: "attention_fa2.cu", text: text(PackageResources.attention_fa2_cu),
                      kernelNames: ["nunchaku_attention_bf16_d64", "nunchaku_attention_bf16_d128",
                                    "nunchaku_attention_f16_d64", "nunchaku_attention_f16_d128"]),
+        KernelSource(name: "attention_wgmma.cu", text: text(PackageResources.attention_wgmma_cu),
+                     kernelNames: ["bf16", "f16"].flatMap { type in ["d64", "d128"].map { "nunchaku_attention_wgmma_\(type)_\($0)" } }),
         KernelSource(name: "gemm_mma.cu", text: text(PackageResources.gemm_mma_cu),
                      kernelNames: ["nunchaku_gemm_bf16", "nunchaku_gemm_f16"]),
         KernelSource(name: "encoder_attention.cu", text: text(PackageResources.encoder_attention_cu),

@@ -8,7 +8,6 @@ import SVDQuant
 /// those are uploaded); dense and AWQ layers get a side branch, `y + round(round(x·downᵀ)·upᵀ)` as two GEMMs and an
 /// add, the steps of the CPU's `LowRankSideBranchLinear`. Going back to the base layer is exact.
 final class FluxCUDAAdaptableLinear: @unchecked Sendable {
-    let name: String
     let base: FluxCUDALinear
     let context: CUDAContext
     private let lock = NSLock()
@@ -22,8 +21,7 @@ final class FluxCUDAAdaptableLinear: @unchecked Sendable {
         case sideBranch(down: DeviceTensor, up: DeviceTensor, ones: DeviceTensor)
     }
 
-    init(name: String, base: FluxCUDALinear, context: CUDAContext) {
-        self.name = name
+    init(base: FluxCUDALinear, context: CUDAContext) {
         self.base = base
         self.context = context
     }
@@ -75,7 +73,7 @@ final class FluxCUDAAdaptableLayers: @unchecked Sendable {
 
     /// Wraps `layer` (named `name`) so LoRAs can reach it.
     func register(_ layer: FluxCUDALinear, name: String, context: CUDAContext) -> FluxCUDALinear {
-        let adaptable = FluxCUDAAdaptableLinear(name: name, base: layer, context: context)
+        let adaptable = FluxCUDAAdaptableLinear(base: layer, context: context)
         lock.withLock { layers[name] = adaptable }
         return .adaptable(adaptable)
     }

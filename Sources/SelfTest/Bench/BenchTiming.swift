@@ -3,6 +3,7 @@ import CUDABackend
 /// GPU timing with device events: untimed warm-up launches, then timed ones, each bracketed by events on `stream`;
 /// the median in milliseconds. `launch` gets the repetition index (for rotating inputs).
 public enum BenchTiming {
+    /// The median of `repetitions` timed launches after `warmUp` untimed ones.
     public static func median(_ context: CUDAContext, stream: CUDAStream, warmUp: Int = 2, repetitions: Int = 10,
                               _ launch: (Int) throws -> Void) throws -> Double {
         for index in 0..<warmUp { try launch(index) }

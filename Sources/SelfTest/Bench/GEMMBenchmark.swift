@@ -30,6 +30,9 @@ public enum GEMMBenchmark {
     /// Input sets cycled between launches, so activations are not served from L2 (50 MB on an H100/H200).
     static let rotatingInputs = 3
 
+    /// Every shape of `fluxShapes` at each of `rows` (random INT4 layers, random bf16 inputs), `progress` called
+    /// after each row. `repetitions` timed launches per variant.
+    /// - Throws: `NunchakuError.unsupported` without cuBLASLt (the baseline); GPU errors.
     public static func run(context: CUDAContext, engine: CUDAW4A4FastEngine, rows: [Int], repetitions: Int,
                            progress: (GEMMBenchmarkRow) -> Void) throws -> [GEMMBenchmarkRow] {
         let gemm = CUDAGEMM(context: context)

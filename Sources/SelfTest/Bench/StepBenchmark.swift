@@ -27,6 +27,8 @@ public struct StepBenchmarkRow: Sendable, Codable {
 /// `nunchaku bench step`: one denoising step of a random-weight full-size FLUX model (batch 1), per mode and size.
 /// Models are loaded one at a time and released before the next.
 public enum StepBenchmark {
+    /// Each mode in order (its model loaded, measured at every `imageTokens`, released), `progress` after each size.
+    /// - Throws: model construction errors (`.fast` below sm_90), GPU errors.
     public static func run(context: CUDAContext, config: FluxConfig, modes: [StepBenchmarkMode], imageTokens: [Int],
                            textTokens: Int, steps: Int, progress: (StepBenchmarkRow) -> Void) throws -> [StepBenchmarkRow] {
         var results: [StepBenchmarkRow] = []
