@@ -1,0 +1,26 @@
+import Testing
+import NunchakuCore
+@testable import Models
+
+/// `LoRAStack.revision` counts every change to the model's layers (what a captured CUDA graph checks before a
+/// replay), and only those: a rejected LoRA changes nothing.
+struct LoRARevisionTests {
+    @Test func everyChangeAndOnlyChangesCount() throws {
+        let fixture = try LoRAFixture.shared()
+        let model = try fixture.model()
+        #expect(model.loras.revision == 0)
+        let id = try model.loras.add(LoRAFile(path: LoRAFixture.path("diffusers")), strength: 1)
+        #expect(model.loras.revision == 1)
+        try model.loras.setStrength(0.5, for: id)
+        #expect(model.loras.revision == 2)
+        let rejected = try LoRAFile(tensors: LoRAErrorTests.pair("transformer.transformer_blocks.7.attn.to_q", rank: 4, 8, 8),
+                                    metadata: nil, source: "bad.safetensors")
+        #expect(throws: LoRAError.self) { try model.loras.add(rejected) }
+        #expect(throws: NunchakuError.self) { try model.loras.setStrength(1, for: id + 1) }
+        #expect(model.loras.revision == 2, "a rejected change must not count")
+        try model.loras.remove(id)
+        #expect(model.loras.revision == 3)
+        try model.loras.reset()
+        #expect(model.loras.revision == 4)
+    }
+}
