@@ -24,3 +24,15 @@ struct LoRARevisionTests {
         #expect(model.loras.revision == 4)
     }
 }
+
+/// What a captured FLUX graph is fixed to, as its errors print it.
+struct FluxCUDAInputShapeTests {
+    @Test func shapesCompareAndDescribeThemselves() {
+        let dev = FluxCUDAInputShape(batch: 1, imageTokens: 4096, textTokens: 512, hasGuidance: true)
+        #expect(dev.description == "batch 1, 4096 image + 512 text tokens, guidance")
+        #expect(FluxCUDAInputShape(batch: 2, imageTokens: 1024, textTokens: 256, hasGuidance: false).description
+            == "batch 2, 1024 image + 256 text tokens")
+        #expect(dev != FluxCUDAInputShape(batch: 1, imageTokens: 4096, textTokens: 512, hasGuidance: false))
+        #expect(dev == FluxCUDAInputShape(batch: 1, imageTokens: 4096, textTokens: 512, hasGuidance: true))
+    }
+}
