@@ -20,7 +20,9 @@ struct BenchCommand: ParsableCommand {
         step: one FLUX.1-dev transformer step with random weights (batch 1, --tokens-text text tokens) at each \
         --tokens-image (1024 = 512×512 px, 4096 = 1024×1024 px): a BF16 model, then an INT4 model with exact, then \
         with fast numerics (--modes), each loaded alone; median of --steps steps after one warm-up, and the memory \
-        pool's peak. The fast numerics need sm_90+. --cuda-graph also captures each step into a CUDA graph and times         its replays right after the eager steps (same model, same inputs): the time saved and whether the output is         bit-identical.
+        pool's peak. The fast numerics need sm_90+. --cuda-graph also captures each step into a CUDA graph and \
+        times its replays right after the eager steps (same model, same inputs): the time saved and whether the \
+        output is bit-identical.
         """)
 
     enum Part: String, ExpressibleByArgument, CaseIterable { case gemm, step, all }
