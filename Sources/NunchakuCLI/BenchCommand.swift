@@ -21,7 +21,9 @@ struct BenchCommand: ParsableCommand {
         step: one FLUX.1-dev transformer step with random weights (batch 1, --tokens-text text tokens) at each \
         --tokens-image (1024 = 512×512 px, 4096 = 1024×1024 px): a BF16 model, then an INT4 model with exact, then \
         with fast numerics (--modes), each loaded alone; median of --steps (default 5) steps after one warm-up, and \
-        the memory pool's peak. The fast numerics need sm_90+.
+        the memory pool's peak. The fast numerics need sm_90+. --cuda-graph also captures each step into a CUDA \
+        graph and times its replays right after the eager steps (same model, same inputs): the time saved and \
+        whether the output is bit-identical.
 
         stages: the GPU VAE decoder and text encoders alone (--stage vae, clip, t5, t5-awq; default all): FLUX.1 VAE \
         decoder to --image-size² pixels, CLIP-L (77 tokens), T5-XXL bf16 or with 4-bit TinyChat block linears \
@@ -87,6 +89,8 @@ struct BenchCommand: ParsableCommand {
 
     @Option(help: "GPU index.")
     var device = 0
+    @Flag(name: .customLong("cuda-graph"), help: "step: also replay each step as a CUDA graph and report the time it saves.")
+    var cudaGraph = false
 
     @Option(name: .customLong("json"), help: "Also write the results as JSON to this file.")
     var jsonPath: String?
@@ -135,7 +139,7 @@ struct BenchCommand: ParsableCommand {
                 var done: [StepBenchmarkRow] = []
                 report.step = try StepBenchmark.run(
                     context: context, config: try FluxConfig.named(config), modes: modes, imageTokens: tokensImage,
-                    textTokens: tokensText, steps: steps) { row in
+                    textTokens: tokensText, steps: steps, cudaGraph: cudaGraph) { row in
                     done.append(row)
                     print(line(row, baseline: done))
                 }
@@ -164,6 +168,15 @@ struct BenchCommand: ParsableCommand {
         let ratio = bf16.map { String(format: ", %.2f× bf16", $0.milliseconds / row.milliseconds) } ?? ""
         return row.mode.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0)
             + String(format: " %5d image tokens: %8.1f ms", row.imageTokens, row.milliseconds)
-            + ratio + ", peak \(gib(row.peakBytes)), weights \(gib(row.weightBytes))"
+            + ratio + ", peak \(gib(row.peakBytes)), weights \(gib(row.weightBytes))" + graphText(row)
+    }
+
+    /// `; graph … ms (saves …)` for a row measured with `--cuda-graph`.
+    private func graphText(_ row: StepBenchmarkRow) -> String {
+        guard let graph = row.graphMilliseconds else { return "" }
+        let saved = row.milliseconds - graph
+        return String(format: "; graph %.1f ms (saves %.2f ms, %.1f%%, %.3f× eager)", graph, saved,
+                      100 * saved / row.milliseconds, row.milliseconds / graph)
+            + (row.graphMatchesEager == true ? ", same output" : ", OUTPUT DIFFERS from eager")
     }
 }

@@ -38,6 +38,9 @@ struct RunTransformerCommand: ParsableCommand {
             --compare-dense also runs the CPU model with SVDQuant layers as their dense equivalents (bf16) and prints \
             the error against it.
 
+            --cuda-graph (with --device cuda) then captures the step into a CUDA graph, times --steps replays the \
+            same way, and prints the time saved and whether the graph's output equals the eager one bit for bit.
+
             --random-weights bf16|int4|nvfp4 builds a random-weight model of --config (flux-dev, flux-schnell or a \
             config.json) in memory, with random inputs of --tokens-image image tokens (4096 = 1024×1024 px, 1024 = \
             512×512 px; several values run one after the other, smallest first, on the one model) and --tokens-text \
@@ -103,6 +106,9 @@ struct RunTransformerCommand: ParsableCommand {
     @Flag(help: "With --device cuda: also run the CPU model with dequantized (dense) SVDQuant layers and print the error.")
     var compareDense = false
 
+    @Flag(name: .customLong("cuda-graph"), help: "With --device cuda: also time the step replayed as a CUDA graph.")
+    var cudaGraph = false
+
     func validate() throws {
         if randomWeights == nil {
             guard model != nil, inputs != nil, output != nil else {
@@ -115,8 +121,8 @@ struct RunTransformerCommand: ParsableCommand {
             guard dtype != .f32 else { throw ValidationError("--device cuda computes in bf16; drop --dtype f32") }
             guard !dequantize else { throw ValidationError("--dequantize is a CPU reference mode; the GPU runs the 4-bit kernels") }
             guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
-        } else if compareCPU || compareDense || numerics == .fast {
-            throw ValidationError("--compare-cpu, --compare-dense and --numerics fast are for --device cuda runs")
+        } else if compareCPU || compareDense || numerics == .fast || cudaGraph {
+            throw ValidationError("--compare-cpu, --compare-dense, --numerics fast and --cuda-graph are for --device cuda runs")
         }
     }
 
@@ -176,6 +182,7 @@ struct RunTransformerCommand: ParsableCommand {
             let memory = try gpu.memoryPool.statistics()
             let (free, total) = try gpu.memoryInfo()
             print("peak GPU memory so far (memory pool): \(gib(memory.peakReservedBytes ?? memory.peakLiveBytes)) reserved, \(gib(memory.peakLiveBytes)) in live buffers; driver: \(gib(total - free)) in use of \(gib(total)) (context, modules, cuBLASLt included)")
+            if cudaGraph { try timeGraph(transformer, uploaded, eager: timing) }
             try write(timing.sample)
             try report(timing.sample)
             if compareCPU {
@@ -189,6 +196,21 @@ struct RunTransformerCommand: ParsableCommand {
                 print("relative error against the dense-equivalent CPU model (bf16): \(try Comparison.relativeError(timing.sample, reference))")
             }
         }
+    }
+
+    /// Captures the step into a CUDA graph, times its replays and prints them against the eager `timing`.
+    private func timeGraph(_ transformer: FluxCUDATransformer, _ inputs: FluxCUDAInputs, eager: FluxCUDAStepTiming) throws {
+        let clock = ContinuousClock()
+        var runner: FluxCUDAGraphRunner?
+        let capturing = try clock.measure { runner = try FluxCUDAGraphRunner(transformer: transformer, inputs: inputs) }
+        guard let runner else { return }
+        let replay = try runner.timeSteps(inputs, warmUp: 1, steps: steps)
+        let identical = replay.sample.withUnsafeBytes { graph in eager.sample.withUnsafeBytes { graph.elementsEqual($0) } }
+        let saved = eager.medianMilliseconds - replay.medianMilliseconds
+        print("CUDA graph (captured in \(format(capturing))): "
+              + String(format: "median %.1f ms of %d replays; saves %.2f ms (%.1f%%) per step; ",
+                       replay.medianMilliseconds, steps, saved, 100 * saved / eager.medianMilliseconds)
+              + (identical ? "output identical to the eager step" : "OUTPUT DIFFERS from the eager step"))
     }
 
     private var w4a4Numerics: W4A4Numerics { numerics == .fast ? .fast : .exact }

@@ -14,6 +14,7 @@ public enum SelfTestCatalog {
         + W4A4FastSelfTests.cases
         + AWQSelfTests.cases
         + FluxSelfTests.cases
+        + FluxGraphSelfTests.cases
         + TextEncoderSelfTests.cases
         + VAESelfTests.cases
         + LoRASelfTests.cases

@@ -10,8 +10,9 @@ import Testing
         let names = Self.cases.map(\.name)
         #expect(Set(names).count == names.count, "duplicate case names")
         for testCase in Self.cases {
-            // Copies and the TinyChat dequantization (same float32 operations as the CPU) must be bit-exact.
-            let isExact = testCase.kernel.hasSuffix("_tokens") || testCase.kernel == "awq.tinychat"
+            // Copies, the TinyChat dequantization (same float32 operations as the CPU) and graph replays (the same
+            // kernels as the eager step) must be bit-exact.
+            let isExact = testCase.kernel.hasSuffix("_tokens") || testCase.kernel == "awq.tinychat" || testCase.kernel == "flux.graph"
             #expect(isExact ? testCase.tolerance == 0 : (testCase.tolerance > 0 && testCase.tolerance <= 0.05), "\(testCase.name)")
         }
     }

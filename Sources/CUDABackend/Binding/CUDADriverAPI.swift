@@ -50,6 +50,14 @@ struct CUDADriverAPI: @unchecked Sendable {
     let cuMemcpyDtoHAsync: @convention(c) (UnsafeMutableRawPointer?, CUdeviceptr, Int, CUstream?) -> CUresult
     let cuMemcpyDtoDAsync: @convention(c) (CUdeviceptr, CUdeviceptr, Int, CUstream?) -> CUresult
     let cuMemsetD8Async: @convention(c) (CUdeviceptr, UInt8, Int, CUstream?) -> CUresult
+    let cuMemsetD16Async: @convention(c) (CUdeviceptr, UInt16, Int, CUstream?) -> CUresult
+
+    let cuStreamBeginCapture: @convention(c) (CUstream?, Int32) -> CUresult
+    let cuStreamEndCapture: @convention(c) (CUstream?, UnsafeMutablePointer<CUgraph?>?) -> CUresult
+    let cuGraphInstantiateWithFlags: @convention(c) (UnsafeMutablePointer<CUgraphExec?>?, CUgraph?, UInt64) -> CUresult
+    let cuGraphLaunch: @convention(c) (CUgraphExec?, CUstream?) -> CUresult
+    let cuGraphExecDestroy: @convention(c) (CUgraphExec?) -> CUresult
+    let cuGraphDestroy: @convention(c) (CUgraph?) -> CUresult
 
     let cuModuleLoadDataEx: @convention(c) (
         UnsafeMutablePointer<CUmodule?>?, UnsafeRawPointer?, UInt32,
@@ -108,6 +116,15 @@ struct CUDADriverAPI: @unchecked Sendable {
         cuMemcpyDtoHAsync = try resolve("cuMemcpyDtoHAsync_v2")
         cuMemcpyDtoDAsync = try resolve("cuMemcpyDtoDAsync_v2")
         cuMemsetD8Async = try resolve("cuMemsetD8Async")
+        cuMemsetD16Async = try resolve("cuMemsetD16Async")
+        // cuda.h: `#define cuStreamBeginCapture __CUDA_API_PTSZ(cuStreamBeginCapture_v2)` (the one with a mode);
+        // `cuGraphInstantiate` is a macro for `cuGraphInstantiateWithFlags` since CUDA 12.
+        cuStreamBeginCapture = try resolve("cuStreamBeginCapture_v2")
+        cuStreamEndCapture = try resolve("cuStreamEndCapture")
+        cuGraphInstantiateWithFlags = try resolve("cuGraphInstantiateWithFlags")
+        cuGraphLaunch = try resolve("cuGraphLaunch")
+        cuGraphExecDestroy = try resolve("cuGraphExecDestroy")
+        cuGraphDestroy = try resolve("cuGraphDestroy")
         cuModuleLoadDataEx = try resolve("cuModuleLoadDataEx")
         cuModuleUnload = try resolve("cuModuleUnload")
         cuModuleGetFunction = try resolve("cuModuleGetFunction")

@@ -13,6 +13,8 @@ typealias CUevent = OpaquePointer
 typealias CUmodule = OpaquePointer
 typealias CUfunction = OpaquePointer
 typealias CUmemoryPool = OpaquePointer
+typealias CUgraph = OpaquePointer
+typealias CUgraphExec = OpaquePointer
 
 /// The `CUresult` codes the runtime reacts to (every other code is reported by name).
 enum CUDAResultCode {
@@ -69,3 +71,15 @@ enum CUDAFlag {
     static let eventDefault: UInt32 = 0x0
     static let eventDisableTiming: UInt32 = 0x2
 }
+
+/// How strictly a stream capture refuses calls that are not capturable (`CUstreamCaptureMode`).
+public enum CUDAStreamCaptureMode: Int32, Sendable, CaseIterable {
+    /// Any thread making an unsafe call (a synchronous allocation, a host synchronisation) while this capture runs
+    /// gets an error, and the capture is invalidated: the strictest, and the default.
+    case global = 0
+    /// Only unsafe calls made by the capturing thread are refused.
+    case threadLocal = 1
+    /// Nothing is refused; unsafe calls simply act outside the graph.
+    case relaxed = 2
+}
+

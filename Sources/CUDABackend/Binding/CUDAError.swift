@@ -25,6 +25,8 @@ public enum CUDAError: Error, Equatable, CustomStringConvertible {
     case kernelNotFound(name: String, detail: String)
     /// A launch or copy was asked with values the runtime rejects before calling the driver.
     case invalidArgument(context: String, reason: String)
+    /// A CUDA graph could not be captured or run: what was being captured, and the call or buffer that broke it.
+    case graphCapture(context: String, reason: String)
 
     public var description: String {
         switch self {
@@ -57,6 +59,8 @@ public enum CUDAError: Error, Equatable, CustomStringConvertible {
             return "kernel \(name) not found: \(detail)"
         case let .invalidArgument(context, reason):
             return "\(context): \(reason)"
+        case let .graphCapture(context, reason):
+            return "CUDA graph capture of \(context) failed: \(reason)"
         }
     }
 

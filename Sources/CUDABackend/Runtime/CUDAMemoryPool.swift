@@ -25,6 +25,10 @@ public final class CUDAMemoryPool: @unchecked Sendable {
     private let pool: CUmemoryPool?
     private let lock = CUDALock()
     private var counters = CUDAMemoryStatistics()
+    /// The capture in progress, if any (`beginCapture` … `endCapture`), and the stream it captures.
+    private var capture: (ledger: CUDAGraphCaptureLedger<CUDAStream>, stream: CUDAStream)?
+    /// Graph allocations of a failed capture that were never backed by memory: dropping them only fixes the counters.
+    private var abandoned: Set<CUdeviceptr> = []
 
     /// True when buffers come from a stream-ordered pool.
     public var isStreamOrdered: Bool { pool != nil }
@@ -55,16 +59,17 @@ public final class CUDAMemoryPool: @unchecked Sendable {
             throw CUDAError.invalidArgument(context: "CUDAMemoryPool.allocate", reason: "the stream belongs to another device")
         }
         if byteCount == 0 { return DeviceBuffer(address: 0, byteCount: 0, pool: self, stream: stream) }
+        let capturing = try checkCaptureStream(stream, byteCount: byteCount)
         var address: CUdeviceptr = 0
         try handle.makeCurrent()
         var result = rawAllocate(&address, byteCount, stream)
-        if result == CUDAResultCode.outOfMemory {
+        if result == CUDAResultCode.outOfMemory, !capturing {
             // Frees queued on other streams return their memory once they complete: wait for them, hand the pool's
             // cached memory back to the driver, then retry once.
             try trim()
             result = rawAllocate(&address, byteCount, stream)
         }
-        if result == CUDAResultCode.outOfMemory {
+        if result == CUDAResultCode.outOfMemory, !capturing {
             // A failed pool allocation can leave memory reserved in the pool (seen on an H200: 5 MiB free of
             // 140 GiB after asking for 200 GiB); return it so the driver and the message see the real free memory.
             try trim()
@@ -80,6 +85,7 @@ public final class CUDAMemoryPool: @unchecked Sendable {
             counters.liveBuffers += 1
             counters.totalAllocations += 1
             counters.peakLiveBytes = max(counters.peakLiveBytes, counters.liveBytes)
+            capture?.ledger.allocated(address, byteCount: byteCount)
         }
         return DeviceBuffer(address: address, byteCount: byteCount, pool: self, stream: stream)
     }
@@ -92,8 +98,23 @@ public final class CUDAMemoryPool: @unchecked Sendable {
 
     /// Called by `DeviceBuffer.deinit`: queues the free on the buffer's stream. A failure here cannot be thrown;
     /// it leaves the memory allocated and is visible as `liveBytes` that never drop.
+    /// During a capture, a buffer the graph allocated is freed inside the graph; one made before is kept alive until
+    /// the graph is destroyed (`releaseDeferred`).
     func release(_ address: CUdeviceptr, byteCount: Int, stream: CUDAStream) {
-        guard byteCount > 0, (try? handle.makeCurrent()) != nil else { return }
+        guard byteCount > 0 else { return }
+        let freeNow: Bool = lock.withLock {
+            if abandoned.remove(address) != nil {
+                counters.liveBytes -= byteCount
+                counters.liveBuffers -= 1
+                return false
+            }
+            return capture?.ledger.shouldFreeNow(address, byteCount: byteCount, stream: stream) ?? true
+        }
+        if freeNow { free(address, byteCount: byteCount, stream: stream) }
+    }
+
+    private func free(_ address: CUdeviceptr, byteCount: Int, stream: CUDAStream) {
+        guard (try? handle.makeCurrent()) != nil else { return }
         let api = handle.driver.api
         let result = isStreamOrdered ? api.cuMemFreeAsync(address, stream.stream) : api.cuMemFree(address)
         guard result == CUDAResultCode.success else { return }
@@ -101,6 +122,53 @@ public final class CUDAMemoryPool: @unchecked Sendable {
             counters.liveBytes -= byteCount
             counters.liveBuffers -= 1
         }
+    }
+
+    /// Starts recording allocations for a capture of `stream` (`CUDAGraph`). Until `endCapture`, allocations must
+    /// be made on `stream`, and buffers made before are not freed when dropped.
+    /// - Throws: `CUDAError.graphCapture` without stream-ordered pools (a synchronous `cuMemAlloc` cannot be
+    ///   captured) or while another capture is running on this pool.
+    func beginCapture(of stream: CUDAStream, context: String) throws {
+        guard isStreamOrdered else {
+            throw CUDAError.graphCapture(
+                context: context, reason: "this GPU has no stream-ordered memory pools, and cuMemAlloc_v2 cannot be captured")
+        }
+        try lock.withLock {
+            guard capture == nil else {
+                throw CUDAError.graphCapture(context: context, reason: "another capture is running on this GPU's memory pool")
+            }
+            capture = (CUDAGraphCaptureLedger(), stream)
+        }
+    }
+
+    /// Ends the capture begun by `beginCapture` and returns what it recorded.
+    func endCapture() -> CUDAGraphCaptureLedger<CUDAStream> {
+        lock.withLock {
+            let ledger = capture?.ledger ?? CUDAGraphCaptureLedger()
+            capture = nil
+            return ledger
+        }
+    }
+
+    /// Marks graph allocations of a discarded graph (never backed by memory): dropping them frees nothing.
+    func abandon(_ addresses: [CUdeviceptr]) {
+        lock.withLock { abandoned.formUnion(addresses) }
+    }
+
+    /// Frees buffers whose frees a capture deferred (the graph that could use them is gone).
+    func releaseDeferred(_ frees: [CUDAGraphCaptureLedger<CUDAStream>.DeferredFree]) {
+        for entry in frees { free(entry.address, byteCount: entry.byteCount, stream: entry.stream) }
+    }
+
+    /// Whether a capture is running; refuses an allocation on another stream than the captured one.
+    private func checkCaptureStream(_ stream: CUDAStream, byteCount: Int) throws -> Bool {
+        guard let captured = lock.withLock({ capture?.stream }) else { return false }
+        guard captured === stream else {
+            throw CUDAError.graphCapture(
+                context: "an allocation of \(ByteCountText.describe(byteCount))",
+                reason: "it was asked on another stream than the one being captured; allocate on the captured stream")
+        }
+        return true
     }
 
     /// The counters now, with the pool's reserved bytes read from the driver.

@@ -54,6 +54,18 @@ extension CUDAStream {
         }
     }
 
+    /// Sets every 2-byte element of `buffer` to `value` (bf16 1.0 is `0x3F80`); the size must be even.
+    public func fill(_ buffer: DeviceBuffer, withHalfWords value: UInt16) throws {
+        try checkRange(buffer.byteCount, 0, in: buffer, "fill")
+        guard buffer.byteCount % 2 == 0 else {
+            throw CUDAError.invalidArgument(context: "fill", reason: "\(buffer.byteCount) bytes are not whole 2-byte elements")
+        }
+        guard buffer.byteCount > 0 else { return }
+        try handle.call("cuMemsetD16Async(\(buffer.byteCount / 2) elements)") {
+            $0.cuMemsetD16Async(buffer.address, value, buffer.byteCount / 2, stream)
+        }
+    }
+
     private func checkRange(_ byteCount: Int, _ offset: Int, in buffer: DeviceBuffer, _ context: String) throws {
         guard buffer.pool.handle === handle else {
             throw CUDAError.invalidArgument(context: context, reason: "the buffer lives on another device than the stream")

@@ -18,6 +18,11 @@ struct FluxCUDARotary: Sendable {
         cos = try DeviceTensor(uploading: table.cosTensor, context: context)
         sin = try DeviceTensor(uploading: table.sinTensor, context: context)
     }
+
+    init(cos: DeviceTensor, sin: DeviceTensor) {
+        self.cos = cos
+        self.sin = sin
+    }
 }
 
 /// The fused `q ‖ k ‖ v` projection of one stream with its per-head RMSNorm weights (float32 `[d]`).

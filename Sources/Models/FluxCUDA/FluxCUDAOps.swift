@@ -17,8 +17,10 @@ struct FluxCUDAOps {
     init(context: CUDAContext, gemm: CUDAGEMM, batch: Int, width: Int) throws {
         self.context = context
         self.gemm = gemm
-        ones = try DeviceTensor(uploading: Tensor([Float](repeating: 1, count: batch * width), shape: [batch, width], dtype: .bf16),
-                                context: context)
+        // Filled on the device (bf16 1.0 = 0x3F80), not uploaded: a forward queues no host copy, so it can be
+        // captured into a CUDA graph.
+        ones = try DeviceTensor(shape: [batch, width], dtype: .bf16, context: context)
+        try context.defaultStream.fill(ones.buffer, withHalfWords: 0x3F80)
     }
 
     func linear(_ layer: FluxCUDALinear, _ x: DeviceTensor) throws -> DeviceTensor {

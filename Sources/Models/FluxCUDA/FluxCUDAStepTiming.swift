@@ -22,6 +22,20 @@ extension FluxCUDATransformer {
     /// stream (so a step's time is the GPU's, launch gaps included), and brings the last `sample` back.
     /// - Throws: `NunchakuError.invalidArgument` when `steps` is below 1; GPU errors.
     public func timeSteps(_ inputs: FluxCUDAInputs, warmUp: Int = 1, steps: Int) throws -> FluxCUDAStepTiming {
+        try FluxCUDAStepTiming.measure(context: context, warmUp: warmUp, steps: steps) { try forward(inputs) }
+    }
+}
+
+extension FluxCUDAGraphRunner {
+    /// As `FluxCUDATransformer.timeSteps`, each step a graph replay (the input copies included in its time).
+    public func timeSteps(_ inputs: FluxCUDAInputs, warmUp: Int = 1, steps: Int) throws -> FluxCUDAStepTiming {
+        try FluxCUDAStepTiming.measure(context: transformer.context, warmUp: warmUp, steps: steps) { try forward(inputs) }
+    }
+}
+
+extension FluxCUDAStepTiming {
+    /// Times `step` (which queues one step on the default stream and returns its `sample`) as `timeSteps` describes.
+    static func measure(context: CUDAContext, warmUp: Int, steps: Int, _ step: () throws -> DeviceTensor) throws -> FluxCUDAStepTiming {
         guard steps >= 1, warmUp >= 0 else {
             throw NunchakuError.invalidArgument(context: "timeSteps", reason: "\(warmUp) warm-up and \(steps) timed steps: at least one timed step is needed")
         }
@@ -31,7 +45,7 @@ extension FluxCUDATransformer {
         for _ in 0..<(warmUp + steps) {
             let start = try context.makeEvent(), end = try context.makeEvent()
             try stream.record(start)
-            sample = try forward(inputs)
+            sample = try step()
             try stream.record(end)
             try end.synchronize()
             times.append(try end.milliseconds(since: start))

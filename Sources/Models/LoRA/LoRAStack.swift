@@ -40,6 +40,11 @@ public final class LoRAStack: @unchecked Sendable {
     /// The applied LoRAs, in the order they were added.
     public var applied: [Entry] { lock.withLock { entries } }
 
+    /// Counts the changes made to the model's layers (add, strength, remove, reset), so that work captured with the
+    /// layers as they were (a CUDA graph) can tell it is stale.
+    public var revision: Int { lock.withLock { changes } }
+    private var changes = 0
+
     /// Applies `lora` at `strength` (on top of the LoRAs already applied) and returns its id.
     /// - Throws: `LoRAError` naming the file and every key that does not fit this model (nothing is applied then).
     @discardableResult
@@ -92,6 +97,7 @@ public final class LoRAStack: @unchecked Sendable {
 
     /// Gives each layer the branches of the LoRAs touching it at a nonzero strength, side by side in order.
     private func rebuild(_ layers: Set<String>) throws {
+        changes += 1   // counted first: a rebuild that fails part-way has still changed some layers
         for layer in layers.sorted() {
             let branches = entries.compactMap { entry in entry.strength == 0 ? nil : entry.branches[layer]?.scaled(by: entry.strength) }
             try targets.adapt(layer, with: LowRankBranch.concatenating(branches))

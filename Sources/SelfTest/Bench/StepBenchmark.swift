@@ -22,20 +22,27 @@ public struct StepBenchmarkRow: Sendable, Codable {
     public let peakBytes: Int
     /// Device memory in live buffers after loading (the weights).
     public let weightBytes: Int
+    /// With `--cuda-graph`: the median step time of the same step replayed as a CUDA graph, measured right after
+    /// the eager steps (nil when not asked).
+    public var graphMilliseconds: Double?
+    /// With `--cuda-graph`: whether the graph's last `sample` equals the eager one bit for bit.
+    public var graphMatchesEager: Bool?
 }
 
 /// `nunchaku bench step`: one denoising step of a random-weight full-size FLUX model (batch 1), per mode and size.
-/// Models are loaded one at a time and released before the next.
+/// Models are loaded one at a time and released before the next. With `cudaGraph`, each size is also captured into
+/// a CUDA graph (`FluxCUDAGraphRunner`) and its replays timed in the same run, after the eager steps.
 public enum StepBenchmark {
     /// Each mode in order (its model loaded, measured at every `imageTokens`, released), `progress` after each size.
     /// - Throws: model construction errors (`.fast` below sm_90), GPU errors.
     public static func run(context: CUDAContext, config: FluxConfig, modes: [StepBenchmarkMode], imageTokens: [Int],
-                           textTokens: Int, steps: Int, progress: (StepBenchmarkRow) -> Void) throws -> [StepBenchmarkRow] {
+                           textTokens: Int, steps: Int, cudaGraph: Bool = false,
+                           progress: (StepBenchmarkRow) -> Void) throws -> [StepBenchmarkRow] {
         var results: [StepBenchmarkRow] = []
         try context.memoryPool.trim()
         for mode in modes {
             let rows = try run(context: context, config: config, mode: mode, imageTokens: imageTokens, textTokens: textTokens,
-                               steps: steps, progress: progress)
+                               steps: steps, cudaGraph: cudaGraph, progress: progress)
             results += rows
             try context.synchronize()
             try context.memoryPool.trim()
@@ -44,7 +51,8 @@ public enum StepBenchmark {
     }
 
     private static func run(context: CUDAContext, config: FluxConfig, mode: StepBenchmarkMode, imageTokens: [Int],
-                            textTokens: Int, steps: Int, progress: (StepBenchmarkRow) -> Void) throws -> [StepBenchmarkRow] {
+                            textTokens: Int, steps: Int, cudaGraph: Bool,
+                            progress: (StepBenchmarkRow) -> Void) throws -> [StepBenchmarkRow] {
         let checkpoint = try FluxRandomCheckpoint(config: config, format: mode == .bf16 ? .bf16 : .int4, seed: 0)
         let model = try FluxCUDATransformer(random: checkpoint, context: context, numerics: mode == .fast ? .fast : .exact)
         try context.synchronize()
@@ -57,8 +65,16 @@ public enum StepBenchmark {
             try context.memoryPool.resetPeak()
             let timing = try model.timeSteps(inputs, warmUp: 1, steps: steps)
             let memory = try context.memoryPool.statistics()
-            let row = StepBenchmarkRow(mode: mode, imageTokens: tokens, textTokens: textTokens, milliseconds: timing.medianMilliseconds,
+            var row = StepBenchmarkRow(mode: mode, imageTokens: tokens, textTokens: textTokens, milliseconds: timing.medianMilliseconds,
                                        peakBytes: memory.peakReservedBytes ?? memory.peakLiveBytes, weightBytes: weightBytes)
+            if cudaGraph {
+                let runner = try FluxCUDAGraphRunner(transformer: model, inputs: inputs)
+                let replay = try runner.timeSteps(inputs, warmUp: 1, steps: steps)
+                row.graphMilliseconds = replay.medianMilliseconds
+                row.graphMatchesEager = replay.sample.withUnsafeBytes { graph in
+                    timing.sample.withUnsafeBytes { eager in graph.elementsEqual(eager) }
+                }
+            }
             progress(row)
             rows.append(row)
         }
