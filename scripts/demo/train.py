@@ -184,6 +184,9 @@ def train_flux(transformer, clip, t5, latents, clip_ids, t5_ids, args, device, l
             curve.append(loss.item())
         if step % 250 == 0 or step == args.flux_steps - 1:
             log(f"flux step {step:5d} loss {loss.item():.4f} lr {lr:.2e} ({time.time() - start:.0f} s)", logf)
+        if args.flux_stop_step and step + 1 >= args.flux_stop_step:
+            log(f"flux: stopped after {step + 1} steps (--flux-stop-step)", logf)
+            break
         if time.time() - start > args.max_seconds_flux:
             log(f"flux: time cap reached at step {step} (not the configured {args.flux_steps})", logf)
             break
@@ -272,6 +275,8 @@ def main():
     p.add_argument("--flux-steps", type=int, default=6000)
     p.add_argument("--flux-batch", type=int, default=128)
     p.add_argument("--flux-lr", type=float, default=6e-4)
+    p.add_argument("--flux-stop-step", type=int, default=0,
+                   help="stop after this many steps, keeping the schedule of --flux-steps (reproduces a capped run)")
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16",
                    help="FLUX stage: bf16 autocast, or fp32 (TF32 matmuls)")
