@@ -12,7 +12,9 @@ struct GenerateCommand: ParsableCommand {
             text_encoder/, text_encoder_2/, transformer/, vae/) or a Hub repo id such as \
             black-forest-labs/FLUX.1-schnell already in the local Hugging Face cache ($HF_HUB_CACHE, $HF_HOME/hub, \
             ~/.cache/huggingface/hub); nothing is downloaded. --transformer replaces its transformer, e.g. with a \
-            Nunchaku SVDQuant file (svdq-int4_r32-flux.1-schnell.safetensors); transformer/ may then be absent.             Without --model the built-in flux-shapes demo model is used (docs/demo.md: $NUNCHAKU_DEMO_MODEL, else             models/flux-shapes of this repository) with its SVDQuant INT4 transformer, at 128×128.
+            Nunchaku SVDQuant file (svdq-int4_r32-flux.1-schnell.safetensors); transformer/ may then be absent. \
+            Without --model the built-in flux-shapes demo model is used (docs/demo.md: $NUNCHAKU_DEMO_MODEL, else \
+            models/flux-shapes of this repository) with its SVDQuant INT4 transformer, at 128×128.
 
             Defaults follow the model (told apart by the transformer's guidance_embeds): FLUX.1-dev 28 steps, \
             guidance 3.5, 512 T5 tokens; FLUX.1-schnell 4 steps, no guidance, 256 T5 tokens. The seed drives \
@@ -102,7 +104,8 @@ struct GenerateCommand: ParsableCommand {
                     seed: seed ?? UInt64.random(in: 0..<(1 << 53)), maxSequenceLength: maxSequenceLength)
                 let settings = try configuration.resolved(for: transformerConfig)
                 print(describe(folder, transformer, transformerConfig, settings))
-                let pipeline = try FluxPipelineLoader.load(folder: folder, options: try loadOptions(transformer), progress: handler)
+                let options = try loadOptions(transformer)
+                let pipeline = try FluxPipelineLoader.load(folder: folder, options: options, progress: handler)
                 display.finishLine()
                 let result = try pipeline.generate(configuration, progress: handler)
                 display.finishLine()
@@ -113,6 +116,11 @@ struct GenerateCommand: ParsableCommand {
                 }
                 let rate = Double(settings.steps) / max(result.stageSeconds[.denoising] ?? 0, 1e-9)
                 print("done: \(times.joined(separator: ", ")) (\(String(format: "%.3f", rate)) steps/s)")
+                if case .cuda(let context) = options.device {
+                    let memory = try context.memoryPool.statistics()
+                    let peak = Double(memory.peakReservedBytes ?? memory.peakLiveBytes) / Double(1 << 30)
+                    print("peak GPU memory (memory pool): \(String(format: "%.2f", peak)) GiB")
+                }
                 print("wrote \(paths.joined(separator: ", "))")
             }
         } catch let exit as ExitCode where exit == .failure && InterruptRequest.isRequested {

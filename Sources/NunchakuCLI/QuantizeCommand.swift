@@ -20,7 +20,12 @@ struct QuantizeCommand: ParsableCommand {
             `nunchaku run-transformer --inputs` reads; give several for more timesteps and prompts) and keeps \
             --calibration-rows random input rows per layer; --calibration reads activations saved before \
             (--save-calibration writes them: one [rows, K] tensor per W4A4 layer, named like the layer, \
-            docs/quantizer.md). Without either, the smoothing is chosen from the weights alone (worse).
+            docs/quantizer.md). --calibration-prompts instead runs the whole text-to-image pipeline on the CPU \
+            (bf16): for each prompt of the file (one per line, seed = its index) the text encoders and every \
+            denoising step of --calibration-steps at --calibration-size pixels, recording the transformer's layer \
+            inputs on the way (no image is decoded). The text encoders, tokenizers and scheduler come from \
+            --calibration-pipeline (a FLUX pipeline folder or a cached Hub repo id; default --model when it is a \
+            pipeline folder). Without any of these, the smoothing is chosen from the weights alone (worse).
 
             Layers are quantized one at a time and kept in <output>.parts/; run the same command again after an \
             interruption to continue (layers whose settings, weights and calibration match are reused), or pass \
@@ -51,6 +56,18 @@ struct QuantizeCommand: ParsableCommand {
     @Option(name: .customLong("calibration-inputs"), help: "Forward inputs to record activations on (repeatable).")
     var calibrationInputs: [String] = []
 
+    @Option(name: .customLong("calibration-prompts"), help: "A text file of prompts (one per line) to run the pipeline on for calibration.")
+    var calibrationPrompts: String?
+
+    @Option(name: .customLong("calibration-pipeline"), help: "With --calibration-prompts: the FLUX pipeline folder or cached repo id (default: --model).")
+    var calibrationPipeline: String?
+
+    @Option(name: .customLong("calibration-steps"), help: "With --calibration-prompts: denoising steps per prompt (default: the model's, 28 dev / 4 schnell).")
+    var calibrationSteps: Int?
+
+    @Option(name: .customLong("calibration-size"), help: "With --calibration-prompts: image width and height in pixels (a multiple of 16).")
+    var calibrationSize = 512
+
     @Option(name: .customLong("calibration-rows"), help: "Random activation rows kept per layer.")
     var calibrationRows = CalibrationCollection.defaultRowsPerLayer
 
@@ -76,12 +93,16 @@ struct QuantizeCommand: ParsableCommand {
     var ablationLayer: String?
 
     func validate() throws {
-        if calibration != nil && !calibrationInputs.isEmpty {
-            throw ValidationError("give --calibration or --calibration-inputs, not both")
+        let sources = [calibration != nil, !calibrationInputs.isEmpty, calibrationPrompts != nil].filter { $0 }.count
+        if sources > 1 {
+            throw ValidationError("give one of --calibration, --calibration-inputs and --calibration-prompts")
+        }
+        if calibrationPrompts == nil, calibrationPipeline != nil || calibrationSteps != nil {
+            throw ValidationError("--calibration-pipeline and --calibration-steps go with --calibration-prompts")
         }
         if !ablation && output == nil { throw ValidationError("missing --output (-o)") }
-        if ablation && calibration == nil && calibrationInputs.isEmpty {
-            throw ValidationError("--ablation measures on held-out activations: give --calibration or --calibration-inputs")
+        if ablation && sources == 0 {
+            throw ValidationError("--ablation measures on held-out activations: give --calibration, --calibration-inputs or --calibration-prompts")
         }
     }
 
@@ -133,27 +154,65 @@ struct QuantizeCommand: ParsableCommand {
             try set.validate(against: source.plan, source: calibration)
             return set
         }
+        if let calibrationPrompts {
+            return try recordOnPrompts(source, path: calibrationPrompts, work: work)
+        }
         guard !calibrationInputs.isEmpty else {
             log("no calibration: the smoothing is chosen from the weights alone (activation outliers are not seen); "
-                + "give --calibration-inputs for a better checkpoint")
+                + "give --calibration-inputs or --calibration-prompts for a better checkpoint")
             return nil
         }
-        let seed: UInt64 = 0xCA11B
-        let key = try CalibrationCache.key(model: source, inputPaths: calibrationInputs, rowsPerLayer: calibrationRows, seed: seed)
+        let key = try CalibrationCache.key(model: source, inputPaths: calibrationInputs, rowsPerLayer: calibrationRows, seed: Self.calibrationSeed)
+        return try cachedCalibration(key: key, work: work) {
+            let inputs = try calibrationInputs.map { try SafeTensorsCheckpoint(path: $0) as any TensorProvider }
+            let start = ContinuousClock.now
+            return try CalibrationCollection.collect(model: source, inputs: inputs, rowsPerLayer: calibrationRows, seed: Self.calibrationSeed) { done in
+                log("calibration forward \(done)/\(inputs.count) done (\(Self.duration((ContinuousClock.now - start).seconds)))")
+            }
+        }
+    }
+
+    private static let calibrationSeed: UInt64 = 0xCA11B
+
+    /// The calibration cached in the work folder under `key`, or `record()`'s (then cached there).
+    private func cachedCalibration(key: String, work: QuantizationWorkFolder?, record: () throws -> CalibrationSet) throws -> CalibrationSet {
         if let work, let cached = CalibrationCache.load(path: work.calibrationCachePath, key: key) {
             log("reusing the calibration activations recorded by the interrupted run")
             return cached
         }
-        let inputs = try calibrationInputs.map { try SafeTensorsCheckpoint(path: $0) as any TensorProvider }
-        let start = ContinuousClock.now
-        let set = try CalibrationCollection.collect(model: source, inputs: inputs, rowsPerLayer: calibrationRows, seed: seed) { done in
-            log("calibration forward \(done)/\(inputs.count) done (\(Self.duration((ContinuousClock.now - start).seconds)))")
-        }
+        let set = try record()
         if let work {
             try work.create()
             try CalibrationCache.store(set, path: work.calibrationCachePath, key: key)
         }
         return set
+    }
+
+    /// Records the layer inputs of the pipeline's denoising loops over the prompts in the file at `path`.
+    private func recordOnPrompts(_ source: FluxSourceModel, path: String, work: QuantizationWorkFolder?) throws -> CalibrationSet {
+        let prompts = try FluxPromptCalibration.prompts(contentsOfFile: path)
+        let folder = try FluxPipelineLoader.folder(for: calibrationPipeline ?? model, transformerReplaced: true)
+        let template = FluxPipeline.Configuration(prompts: [], steps: calibrationSteps, width: calibrationSize, height: calibrationSize)
+        var first = template
+        first.prompts = [prompts[0]]
+        let steps = try first.resolved(for: source.config).steps   // settings checked before the long work
+        let settings = "prompts: pipeline \(folder.root), \(steps) steps, \(calibrationSize) px"
+        let key = try CalibrationCache.key(model: source, inputPaths: [path], rowsPerLayer: calibrationRows,
+                                           seed: Self.calibrationSeed, settings: settings)
+        return try cachedCalibration(key: key, work: work) {
+            log("calibration: \(prompts.count) prompt(s) × \(steps) steps at \(calibrationSize)² through \(folder.root)")
+            let start = ContinuousClock.now
+            return try CalibrationCollection.collect(model: source, rowsPerLayer: calibrationRows, seed: Self.calibrationSeed) { transformer in
+                let pipeline = try FluxPipelineLoader.load(folder: folder, options: FluxPipelineLoadOptions(dtype: .bf16), transformer: transformer)
+                try FluxPromptCalibration.run(pipeline, prompts: prompts, template: template) { index, progress in
+                    if progress.stage == .denoising, progress.completed > 0 {
+                        log("calibration prompt \(index + 1)/\(prompts.count), step \(progress.completed)/\(progress.total) "
+                            + "(\(Self.duration((ContinuousClock.now - start).seconds)))")
+                    }
+                    return .proceed
+                }
+            }
+        }
     }
 
     private func runAblation(_ source: FluxSourceModel, _ calibration: CalibrationSet, _ configuration: SVDQuantConfiguration) throws {

@@ -54,7 +54,7 @@ struct EvaluationPipelines {
 
     private func withTransformerFile(_ path: String) throws -> FluxPipeline {
         let files = try FluxModelFiles(path: path)
-        return base.replacingTransformer(try FluxTransformer(files: files, computeDType: .bf16, quantizedLayers: .kernelExact))
+        return try withTransformer(try FluxTransformer(files: files, computeDType: .bf16, quantizedLayers: .kernelExact))
     }
 
     private func simulated(_ scheme: SimulatedQuantizationFactory.Scheme) throws -> FluxPipeline {
@@ -62,7 +62,14 @@ struct EvaluationPipelines {
         let transformer = try FluxTransformer(
             config: source.config, weights: source.weights, layout: .diffusers, computeDType: .bf16,
             linearFactory: SimulatedQuantizationFactory(scheme: scheme), source: source.source)
-        return base.replacingTransformer(transformer)
+        return try withTransformer(transformer)
+    }
+
+    /// The BF16 pipeline with another transformer (text encoders, VAE and scheduler shared).
+    private func withTransformer(_ transformer: any FluxDenoising) throws -> FluxPipeline {
+        var models = base.models
+        models.transformer = transformer
+        return try FluxPipeline(models: models, tokenizers: base.tokenizers, scheduler: base.scheduler, dtype: base.dtype)
     }
 
     /// SVDQuant NVFP4 rank 32 of the BF16 transformer, calibrated on the folder's calibration inputs exactly as

@@ -27,6 +27,33 @@ struct FluxPipelineLoadingTests {
         ])
     }
 
+    /// FLUX repos ship CLIP as vocab.json + merges.txt; transformers builds the same tokenizer from them.
+    @Test func clipVocabularyFilesGiveTheIDsOfTheTokenizerJSON() throws {
+        let fixture = try TinyFluxPipeline()
+        defer { fixture.remove() }
+        let withJSON = try FluxPromptTokenizers(folder: FluxPipelineFolder(root: fixture.folder))
+        let tokenizerFolder = "\(fixture.folder)/tokenizer"
+        let file = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(tokenizerFolder)/tokenizer.json")))
+        let model = try #require((file as? [String: Any])?["model"] as? [String: Any])
+        let merges: [String] = try #require(model["merges"] as? [Any]).map { (entry: Any) -> String in
+            if let pair = entry as? [String] { return pair.joined(separator: " ") }
+            return entry as? String ?? ""
+        }
+        try JSONSerialization.data(withJSONObject: try #require(model["vocab"])).write(to: URL(fileURLWithPath: "\(tokenizerFolder)/vocab.json"))
+        try Data(("#version: 0.2\n" + merges.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: "\(tokenizerFolder)/merges.txt"))
+        try FileManager.default.removeItem(atPath: "\(tokenizerFolder)/tokenizer.json")
+
+        let fromVocabulary = try FluxPromptTokenizers(folder: FluxPipelineFolder(root: fixture.folder))
+        let corpus = try #require(try FixtureFiles.json("tokenizers/corpus.json").arrayElements?.compactMap(\.stringValue))
+        try #require(corpus.count == 30)
+        #expect(try fromVocabulary.clipIDs(corpus) == withJSON.clipIDs(corpus))
+        #expect(fromVocabulary.clipPadID == withJSON.clipPadID)
+
+        try FileManager.default.removeItem(atPath: "\(tokenizerFolder)/merges.txt")
+        let error = try #require(throws: FluxPipelineError.self) { try FluxPipelineFolder(root: fixture.folder) }
+        #expect(error.description.contains("tokenizer/tokenizer.json or tokenizer/vocab.json + merges.txt (looked in \(tokenizerFolder))"))
+    }
+
     @Test func aReplacedTransformerNeedsNoTransformerFolder() throws {
         let fixture = try TinyFluxPipeline()
         defer { fixture.remove() }
@@ -59,6 +86,15 @@ struct FluxPipelineLoadingTests {
         #expect(error == .notInCache(repoID: "tiny-org/absent", searched: [
             "\(cache)/absent/models--tiny-org--absent/snapshots", "\(cache)/models--tiny-org--absent/snapshots"]))
         #expect(error.description.contains("huggingface-cli download tiny-org/absent"))
+    }
+
+    @Test func aFolderOfAnotherPipelineIsNamed() throws {
+        let fixture = try TinyFluxPipeline()
+        defer { fixture.remove() }
+        let index = "\(fixture.folder)/model_index.json"
+        try Data(#"{"_class_name": "StableDiffusion3Pipeline"}"#.utf8).write(to: URL(fileURLWithPath: index))
+        let error = try #require(throws: NunchakuError.self) { try FluxPipelineFolder(root: fixture.folder) }
+        #expect(error == .unsupported(context: index, reason: "names a StableDiffusion3Pipeline, not a FLUX pipeline (FluxPipeline)"))
     }
 
     @Test func onlyOrgSlashNameIsARepoID() {

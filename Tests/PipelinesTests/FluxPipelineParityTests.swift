@@ -106,7 +106,28 @@ struct FluxPipelineParityTests {
         #expect(psnr >= 40)
         #expect(output.images.count == 4 && output.images.allSatisfy { $0.width == 48 && $0.height == 32 })
     }
+
+    /// The whole pipeline in bf16 (diffusers with torch_dtype=bfloat16): the noise is PyTorch 2.15's bf16 randn
+    /// bit for bit, and every stage lands about as far from fp32 as diffusers' own bf16 run does.
+    @Test func bfloat16StaysAsCloseAsDiffusersBFloat16() throws {
+        let fixture = try TinyFluxPipeline()
+        defer { fixture.remove() }
+        let output = try fixture.load(dtype: .bf16).generate(fixture.configuration)
+        #expect(output.latents.initial.dtype == .bf16 && output.latents.final.dtype == .bf16)
+        #expect(output.latents.initial.floats() == (try fixture.tensor("noise_bf16").floats()), "bf16 noise differs from torch.randn")
+        let stages: [(String, Tensor)] = [("prompt_embeds", output.embeddings.prompt), ("pooled_prompt_embeds", output.embeddings.pooled),
+                                          ("latents", output.latents.final), ("image", output.decoded)]
+        for (name, ours) in stages {
+            let fp32 = try fixture.tensor(name), theirs = try fixture.tensor("\(name)_bf16")
+            let oursError = try relativeError(ours, fp32), theirsError = try relativeError(theirs, fp32)
+            let between = try relativeError(ours, theirs)
+            print("tiny FLUX pipeline bf16, \(name): ours vs fp32 \(oursError), diffusers bf16 vs fp32 \(theirsError), ours vs diffusers bf16 \(between)")
+            #expect(oursError <= 1.5 * theirsError + 1e-2, "\(name): ours \(oursError), diffusers \(theirsError)")
+            #expect(between <= 6e-2, "\(name): \(between) from diffusers' bf16 run")
+        }
+    }
 }
+
 
 /// PSNR of two 8-bit images in dB (infinite when they are equal).
 func peakSignalToNoiseRatio(_ a: [UInt8], _ b: [UInt8]) -> Double {

@@ -5,8 +5,8 @@ Builds a FLUX pipeline with the synthetic CLIP and T5 tokenizers of Tests/Pipeli
 by pipeline_tokenizer_fixtures.py, research §5.3; the files as the trainer wrote them, so transformers rebuilds them
 as it does for hub files), a tiny CLIP text model, T5 encoder, FLUX transformer (dev-like: guidance embedding) and
 AutoencoderKL decoder, and the FLUX.1-dev scheduler config. Every parameter the pipeline reads comes from the
-deterministic generator of flux_transformer_reference.py / vae_reference.py (element i of tensor `name` is
-float32(offset + scale * (u_i / 2**23 - 1)), u_i = splitmix64(fnv1a64(name) XOR seed, i) >> 40), so the Swift test
+deterministic generator of seeded_weights.py (element i of tensor `name` is float32(offset + scale * (u_i / 2**23 - 1)),
+u_i = splitmix64(fnv1a64(name) XOR seed, i) >> 40) with vae_reference.py's offsets and scales, so the Swift test
 regenerates the weights bit for bit and no weights are committed.
 
 It runs the pipeline in fp32 on the CPU (seed -> torch.Generator("cpu"), two prompts x two images, a few steps) and
@@ -16,7 +16,9 @@ writes Tests/PipelinesTests/Fixtures/pipeline-tiny.safetensors:
             images_per_prompt, steps, guidance, width, height, max_sequence_length), versions;
   tensors:  clip_ids, t5_ids (i64, one row per prompt), prompt_embeds, pooled_prompt_embeds (one row per image),
             noise (the packed initial latents), latents (packed, after the last step), image (the VAE output in
-            [-1, 1], [B, 3, H, W]), image_u8 (the 8-bit images, [B, H, W, 3], from the pipeline's own PIL output).
+            [-1, 1], [B, 3, H, W]), image_u8 (the 8-bit images, [B, H, W, 3], from the pipeline's own PIL output);
+            the same run with the whole pipeline in bf16 (`pipe.to(torch.bfloat16)`, as torch_dtype=bfloat16 loads
+            it): noise_bf16, prompt_embeds_bf16, pooled_prompt_embeds_bf16, latents_bf16, image_bf16 (bf16 tensors).
 
 With --folder DIR it also saves the pipeline (save_pretrained, with weights) and DIR/reference-<i>.png, for trying
 `nunchaku generate --model DIR` by hand.
@@ -24,8 +26,8 @@ With --folder DIR it also saves the pipeline (save_pretrained, with weights) and
 Run with the reference venv: /work/pyref/bin/python scripts/parity/flux_pipeline_reference.py [--folder /tmp/tiny-flux]
 """
 import argparse
+import copy
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -40,42 +42,16 @@ from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeli
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5Tokenizer
 
+from seeded_weights import generated_weight
+from vae_reference import weight_rule  # norm weights around 1, biases small, matrices ~ sqrt(3 / fan_in)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "Tests", "PipelinesTests", "Fixtures")
 TOKENIZERS = os.path.join(FIXTURES, "tokenizers")
-MASK64 = (1 << 64) - 1
 
 SETTINGS = dict(prompts=["a photo of a cat holding a sign that says hello world",
                          "Über straße: an astronaut riding a horse on the moon, 8k"],
                 images_per_prompt=2, steps=3, guidance=3.5, width=48, height=32, max_sequence_length=16)
-
-
-def fnv1a64(text):
-    h = 0xCBF29CE484222325
-    for byte in text.encode("utf-8"):
-        h = ((h ^ byte) * 0x100000001B3) & MASK64
-    return h
-
-
-def splitmix64_stream(state, count):
-    z = np.uint64(state) + (np.arange(1, count + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-def generated_weight(name, shape, offset, scale, seed):
-    count = int(np.prod(shape)) if shape else 1
-    u = (splitmix64_stream(fnv1a64(name) ^ seed, count) >> np.uint64(40)).astype(np.float64)
-    return torch.from_numpy((offset + scale * (u / 2.0**23 - 1.0)).astype(np.float32).reshape(shape))
-
-
-def weight_rule(name, shape):
-    """(offset, scale): norm weights around 1, biases small, matrices ~ sqrt(3 / fan_in) (a power of two)."""
-    if len(shape) == 1:
-        return (1.0, 0.25) if "norm" in name and name.endswith(".weight") else (0.0, 0.125)
-    fan_in = int(np.prod(shape[1:]))
-    return 0.0, 2.0 ** -math.floor(math.log2(math.sqrt(fan_in / 3)))
 
 
 def fill(model, seed, skip=()):
@@ -143,6 +119,28 @@ def configs_of(pipe, tmp):
     return configs, folder
 
 
+def run_bf16(pipe, seed):
+    """The stage tensors of the same run with every model in bf16."""
+    s = SETTINGS
+    batch = len(s["prompts"]) * s["images_per_prompt"]
+    half = copy.deepcopy(pipe).to(torch.bfloat16)
+    with torch.no_grad():
+        prompt_embeds, pooled, _ = half.encode_prompt(prompt=s["prompts"], prompt_2=None,
+                                                      num_images_per_prompt=s["images_per_prompt"],
+                                                      max_sequence_length=s["max_sequence_length"])
+        noise, _ = half.prepare_latents(batch, 16, s["height"], s["width"], prompt_embeds.dtype, torch.device("cpu"),
+                                        torch.Generator("cpu").manual_seed(seed))
+        latents = half(prompt=s["prompts"], generator=torch.Generator("cpu").manual_seed(seed), output_type="latent",
+                       height=s["height"], width=s["width"], num_inference_steps=s["steps"],
+                       guidance_scale=s["guidance"], max_sequence_length=s["max_sequence_length"],
+                       num_images_per_prompt=s["images_per_prompt"]).images
+        unpacked = half._unpack_latents(latents, s["height"], s["width"], half.vae_scale_factor)
+        image = half.vae.decode(unpacked / half.vae.config.scaling_factor + half.vae.config.shift_factor,
+                                return_dict=False)[0]
+    return dict(noise_bf16=noise, prompt_embeds_bf16=prompt_embeds, pooled_prompt_embeds_bf16=pooled,
+                latents_bf16=latents, image_bf16=image)
+
+
 def run(pipe, seed):
     s = SETTINGS
     batch = len(s["prompts"]) * s["images_per_prompt"]
@@ -185,6 +183,7 @@ def main():
         pipe, weights = build(args.seed, tmp)
         configs, saved = configs_of(pipe, tmp)
         tensors, pil = run(pipe, args.seed)
+        tensors.update(run_bf16(pipe, args.seed))
         if args.folder:
             shutil.rmtree(args.folder, ignore_errors=True)
             shutil.copytree(saved, args.folder)

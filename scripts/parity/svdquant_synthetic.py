@@ -31,7 +31,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "reference"))
-from flux_transformer_reference import fnv1a64, splitmix64_stream  # noqa: E402
+from seeded_weights import fnv1a64, splitmix64_stream  # noqa: E402
 from svdquant_pack_reference import (pack_awq, pack_group_scales, pack_micro_scales, pack_proj_down,  # noqa: E402
                                      pack_proj_up, pack_qweight, pack_vector, interleave_rows)
 

@@ -29,6 +29,8 @@ import diffusers
 from diffusers import AutoencoderKL
 from safetensors.torch import save_file
 
+from seeded_weights import generated_weight
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "Tests", "PipelinesTests", "Fixtures")
 
@@ -42,30 +44,6 @@ CONFIGS = {
                latent_channels=4, norm_num_groups=4, scaling_factor=0.18215),
 }
 LATENT_GRID = {"flux": (2, 3, 4), "sd": (1, 5, 3)}  # batch, height, width
-
-MASK64 = (1 << 64) - 1
-
-
-def fnv1a64(text):
-    h = 0xCBF29CE484222325
-    for byte in text.encode("utf-8"):
-        h = ((h ^ byte) * 0x100000001B3) & MASK64
-    return h
-
-
-def splitmix64_stream(state, count):
-    z = np.uint64(state) + (np.arange(1, count + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-def generated_weight(name, shape, offset, scale, seed):
-    count = int(np.prod(shape)) if shape else 1
-    u = (splitmix64_stream(fnv1a64(name) ^ seed, count) >> np.uint64(40)).astype(np.float64)
-    values = offset + scale * (u / 2.0**23 - 1.0)
-    return torch.from_numpy(values.astype(np.float32).reshape(shape))
-
 
 def weight_rule(name, shape):
     """(offset, scale): GroupNorm weights around 1, biases small, conv/linear weights ~ sqrt(3 / fan_in)."""

@@ -39,21 +39,6 @@ public struct FluxPipeline: Sendable {
     /// The transformer's config (it decides the defaults: guidance-distilled dev or schnell).
     public var transformerConfig: FluxConfig { models.transformer.config }
 
-    /// This pipeline with another transformer (e.g. one that records its layers' inputs).
-    public func replacingTransformer(_ transformer: any FluxDenoising) -> FluxPipeline {
-        var models = self.models
-        models.transformer = transformer
-        return FluxPipeline(checked: models, tokenizers: tokenizers, scheduler: scheduler, dtype: dtype)
-    }
-
-    private init(checked models: FluxPipelineModels, tokenizers: FluxPromptTokenizers,
-                 scheduler: FlowMatchSchedulerConfiguration, dtype: DType) {
-        self.models = models
-        self.tokenizers = tokenizers
-        self.scheduler = scheduler
-        self.dtype = dtype
-    }
-
     /// Generates the images `configuration` describes.
     /// - Parameter progress: reports per stage and per denoising step; replying `.cancel` stops the run with
     ///   `FluxPipelineError.cancelled` (nothing is written anywhere by the pipeline).
@@ -65,7 +50,7 @@ public struct FluxPipeline: Sendable {
         var start = clock.now
         var seconds: [FluxPipelineProgress.Stage: Double] = [:]
         func lap(_ stage: FluxPipelineProgress.Stage) {
-            seconds[stage] = Self.seconds(clock.now - start)
+            seconds[stage] = (clock.now - start).inSeconds
             start = clock.now
         }
         let embeddings = try encode(settings, progress: progress)
@@ -77,9 +62,5 @@ public struct FluxPipeline: Sendable {
         lap(.decoding)
         return FluxPipelineOutput(settings: settings, images: images, embeddings: embeddings, latents: latents,
                                   decoded: image, stageSeconds: seconds)
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
     }
 }

@@ -26,6 +26,11 @@ public struct FluxPipelineFolder: Sendable, Equatable {
         guard missing.isEmpty else {
             throw FluxPipelineError.missingParts(folder: root, missing: missing.map { $0.description(in: root) })
         }
+        let indexPath = (root as NSString).appendingPathComponent("model_index.json")
+        if let className = try readJSONFile(indexPath).objectMembers?.first(where: { $0.key == "_class_name" })?.value.stringValue,
+           !className.hasPrefix("Flux") {
+            throw NunchakuError.unsupported(context: indexPath, reason: "names a \(className), not a FLUX pipeline (FluxPipeline)")
+        }
     }
 
     /// The folder of one component (`tokenizer`, `text_encoder_2`, `vae`, …).
@@ -36,34 +41,49 @@ public struct FluxPipelineFolder: Sendable, Equatable {
     /// `scheduler/scheduler_config.json`.
     public var schedulerConfigPath: String { (path("scheduler") as NSString).appendingPathComponent("scheduler_config.json") }
 
-    /// One thing the pipeline needs: a file, or a folder holding weights (`*.safetensors` or a shard index).
+    /// One thing the pipeline needs: a file, a folder holding weights (`*.safetensors` or a shard index), or a
+    /// CLIP tokenizer (`tokenizer.json`, or the `vocab.json` + `merges.txt` FLUX repos ship).
     struct RequiredPart {
+        enum Kind { case file, weights, clipTokenizer }
         let relativePath: String
-        let holdsWeights: Bool
+        let kind: Kind
 
         func isPresent(in root: String) -> Bool {
             let full = (root as NSString).appendingPathComponent(relativePath)
-            guard holdsWeights else { return FileManager.default.isReadableFile(atPath: full) }
-            let entries = (try? FileManager.default.contentsOfDirectory(atPath: full)) ?? []
-            return entries.contains { $0.hasSuffix(".safetensors") || $0.hasSuffix(".safetensors.index.json") }
+            let manager = FileManager.default
+            switch kind {
+            case .file:
+                return manager.isReadableFile(atPath: full)
+            case .weights:
+                let entries = (try? manager.contentsOfDirectory(atPath: full)) ?? []
+                return entries.contains { $0.hasSuffix(".safetensors") || $0.hasSuffix(".safetensors.index.json") }
+            case .clipTokenizer:
+                return manager.isReadableFile(atPath: (full as NSString).appendingPathComponent("tokenizer.json"))
+                    || CLIPVocabularyFiles.arePresent(in: full)
+            }
         }
 
         func description(in root: String) -> String {
             let full = (root as NSString).appendingPathComponent(relativePath)
-            return holdsWeights ? "\(relativePath)*.safetensors (weights; looked in \(full))" : "\(relativePath) (looked for \(full))"
+            switch kind {
+            case .file: return "\(relativePath) (looked for \(full))"
+            case .weights: return "\(relativePath)*.safetensors (weights; looked in \(full))"
+            case .clipTokenizer:
+                return "\(relativePath)/tokenizer.json or \(relativePath)/vocab.json + merges.txt (looked in \(full))"
+            }
         }
     }
 
     static func requiredParts(includingTransformer: Bool) -> [RequiredPart] {
-        var parts = [RequiredPart(relativePath: "model_index.json", holdsWeights: false),
-                     RequiredPart(relativePath: "scheduler/scheduler_config.json", holdsWeights: false)]
-        for tokenizer in ["tokenizer", "tokenizer_2"] {
-            parts.append(RequiredPart(relativePath: "\(tokenizer)/tokenizer.json", holdsWeights: false))
-            parts.append(RequiredPart(relativePath: "\(tokenizer)/tokenizer_config.json", holdsWeights: false))
-        }
+        var parts = [RequiredPart(relativePath: "model_index.json", kind: .file),
+                     RequiredPart(relativePath: "scheduler/scheduler_config.json", kind: .file),
+                     RequiredPart(relativePath: "tokenizer", kind: .clipTokenizer),
+                     RequiredPart(relativePath: "tokenizer/tokenizer_config.json", kind: .file),
+                     RequiredPart(relativePath: "tokenizer_2/tokenizer.json", kind: .file),
+                     RequiredPart(relativePath: "tokenizer_2/tokenizer_config.json", kind: .file)]
         for model in ["text_encoder", "text_encoder_2"] + (includingTransformer ? ["transformer"] : []) + ["vae"] {
-            parts.append(RequiredPart(relativePath: "\(model)/config.json", holdsWeights: false))
-            parts.append(RequiredPart(relativePath: "\(model)/", holdsWeights: true))
+            parts.append(RequiredPart(relativePath: "\(model)/config.json", kind: .file))
+            parts.append(RequiredPart(relativePath: "\(model)/", kind: .weights))
         }
         return parts
     }

@@ -29,7 +29,10 @@ public enum FluxPipelineLoader {
     }
 
     /// Loads the pipeline in `folder`: tokenizers, scheduler config and the four models.
+    /// - Parameter transformer: a transformer already built (e.g. one recording its layers' inputs for calibration);
+    ///   the folder's (or `options.transformerPath`'s) is then not loaded.
     public static func load(folder: FluxPipelineFolder, options: FluxPipelineLoadOptions = FluxPipelineLoadOptions(),
+                            transformer: (any FluxDenoising)? = nil,
                             progress: FluxPipelineProgressHandler? = nil) throws -> FluxPipeline {
         guard options.dtype == .f32 || options.dtype == .bf16 else {
             throw FluxPipelineError.invalidSetting(setting: "dtype", reason: "\(options.dtype); the pipeline computes in f32 or bf16")
@@ -40,25 +43,18 @@ public enum FluxPipelineLoader {
         let reporter = FluxStageReporter(.loading, total: 4, handler: progress)
         let tokenizers = try FluxPromptTokenizers(folder: folder)
         let scheduler = try FlowMatchSchedulerConfiguration(contentsOfFile: folder.schedulerConfigPath)
-        let models = try makeModels(folder: folder, options: options, reporter: reporter)
+        let models = try makeModels(folder: folder, options: options, transformer: transformer, reporter: reporter)
         return try FluxPipeline(models: models, tokenizers: tokenizers, scheduler: scheduler, dtype: options.dtype)
     }
 
     /// Builds each stage's model for `options.device`. CPU: `CLIPTextModel`, `T5EncoderModel`,
     /// `AutoencoderKLDecoder`, `FluxTransformer`. CUDA: the transformer is `FluxCUDATransformer`, the rest as on the
     /// CPU (GPU text encoders and VAE plug in here).
-    static func makeModels(folder: FluxPipelineFolder, options: FluxPipelineLoadOptions,
+    static func makeModels(folder: FluxPipelineFolder, options: FluxPipelineLoadOptions, transformer given: (any FluxDenoising)?,
                            reporter: FluxStageReporter) throws -> FluxPipelineModels {
         try reporter.report(0, "transformer")
-        let transformerFiles = try FluxModelFiles(path: options.transformerPath ?? folder.path("transformer"))
-        let transformerConfig = transformerFiles.config
-        let transformer: any FluxDenoising
-        switch options.device {
-        case .cpu:
-            transformer = try FluxTransformer(files: transformerFiles, computeDType: options.dtype, quantizedLayers: options.quantizedLayers)
-        case .cuda(let context):
-            transformer = try FluxCUDATransformer(files: transformerFiles, context: context)
-        }
+        let (transformer, transformerSource) = try given.map { ($0, "the given transformer") }
+            ?? makeTransformer(path: options.transformerPath ?? folder.path("transformer"), options: options)
         try reporter.report(1, "text_encoder")
         let clip = try CLIPTextModel(folder: folder.path("text_encoder"), dtype: options.dtype)
         try reporter.report(2, "text_encoder_2")
@@ -66,9 +62,20 @@ public enum FluxPipelineLoader {
         try reporter.report(3, "vae")
         let vae = try AutoencoderKLDecoder(path: folder.path("vae"), computeDType: options.dtype)
         try reporter.report(4, "done")
-        try checkCompatibility(transformer: transformerConfig, transformerSource: transformerFiles.source,
+        try checkCompatibility(transformer: transformer.config, transformerSource: transformerSource,
                                clipWidth: clip.config.hiddenSize, t5Width: t5.config.dModel, vae: vae.config, folder: folder)
         return FluxPipelineModels(clip: clip, t5: t5, transformer: transformer, vae: vae)
+    }
+
+    /// The transformer at `path` for `options.device`, and its source for messages.
+    static func makeTransformer(path: String, options: FluxPipelineLoadOptions) throws -> (any FluxDenoising, String) {
+        let files = try FluxModelFiles(path: path)
+        switch options.device {
+        case .cpu:
+            return (try FluxTransformer(files: files, computeDType: options.dtype, quantizedLayers: options.quantizedLayers), files.source)
+        case .cuda(let context):
+            return (try FluxCUDATransformer(files: files, context: context), files.source)
+        }
     }
 
     /// Checks that the models fit together as a FLUX text-to-image pipeline.

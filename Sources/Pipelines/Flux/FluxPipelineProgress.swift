@@ -71,11 +71,15 @@ struct FluxStageReporter {
     /// Reports `completed` units done; throws when the handler cancels.
     func report(_ completed: Int, _ detail: String) throws {
         guard let handler else { return }
-        let elapsed = ContinuousClock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-        let progress = FluxPipelineProgress(stage: stage, completed: completed, total: total, detail: detail, elapsedSeconds: seconds)
+        let progress = FluxPipelineProgress(stage: stage, completed: completed, total: total, detail: detail,
+                                            elapsedSeconds: (ContinuousClock.now - start).inSeconds)
         if handler(progress) == .cancel {
             throw FluxPipelineError.cancelled(stage: stage, completedSteps: stage == .denoising ? completed : completedSteps)
         }
     }
+}
+
+extension Duration {
+    /// The duration in seconds.
+    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import NunchakuCore
 
 /// The two tokenizers of a FLUX pipeline, with the padding FluxPipeline uses: CLIP (`tokenizer/`) to
@@ -23,9 +24,13 @@ public struct FluxPromptTokenizers: Sendable {
         clipLength = clipConfiguration.modelMaxLength ?? 77
     }
 
-    /// Loads `tokenizer/` and `tokenizer_2/` of a pipeline folder as transformers 5 does.
+    /// Loads `tokenizer/` and `tokenizer_2/` of a pipeline folder as transformers 5 does; CLIP from its
+    /// tokenizer.json, or from `vocab.json` + `merges.txt` when there is none (as in the FLUX.1 repos).
     public init(folder: FluxPipelineFolder) throws {
-        let (clip, clipConfiguration) = try Tokenizer.loadTransformersFolder(folder.path("tokenizer"))
+        let clipFolder = folder.path("tokenizer")
+        let hasJSON = FileManager.default.fileExists(atPath: (clipFolder as NSString).appendingPathComponent("tokenizer.json"))
+        let (clip, clipConfiguration) = hasJSON || !CLIPVocabularyFiles.arePresent(in: clipFolder)
+            ? try Tokenizer.loadTransformersFolder(clipFolder) : try CLIPVocabularyFiles.load(folder: clipFolder)
         let (t5, t5Configuration) = try Tokenizer.loadTransformersFolder(folder.path("tokenizer_2"))
         try self.init(clip: clip, clipConfiguration: clipConfiguration, clipSource: folder.path("tokenizer"),
                       t5: t5, t5Configuration: t5Configuration, t5Source: folder.path("tokenizer_2"))

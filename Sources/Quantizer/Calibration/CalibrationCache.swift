@@ -6,10 +6,13 @@ import SafeTensors
 /// not run the model again. A cached file is used only when its key matches: the inputs' bytes, the model files'
 /// paths, sizes and modification times, and the sampling settings.
 public enum CalibrationCache {
-    /// The key of a recording of `model` on the input files at `inputPaths`.
-    public static func key(model: FluxSourceModel, inputPaths: [String], rowsPerLayer: Int, seed: UInt64) throws -> String {
+    /// The key of a recording of `model` on the input files at `inputPaths`; `settings` describes anything else
+    /// the recording depends on (e.g. the pipeline and the steps of prompt-driven calibration).
+    public static func key(model: FluxSourceModel, inputPaths: [String], rowsPerLayer: Int, seed: UInt64,
+                           settings: String = "") throws -> String {
         var hash = ContentHash()
         hash.combine("rows \(rowsPerLayer) seed \(seed)")
+        if !settings.isEmpty { hash.combine(settings) }
         for path in model.weights.filePaths + [model.weights.folder + "/config.json"] {
             let attributes = try? FileManager.default.attributesOfItem(atPath: path)
             let size = (attributes?[.size] as? NSNumber)?.int64Value ?? -1

@@ -59,6 +59,22 @@ public enum CalibrationCollection {
         model: FluxSourceModel, inputs: [any TensorProvider], rowsPerLayer: Int = defaultRowsPerLayer, seed: UInt64 = 0xCA11B,
         progress: (Int) -> Void = { _ in }
     ) throws -> CalibrationSet {
+        try collect(model: model, rowsPerLayer: rowsPerLayer, seed: seed) { transformer in
+            for (index, arguments) in inputs.enumerated() {
+                _ = try transformer.forward(inputs: arguments)
+                progress(index + 1)
+            }
+        }
+    }
+
+    /// Builds the BF16 diffusers model with every W4A4 layer's input recorded (at most `rowsPerLayer` random rows
+    /// each) and hands it to `drive`, which runs it as often as it likes (e.g. a whole text-to-image pipeline's
+    /// denoising loops); then gathers the recorded rows.
+    /// - Throws: the model's loading errors, and whatever `drive` throws.
+    public static func collect(
+        model: FluxSourceModel, rowsPerLayer: Int = defaultRowsPerLayer, seed: UInt64 = 0xCA11B,
+        drive: (FluxTransformer) throws -> Void
+    ) throws -> CalibrationSet {
         guard rowsPerLayer > 0 else {
             throw NunchakuError.invalidArgument(context: "calibration rows", reason: "must be positive, got \(rowsPerLayer)")
         }
@@ -67,10 +83,7 @@ public enum CalibrationCollection {
         let transformer = try FluxTransformer(
             config: model.config, weights: model.weights, layout: .diffusers, computeDType: .bf16,
             linearFactory: recorder, source: model.source)
-        for (index, arguments) in inputs.enumerated() {
-            _ = try transformer.forward(inputs: arguments)
-            progress(index + 1)
-        }
+        try drive(transformer)
         return try CalibrationSet(plan: model.plan, reservoirs: recorder.reservoirs)
     }
 }
