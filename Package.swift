@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(name: "SelfTestTests", dependencies: ["SelfTest"]),
         .testTarget(name: "PipelinesTests", dependencies: ["Pipelines"], exclude: ["Fixtures"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "SafeTensors"], exclude: ["Fixtures"]),
-        .testTarget(name: "ShapesDemoTests", dependencies: ["ShapesDemo"]),
+        .testTarget(name: "ShapesDemoTests", dependencies: ["ShapesDemo", "Pipelines", "Quantizer", "SafeTensors", "NunchakuCore"]),
     ],
     swiftLanguageModes: [.v6]
 )
