@@ -43,11 +43,21 @@ let package = Package(
                 .embedInCode("Kernels/ops_rotary.cu"),
                 .embedInCode("Kernels/ops_tokens.cu"),
                 .embedInCode("Kernels/attention_fa2.cu"),
+                .embedInCode("Kernels/attention_wgmma.cuh"),
+                .embedInCode("Kernels/attention_wgmma.cu"),
                 .embedInCode("Kernels/gemm_mma.cu"),
+                .embedInCode("Kernels/encoder_attention.cu"),
+                .embedInCode("Kernels/encoder_elementwise.cu"),
+                .embedInCode("Kernels/encoder_awq_dequant.cu"),
+                .embedInCode("Kernels/conv_im2col.cu"),
+                .embedInCode("Kernels/groupnorm.cu"),
+                .embedInCode("Kernels/w4a4_fp8.cuh"),
+                .embedInCode("Kernels/w4a4_fp8_quantize.cu"),
+                .embedInCode("Kernels/w4a4_fp8_weights.cu"),
             ]
         ),
         // GPU kernels checked against the CPU references (`nunchaku selftest`).
-        .target(name: "SelfTest", dependencies: ["NunchakuCore", "CPUBackend", "SVDQuant", "CUDABackend", "Models"]),
+        .target(name: "SelfTest", dependencies: ["NunchakuCore", "CPUBackend", "SVDQuant", "CUDABackend", "Models", "Pipelines"]),
         // Diffusion models (FLUX.1 first).
         .target(name: "Models", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "CUDABackend"]),
         // Text-to-image pipelines: tokenizers, schedulers, PyTorch-identical noise, text encoders, VAE, image output.

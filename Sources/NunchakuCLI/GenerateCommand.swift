@@ -70,6 +70,9 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Where the transformer runs: cpu or cuda (GPU 0).")
     var device: Device = .cpu
 
+    @Option(name: .customLong("lora"), help: "A LoRA file to apply to the transformer, FILE or FILE:STRENGTH (default 1); repeatable.")
+    var loras: [LoRAArgument] = []
+
     @Option(help: "Compute dtype of every stage: bf16 (default) or f32 (CPU only).")
     var dtype: ComputeType = .bf16
 
@@ -104,9 +107,16 @@ struct GenerateCommand: ParsableCommand {
                     seed: seed ?? UInt64.random(in: 0..<(1 << 53)), maxSequenceLength: maxSequenceLength)
                 let settings = try configuration.resolved(for: transformerConfig)
                 print(describe(folder, transformer, transformerConfig, settings))
+                for lora in loras { try lora.check(against: transformerConfig) }
                 let options = try loadOptions(transformer)
                 let pipeline = try FluxPipelineLoader.load(folder: folder, options: options, progress: handler)
                 display.finishLine()
+                if !loras.isEmpty {
+                    guard let adaptable = pipeline.models.transformer as? any LoRAAdaptable else {
+                        throw ValidationError("this transformer takes no LoRAs")
+                    }
+                    try adaptable.loras.apply(loras)
+                }
                 let result = try pipeline.generate(configuration, progress: handler)
                 display.finishLine()
                 let paths = try FluxImageFiles.write(result, to: output, extra: pngExtras(model, transformer))
@@ -158,6 +168,7 @@ struct GenerateCommand: ParsableCommand {
         [PNGWriter.TextEntry(keyword: "model", text: model)]
             + (transformer.map { [PNGWriter.TextEntry(keyword: "transformer", text: $0)] } ?? [])
             + [PNGWriter.TextEntry(keyword: "device", text: "\(device.rawValue) \(dtype.rawValue)")]
+            + loras.map { PNGWriter.TextEntry(keyword: "lora", text: "\($0.path):\($0.strength)") }
     }
 
     private func writeTensors(_ result: FluxPipelineOutput, to path: String) throws {

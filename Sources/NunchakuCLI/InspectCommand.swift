@@ -45,6 +45,7 @@ struct InspectCommand: ParsableCommand {
             }
             let report = try CheckpointReport(checkpoint: checkpoint, formatFields: format.fields, formatJSON: format.json)
             print(json ? report.json.serialized(pretty: true) : report.text(listAll: listAll), terminator: json ? "\n" : "")
+            if !json, case .lora? = try? detectCheckpointFormat(checkpoint) { print(LoRASummary.forInspect(path)) }
         }
     }
 }

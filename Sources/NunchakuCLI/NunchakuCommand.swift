@@ -15,6 +15,9 @@ struct NunchakuCommand: AsyncParsableCommand {
             QuantizeCommand.self,
             GenerateCommand.self,
             EvalCommand.self,
+            BenchStagesCommand.self,
+            LoRACommand.self,
+            BenchCommand.self,
         ]
     )
 }

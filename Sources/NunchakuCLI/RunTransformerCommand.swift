@@ -32,6 +32,12 @@ struct RunTransformerCommand: ParsableCommand {
             the memory pool. --compare-cpu also runs the CPU model (bf16; SVDQuant layers kernel-exact) on the same \
             weights and inputs and prints the relative error between the two.
 
+            --numerics fast (with --device cuda, sm_90+) runs INT4 W4A4 layers on the Hopper FP8 path: per-token \
+            e4m3 activations, the 4-bit weights expanded per layer with their group scales folded in, one cuBLASLt \
+            FP8 GEMM with the low-rank branch (docs/hopper.md); exact (the default) keeps Nunchaku's numerics. \
+            --compare-dense also runs the CPU model with SVDQuant layers as their dense equivalents (bf16) and prints \
+            the error against it.
+
             --random-weights bf16|int4|nvfp4 builds a random-weight model of --config (flux-dev, flux-schnell or a \
             config.json) in memory, with random inputs of --tokens-image image tokens (4096 = 1024×1024 px, 1024 = \
             512×512 px; several values run one after the other, smallest first, on the one model) and --tokens-text \
@@ -42,6 +48,7 @@ struct RunTransformerCommand: ParsableCommand {
     enum Device: String, ExpressibleByArgument, CaseIterable { case cpu, cuda }
     enum ComputeType: String, ExpressibleByArgument, CaseIterable { case f32, bf16 }
     enum RandomFormat: String, ExpressibleByArgument, CaseIterable { case bf16, int4, nvfp4 }
+    enum Numerics: String, ExpressibleByArgument, CaseIterable { case exact, fast }
 
     @Option(help: "The transformer: a folder or a .safetensors file.")
     var model: String?
@@ -88,6 +95,14 @@ struct RunTransformerCommand: ParsableCommand {
     @Flag(help: "With --device cuda: also run the CPU model and print the relative error between the two.")
     var compareCPU = false
 
+    @Option(name: .customLong("lora"), help: "A LoRA file to apply, FILE or FILE:STRENGTH (default strength 1); repeatable.")
+    var loras: [LoRAArgument] = []
+    @Option(help: "With --device cuda: exact (Nunchaku's W4A4 numerics) or fast (FP8 on sm_90+, INT4 checkpoints).")
+    var numerics: Numerics = .exact
+
+    @Flag(help: "With --device cuda: also run the CPU model with dequantized (dense) SVDQuant layers and print the error.")
+    var compareDense = false
+
     func validate() throws {
         if randomWeights == nil {
             guard model != nil, inputs != nil, output != nil else {
@@ -100,8 +115,8 @@ struct RunTransformerCommand: ParsableCommand {
             guard dtype != .f32 else { throw ValidationError("--device cuda computes in bf16; drop --dtype f32") }
             guard !dequantize else { throw ValidationError("--dequantize is a CPU reference mode; the GPU runs the 4-bit kernels") }
             guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
-        } else if compareCPU {
-            throw ValidationError("--compare-cpu compares a --device cuda run with the CPU")
+        } else if compareCPU || compareDense || numerics == .fast {
+            throw ValidationError("--compare-cpu, --compare-dense and --numerics fast are for --device cuda runs")
         }
     }
 
@@ -124,6 +139,7 @@ struct RunTransformerCommand: ParsableCommand {
         guard let transformer = loaded else { return }
         print(try modelDescription())
         print("loaded in \(format(loading))")
+        try transformer.loras.apply(loras)
         for arguments in try forwardArguments() {
             var sample: Tensor?
             let running = try clock.measure { sample = try transformer.forward(inputs: arguments) }
@@ -140,15 +156,16 @@ struct RunTransformerCommand: ParsableCommand {
         var loaded: FluxCUDATransformer?
         let loading = try clock.measure {
             if let randomWeights {
-                loaded = try FluxCUDATransformer(random: try randomCheckpoint(randomWeights), context: gpu)
+                loaded = try FluxCUDATransformer(random: try randomCheckpoint(randomWeights), context: gpu, numerics: w4a4Numerics)
             } else {
-                loaded = try FluxCUDATransformer(files: try FluxModelFiles(path: model ?? ""), context: gpu)
+                loaded = try FluxCUDATransformer(files: try FluxModelFiles(path: model ?? ""), context: gpu, numerics: w4a4Numerics)
             }
         }
         guard let transformer = loaded else { return }
+        try transformer.loras.apply(loras)
         let weights = try gpu.memoryPool.statistics()
         print(try modelDescription())
-        print("GPU: \(gpu.device.name) (sm_\(gpu.device.computeCapability.major)\(gpu.device.computeCapability.minor)), dense GEMM \(transformer.denseGEMM.rawValue)")
+        print("GPU: \(gpu.device.name) (sm_\(gpu.device.computeCapability.major)\(gpu.device.computeCapability.minor)), dense GEMM \(transformer.denseGEMM.rawValue), W4A4 numerics \(transformer.numerics.rawValue)")
         print("loaded in \(format(loading)); on the GPU: \(gib(weights.liveBytes)) in \(weights.liveBuffers) buffers (weights\(transformer.denseGEMM == .cublasLt ? " + the 32 MiB cuBLASLt workspace" : ""))")
         for arguments in try forwardArguments() {
             let uploaded = try FluxCUDAInputs(config: transformer.config, context: gpu, inputs: arguments)
@@ -162,18 +179,30 @@ struct RunTransformerCommand: ParsableCommand {
             try write(timing.sample)
             try report(timing.sample)
             if compareCPU {
-                let reference = try cpuModel(computeDType: .bf16).forward(inputs: arguments)
+                let cpu = try cpuModel(computeDType: .bf16)
+                try cpu.loras.apply(loras)
+                let reference = try cpu.forward(inputs: arguments)
                 print("relative error against the CPU model (bf16, same weights and inputs): \(try Comparison.relativeError(timing.sample, reference))")
+            }
+            if compareDense {
+                let reference = try cpuModel(computeDType: .bf16, quantizedLayers: .dequantized).forward(inputs: arguments)
+                print("relative error against the dense-equivalent CPU model (bf16): \(try Comparison.relativeError(timing.sample, reference))")
             }
         }
     }
 
-    /// The CPU model of --model or --random-weights.
-    private func cpuModel(computeDType: DType) throws -> FluxTransformer {
-        if let randomWeights { return try FluxTransformer(random: try randomCheckpoint(randomWeights), computeDType: computeDType) }
-        return try FluxTransformer(
-            files: try FluxModelFiles(path: model ?? ""), computeDType: computeDType,
-            quantizedLayers: dequantize ? .dequantized : .kernelExact)
+    private var w4a4Numerics: W4A4Numerics { numerics == .fast ? .fast : .exact }
+
+    /// The CPU model of --model or --random-weights; SVDQuant layers kernel-exact unless --dequantize or asked.
+    private func cpuModel(computeDType: DType, quantizedLayers: SVDQuantLinearFactory.Mode? = nil) throws -> FluxTransformer {
+        let mode = quantizedLayers ?? (dequantize ? .dequantized : .kernelExact)
+        if let randomWeights {
+            let checkpoint = try randomCheckpoint(randomWeights)
+            return mode == .dequantized
+                ? try FluxTransformer(denseEquivalentOf: checkpoint, computeDType: computeDType)
+                : try FluxTransformer(random: checkpoint, computeDType: computeDType)
+        }
+        return try FluxTransformer(files: try FluxModelFiles(path: model ?? ""), computeDType: computeDType, quantizedLayers: mode)
     }
 
     private func randomCheckpoint(_ format: RandomFormat) throws -> FluxRandomCheckpoint {

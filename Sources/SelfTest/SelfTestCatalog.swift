@@ -11,8 +11,12 @@ public enum SelfTestCatalog {
         + AttentionSelfTests.cases
         + GEMMSelfTests.cases
         + W4A4SelfTests.cases
+        + W4A4FastSelfTests.cases
         + AWQSelfTests.cases
         + FluxSelfTests.cases
+        + TextEncoderSelfTests.cases
+        + VAESelfTests.cases
+        + LoRASelfTests.cases
 
     /// The cases any of `filters` selects (all of them when `filters` is empty).
     public static func selecting(_ filters: [String]) -> [SelfTestCase] {

@@ -24,7 +24,9 @@ import Testing
         for source in KernelRegistry.sources {
             let declared = source.text.split(separator: "\n").compactMap { line -> String? in
                 guard line.hasPrefix("NK_KERNEL void ") else { return nil }
-                return String(line.dropFirst("NK_KERNEL void ".count).prefix { $0 != "(" })
+                var name = line.dropFirst("NK_KERNEL void ".count)
+                if name.hasPrefix("__launch_bounds__(") { name = name.drop { $0 != ")" }.dropFirst().drop { $0 == " " } }
+                return String(name.prefix { $0 != "(" })
             }
             #expect(declared.sorted() == source.kernelNames.sorted(), "\(source.name)")
         }

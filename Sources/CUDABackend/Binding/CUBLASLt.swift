@@ -79,6 +79,7 @@ enum CUBLASLtConstant {
     static let dataTypeF32: Int32 = 0
     static let dataTypeF16: Int32 = 2
     static let dataTypeBF16: Int32 = 14
+    static let dataTypeE4M3: Int32 = 28
     /// `cublasComputeType_t`: `CUBLAS_COMPUTE_32F`.
     static let computeF32: Int32 = 68
     /// `cublasOperation_t`.
@@ -89,6 +90,15 @@ enum CUBLASLtConstant {
     static let descriptorTransposeB: Int32 = 4
     static let descriptorEpilogue: Int32 = 7
     static let descriptorBiasPointer: Int32 = 8
+    static let descriptorAScalePointer: Int32 = 17
+    static let descriptorBScalePointer: Int32 = 18
+    /// `CUBLASLT_MATMUL_DESC_FAST_ACCUM` (an `int8_t`): FP8 partial sums stay in the tensor cores' accumulator.
+    static let descriptorFastAccumulation: Int32 = 25
+    static let descriptorAScaleMode: Int32 = 31
+    static let descriptorBScaleMode: Int32 = 32
+    /// `cublasLtMatmulMatrixScale_t`: `CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F`, one fp32 scale per row of op(A)
+    /// and per column of op(B) (cuBLASLt 12.9+).
+    static let scaleModeOuterVector: Int32 = 3
     /// `cublasLtEpilogue_t`.
     static let epilogueDefault: Int32 = 1
     static let epilogueBias: Int32 = 4

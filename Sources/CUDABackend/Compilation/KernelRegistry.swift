@@ -24,6 +24,8 @@ public enum KernelRegistry {
         KernelHeader(name: "w4a4_fragments.cuh", text: text(PackageResources.w4a4_fragments_cuh)),
         KernelHeader(name: "ops_common.cuh", text: text(PackageResources.ops_common_cuh)),
         KernelHeader(name: "ops_mma.cuh", text: text(PackageResources.ops_mma_cuh)),
+        KernelHeader(name: "w4a4_fp8.cuh", text: text(PackageResources.w4a4_fp8_cuh)),
+        KernelHeader(name: "attention_wgmma.cuh", text: text(PackageResources.attention_wgmma_cuh)),
     ]
 
     /// Kernel files.
@@ -51,8 +53,24 @@ public enum KernelRegistry {
         KernelSource(name: "attention_fa2.cu", text: text(PackageResources.attention_fa2_cu),
                      kernelNames: ["nunchaku_attention_bf16_d64", "nunchaku_attention_bf16_d128",
                                    "nunchaku_attention_f16_d64", "nunchaku_attention_f16_d128"]),
+        KernelSource(name: "attention_wgmma.cu", text: text(PackageResources.attention_wgmma_cu),
+                     kernelNames: ["bf16", "f16"].flatMap { type in ["d64", "d128"].map { "nunchaku_attention_wgmma_\(type)_\($0)" } }),
         KernelSource(name: "gemm_mma.cu", text: text(PackageResources.gemm_mma_cu),
                      kernelNames: ["nunchaku_gemm_bf16", "nunchaku_gemm_f16"]),
+        KernelSource(name: "encoder_attention.cu", text: text(PackageResources.encoder_attention_cu),
+                     kernelNames: [2, 4, 16].map { "nunchaku_encoder_attention_bf16_c\($0)" }),
+        KernelSource(name: "encoder_elementwise.cu", text: text(PackageResources.encoder_elementwise_cu),
+                     kernelNames: ["nunchaku_encoder_add_bf16", "nunchaku_encoder_quick_gelu_bf16", "nunchaku_encoder_gated_gelu_bf16"]),
+        KernelSource(name: "encoder_awq_dequant.cu", text: text(PackageResources.encoder_awq_dequant_cu),
+                     kernelNames: ["nunchaku_encoder_awq_dequant_bf16"]),
+        KernelSource(name: "conv_im2col.cu", text: text(PackageResources.conv_im2col_cu),
+                     kernelNames: ["nunchaku_conv_im2col3x3_bf16", "nunchaku_conv_upsample2x_bf16"]),
+        KernelSource(name: "groupnorm.cu", text: text(PackageResources.groupnorm_cu),
+                     kernelNames: ["nunchaku_groupnorm_sums_bf16", "nunchaku_groupnorm_finalize", "nunchaku_groupnorm_apply_bf16"]),
+        KernelSource(name: "w4a4_fp8_quantize.cu", text: text(PackageResources.w4a4_fp8_quantize_cu),
+                     kernelNames: ["bf16", "f16"].flatMap { ["w4a4_fp8_quantize_\($0)", "w4a4_fp8_quantize_\($0)_shifted"] }),
+        KernelSource(name: "w4a4_fp8_weights.cu", text: text(PackageResources.w4a4_fp8_weights_cu),
+                     kernelNames: ["w4a4_fp8_expand_weights_bf16", "w4a4_fp8_expand_weights_f16"]),
     ]
 
     /// The file that defines `kernel`, if any.

@@ -1,40 +1,60 @@
 import NunchakuCore
 
 extension CUDAContext {
-    /// Scaled dot-product attention `softmax(Q·Kᵀ/√d)·V` per sample and head (FlashAttention-2 style kernel: tensor
-    /// cores, float32 online softmax).
+    /// Scaled dot-product attention `softmax(Q·Kᵀ/√d)·V` per sample and head (tensor cores, float32 online softmax):
+    /// the wgmma kernel on Hopper with sm_90a kernels, the FlashAttention-2 style kernel elsewhere
+    /// (`AttentionKernel.select`; `kernel` or `NUNCHAKU_ATTENTION_KERNEL` picks one).
     ///
     /// `query` is `[B, Sq, H, d]`, `key` and `value` `[B, Skv, H, d]` (a projection's output viewed as heads), all
     /// bf16 or all f16, `d` 64 or 128, any sequence lengths; `output` is `[B, Sq, H, d]` in the same dtype and not
     /// an input's memory. `keyMask`, when given, is `[B, Skv]` of `u8` or `bool` (0 = the key is padding and ignored);
     /// a query whose keys are all masked gets zeros.
-    /// - Throws: `NunchakuError` naming the operand for a wrong dtype, shape or head dimension, before launching.
+    /// - Throws: `NunchakuError` naming the operand for a wrong dtype, shape or head dimension, or naming the kernel
+    ///   when the requested one cannot run on this GPU, before launching.
     public func attention(query: DeviceTensor, key: DeviceTensor, value: DeviceTensor, keyMask: DeviceTensor? = nil,
-                          into output: DeviceTensor, stream: CUDAStream? = nil) throws {
+                          kernel requested: AttentionKernel? = nil, into output: DeviceTensor, stream: CUDAStream? = nil) throws {
         let geometry = try AttentionGeometry(query: query, key: key, value: value, keyMask: keyMask, output: output)
         guard geometry.batch * geometry.queryTokens * geometry.heads > 0 else { return }
-        let kernel = try kernels.kernel(geometry.kernelName)
-        try kernel.setMaxDynamicSharedMemory(geometry.sharedMemoryBytes)
+        let launch = geometry.launch(try attentionKernel(requested, headDim: geometry.headDim))
+        let kernel = try kernels.kernel(launch.kernelName)
+        try kernel.setMaxDynamicSharedMemory(launch.sharedMemoryBytes)
         try kernel.launch(
-            grid: geometry.grid, block: CUDADim3(AttentionGeometry.threadsPerBlock),
-            sharedMemoryBytes: geometry.sharedMemoryBytes, stream: stream ?? query.buffer.stream,
+            grid: launch.grid, block: CUDADim3(launch.threadsPerBlock),
+            sharedMemoryBytes: launch.sharedMemoryBytes, stream: stream ?? query.buffer.stream,
             arguments: [query.argument, key.argument, value.argument, output.argument,
                         keyMask.map(\.argument) ?? .pointer(0), .int32(Int32(geometry.queryTokens)),
                         .int32(Int32(geometry.keyTokens)), .int32(Int32(geometry.heads)), .float(geometry.scaleLog2)])
     }
 
-    /// `attention(query:key:value:keyMask:into:stream:)` into a new tensor allocated on the stream.
+    /// `attention(query:key:value:keyMask:kernel:into:stream:)` into a new tensor allocated on the stream.
     public func attention(query: DeviceTensor, key: DeviceTensor, value: DeviceTensor, keyMask: DeviceTensor? = nil,
-                          stream: CUDAStream? = nil) throws -> DeviceTensor {
+                          kernel: AttentionKernel? = nil, stream: CUDAStream? = nil) throws -> DeviceTensor {
         let output = try DeviceTensor(shape: query.shape, dtype: query.dtype, context: self, stream: stream ?? query.buffer.stream)
-        try attention(query: query, key: key, value: value, keyMask: keyMask, into: output, stream: stream)
+        try attention(query: query, key: key, value: value, keyMask: keyMask, kernel: kernel, into: output, stream: stream)
         return output
     }
+
+    /// The attention kernel launches at head dimension `headDim` use on this GPU (`AttentionKernel.select` with this
+    /// context's kernel target, shared-memory limit and `NUNCHAKU_ATTENTION_KERNEL`).
+    /// - Throws: what `AttentionKernel.select` throws; `CUDAError` when no kernel target fits this GPU.
+    public func attentionKernel(_ requested: AttentionKernel? = nil, headDim: Int) throws -> AttentionKernel {
+        try AttentionKernel.select(requested: requested, environment: Environment.value(AttentionKernel.environmentVariable),
+                                   target: try kernels.target(), sharedMemoryLimit: device.maxSharedMemoryPerBlockOptin,
+                                   headDim: headDim)
+    }
+}
+
+/// What one attention launch runs: the kernel's name, grid, block size and dynamic shared memory.
+public struct AttentionLaunch: Sendable, Equatable {
+    public let kernelName: String
+    public let grid: CUDADim3
+    public let threadsPerBlock: Int
+    public let sharedMemoryBytes: Int
 }
 
 /// The checked geometry of an attention launch (no GPU needed, so the checks are testable anywhere).
 public struct AttentionGeometry: Sendable, Equatable {
-    /// Queries per block (4 warps of 16) and keys per shared-memory tile.
+    /// The FA2 kernel's queries per block (4 warps of 16) and keys per shared-memory tile.
     public static let queriesPerBlock = 64
     public static let keysPerTile = 64
     public static let threadsPerBlock = 128
@@ -83,7 +103,7 @@ public struct AttentionGeometry: Sendable, Equatable {
                 throw NunchakuError.shapeMismatch(context: "\(op) keyMask", expected: [batch, keyTokens], actual: keyMask.shape)
             }
         }
-        guard queryTokens < Int(Int32.max) - Self.queriesPerBlock, keyTokens < Int(Int32.max) - Self.keysPerTile,
+        guard queryTokens < Int(Int32.max) - AttentionWGMMALaunch.queriesPerBlock, keyTokens < Int(Int32.max) - Self.keysPerTile,
               batch <= 65535, heads <= 65535 else {
             throw NunchakuError.invalidArgument(context: "\(op) query \(query), key \(key)", reason: "exceeds the kernel's grid limits")
         }
@@ -103,14 +123,28 @@ public struct AttentionGeometry: Sendable, Equatable {
         }
     }
 
-    /// `nunchaku_attention_<dtype>_d<d>`.
+    /// The FA2 kernel: `nunchaku_attention_<dtype>_d<d>`.
     public var kernelName: String { "nunchaku_attention_\(dtype.rawValue)_d\(headDim)" }
-    /// Blocks: query blocks × heads × samples.
+    /// FA2 blocks: query blocks × heads × samples.
     public var grid: CUDADim3 { CUDADim3((queryTokens + Self.queriesPerBlock - 1) / Self.queriesPerBlock, heads, batch) }
-    /// K and V tiles of 64 keys, two stages each, rows padded by 8 elements.
+    /// FA2 shared memory: K and V tiles of 64 keys, two stages each, rows padded by 8 elements.
     public var sharedMemoryBytes: Int { 4 * Self.keysPerTile * (headDim + 8) * 2 }
     /// log₂(e)/√d: the kernel's softmax works in base 2.
     public var scaleLog2: Float { Float(1.4426950408889634 / Double(headDim).squareRoot()) }
+    /// The launch of `kernel` for this geometry (FA2: the properties above; wgmma: `AttentionWGMMALaunch`).
+    public func launch(_ kernel: AttentionKernel) -> AttentionLaunch {
+        switch kernel {
+        case .fa2:
+            return AttentionLaunch(kernelName: kernelName, grid: grid, threadsPerBlock: Self.threadsPerBlock,
+                                   sharedMemoryBytes: sharedMemoryBytes)
+        case .wgmma:
+            let blocks = (queryTokens + AttentionWGMMALaunch.queriesPerBlock - 1) / AttentionWGMMALaunch.queriesPerBlock
+            return AttentionLaunch(kernelName: "nunchaku_attention_wgmma_\(dtype.rawValue)_d\(headDim)",
+                                   grid: CUDADim3(blocks, heads, batch), threadsPerBlock: AttentionWGMMALaunch.threadsPerBlock,
+                                   sharedMemoryBytes: AttentionWGMMALaunch.sharedMemoryBytes(headDim: headDim))
+        }
+    }
+
     /// Floating-point operations of one launch (two matrix products).
     public var flops: Double { 4 * Double(batch) * Double(heads) * Double(queryTokens) * Double(keyTokens) * Double(headDim) }
 }

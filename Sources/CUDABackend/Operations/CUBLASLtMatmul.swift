@@ -15,7 +15,7 @@ final class CUBLASLtMatmul: @unchecked Sendable {
     private let handle: OpaquePointer
     private let workspace: DeviceBuffer
     private let lock = CUDALock()
-    private var plans: [PlanKey: Plan] = [:]
+    private var plans: [CUBLASLtProblem: Plan] = [:]
 
     /// Loads cuBLASLt, creates a handle on `context`'s device and allocates the workspace.
     /// - Throws: `NunchakuError.libraryNotFound`/`.symbolNotFound`, `CUDAError.driverCall` naming the cuBLASLt call.
@@ -39,16 +39,19 @@ final class CUBLASLtMatmul: @unchecked Sendable {
     /// Queues `output = x·weightᵀ (+ bias)` on `stream`.
     func run(_ geometry: GEMMGeometry, x: CUdeviceptr, weight: CUdeviceptr, bias: CUdeviceptr?, output: CUdeviceptr,
              stream: CUDAStream) throws {
+        let problem = CUBLASLtProblem(m: geometry.m, n: geometry.n, k: geometry.k, dtype: geometry.dtype, hasBias: geometry.hasBias, fp8: nil)
+        try run(problem, x: x, weight: weight, bias: bias, scales: nil, output: output, stream: stream)
+    }
+
+    /// Queues `problem` on `stream`: for FP8 problems `scales` are the weight's per-row (length N) and x's per-row
+    /// (length M) fp32 vectors, `output = (x·weightᵀ)·scaleₓ[m]·scale_w[n] (+ bias)`.
+    func run(_ problem: CUBLASLtProblem, x: CUdeviceptr, weight: CUdeviceptr, bias: CUdeviceptr?,
+             scales: (weight: CUdeviceptr, x: CUdeviceptr)?, output: CUdeviceptr, stream: CUDAStream) throws {
         try lock.withLock {
             try context.handle.makeCurrent()
-            let key = PlanKey(m: geometry.m, n: geometry.n, k: geometry.k, dtype: geometry.dtype, hasBias: geometry.hasBias)
-            let plan = try plans[key] ?? makePlan(key, bias: bias)
-            plans[key] = plan
-            if let bias {
-                var pointer = UInt64(bias)
-                try Self.check(api, api.matmulDescSetAttribute(plan.operation, CUBLASLtConstant.descriptorBiasPointer, &pointer, 8),
-                               "cublasLtMatmulDescSetAttribute(BIAS_POINTER)")
-            }
+            let plan = try plans[problem] ?? makePlan(problem, bias: bias, scales: scales)
+            plans[problem] = plan
+            try Self.setPointers(api, plan.operation, bias: bias, scales: scales)
             var alpha: Float = 1
             var beta: Float = 0
             let status = plan.heuristic.withUnsafeBytes { algorithm in
@@ -57,13 +60,29 @@ final class CUBLASLtMatmul: @unchecked Sendable {
                            algorithm.baseAddress, UnsafeMutableRawPointer(bitPattern: UInt(workspace.address)),
                            Self.workspaceBytes, stream.stream)
             }
-            try Self.check(api, status, "cublasLtMatmul(M=\(geometry.m), N=\(geometry.n), K=\(geometry.k), \(geometry.dtype))")
+            try Self.check(api, status, "cublasLtMatmul(\(problem))")
+        }
+    }
+
+    /// Sets the per-call device pointers of a descriptor: bias, FP8 scale vectors.
+    private static func setPointers(_ api: CUBLASLtAPI, _ operation: OpaquePointer?, bias: CUdeviceptr?,
+                                    scales: (weight: CUdeviceptr, x: CUdeviceptr)?) throws {
+        var pointers: [(Int32, UInt64, String)] = []
+        if let bias { pointers.append((CUBLASLtConstant.descriptorBiasPointer, UInt64(bias), "BIAS_POINTER")) }
+        if let scales {
+            pointers.append((CUBLASLtConstant.descriptorAScalePointer, UInt64(scales.weight), "A_SCALE_POINTER"))
+            pointers.append((CUBLASLtConstant.descriptorBScalePointer, UInt64(scales.x), "B_SCALE_POINTER"))
+        }
+        for (attribute, address, name) in pointers {
+            var pointer = address
+            try check(api, api.matmulDescSetAttribute(operation, attribute, &pointer, 8), "cublasLtMatmulDescSetAttribute(\(name))")
         }
     }
 
     /// Descriptors for `key` and the first algorithm the heuristic proposes.
-    private func makePlan(_ key: PlanKey, bias: CUdeviceptr?) throws -> Plan {
-        let dataType = key.dtype == .bf16 ? CUBLASLtConstant.dataTypeBF16 : CUBLASLtConstant.dataTypeF16
+    private func makePlan(_ key: CUBLASLtProblem, bias: CUdeviceptr?, scales: (weight: CUdeviceptr, x: CUdeviceptr)?) throws -> Plan {
+        let outputType = key.dtype == .bf16 ? CUBLASLtConstant.dataTypeBF16 : CUBLASLtConstant.dataTypeF16
+        let operandType = key.fp8 == nil ? outputType : CUBLASLtConstant.dataTypeE4M3
         let plan = Plan(api: api)
         var operation: OpaquePointer?
         try Self.check(api, api.matmulDescCreate(&operation, CUBLASLtConstant.computeF32, CUBLASLtConstant.dataTypeF32),
@@ -75,17 +94,22 @@ final class CUBLASLtMatmul: @unchecked Sendable {
         try Self.check(api, api.matmulDescSetAttribute(operation, CUBLASLtConstant.descriptorTransposeA, &transposeA, 4), "TRANSA")
         try Self.check(api, api.matmulDescSetAttribute(operation, CUBLASLtConstant.descriptorTransposeB, &transposeB, 4), "TRANSB")
         try Self.check(api, api.matmulDescSetAttribute(operation, CUBLASLtConstant.descriptorEpilogue, &epilogue, 4), "EPILOGUE")
-        if let bias {
-            var pointer = UInt64(bias)
-            try Self.check(api, api.matmulDescSetAttribute(operation, CUBLASLtConstant.descriptorBiasPointer, &pointer, 8), "BIAS_POINTER")
+        if let fp8 = key.fp8 {
+            var mode = CUBLASLtConstant.scaleModeOuterVector
+            var fast: Int8 = fp8.fastAccumulation ? 1 : 0
+            try Self.check(api, api.matmulDescSetAttribute(operation, CUBLASLtConstant.descriptorAScaleMode, &mode, 4), "A_SCALE_MODE")
+            try Self.check(api, api.matmulDescSetAttribute(operation, CUBLASLtConstant.descriptorBScaleMode, &mode, 4), "B_SCALE_MODE")
+            try Self.check(api, api.matmulDescSetAttribute(operation, CUBLASLtConstant.descriptorFastAccumulation, &fast, 1), "FAST_ACCUM")
         }
+        // The heuristic wants the pointers of the first call (it refuses FP8 outer-vector scaling without them).
+        try Self.setPointers(api, operation, bias: bias, scales: scales)
         let (m, n, k) = (UInt64(key.m), UInt64(key.n), UInt64(key.k))
         var a: OpaquePointer?, b: OpaquePointer?, c: OpaquePointer?
-        try Self.check(api, api.matrixLayoutCreate(&a, dataType, k, n, Int64(k)), "cublasLtMatrixLayoutCreate(A)")
+        try Self.check(api, api.matrixLayoutCreate(&a, operandType, k, n, Int64(k)), "cublasLtMatrixLayoutCreate(A)")
         plan.a = a
-        try Self.check(api, api.matrixLayoutCreate(&b, dataType, k, m, Int64(k)), "cublasLtMatrixLayoutCreate(B)")
+        try Self.check(api, api.matrixLayoutCreate(&b, operandType, k, m, Int64(k)), "cublasLtMatrixLayoutCreate(B)")
         plan.b = b
-        try Self.check(api, api.matrixLayoutCreate(&c, dataType, n, m, Int64(n)), "cublasLtMatrixLayoutCreate(C)")
+        try Self.check(api, api.matrixLayoutCreate(&c, outputType, n, m, Int64(n)), "cublasLtMatrixLayoutCreate(C)")
         plan.c = c
         var preference: OpaquePointer?
         try Self.check(api, api.preferenceCreate(&preference), "cublasLtMatmulPreferenceCreate")
@@ -97,11 +121,11 @@ final class CUBLASLtMatmul: @unchecked Sendable {
         let status = plan.heuristic.withUnsafeMutableBytes { result in
             api.algoGetHeuristic(handle, operation, a, b, c, c, preference, 1, result.baseAddress, &found)
         }
-        try Self.check(api, status, "cublasLtMatmulAlgoGetHeuristic(M=\(key.m), N=\(key.n), K=\(key.k), \(key.dtype))")
+        try Self.check(api, status, "cublasLtMatmulAlgoGetHeuristic(\(key))")
         let state = plan.heuristic.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: CUBLASLtConstant.heuristicResultStateOffset, as: Int32.self) }
         guard found > 0, state == CUBLASLtConstant.success else {
             throw NunchakuError.unsupported(
-                context: "cuBLASLt M=\(key.m) N=\(key.n) K=\(key.k) \(key.dtype)",
+                context: "cuBLASLt \(key)",
                 reason: found > 0 ? "the heuristic's algorithm has status \(state)" : "the heuristic proposed no algorithm")
         }
         return plan
@@ -109,19 +133,32 @@ final class CUBLASLtMatmul: @unchecked Sendable {
 
     private static func raw(_ address: CUdeviceptr) -> UnsafeRawPointer? { UnsafeRawPointer(bitPattern: UInt(address)) }
 
-    private static func check(_ api: CUBLASLtAPI, _ status: Int32, _ call: String) throws {
+    static func check(_ api: CUBLASLtAPI, _ status: Int32, _ call: String) throws {
         guard status != CUBLASLtConstant.success else { return }
         let name = api.getStatusString(status).map { String(cString: $0) } ?? "unknown status"
         throw CUDAError.driverCall(call: call, code: status, name: name, message: "cuBLASLt refused the call")
     }
 }
 
-private struct PlanKey: Hashable {
+/// One cuBLASLt problem: `y[M, N] = x[M, K]·W[N, K]ᵀ (+ bias)`, output (and bias) in `dtype`; operands in `dtype`
+/// too, or float8 e4m3 with outer-vector fp32 scales when `fp8` is set.
+struct CUBLASLtProblem: Hashable, CustomStringConvertible {
+    /// The FP8 options of a problem.
+    struct FP8: Hashable {
+        /// cuBLASLt's FAST_ACCUM: partial sums are not promoted to fp32 registers along K (faster, less exact).
+        let fastAccumulation: Bool
+    }
+
     let m: Int
     let n: Int
     let k: Int
     let dtype: DType
     let hasBias: Bool
+    let fp8: FP8?
+
+    var description: String {
+        "M=\(m), N=\(n), K=\(k), \(fp8 == nil ? "" : "e4m3→")\(dtype)\(hasBias ? " + bias" : "")\(fp8?.fastAccumulation == true ? ", fast accumulation" : "")"
+    }
 }
 
 /// One shape's cuBLASLt descriptors and chosen algorithm (the heuristic's result struct, whose first 64 bytes are

@@ -82,6 +82,39 @@ public final class CUDASVDQW4A4Linear: Sendable {
         self.context = context
     }
 
+    /// A layer with `base`'s 4-bit codes, scales, smoothing factors, wcscales and bias (the same device buffers, not
+    /// copies) and another low-rank branch: canonical `projDown` [K, R] and `projUp` [N, R], R a multiple of 16,
+    /// converted to the layer's activation dtype and uploaded. LoRAs use it to concatenate their ranks onto the branch
+    /// (Models/LoRA); only the low-rank tensors travel.
+    /// - Throws: `NunchakuError` for shapes that do not fit `base` or a rank that is not a multiple of 16.
+    public init(sharingQuantizedWeightsOf base: CUDASVDQW4A4Linear, projDown: Tensor, projUp: Tensor, stream: CUDAStream? = nil) throws {
+        let (k, n) = (base.inFeatures, base.outFeatures), r = projDown.shape.last ?? 0
+        guard projDown.shape == [k, r], projUp.shape == [n, r], r % 16 == 0 else {
+            throw NunchakuError.invalidArgument(
+                context: base.name, reason: "low-rank tensors \(projDown.shape) and \(projUp.shape) do not fit [\(k), R] and [\(n), R] with R a multiple of 16")
+        }
+        let type = base.activationDType, stream = stream ?? base.context.defaultStream
+        let down = W4A4FragmentLayout.packLowRankDown(DeviceHalfValues.bits(projDown, as: type), inFeatures: k, rank: r, precision: base.precision)
+        self.projDown = try DeviceTensor(uploading: try DeviceHalfValues.tensor(down, shape: [k, r], type: type), context: base.context, stream: stream)
+        self.projUp = try DeviceTensor(
+            uploading: try DeviceHalfValues.tensor(DeviceHalfValues.bits(projUp, as: type), shape: [n, r], type: type), context: base.context, stream: stream)
+        weightCodes = base.weightCodes
+        weightScales = base.weightScales
+        smooth = base.smooth
+        wcscales = base.wcscales
+        bias = base.bias
+        name = base.name
+        precision = base.precision
+        actUnsigned = base.actUnsigned
+        inFeatures = k
+        outFeatures = n
+        rank = r
+        wtscale = base.wtscale
+        activationDType = type
+        path = base.path
+        context = base.context
+    }
+
     /// Quantize, then multiply: [..., K] activations of the layer's dtype → [..., N].
     public func forward(_ x: DeviceTensor, stream: CUDAStream? = nil) throws -> DeviceTensor {
         let output = try multiply(try quantize(x, stream: stream), stream: stream)

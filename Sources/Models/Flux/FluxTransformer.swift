@@ -19,6 +19,9 @@ public struct FluxTransformer: Sendable {
     /// `norm_out.linear`; chunks are (scale, shift), in that order.
     let outputModulation: FluxModulation
     let outputProjection: any LinearLayer
+    /// The LoRAs applied to this model (none at load): add, re-weight and remove them at run time
+    /// (docs/lora.md). The layers are shared by copies of the model value.
+    public let loras: LoRAStack
 
     /// Builds the model from `weights`, strictly: a block count that differs from the config is an error naming the
     /// blocks, and every missing, unexpected, mis-shaped or unusable tensor is listed in one `WeightLoadingError`.
@@ -37,7 +40,8 @@ public struct FluxTransformer: Sendable {
         }
         try FluxBlockInventory.check(weights.tensorNames, config: config, source: source)
         let reader = WeightReader(weights, source: source)
-        let loader = FluxLayerLoader(factory: linearFactory, layout: layout, computeDType: computeDType, weights: reader)
+        let adaptable = AdaptableLinearFactory(wrapping: linearFactory)
+        let loader = FluxLayerLoader(factory: adaptable, layout: layout, computeDType: computeDType, weights: reader)
         let width = config.innerDim
         self.config = config
         self.computeDType = computeDType
@@ -50,6 +54,9 @@ public struct FluxTransformer: Sendable {
             name: FluxTopLevelNames.outputModulation, width: width, chunkCount: 2, layout: .diffusers, loader: loader)
         outputProjection = try loader.linear(FluxTopLevelNames.outputProjection, width, config.outputFeatures)
         try reader.finish()
+        loras = LoRAStack(targets: CPULoRATargets(
+            map: FluxLoRALayerMap(config: config, layout: layout, fuseSeparateQKV: false, interleavedModulation: true),
+            layers: adaptable.madeLayers))
     }
 
     /// One denoising evaluation, with diffusers' argument names and shapes:

@@ -10,9 +10,15 @@ struct FluxCUDALayerLoader {
     let layout: FluxCheckpointLayout
     let source: any FluxHostLinearSource
     let weights: WeightReader
+    /// Every layer made, wrapped so LoRAs can reach it.
+    let adaptable = FluxCUDAAdaptableLayers()
+    /// Set for the fast W4A4 numerics.
+    var fastEngine: CUDAW4A4FastEngine?
 
     func linear(_ spec: LinearLayerSpec) throws -> FluxCUDALinear {
-        try FluxCUDALinear(source.hostLinear(spec, weights: weights), spec: spec, context: context)
+        adaptable.register(
+            try FluxCUDALinear(source.hostLinear(spec, weights: weights), spec: spec, context: context, fastEngine: fastEngine),
+            name: spec.name, context: context)
     }
 
     /// An adaptive-norm linear (`width → chunks·width`), uploaded with its outputs chunk-major: the layout's
@@ -21,7 +27,8 @@ struct FluxCUDALayerLoader {
         let spec = layout.spec(name: name, width: width, chunks: chunks)
         var host = try source.hostLinear(spec, weights: weights)
         if layout.interleaved { host = try host.chunkMajor(chunks: chunks, name: name) }
-        return try FluxCUDALinear(host, spec: spec, context: context)
+        return adaptable.register(try FluxCUDALinear(host, spec: spec, context: context, fastEngine: fastEngine),
+                                  name: name, context: context)
     }
 
     /// A layer that is never quantized (embedders, final norm and projection).
@@ -57,9 +64,10 @@ struct FluxCUDALayerLoader {
                     throw NunchakuError.unsupported(context: name, reason: "separate quantized q/k/v projections are not supported; SVDQuant checkpoints fuse them")
                 }
             }
-            return .dense(try CUDADenseLinear(
+            let stacked = FluxCUDALinear.dense(try CUDADenseLinear(
                 name: "\(query)+k+v", weight: try Self.stackRows(weights, name: query),
                 bias: try Self.stackRows(biases, name: query), context: context))
+            return adaptable.register(stacked, name: "\(query)+k+v", context: context)
         }
     }
 

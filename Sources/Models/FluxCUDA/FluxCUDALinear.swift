@@ -21,17 +21,25 @@ struct CUDADenseLinear: Sendable {
 enum FluxCUDALinear: Sendable {
     case dense(CUDADenseLinear)
     case w4a4(CUDASVDQW4A4Linear)
+    /// An INT4 W4A4 layer with the fast (FP8, sm_90+) numerics.
+    case w4a4Fast(CUDASVDQW4A4FastLinear)
     case awq(CUDAAWQW4A16Linear)
     /// Stands in for a layer whose tensors had problems; the load fails before a model holding it is returned.
     case unloaded(String)
+    /// A layer that LoRA branches can go onto (every layer of a loaded model; Models/LoRA).
+    case adaptable(FluxCUDAAdaptableLinear)
 
-    /// Uploads `host`.
-    init(_ host: FluxHostLinear, spec: LinearLayerSpec, context: CUDAContext) throws {
+    /// Uploads `host`; W4A4 layers take the fast (FP8) numerics when `fastEngine` is given.
+    init(_ host: FluxHostLinear, spec: LinearLayerSpec, context: CUDAContext, fastEngine: CUDAW4A4FastEngine? = nil) throws {
         switch host {
         case let .dense(weight, bias):
             self = .dense(try CUDADenseLinear(name: spec.name, weight: weight, bias: bias, context: context))
         case let .w4a4(weights):
-            self = .w4a4(try CUDASVDQW4A4Linear(weights: weights, activationDType: .bf16, context: context))
+            if let fastEngine {
+                self = .w4a4Fast(try CUDASVDQW4A4FastLinear(weights: weights, activationDType: .bf16, engine: fastEngine))
+            } else {
+                self = .w4a4(try CUDASVDQW4A4Linear(weights: weights, activationDType: .bf16, context: context))
+            }
         case let .awq(weights):
             self = .awq(try CUDAAWQW4A16Linear(weights: weights, activationDType: .bf16, context: context))
         case .unloaded:
@@ -46,10 +54,14 @@ enum FluxCUDALinear: Sendable {
             return try gemm.linear(x, weight: layer.weight, bias: layer.bias)
         case let .w4a4(layer):
             return try layer.forward(x)
+        case let .w4a4Fast(layer):
+            return try layer.forward(x)
         case let .awq(layer):
             return try layer.forward(x)
         case let .unloaded(name):
             throw NunchakuError.invalidArgument(context: name, reason: "this layer's tensors could not be loaded")
+        case let .adaptable(layer):
+            return try layer(x, gemm: gemm)
         }
     }
 }

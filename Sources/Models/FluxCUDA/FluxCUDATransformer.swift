@@ -15,6 +15,8 @@ import SVDQuant
 public struct FluxCUDATransformer: Sendable {
     public let config: FluxConfig
     public let context: CUDAContext
+    /// How the INT4 W4A4 layers run (`.exact` unless asked for).
+    public let numerics: W4A4Numerics
     let gemm: CUDAGEMM
     let imageEmbedder: FluxCUDALinear
     let contextEmbedder: FluxCUDALinear
@@ -24,49 +26,58 @@ public struct FluxCUDATransformer: Sendable {
     /// `norm_out.linear`; chunks are (scale, shift), in that order.
     let outputModulation: FluxCUDAModulation
     let outputProjection: FluxCUDALinear
+    /// The LoRAs applied to this model (none at load): add, re-weight and remove them at run time (docs/lora.md).
+    public let loras: LoRAStack
 
     /// Builds the model from checkpoint tensors, strictly (like the CPU model: a block count that differs from the
     /// config, or any missing, unexpected, mis-shaped or unusable tensor, is an error naming them).
     /// - Parameter linearFactory: how quantized layers are stored: `DenseLinearFactory` for unquantized checkpoints,
     ///   `SVDQuantLinearFactory` in kernel-exact mode for SVDQuant ones.
+    /// - Parameter numerics: `.fast` runs INT4 W4A4 layers on the FP8 path (sm_90+; NVFP4 layers are refused).
     public init(
         config: FluxConfig, weights: any TensorProvider, layout: FluxCheckpointLayout = .diffusers,
-        linearFactory: any LinearLayerFactory = DenseLinearFactory(), context: CUDAContext, source: String = "weights"
+        linearFactory: any LinearLayerFactory = DenseLinearFactory(), context: CUDAContext, source: String = "weights",
+        numerics: W4A4Numerics = .exact
     ) throws {
         try self.init(config: config, weights: weights, layout: layout, linears: FluxCheckpointLinears(factory: linearFactory),
-                      context: context, source: source)
+                      context: context, source: source, numerics: numerics)
     }
 
     /// Loads the checkpoint in `files`, choosing its layers by its format as `FluxTransformer(files:)` does:
     /// SVDQuant checkpoints (any container `SVDQuantCheckpoint` opens) through `SVDQuantLinearFactory` in
     /// kernel-exact mode, unquantized ones (diffusers or Nunchaku block names) as dense layers.
-    public init(files: FluxModelFiles, context: CUDAContext) throws {
+    /// - Parameter numerics: as in `init(config:weights:…)`.
+    public init(files: FluxModelFiles, context: CUDAContext, numerics: W4A4Numerics = .exact) throws {
         let source = files.source
         switch try files.weightSource() {
         case .svdquant(let checkpoint):
             try self.init(config: files.config, weights: SVDQuantModelTensors(checkpoint), layout: .nunchaku,
-                          linearFactory: SVDQuantLinearFactory(checkpoint: checkpoint), context: context, source: source)
+                          linearFactory: SVDQuantLinearFactory(checkpoint: checkpoint), context: context, source: source,
+                          numerics: numerics)
         case .dense(let layout):
-            try self.init(config: files.config, weights: files.weights, layout: layout, context: context, source: source)
+            try self.init(config: files.config, weights: files.weights, layout: layout, context: context, source: source,
+                          numerics: numerics)
         }
     }
 
     /// The model of a random-weight checkpoint (layers generated one at a time, uploaded, and dropped on the host).
-    public init(random checkpoint: FluxRandomCheckpoint, context: CUDAContext) throws {
+    public init(random checkpoint: FluxRandomCheckpoint, context: CUDAContext, numerics: W4A4Numerics = .exact) throws {
         try self.init(config: checkpoint.config, weights: checkpoint.tensors, layout: checkpoint.layout, linears: checkpoint,
-                      context: context, source: "random \(checkpoint.format) FLUX (seed \(checkpoint.seed))")
+                      context: context, source: "random \(checkpoint.format) FLUX (seed \(checkpoint.seed))", numerics: numerics)
     }
 
     init(config: FluxConfig, weights: any TensorProvider, layout: FluxCheckpointLayout, linears: any FluxHostLinearSource,
-         context: CUDAContext, source: String) throws {
+         context: CUDAContext, source: String, numerics: W4A4Numerics) throws {
         try config.validate(source: source)
         try Self.checkKernelLimits(config, source: source)
         try FluxBlockInventory.check(weights.tensorNames, config: config, source: source)
         let reader = WeightReader(weights, source: source)
-        let loader = FluxCUDALayerLoader(context: context, layout: layout, source: linears, weights: reader)
+        var loader = FluxCUDALayerLoader(context: context, layout: layout, source: linears, weights: reader)
+        if numerics == .fast { loader.fastEngine = try CUDAW4A4FastEngine(context: context) }
         let width = config.innerDim
         self.config = config
         self.context = context
+        self.numerics = numerics
         gemm = CUDAGEMM(context: context)
         imageEmbedder = try loader.linear(FluxTopLevelNames.imageEmbedder, config.inChannels, width)
         contextEmbedder = try loader.linear(FluxTopLevelNames.contextEmbedder, config.jointAttentionDim, width)
@@ -77,6 +88,9 @@ public struct FluxCUDATransformer: Sendable {
             name: FluxTopLevelNames.outputModulation, width: width, chunkCount: 2, layout: .diffusers, loader: loader)
         outputProjection = try loader.linear(FluxTopLevelNames.outputProjection, width, config.outputFeatures)
         try reader.finish()
+        loras = LoRAStack(targets: CUDALoRATargets(
+            map: FluxLoRALayerMap(config: config, layout: layout, fuseSeparateQKV: true, interleavedModulation: false),
+            layers: loader.adaptable.all))
     }
 
     /// The GEMM implementation dense layers use (cuBLASLt when it loads).

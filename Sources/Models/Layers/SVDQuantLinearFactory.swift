@@ -76,17 +76,27 @@ public struct SVDQuantLinearFactory: LinearLayerFactory {
     private func w4a4(_ name: String, actUnsigned: Bool, _ computeDType: DType) throws -> any LinearLayer {
         let layer = try checkpoint.w4a4Weights(name, actUnsigned: actUnsigned)
         guard mode == .dequantized else { return SVDQW4A4Linear(weights: layer) }
-        let (weight, bias) = layer.denseEquivalent()
-        return try DenseLinear(
-            name: name, weight: Tensor(weight, shape: [layer.outFeatures, layer.inFeatures]),
-            bias: Tensor(bias, shape: [layer.outFeatures]), parameterDType: computeDType)
+        return try Self.denseEquivalent(layer, computeDType)
     }
 
     private func awq(_ name: String, _ computeDType: DType) throws -> any LinearLayer {
         let layer = try checkpoint.awqWeights(name)
         guard mode == .dequantized else { return AWQW4A16Linear(weights: layer) }
+        return try Self.denseEquivalent(layer, computeDType)
+    }
+
+    /// The dense layer a W4A4 layer stands for (`SVDQW4A4Weights.denseEquivalent()`), parameters in `computeDType`.
+    static func denseEquivalent(_ layer: SVDQW4A4Weights, _ computeDType: DType) throws -> DenseLinear {
+        let (weight, bias) = layer.denseEquivalent()
         return try DenseLinear(
-            name: name, weight: Tensor(layer.dequantizedWeight(), shape: [layer.outFeatures, layer.inFeatures]),
+            name: layer.name, weight: Tensor(weight, shape: [layer.outFeatures, layer.inFeatures]),
+            bias: Tensor(bias, shape: [layer.outFeatures]), parameterDType: computeDType)
+    }
+
+    /// The dense layer an AWQ W4A16 layer stands for (its dequantized weight and its bias).
+    static func denseEquivalent(_ layer: AWQW4A16Weights, _ computeDType: DType) throws -> DenseLinear {
+        try DenseLinear(
+            name: layer.name, weight: Tensor(layer.dequantizedWeight(), shape: [layer.outFeatures, layer.inFeatures]),
             bias: layer.canonical.bias, parameterDType: computeDType)
     }
 }

@@ -91,16 +91,21 @@ public struct CLIPTextModel: Sendable {
     /// occurrence); otherwise the first position holding `eos_token_id`, or 0 when the row has none (argmax of an
     /// all-false row).
     public func poolingPosition(_ ids: [Int]) -> Int {
-        if config.eosTokenId == 2 {
+        Self.poolingPosition(ids, eosTokenId: config.eosTokenId)
+    }
+
+    /// The pooling rule of `poolingPosition(_:)` for a config's `eos_token_id` (shared with the GPU model).
+    public static func poolingPosition(_ ids: [Int], eosTokenId: Int) -> Int {
+        if eosTokenId == 2 {
             guard let largest = ids.max() else { return 0 }
             return ids.firstIndex(of: largest) ?? 0
         }
-        return ids.firstIndex(of: config.eosTokenId) ?? 0
+        return ids.firstIndex(of: eosTokenId) ?? 0
     }
 
     /// Old checkpoints also store the non-persistent `embeddings.position_ids` buffer; it is accepted when it holds
     /// `0..<max_position_embeddings` and rejected otherwise.
-    private static func checkPositionIDsBuffer(prefix: String, config: CLIPTextConfig, reader: WeightReader) {
+    static func checkPositionIDsBuffer(prefix: String, config: CLIPTextConfig, reader: WeightReader) {
         let name = "\(prefix)embeddings.position_ids"
         guard reader.contains(name) else { return }
         let buffer = reader.tensor(name, shape: [1, config.maxPositionEmbeddings])

@@ -9,6 +9,13 @@ extension AutoencoderKLDecoder {
     /// - Throws: `NunchakuError` naming the path when there is no config or it is not an AutoencoderKL config,
     ///   `SafeTensorsError` for unreadable weight files, `WeightLoadingError` for tensors that do not fit.
     public init(path: String, computeDType: DType = .f32) throws {
+        let (config, checkpoint, location) = try Self.openFiles(path: path)
+        try self.init(config: config, weights: checkpoint, computeDType: computeDType, source: location)
+    }
+
+    /// The config, the weights and the folder or file they were found in, for `path` as `init(path:computeDType:)`
+    /// takes it (shared with the GPU decoder).
+    static func openFiles(path: String) throws -> (VAEConfig, SafeTensorsCheckpoint, String) {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw NunchakuError.io(path: path, reason: "no such file or folder")
@@ -24,7 +31,6 @@ extension AutoencoderKLDecoder {
         guard let json = FileManager.default.contents(atPath: configPath) else {
             throw NunchakuError.io(path: configPath, reason: "no readable VAE config.json beside the weights")
         }
-        let config = try VAEConfig.decode(json, source: configPath)
-        try self.init(config: config, weights: checkpoint, computeDType: computeDType, source: location)
+        return (try VAEConfig.decode(json, source: configPath), checkpoint, location)
     }
 }

@@ -2,21 +2,31 @@ import CPUBackend
 import CUDABackend
 import NunchakuCore
 
-/// Attention against `CPUOps.attention` (fp32 softmax). For long sequences the CPU reference covers a random subset
-/// of query tokens (always the first and the last) with every key; the GPU output is still checked everywhere for
-/// poison and NaN.
+/// Attention against `CPUOps.attention` (fp32 softmax), for each kernel: `attention` is the FA2 kernel (every GPU),
+/// `attention.wgmma` the Hopper kernel (skipped where it cannot run). For long sequences the CPU reference covers a
+/// random subset of query tokens (always the first and the last) with every key; the GPU output is still checked
+/// everywhere for poison and NaN.
 enum AttentionSelfTests {
     static let cases: [SelfTestCase] = SelfTestShapes.dtypes.flatMap { dtype in
-        [
-            attention(dtype, batch: 1, heads: SelfTestShapes.fluxHeads, queries: SelfTestShapes.fluxTokens,
-                      keys: SelfTestShapes.fluxTokens, headDim: 128, masked: false),
-            attention(dtype, batch: 2, heads: 3, queries: 333, keys: 333, headDim: 128, masked: true),
-            attention(dtype, batch: 1, heads: 2, queries: 1, keys: 1, headDim: 128, masked: false),
-            attention(dtype, batch: 2, heads: 4, queries: 77, keys: 77, headDim: 64, masked: false),
-            attention(dtype, batch: 2, heads: 2, queries: 100, keys: 257, headDim: 64, masked: true),
-            attention(dtype, batch: 1, heads: 24, queries: 1024, keys: 1024, headDim: 64, masked: false),
-        ]
+        AttentionKernel.allCases.flatMap { kernel in
+            [
+                attention(dtype, kernel, batch: 1, heads: SelfTestShapes.fluxHeads, queries: SelfTestShapes.fluxTokens,
+                          keys: SelfTestShapes.fluxTokens, headDim: 128, masked: false),
+                attention(dtype, kernel, batch: 1, heads: SelfTestShapes.fluxHeads, queries: 1536, keys: 1536, headDim: 128,
+                          masked: false),
+                attention(dtype, kernel, batch: 2, heads: 3, queries: 333, keys: 333, headDim: 128, masked: true),
+                attention(dtype, kernel, batch: 1, heads: 2, queries: 1, keys: 1, headDim: 128, masked: false),
+                attention(dtype, kernel, batch: 1, heads: 5, queries: 700, keys: 129, headDim: 128, masked: false),
+                attention(dtype, kernel, batch: 2, heads: 2, queries: 130, keys: 1000, headDim: 128, masked: true),
+                attention(dtype, kernel, batch: 2, heads: 4, queries: 77, keys: 77, headDim: 64, masked: false),
+                attention(dtype, kernel, batch: 2, heads: 2, queries: 100, keys: 257, headDim: 64, masked: true),
+                attention(dtype, kernel, batch: 1, heads: 24, queries: 1024, keys: 1024, headDim: 64, masked: false),
+            ]
+        }
     }
+
+    /// The case name of each kernel (`attention` stays the FA2 kernel's, as before the wgmma kernel existed).
+    static func caseKernel(_ kernel: AttentionKernel) -> String { kernel == .fa2 ? "attention" : "attention.\(kernel)" }
 
     /// Bf16 and f16 probabilities are rounded before P·V (as in FlashAttention), on top of the output's rounding.
     static func tolerance(_ dtype: DType) -> Double { dtype == .bf16 ? 2e-2 : 5e-3 }
@@ -24,9 +34,15 @@ enum AttentionSelfTests {
     /// Query tokens compared with the CPU at most.
     static let comparedQueries = 48
 
-    static func attention(_ dtype: DType, batch: Int, heads: Int, queries: Int, keys: Int, headDim: Int, masked: Bool) -> SelfTestCase {
+    static func attention(_ dtype: DType, _ kernel: AttentionKernel, batch: Int, heads: Int, queries: Int, keys: Int, headDim: Int,
+                          masked: Bool) -> SelfTestCase {
         let label = "B=\(batch) H=\(heads) Sq=\(queries) Skv=\(keys) d=\(headDim)" + (masked ? " masked" : "")
-        return SelfTestCase(kernel: "attention", dtype: dtype, shape: label, tolerance: tolerance(dtype)) { env in
+        return SelfTestCase(kernel: caseKernel(kernel), dtype: dtype, shape: label, tolerance: tolerance(dtype)) { env in
+            let target = try env.context.kernels.target()
+            let sharedMemory = env.context.device.maxSharedMemoryPerBlockOptin
+            guard kernel.isAvailable(target: target, sharedMemoryLimit: sharedMemory, headDim: headDim) else {
+                throw SelfTestSkip("the \(kernel) kernel needs an sm_90a GPU; kernels here are built for \(target)")
+            }
             let query = env.randomTensor([batch, queries, heads, headDim], dtype, in: -2...2)
             let key = env.randomTensor([batch, keys, heads, headDim], dtype, in: -2...2)
             let value = env.randomTensor([batch, keys, heads, headDim], dtype)
@@ -46,7 +62,7 @@ enum AttentionSelfTests {
             let gpuMask = try mask.map { try DeviceTensor(uploading: $0, context: env.context, stream: env.stream) }
             let output = try env.poisonedOutput(query.shape, dtype)
             let launch = {
-                try env.context.attention(query: gpuQuery, key: gpuKey, value: gpuValue, keyMask: gpuMask, into: output)
+                try env.context.attention(query: gpuQuery, key: gpuKey, value: gpuValue, keyMask: gpuMask, kernel: kernel, into: output)
             }
             try launch()
             let result = try env.download(output)

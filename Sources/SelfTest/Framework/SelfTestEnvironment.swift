@@ -54,19 +54,7 @@ public final class SelfTestEnvironment {
     /// bracketed by device events on `stream`. Run it after the checked launch: it overwrites the outputs with
     /// the same values.
     public func time(warmUp: Int = 2, repetitions: Int = 10, _ launch: () throws -> Void) throws -> Double {
-        for _ in 0..<warmUp { try launch() }
-        var events: [(CUDAEvent, CUDAEvent)] = []
-        for _ in 0..<max(1, repetitions) {
-            let start = try context.makeEvent()
-            let end = try context.makeEvent()
-            try stream.record(start)
-            try launch()
-            try stream.record(end)
-            events.append((start, end))
-        }
-        try stream.synchronize()
-        let times = try events.map { try $0.1.milliseconds(since: $0.0) }.sorted()
-        return times[times.count / 2]
+        try BenchTiming.median(context, stream: stream, warmUp: warmUp, repetitions: repetitions) { _ in try launch() }
     }
 
     /// A value shared by all cases of this run, made by `make` the first time `key` is asked for (a cuBLASLt

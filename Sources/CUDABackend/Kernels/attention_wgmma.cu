@@ -1,0 +1,392 @@
+// attention_wgmma.cu: scaled dot-product attention softmax(Q·Kᵀ/√d)·V for Hopper (sm_90a) on warpgroup MMA.
+//
+// Same contract as attention_fa2.cu: q [B, Sq, H, D], k and v [B, Skv, H, D], o [B, Sq, H, D], one 16-bit format
+// (bf16 or f16); optional key-padding mask [B, Skv] of bytes (0 = ignore the key); float32 accumulation, online
+// softmax in base 2 with the 1/√d scale folded into the exponent (`scaleLog2`), P rounded to the input format
+// before P·V; any Sq and Skv (tails zero-filled and masked); a query whose keys are all masked gets zeros.
+//
+// A block owns 128 queries of one (sample, head) and has three warpgroups (FlashAttention-3's structure):
+//   - warpgroups 0 and 1 consume, 64 queries each. A consumer keeps its Q tile in shared memory and walks the keys
+//     in tiles of 128: S = Q·Kᵀ (wgmma m64n128k16, both operands from shared memory), online softmax on the float32
+//     accumulators in registers, O += P·V (wgmma with P from registers, V transposed from shared memory). S of
+//     tile j and P·V of tile j − 1 are issued together, then tile j's softmax runs while that P·V is in flight; the
+//     two consumers take turns issuing (named barriers), so one's softmax overlaps the other's products.
+//   - warpgroup 2 produces: it copies K and V tiles into two rings of `kStages` shared-memory stages with 16-byte
+//     cp.async (zero-filled past Skv); each thread's copies arrive on the stage's `full` mbarrier when they land
+//     (cp.async.mbarrier.arrive.noinc, so the producer never waits for its own copies). A consumer waits on `full`,
+//     fences the copies into the async proxy (wgmma reads there) and, once its S (for K) or its P·V (for V) has
+//     read the stage, arrives on the stage's `empty` mbarrier, which the producer waits on before refilling it.
+//   setmaxnreg moves registers from the producer (24 per thread) to the consumers (240).
+// Shared tiles use the 128-byte swizzle (attention_wgmma.cuh): a [rows][D] tile is D/64 blocks of [rows][64].
+#include "attention_wgmma.cuh"
+
+namespace {
+
+constexpr int kConsumerGroups = 2;
+constexpr int kQueriesPerGroup = 64;
+constexpr int kQueriesPerBlock = kConsumerGroups * kQueriesPerGroup;
+constexpr int kKeysPerTile = 128;
+constexpr int kStages = 3;
+constexpr int kConsumerThreads = kConsumerGroups * 128;
+constexpr int kProducerThreads = 128;
+constexpr int kThreads = kConsumerThreads + kProducerThreads;
+// Registers per thread after setmaxnreg: the copies need few, the consumers' accumulators many. The block starts
+// with 168 per thread (65536 / 384, rounded down to 8) and setmaxnreg.inc only hands out what the producer's
+// setmaxnreg.dec gave back, so the consumers' gain must not exceed the producer's loss (else .inc waits forever).
+constexpr int kProducerRegisters = 24;
+constexpr int kConsumerRegisters = 240;
+constexpr int kEntryRegisters = 65536 / kThreads / 8 * 8;
+static_assert(kConsumerThreads * (kConsumerRegisters - kEntryRegisters) <= kProducerThreads * (kEntryRegisters - kProducerRegisters),
+              "the consumers would wait for registers the producer never returns");
+
+#if defined(NK_HAS_WGMMA)
+
+/// −∞ as a float (the score of a masked key).
+NK_DEVICE float negative_infinity() { return __uint_as_float(0xFF800000u); }
+
+/// 2^x by the special-function unit alone (results below 2^-126 flush to 0, which a softmax weight can afford).
+NK_DEVICE float exp2_approx(float x) {
+    float result;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(result) : "f"(x));
+    return result;
+}
+
+/// Byte offset of 16-byte chunk `chunk` (of D/8) of row `row` in a swizzled [rows][D] tile.
+template <int Rows>
+NK_DEVICE u32 swizzled_offset(int row, int chunk) {
+    return (u32)((chunk >> 3) * Rows * 128 + row * 128 + (((chunk & 7) ^ (row & 7)) << 4));
+}
+
+/// The shared-memory plan of one block (byte offsets from a 1024-byte aligned base).
+template <int D>
+struct Plan {
+    static constexpr u32 queryTileBytes = kQueriesPerGroup * D * 2;
+    static constexpr u32 keyTileBytes = kKeysPerTile * D * 2;
+    static constexpr u32 queries = 0;                                          // [2][64][D]
+    static constexpr u32 keys = queries + kConsumerGroups * queryTileBytes;    // [kStages][128][D]
+    static constexpr u32 values = keys + kStages * keyTileBytes;               // [kStages][128][D]
+    // mbarriers, kStages each: K or V tile landed (`Full`), K or V tile read by both consumers (`Empty`).
+    static constexpr u32 keyFull = values + kStages * keyTileBytes;
+    static constexpr u32 keyEmpty = keyFull + kStages * 8;
+    static constexpr u32 valueFull = keyEmpty + kStages * 8;
+    static constexpr u32 valueEmpty = valueFull + kStages * 8;
+    static constexpr u32 bytes = valueEmpty + kStages * 8;
+    // The launcher (AttentionWGMMA.swift) asks for bytes + 1024 (alignment slack); an sm_90 block may have 232,448.
+    static_assert(bytes + 1024 <= 232448, "shared memory plan too large");
+};
+static_assert(Plan<128>::bytes + 1024 == 230496 && Plan<64>::bytes + 1024 == 115808,
+              "AttentionWGMMALaunch.sharedMemoryBytes (Swift) must ask for exactly this plan");
+
+/// Copies `Rows` rows of `source` (rows `firstRow`…, `rowStride` elements apart, `validRows` of them inside the
+/// tensor) into a swizzled tile, `threads` threads starting at `thread`; rows past `validRows` are zero-filled.
+template <int Rows, int D, int Threads>
+NK_DEVICE void copy_tile(u32 tileAddress, const u16* source, int firstRow, int validRows, int rowStride, int thread) {
+    constexpr int chunksPerRow = D / 8;
+    constexpr int chunksPerThread = Rows * chunksPerRow / Threads;
+    static_assert(Threads % chunksPerRow == 0, "a thread keeps its chunk column");
+#pragma unroll 4
+    for (int i = 0; i < chunksPerThread; ++i) {
+        const int index = thread + i * Threads;
+        const int row = index / chunksPerRow;
+        const int chunk = index % chunksPerRow;
+        const bool valid = firstRow + row < validRows;
+        const u16* from = valid ? source + (i64)(firstRow + row) * rowStride + chunk * 8 : source;
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
+                     :: "r"(tileAddress + swizzled_offset<Rows>(row, chunk)), "l"(from), "r"(valid ? 16 : 0) : "memory");
+    }
+}
+
+/// Starts copying one K or V tile into `stage` of its ring once both consumers have released that stage's previous
+/// tile; the stage's `full` mbarrier completes when this thread's copies (and all its earlier ones) have landed.
+template <int D>
+NK_DEVICE void produce_tile(u32 ring, u32 full, u32 empty, const u16* source, int tile, int keyTokens, int rowStride) {
+    using P = Plan<D>;
+    const int stage = tile % kStages;
+    if (tile >= kStages) nk_mbarrier_wait(empty + stage * 8, ((tile / kStages) - 1) & 1);
+    copy_tile<kKeysPerTile, D, kProducerThreads>(ring + stage * P::keyTileBytes, source, tile * kKeysPerTile, keyTokens, rowStride,
+                                                 threadIdx.x - kConsumerThreads);
+    nk_cp_async_arrive_noinc(full + stage * 8);
+}
+
+/// The producer warpgroup: K and V tiles into their rings, K of a tile first (S needs it a turn before P·V needs V).
+template <int D>
+NK_DEVICE void produce(u32 base, const u16* k, const u16* v, i64 keyBase, int keyTokens, int rowStride, int tiles) {
+    using P = Plan<D>;
+    for (int tile = 0; tile < tiles; ++tile) {
+        produce_tile<D>(base + P::keys, base + P::keyFull, base + P::keyEmpty, k + keyBase, tile, keyTokens, rowStride);
+        produce_tile<D>(base + P::values, base + P::valueFull, base + P::valueEmpty, v + keyBase, tile, keyTokens, rowStride);
+    }
+    nk_cp_async_commit();
+    nk_cp_async_wait<0>();  // leave no copy in flight at exit
+}
+
+/// Waits for a K or V tile and makes the copies (generic proxy) visible to wgmma (async proxy) in this thread.
+NK_DEVICE void wait_for_tile(u32 full, int tile) {
+    nk_mbarrier_wait(full + (tile % kStages) * 8, (tile / kStages) & 1);
+    nk_fence_proxy_async();
+}
+
+/// Issues S = Q·Kᵀ (64 queries × 128 keys) as one committed wgmma group: D/16 k-steps of 16 head dimensions.
+template <class T, int D>
+NK_DEVICE void issue_scores(float (&scores)[64], u32 queryTile, u32 keyTile) {
+    nk_wgmma_fence();
+#pragma unroll
+    for (int step = 0; step < D / 16; ++step) {
+        // Column block step / 4 of the tiles, then +32 bytes per 16 head dimensions inside the 128-byte rows.
+        const u32 within = (step & 3) * 32;
+        const u64 a = nk_wgmma_descriptor(queryTile + (step >> 2) * kQueriesPerGroup * 128 + within, 16, 1024);
+        const u64 b = nk_wgmma_descriptor(keyTile + (step >> 2) * kKeysPerTile * 128 + within, 16, 1024);
+        nk_wgmma_ss_n128<T>(scores, a, b, step > 0);
+    }
+    nk_wgmma_commit();
+}
+
+/// Issues O += P·V for one key tile as one committed wgmma group: eight k-steps of 16 keys.
+template <class T, int D>
+NK_DEVICE void issue_values(float (&output)[D / 2], const u32 (&weights)[8][4], u32 valueTile) {
+    nk_wgmma_fence();
+#pragma unroll
+    for (int step = 0; step < 8; ++step) {
+        // Keys 16·step…: two 8-row groups (SBO 1024 bytes) per step; D/64 column blocks (LBO one block).
+        const u64 b = nk_wgmma_descriptor(valueTile + step * 2048, kKeysPerTile * 128, 1024);
+        if constexpr (D == 128) {
+            nk_wgmma_rs_n128<T>(output, weights[step], b, 1);
+        } else {
+            nk_wgmma_rs_n64<T>(output, weights[step], b, 1);
+        }
+    }
+    nk_wgmma_commit();
+}
+
+/// The online-softmax step of one key tile: masks keys past `keyTokens` or masked out, updates the running maxima
+/// (base 2) and this thread's partial row sums, writes P = 2^(S·scale − max) rounded to the input format as A
+/// fragments of 16 keys each, and returns in `correction` the factor the output rows must be scaled by.
+template <class T>
+NK_DEVICE void softmax_tile(float (&scores)[64], u32 (&weights)[8][4], float (&correction)[2], float (&rowMax)[2],
+                            float (&rowSum)[2], int firstKey, int keyTokens, const u8* sampleMask, float scaleLog2) {
+    const int t = threadIdx.x & 3;
+    if (firstKey + kKeysPerTile > keyTokens || sampleMask) {
+#pragma unroll
+        for (int i = 0; i < 16; ++i) {
+#pragma unroll
+            for (int c = 0; c < 4; ++c) {
+                const int key = firstKey + 8 * i + 2 * t + (c & 1);
+                const bool allowed = key < keyTokens && (!sampleMask || sampleMask[key] != 0);
+                if (!allowed) scores[4 * i + c] = negative_infinity();
+            }
+        }
+    }
+    float reference[2];
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        float tileMax = negative_infinity();
+#pragma unroll
+        for (int i = 0; i < 16; ++i) tileMax = fmaxf(tileMax, fmaxf(scores[4 * i + 2 * half], scores[4 * i + 2 * half + 1]));
+        // The four lanes of a quad hold one row's 128 scores between them.
+        tileMax = fmaxf(tileMax, __shfl_xor_sync(0xFFFFFFFFu, tileMax, 1));
+        tileMax = fmaxf(tileMax, __shfl_xor_sync(0xFFFFFFFFu, tileMax, 2));
+        const float newMax = fmaxf(rowMax[half], tileMax * scaleLog2);
+        // With every key so far masked the maximum is −∞; exponentiate against 0 so the weights are 0, not NaN.
+        reference[half] = newMax == negative_infinity() ? 0.0f : newMax;
+        correction[half] = exp2f(rowMax[half] - reference[half]);
+        rowMax[half] = newMax;
+        rowSum[half] *= correction[half];
+    }
+#pragma unroll
+    for (int step = 0; step < 8; ++step) {
+        float p[8];
+#pragma unroll
+        for (int c = 0; c < 8; ++c) {
+            const int half = (c >> 1) & 1;
+            p[c] = exp2_approx(fmaf(scores[8 * step + c], scaleLog2, -reference[half]));
+            rowSum[half] += p[c];
+        }
+        weights[step][0] = T::pack2(p[0], p[1]);
+        weights[step][1] = T::pack2(p[2], p[3]);
+        weights[step][2] = T::pack2(p[4], p[5]);
+        weights[step][3] = T::pack2(p[6], p[7]);
+    }
+}
+
+/// Scales the output rows g (half 0) and g + 8 (half 1) of this thread.
+template <int N>
+NK_DEVICE void rescale(float (&output)[N], const float (&correction)[2]) {
+#pragma unroll
+    for (int i = 0; i < N / 4; ++i) {
+        output[4 * i] *= correction[0];
+        output[4 * i + 1] *= correction[0];
+        output[4 * i + 2] *= correction[1];
+        output[4 * i + 3] *= correction[1];
+    }
+}
+
+/// The two consumer warpgroups take turns issuing their matrix products (named barriers 3 and 4), so one's
+/// softmax runs while the other's products occupy the tensor cores.
+NK_DEVICE void wait_for_turn(int group) { nk_named_barrier(3 + group, 2 * 128); }
+NK_DEVICE void pass_turn(int group) { nk_named_barrier_arrive(3 + (group ^ 1), 2 * 128); }
+
+/// A consumer warpgroup: its 64 queries against every key tile. Tile j's softmax runs while P·V of tile j − 1 is
+/// still on the tensor cores (S of tile j and P·V of tile j − 1 are issued together in one turn).
+template <class T, int D>
+NK_DEVICE void consume(u32 base, const u16* q, u16* o, const u8* sampleMask, i64 queryBase, int firstQuery, int queryTokens,
+                       int keyTokens, int rowStride, int tiles, float scaleLog2) {
+    using P = Plan<D>;
+    const int group = threadIdx.x / 128;
+    const int thread = threadIdx.x % 128;
+
+    // This warpgroup's Q tile (rows past Sq zero-filled), visible to wgmma before the first product.
+    const u32 queryTile = base + P::queries + group * P::queryTileBytes;
+    copy_tile<kQueriesPerGroup, D, 128>(queryTile, q + queryBase, firstQuery, queryTokens, rowStride, thread);
+    nk_cp_async_commit();
+    nk_cp_async_wait<0>();
+    nk_fence_proxy_async();
+    nk_named_barrier(1 + group, 128);
+    if (group == 1) pass_turn(group);  // warpgroup 0 goes first
+
+    float output[D / 2];
+#pragma unroll
+    for (int i = 0; i < D / 2; ++i) output[i] = 0.0f;
+    // Running maximum (scaled to base 2) and this thread's partial sum of weights for rows g and g + 8.
+    float rowMax[2] = {negative_infinity(), negative_infinity()};
+    float rowSum[2] = {0.0f, 0.0f};
+    float scores[64];
+    u32 weights[8][4];
+    float correction[2];
+
+    wait_for_tile(base + P::keyFull, 0);
+    wait_for_turn(group);
+    issue_scores<T, D>(scores, queryTile, base + P::keys);
+    pass_turn(group);
+    nk_wgmma_wait<0>();
+    nk_wgmma_pin(scores);
+    nk_mbarrier_arrive(base + P::keyEmpty);
+    softmax_tile<T>(scores, weights, correction, rowMax, rowSum, 0, keyTokens, sampleMask, scaleLog2);
+
+    // One tile: its S and the previous tile's P·V in one turn, its softmax while that P·V runs. `current` holds
+    // the previous tile's P, `next` receives this tile's (two buffers, so no P is written while a wgmma reads it).
+    const auto step = [&](int tile, const u32 (&current)[8][4], u32 (&next)[8][4]) {
+        const int stage = tile % kStages;
+        const int previous = (tile - 1) % kStages;
+        wait_for_tile(base + P::keyFull, tile);
+        wait_for_tile(base + P::valueFull, tile - 1);
+        wait_for_turn(group);
+        issue_scores<T, D>(scores, queryTile, base + P::keys + stage * P::keyTileBytes);
+        issue_values<T, D>(output, current, base + P::values + previous * P::keyTileBytes);
+        pass_turn(group);
+        nk_wgmma_wait<1>();  // S of this tile; P·V of the previous one may still run
+        nk_wgmma_pin(scores);
+        nk_mbarrier_arrive(base + P::keyEmpty + stage * 8);
+        softmax_tile<T>(scores, next, correction, rowMax, rowSum, tile * kKeysPerTile, keyTokens, sampleMask, scaleLog2);
+        nk_wgmma_wait<0>();
+        nk_wgmma_pin(output);
+        nk_mbarrier_arrive(base + P::valueEmpty + previous * 8);
+        rescale(output, correction);
+    };
+    // The last tile's P·V, alone in the warpgroup's last turn.
+    const auto finish = [&](const u32 (&current)[8][4]) {
+        wait_for_tile(base + P::valueFull, tiles - 1);
+        wait_for_turn(group);
+        issue_values<T, D>(output, current, base + P::values + ((tiles - 1) % kStages) * P::keyTileBytes);
+        if (group == 0) pass_turn(group);  // warpgroup 1's last turn is over: nobody waits for another
+        nk_wgmma_wait<0>();
+        nk_wgmma_pin(output);
+    };
+    u32 otherWeights[8][4];
+    int tile = 1;
+    for (; tile + 1 < tiles; tile += 2) {
+        step(tile, weights, otherWeights);
+        step(tile + 1, otherWeights, weights);
+    }
+    if (tile < tiles) {
+        step(tile, weights, otherWeights);
+        finish(otherWeights);
+    } else {
+        finish(weights);
+    }
+
+    // Normalise by the full row sums (summed over the quad) and store rows inside the sequence.
+    const int warp = thread / 32;
+    const int g = (threadIdx.x & 31) >> 2;
+    const int t = threadIdx.x & 3;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        rowSum[half] += __shfl_xor_sync(0xFFFFFFFFu, rowSum[half], 1);
+        rowSum[half] += __shfl_xor_sync(0xFFFFFFFFu, rowSum[half], 2);
+        const float inverse = rowSum[half] > 0.0f ? 1.0f / rowSum[half] : 0.0f;
+        const int row = firstQuery + 16 * warp + g + 8 * half;
+        if (row >= queryTokens) continue;
+        u16* destination = o + queryBase + (i64)row * rowStride + 2 * t;
+#pragma unroll
+        for (int i = 0; i < D / 8; ++i) {
+            *reinterpret_cast<u32*>(destination + 8 * i) =
+                T::pack2(output[4 * i + 2 * half] * inverse, output[4 * i + 2 * half + 1] * inverse);
+        }
+    }
+}
+
+template <class T, int D>
+NK_DEVICE void attention(const u16* __restrict__ q, const u16* __restrict__ k, const u16* __restrict__ v,
+                         u16* __restrict__ o, const u8* __restrict__ keyMask, int queryTokens, int keyTokens, int heads,
+                         float scaleLog2) {
+    using P = Plan<D>;
+    extern __shared__ __align__(1024) u8 sharedBytes[];
+    // The swizzle works on address bits 4-9: align the plan to 1024 bytes (the launcher adds the slack).
+    const u32 raw = nk_shared_address(sharedBytes);
+    const u32 base = (raw + 1023u) & ~1023u;
+
+    const int head = blockIdx.y;
+    const int sample = blockIdx.z;
+    const int rowStride = heads * D;
+    const i64 queryBase = (i64)sample * queryTokens * rowStride + (i64)head * D;
+    const i64 keyBase = (i64)sample * keyTokens * rowStride + (i64)head * D;
+    const int tiles = (keyTokens + kKeysPerTile - 1) / kKeysPerTile;
+
+    if (threadIdx.x == 0) {
+        for (int stage = 0; stage < kStages; ++stage) {
+            nk_mbarrier_init(base + P::keyFull + stage * 8, kProducerThreads);
+            nk_mbarrier_init(base + P::keyEmpty + stage * 8, kConsumerThreads);
+            nk_mbarrier_init(base + P::valueFull + stage * 8, kProducerThreads);
+            nk_mbarrier_init(base + P::valueEmpty + stage * 8, kConsumerThreads);
+        }
+    }
+    __syncthreads();
+
+    if (threadIdx.x >= kConsumerThreads) {
+        nk_setmaxnreg_decrease<kProducerRegisters>();
+        produce<D>(base, k, v, keyBase, keyTokens, rowStride, tiles);
+    } else {
+        nk_setmaxnreg_increase<kConsumerRegisters>();
+        const int firstQuery = blockIdx.x * kQueriesPerBlock + (threadIdx.x / 128) * kQueriesPerGroup;
+        const u8* sampleMask = keyMask ? keyMask + (i64)sample * keyTokens : nullptr;
+        consume<T, D>(base, q, o, sampleMask, queryBase, firstQuery, queryTokens, keyTokens, rowStride, tiles, scaleLog2);
+    }
+}
+
+#define NK_ATTENTION_BODY(T, D) attention<T, D>(q, k, v, o, keyMask, queryTokens, keyTokens, heads, scaleLog2)
+#else
+// Not sm_90a: the host dispatches to this file's kernels only on sm_90a (AttentionGeometry.usesWGMMA), so here
+// they trap instead of computing.
+#define NK_ATTENTION_BODY(T, D) __trap()
+#endif
+
+}  // namespace
+
+NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_bf16_d64(
+    const u16* q, const u16* k, const u16* v, u16* o, const u8* keyMask, int queryTokens, int keyTokens, int heads, float scaleLog2) {
+    NK_ATTENTION_BODY(nk_bf16, 64);
+}
+
+NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_bf16_d128(
+    const u16* q, const u16* k, const u16* v, u16* o, const u8* keyMask, int queryTokens, int keyTokens, int heads, float scaleLog2) {
+    NK_ATTENTION_BODY(nk_bf16, 128);
+}
+
+NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_f16_d64(
+    const u16* q, const u16* k, const u16* v, u16* o, const u8* keyMask, int queryTokens, int keyTokens, int heads, float scaleLog2) {
+    NK_ATTENTION_BODY(nk_f16, 64);
+}
+
+NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_f16_d128(
+    const u16* q, const u16* k, const u16* v, u16* o, const u8* keyMask, int queryTokens, int keyTokens, int heads, float scaleLog2) {
+    NK_ATTENTION_BODY(nk_f16, 128);
+}

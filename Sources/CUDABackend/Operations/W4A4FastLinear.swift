@@ -1,0 +1,157 @@
+import NunchakuCore
+import SVDQuant
+
+/// An INT4 SVDQuant W4A4 linear with the fast (FP8, Hopper) numerics: the 4-bit codes stay 4-bit on the GPU; each
+/// forward runs the low-rank down-projection (cuBLASLt, 16-bit), the activation pass (w4a4_fp8_quantize.cu:
+/// smoothing, per-token e4m3 of the input and of the low-rank values), the weight expansion into an e4m3 scratch
+/// with the group scales folded in (w4a4_fp8_weights.cu), and one cuBLASLt FP8 GEMM over `gemmDepth` columns with the
+/// per-token and per-channel scales and the bias in its epilogue. `W4A4FastReference` is its CPU reference;
+/// docs/hopper.md has the math, the error against the exact mode and the speed.
+public final class CUDASVDQW4A4FastLinear: Sendable {
+    public let parameters: W4A4FastParameters
+    public let engine: CUDAW4A4FastEngine
+    /// u8 [N, K/2], canonical (low nibble first).
+    let qweight: DeviceTensor
+    /// [K/64, N] in the activation dtype.
+    let groupScales: DeviceTensor
+    /// f32 [N].
+    let channelScales: DeviceTensor
+    /// f32 [K].
+    let inverseSmooth: DeviceTensor
+    /// [R, K] in the activation dtype.
+    let projDownTransposed: DeviceTensor
+    /// f32 [R].
+    let inverseBeta: DeviceTensor
+    /// u8 [N, R].
+    let upCodes: DeviceTensor
+    /// [N] in the activation dtype.
+    let bias: DeviceTensor?
+
+    public var name: String { parameters.name }
+    public var inFeatures: Int { parameters.inFeatures }
+    public var outFeatures: Int { parameters.outFeatures }
+    public var activationDType: ActivationDType { parameters.type }
+
+    /// Folds (`W4A4FastParameters`) and uploads `weights` for activations of `activationDType` (the weights' own
+    /// dtype when nil).
+    /// - Throws: the folding's errors (NVFP4, wcscales, rank), allocation and copy errors.
+    public init(weights: SVDQW4A4Weights, activationDType: ActivationDType? = nil, engine: CUDAW4A4FastEngine,
+                stream: CUDAStream? = nil) throws {
+        let type = activationDType ?? weights.weightDType
+        let p = try W4A4FastParameters(weights: weights, type: type)
+        let context = engine.context
+        let stream = stream ?? context.defaultStream
+        let n = p.outFeatures, k = p.inFeatures, r = p.rank
+        func upload(_ tensor: Tensor) throws -> DeviceTensor { try DeviceTensor(uploading: tensor, context: context, stream: stream) }
+        func floats(_ values: [Float], _ shape: [Int]) throws -> DeviceTensor { try upload(Tensor(values, shape: shape)) }
+        func halves(_ values: [Float], _ shape: [Int]) throws -> DeviceTensor {
+            try upload(DeviceHalfValues.tensor(values.map { type.bits($0) }, shape: shape, type: type))
+        }
+        qweight = try upload(weights.canonical.qweight.contiguous())
+        groupScales = try halves(p.groupScales, [k / 64, n])
+        channelScales = try floats(p.channelScales, [n])
+        inverseSmooth = try floats(p.inverseSmooth, [k])
+        projDownTransposed = try halves(p.projDownTransposed, [r, k])
+        inverseBeta = try floats(p.inverseBeta, [r])
+        upCodes = try upload(Tensor(shape: [n, r], dtype: .u8, bytes: p.upCodes))
+        bias = try p.bias.map { try halves($0, [n]) }
+        parameters = p
+        self.engine = engine
+    }
+
+    /// [..., K] activations of the layer's dtype → [..., N]. Queued on `stream` (the input's stream when nil).
+    public func forward(_ x: DeviceTensor, stream: CUDAStream? = nil) throws -> DeviceTensor {
+        let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, "\(name) fast W4A4")
+        let stream = stream ?? x.buffer.stream
+        let output = try DeviceTensor(shape: [rows, outFeatures], dtype: activationDType.dtype, context: engine.context, stream: stream)
+        try forward(x, into: output, stream: stream)
+        return try output.reshaped(Array(x.shape.dropLast()) + [outFeatures])
+    }
+
+    /// `forward` writing every element of `output` ([M, N] in the layer's dtype).
+    public func forward(_ x: DeviceTensor, into output: DeviceTensor, stream: CUDAStream? = nil) throws {
+        let stream = stream ?? x.buffer.stream
+        let activations = try quantize(x, lowRank: try lowRank(x, stream: stream), stream: stream)
+        try multiply(activations, weights: try foldedWeights(stream: stream), into: output, stream: stream)
+    }
+
+    /// Step 1: `x · proj_down` [M, R] in the layer's dtype (cuBLASLt, fp32 accumulation).
+    public func lowRank(_ x: DeviceTensor, stream: CUDAStream? = nil) throws -> DeviceTensor {
+        let op = "\(name) fast W4A4 low-rank"
+        let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, op)
+        try W4A4OperandCheck.tensor(x, dtype: activationDType.dtype, op, "input")
+        let stream = stream ?? x.buffer.stream
+        let result = try DeviceTensor(shape: [rows, parameters.rank], dtype: activationDType.dtype, context: engine.context, stream: stream)
+        if parameters.rank > 0 {
+            try engine.linear(try x.reshaped([rows, inFeatures]), weight: projDownTransposed, output: result, stream: stream)
+        }
+        return result
+    }
+
+    /// Step 2 (w4a4_fp8_quantize.cu): e4m3 codes [M, depth] and per-token scales f32 [M], allocated on `stream`.
+    public func quantize(_ x: DeviceTensor, lowRank: DeviceTensor, stream: CUDAStream? = nil) throws -> (codes: DeviceTensor, scales: DeviceTensor) {
+        let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, "\(name) fast W4A4 quantize")
+        let stream = stream ?? x.buffer.stream
+        let codes = try DeviceTensor(shape: [rows, parameters.gemmDepth], dtype: .u8, context: engine.context, stream: stream)
+        let scales = try DeviceTensor(shape: [rows], dtype: .f32, context: engine.context, stream: stream)
+        try quantize(x, lowRank: lowRank, into: (codes, scales), stream: stream)
+        return (codes, scales)
+    }
+
+    /// Step 2 writing every byte of `result` (codes u8 [M, depth], scales f32 [M]).
+    public func quantize(_ x: DeviceTensor, lowRank: DeviceTensor, into result: (codes: DeviceTensor, scales: DeviceTensor),
+                         stream: CUDAStream? = nil) throws {
+        let op = "\(name) fast W4A4 quantize"
+        let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, op)
+        try W4A4OperandCheck.tensor(x, dtype: activationDType.dtype, op, "input")
+        for (tensor, shape, dtype, role) in [(lowRank, [rows, parameters.rank], activationDType.dtype, "low-rank values"),
+                                             (result.codes, [rows, parameters.gemmDepth], DType.u8, "codes"),
+                                             (result.scales, [rows], DType.f32, "scales")] {
+            guard tensor.shape == shape else { throw NunchakuError.shapeMismatch(context: "\(op) \(role)", expected: shape, actual: tensor.shape) }
+            try W4A4OperandCheck.tensor(tensor, dtype: dtype, op, role)
+        }
+        let kernel = try engine.context.kernels.kernel("w4a4_fp8_quantize_\(activationDType)\(parameters.shifted ? "_shifted" : "")")
+        try kernel.launch(
+            grid: CUDADim3(rows), block: CUDADim3(256), stream: stream ?? x.buffer.stream,
+            arguments: [x.argument, inverseSmooth.argument, lowRank.argument, inverseBeta.argument, result.codes.argument,
+                        result.scales.argument, .int32(Int32(inFeatures)), .int32(Int32(parameters.rank)),
+                        .int32(Int32(parameters.gemmDepth))])
+    }
+
+    /// Step 3 (w4a4_fp8_weights.cu): the e4m3 weight scratch [N, depth], allocated on `stream` from the pool.
+    public func foldedWeights(stream: CUDAStream? = nil) throws -> DeviceTensor {
+        let stream = stream ?? engine.context.defaultStream
+        let folded = try DeviceTensor(shape: [outFeatures, parameters.gemmDepth], dtype: .u8, context: engine.context, stream: stream)
+        try foldedWeights(into: folded, stream: stream)
+        return folded
+    }
+
+    /// Step 3 writing every byte of `folded` (u8 [N, depth]).
+    public func foldedWeights(into folded: DeviceTensor, stream: CUDAStream? = nil) throws {
+        let op = "\(name) fast W4A4 weights"
+        let n = outFeatures, depth = parameters.gemmDepth
+        guard folded.shape == [n, depth] else { throw NunchakuError.shapeMismatch(context: "\(op) output", expected: [n, depth], actual: folded.shape) }
+        try W4A4OperandCheck.tensor(folded, dtype: .u8, op, "output")
+        let kernel = try engine.context.kernels.kernel("w4a4_fp8_expand_weights_\(activationDType)")
+        let slots = n * depth / 8
+        try kernel.launch(
+            grid: CUDADim3((slots + 255) / 256), block: CUDADim3(256), stream: stream ?? folded.buffer.stream,
+            arguments: [qweight.argument, groupScales.argument, channelScales.argument, upCodes.argument, folded.argument,
+                        .int32(Int32(n)), .int32(Int32(inFeatures)), .int32(Int32(parameters.rank)), .int32(Int32(depth))])
+    }
+
+    /// Step 4: the FP8 GEMM with scales and bias, into `output` [M, N] of the layer's dtype.
+    public func multiply(_ activations: (codes: DeviceTensor, scales: DeviceTensor), weights: DeviceTensor,
+                         into output: DeviceTensor, stream: CUDAStream? = nil) throws {
+        let op = "\(name) fast W4A4 GEMM"
+        let rows = activations.scales.elementCount
+        let depth = parameters.gemmDepth
+        for (tensor, shape, role) in [(activations.codes, [rows, depth], "codes"), (weights, [outFeatures, depth], "folded weights"),
+                                      (output, [rows, outFeatures], "output")] where tensor.shape != shape {
+            throw NunchakuError.shapeMismatch(context: "\(op) \(role)", expected: shape, actual: tensor.shape)
+        }
+        try W4A4OperandCheck.tensor(output, dtype: activationDType.dtype, op, "output")
+        try engine.fp8Product(codes: activations.codes, weights: weights, rowScales: activations.scales, columnScales: channelScales,
+                              bias: bias, output: output, stream: stream ?? activations.codes.buffer.stream)
+    }
+}

@@ -1,0 +1,23 @@
+import CUDABackend
+
+/// GPU timing with device events: untimed warm-up launches, then timed ones, each bracketed by events on `stream`;
+/// the median in milliseconds. `launch` gets the repetition index (for rotating inputs).
+public enum BenchTiming {
+    /// The median of `repetitions` timed launches after `warmUp` untimed ones.
+    public static func median(_ context: CUDAContext, stream: CUDAStream, warmUp: Int = 2, repetitions: Int = 10,
+                              _ launch: (Int) throws -> Void) throws -> Double {
+        for index in 0..<warmUp { try launch(index) }
+        var events: [(CUDAEvent, CUDAEvent)] = []
+        for index in 0..<max(1, repetitions) {
+            let start = try context.makeEvent()
+            let end = try context.makeEvent()
+            try stream.record(start)
+            try launch(warmUp + index)
+            try stream.record(end)
+            events.append((start, end))
+        }
+        try stream.synchronize()
+        let times = try events.map { try $0.1.milliseconds(since: $0.0) }.sorted()
+        return times[times.count / 2]
+    }
+}

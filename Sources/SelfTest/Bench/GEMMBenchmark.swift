@@ -1,0 +1,84 @@
+import CUDABackend
+import NunchakuCore
+import SVDQuant
+
+/// One FLUX linear shape measured three ways in the same run: cuBLASLt BF16 (dense weight, bias epilogue), the
+/// exact W4A4 path (quantize + 4-bit GEMM) and the fast FP8 path (all its steps, and each step alone).
+public struct GEMMBenchmarkRow: Sendable, Codable {
+    public let m: Int
+    public let n: Int
+    public let k: Int
+    /// Median milliseconds.
+    public let bf16: Double
+    public let exact: Double
+    public let fast: Double
+    /// The fast path's steps alone: low-rank down (cuBLASLt), quantize, weight expansion, the FP8 GEMM.
+    public let fastLowRank: Double
+    public let fastQuantize: Double
+    public let fastWeights: Double
+    public let fastGEMM: Double
+
+    /// TFLOP/s of the main product (2·M·N·K) in `milliseconds`.
+    public func teraflops(_ milliseconds: Double) -> Double { 2 * Double(m) * Double(n) * Double(k) / (milliseconds * 1e9) }
+}
+
+/// `nunchaku bench gemm`: every FLUX W4A4 shape, exact and fast, against cuBLASLt BF16 in the same run.
+public enum GEMMBenchmark {
+    /// FLUX.1's linear shapes (N, K): attention out, fused QKV, MLP up, MLP down (GELU-fed), single-block fused in
+    /// (QKV + MLP up) and out (attention + MLP down).
+    public static let fluxShapes: [(n: Int, k: Int)] = [(3072, 3072), (9216, 3072), (12288, 3072), (3072, 12288), (21504, 3072), (3072, 15360)]
+    /// Input sets cycled between launches, so activations are not served from L2 (50 MB on an H100/H200).
+    static let rotatingInputs = 3
+
+    /// Every shape of `fluxShapes` at each of `rows` (random INT4 layers, random bf16 inputs), `progress` called
+    /// after each row. `repetitions` timed launches per variant.
+    /// - Throws: `NunchakuError.unsupported` without cuBLASLt (the baseline); GPU errors.
+    public static func run(context: CUDAContext, engine: CUDAW4A4FastEngine, rows: [Int], repetitions: Int,
+                           progress: (GEMMBenchmarkRow) -> Void) throws -> [GEMMBenchmarkRow] {
+        let gemm = CUDAGEMM(context: context)
+        guard gemm.defaultImplementation == .cublasLt else {
+            throw NunchakuError.unsupported(context: "bench gemm", reason: "cuBLASLt is the baseline: \(gemm.cublasLtUnavailableReason ?? "unavailable")")
+        }
+        let stream = context.defaultStream
+        var random = SelfTestRandom(seed: 2026)
+        var results: [GEMMBenchmarkRow] = []
+        for shape in fluxShapes {
+            let layer = W4A4SelfTestLayer.int4(shape.k, shape.n, unsigned: shape.k == 12288)
+            let weights = try W4A4SelfTestData.weights(layer, &random)
+            let exact = try CUDASVDQW4A4Linear(weights: weights, activationDType: .bf16, context: context, stream: stream)
+            let fast = try CUDASVDQW4A4FastLinear(weights: weights, activationDType: .bf16, engine: engine, stream: stream)
+            let dense = try DeviceTensor(uploading: W4A4SelfTestData.uniform([shape.n, shape.k], -0.05...0.05, &random), context: context, stream: stream)
+            let bias = try DeviceTensor(uploading: weights.canonical.bias ?? W4A4SelfTestData.uniform([shape.n], -0.5...0.5, &random),
+                                        context: context, stream: stream)
+            for m in rows {
+                let inputs = try (0..<rotatingInputs).map { _ in
+                    try DeviceTensor(uploading: RandomTensor(shape: [m, shape.k], dtype: .bf16, range: layer.inputRange, seed: random.next()).tensor,
+                                     context: context, stream: stream)
+                }
+                let output = try DeviceTensor(shape: [m, shape.n], dtype: .bf16, context: context, stream: stream)
+                func time(_ launch: (DeviceTensor) throws -> Void) throws -> Double {
+                    try BenchTiming.median(context, stream: stream, warmUp: 3, repetitions: repetitions) { try launch(inputs[$0 % rotatingInputs]) }
+                }
+                let activations = try exact.makeQuantizedActivations(rows: m, stream: stream)
+                let lowRank = try fast.lowRank(inputs[0], stream: stream)
+                let quantized = try fast.quantize(inputs[0], lowRank: lowRank, stream: stream)
+                let folded = try fast.foldedWeights(stream: stream)
+                let row = GEMMBenchmarkRow(
+                    m: m, n: shape.n, k: shape.k,
+                    bf16: try time { try gemm.linear($0, weight: dense, bias: bias, into: output, stream: stream) },
+                    exact: try time {
+                        try exact.quantize($0, into: activations, stream: stream)
+                        try exact.multiply(activations, into: output, stream: stream)
+                    },
+                    fast: try time { try fast.forward($0, into: output, stream: stream) },
+                    fastLowRank: try time { _ = try fast.lowRank($0, stream: stream) },
+                    fastQuantize: try time { try fast.quantize($0, lowRank: lowRank, into: quantized, stream: stream) },
+                    fastWeights: try time { _ in try fast.foldedWeights(into: folded, stream: stream) },
+                    fastGEMM: try time { _ in try fast.multiply(quantized, weights: folded, into: output, stream: stream) })
+                progress(row)
+                results.append(row)
+            }
+        }
+        return results
+    }
+}

@@ -1,0 +1,67 @@
+import CUDABackend
+import Models
+import NunchakuCore
+
+/// How the benchmarked transformer's linear layers are stored and run.
+public enum StepBenchmarkMode: String, Sendable, Codable, CaseIterable {
+    /// A random BF16 model (dense layers on cuBLASLt): the baseline.
+    case bf16
+    /// A random SVDQuant INT4 model with the exact W4A4 numerics.
+    case exact
+    /// The same INT4 model with the fast (FP8) W4A4 numerics.
+    case fast
+}
+
+/// One full FLUX transformer step measured: median GPU time of the timed steps, and the memory pool's peak.
+public struct StepBenchmarkRow: Sendable, Codable {
+    public let mode: StepBenchmarkMode
+    public let imageTokens: Int
+    public let textTokens: Int
+    public let milliseconds: Double
+    /// The most device memory the pool held during the timed steps (weights included).
+    public let peakBytes: Int
+    /// Device memory in live buffers after loading (the weights).
+    public let weightBytes: Int
+}
+
+/// `nunchaku bench step`: one denoising step of a random-weight full-size FLUX model (batch 1), per mode and size.
+/// Models are loaded one at a time and released before the next.
+public enum StepBenchmark {
+    /// Each mode in order (its model loaded, measured at every `imageTokens`, released), `progress` after each size.
+    /// - Throws: model construction errors (`.fast` below sm_90), GPU errors.
+    public static func run(context: CUDAContext, config: FluxConfig, modes: [StepBenchmarkMode], imageTokens: [Int],
+                           textTokens: Int, steps: Int, progress: (StepBenchmarkRow) -> Void) throws -> [StepBenchmarkRow] {
+        var results: [StepBenchmarkRow] = []
+        try context.memoryPool.trim()
+        for mode in modes {
+            let rows = try run(context: context, config: config, mode: mode, imageTokens: imageTokens, textTokens: textTokens,
+                               steps: steps, progress: progress)
+            results += rows
+            try context.synchronize()
+            try context.memoryPool.trim()
+        }
+        return results
+    }
+
+    private static func run(context: CUDAContext, config: FluxConfig, mode: StepBenchmarkMode, imageTokens: [Int],
+                            textTokens: Int, steps: Int, progress: (StepBenchmarkRow) -> Void) throws -> [StepBenchmarkRow] {
+        let checkpoint = try FluxRandomCheckpoint(config: config, format: mode == .bf16 ? .bf16 : .int4, seed: 0)
+        let model = try FluxCUDATransformer(random: checkpoint, context: context, numerics: mode == .fast ? .fast : .exact)
+        try context.synchronize()
+        let weightBytes = try context.memoryPool.statistics().liveBytes
+        var rows: [StepBenchmarkRow] = []
+        for tokens in imageTokens {
+            let arguments = try FluxRandomInputs.make(config: config, batch: 1, imageTokens: tokens, textTokens: textTokens, seed: 0)
+            let inputs = try FluxCUDAInputs(config: config, context: context, inputs: arguments)
+            try context.synchronize()
+            try context.memoryPool.resetPeak()
+            let timing = try model.timeSteps(inputs, warmUp: 1, steps: steps)
+            let memory = try context.memoryPool.statistics()
+            let row = StepBenchmarkRow(mode: mode, imageTokens: tokens, textTokens: textTokens, milliseconds: timing.medianMilliseconds,
+                                       peakBytes: memory.peakReservedBytes ?? memory.peakLiveBytes, weightBytes: weightBytes)
+            progress(row)
+            rows.append(row)
+        }
+        return rows
+    }
+}

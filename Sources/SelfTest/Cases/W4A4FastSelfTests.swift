@@ -1,0 +1,153 @@
+import CUDABackend
+import NunchakuCore
+import SVDQuant
+
+/// The fast (FP8, sm_90+) W4A4 path against its CPU reference `W4A4FastReference` (random bf16 INT4 layers, fresh
+/// inputs; skipped on older GPUs):
+/// - `w4a4.fast.quantize`: the activation pass on the GPU's own low-rank values. Codes and scales are the same
+///   fp32 operations on both sides: 0 differing bytes expected; the tolerance 1e-6 on the dequantized values
+///   fails on one differing code. Every byte must be written (poisoned before; 0xFF is an e4m3 NaN).
+/// - `w4a4.fast.weights`: the 4-bit → e4m3 expansion with folded scales plus the low-rank columns: every byte
+///   compared; same tolerance.
+/// - `w4a4.fast.linear`: all steps (cuBLASLt low-rank down, quantize, expand, cuBLASLt FP8 GEMM with promoted
+///   accumulation) against `W4A4FastReference.forward`. What differs is fp32 summation order (the FP8 GEMM's
+///   partial sums, the low-rank sums, which can move a bf16 rounding and so an e4m3 code) and the bf16 output
+///   rounding: measured 1.7e-3 against a float64 reference of the same codes on an H200 (2.0e-3 in this test with
+///   fast accumulation at K = 3072, but 1.1e-2 at K = 12288 with GELU-fed inputs, hence promoted sums); tolerance
+///   6e-3 (bf16) / 3e-3 (f16), far below the 3–4e-2 the FP8 activations themselves cost. The note gives the fast
+///   path's error against the exact path (GPU) and both against the dense BF16-equivalent layer (CPU, fp32).
+enum W4A4FastSelfTests {
+    static let comparedRows = 64
+    static let cases: [SelfTestCase] = {
+        var cases: [SelfTestCase] = []
+        for layer in W4A4SelfTests.fluxLayers {
+            for m in [1, 333, 4608] { cases.append(linear(layer, .bf16, m: m)) }
+        }
+        cases.append(linear(.int4(3072, 3072), .f16, m: 333))
+        for layer in [W4A4SelfTestLayer.int4(3072, 3072), .int4(12288, 3072, unsigned: true)] {
+            for m in [1, 4608] { cases.append(quantize(layer, .bf16, m: m)) }
+            cases.append(weights(layer, .bf16))
+        }
+        return cases
+    }()
+
+    /// The engine shared by all cases of a run; skips the case below sm_90.
+    static func engine(_ env: SelfTestEnvironment) throws -> CUDAW4A4FastEngine {
+        let capability = env.context.device.computeCapability
+        guard capability >= CUDAW4A4FastEngine.minimumComputeCapability else {
+            throw SelfTestSkip("the fast W4A4 path needs \(CUDAW4A4FastEngine.minimumComputeCapability), this GPU is \(capability)")
+        }
+        return try env.shared("w4a4.fast.engine") { try CUDAW4A4FastEngine(context: env.context) }
+    }
+
+    static func layer(_ layer: W4A4SelfTestLayer, _ dtype: DType, _ env: SelfTestEnvironment)
+        throws -> (gpu: CUDASVDQW4A4FastLinear, weights: SVDQW4A4Weights) {
+        let engine = try engine(env)
+        let weights = try W4A4SelfTestData.weights(layer, &env.random)
+        return (try CUDASVDQW4A4FastLinear(weights: weights, activationDType: ActivationDType(dtype), engine: engine, stream: env.stream), weights)
+    }
+
+    static func linear(_ layer: W4A4SelfTestLayer, _ dtype: DType, m: Int) -> SelfTestCase {
+        let tolerance = dtype == .bf16 ? 6e-3 : 3e-3
+        return SelfTestCase(kernel: "w4a4.fast.linear", dtype: dtype, shape: W4A4SelfTests.shape(layer, m: m), tolerance: tolerance) { env in
+            let (gpu, weights) = try self.layer(layer, dtype, env)
+            let x = env.randomTensor([m, layer.inFeatures], dtype, in: layer.inputRange)
+            let gpuX = try env.upload(x)
+            let output = try env.poisonedOutput([m, layer.outFeatures], dtype)
+            let launch = { try gpu.forward(gpuX, into: output, stream: env.stream) }
+            try launch()
+            let result = try env.download(output)
+            let rows = SelfTestRows.sample(from: m, maximum: comparedRows, random: &env.random)
+            let xRows = try W4A4SelfTestData.rows(x.tensor, rows)
+            let reference = W4A4FastReference.forward(xRows.floats(), rows: rows.count, qweight: weights.canonical.qweight, gpu.parameters)
+            var comparison = SelfTestComparison()
+            try comparison.compare(result, rows: rows, width: layer.outFeatures, with: reference)
+            let milliseconds = try env.time(launch)
+            let note = try errorNote(result, rows: rows, x: gpuX, xRows: xRows, weights: weights, dtype, env)
+                + (W4A4SelfTests.rowsNote(rows.count, m).map { "; \($0)" } ?? "")
+            return SelfTestOutcome(comparison: comparison, milliseconds: milliseconds,
+                                   flops: W4A4SelfTests.flops(layer, m, withQuantize: true), note: note)
+        }
+    }
+
+    /// `vs exact e1, vs dense e2 (exact e3)`: the fast output against the exact GPU path and both against the
+    /// dense equivalent, over the compared rows.
+    static func errorNote(_ fast: SelfTestOutput, rows: [Int], x: DeviceTensor, xRows: Tensor, weights: SVDQW4A4Weights,
+                          _ dtype: DType, _ env: SelfTestEnvironment) throws -> String {
+        let width = weights.outFeatures
+        let exactLayer = try CUDASVDQW4A4Linear(weights: weights, activationDType: ActivationDType(dtype), context: env.context, stream: env.stream)
+        let exact = try env.download(try exactLayer.forward(x, stream: env.stream))
+        let exactRows = rows.flatMap { exact.values[($0 * width)..<(($0 + 1) * width)] }
+        let dense = try weights.denseForward(xRows)
+        func error(_ output: SelfTestOutput, against reference: [Float]) throws -> Double {
+            var comparison = SelfTestComparison()
+            try comparison.compare(output, rows: rows, width: width, with: reference)
+            return comparison.relativeError
+        }
+        let fastVsExact = try error(fast, against: exactRows)
+        let fastVsDense = try error(fast, against: dense)
+        let exactVsDense = try error(exact, against: dense)
+        return String(format: "vs exact %.1e, vs dense %.1e (exact %.1e)", fastVsExact, fastVsDense, exactVsDense)
+    }
+
+    static func quantize(_ layer: W4A4SelfTestLayer, _ dtype: DType, m: Int) -> SelfTestCase {
+        let shapeText = "int4 M=\(m) K=\(layer.inFeatures)" + (layer.unsigned ? " unsigned" : "")
+        return SelfTestCase(kernel: "w4a4.fast.quantize", dtype: dtype, shape: shapeText, tolerance: 1e-6) { env in
+            let (gpu, _) = try self.layer(layer, dtype, env)
+            let x = env.randomTensor([m, layer.inFeatures], dtype, in: layer.inputRange)
+            let gpuX = try env.upload(x)
+            let lowRank = try gpu.lowRank(gpuX, stream: env.stream)
+            let codes = try DeviceTensor(shape: [m, gpu.parameters.gemmDepth], dtype: .u8, context: env.context, stream: env.stream)
+            let scales = try env.poisonedOutput([m], .f32)
+            try env.poison(codes)
+            let launch = { try gpu.quantize(gpuX, lowRank: lowRank, into: (codes, scales), stream: env.stream) }
+            try launch()
+            var comparison = SelfTestComparison()
+            let gpuScales = try env.download(scales)
+            let gpuCodes = try codes.download(stream: env.stream)
+            comparison.count(try SelfTestOutput(decoded(gpuCodes)))
+            let rows = SelfTestRows.sample(from: m, maximum: comparedRows, random: &env.random)
+            let lowRankRows = try W4A4SelfTestData.rows(try lowRank.download(stream: env.stream), rows).floats()
+            let xRows = try W4A4SelfTestData.rows(x.tensor, rows).floats()
+            let reference = W4A4FastReference.quantize(xRows, lowRank: lowRankRows, rows: rows.count, gpu.parameters)
+            let gpuRows = try W4A4SelfTestData.rows(gpuCodes, rows)
+            let depth = gpu.parameters.gemmDepth
+            let referenceValues = (0..<(rows.count * depth)).map { FloatFormats.float(e4m3fn: reference.codes[$0]) * reference.scales[$0 / depth] }
+            let gpuValues = gpuRows.withUnsafeBytes { bytes in
+                (0..<(rows.count * depth)).map { FloatFormats.float(e4m3fn: bytes[$0]) * gpuScales.values[rows[$0 / depth]] }
+            }
+            try comparison.compare(SelfTestOutput(Tensor(gpuValues, shape: [rows.count, depth])), with: referenceValues)
+            let differing = try W4A4SelfTests.differingBytes(gpuRows, try Tensor(shape: [rows.count, depth], dtype: .u8, bytes: reference.codes))
+            let scaleMismatches = zip(rows, reference.scales).filter { gpuScales.values[$0.0] != $0.1 }.count
+            let bytes = Double(m * layer.inFeatures * dtype.byteCount(forElements: 1) + m * depth + m * 4)
+            return SelfTestOutcome(comparison: comparison, milliseconds: try env.time(launch), bytes: bytes,
+                                   note: "code bytes differing \(differing) of \(rows.count * depth), scales \(scaleMismatches); "
+                                       + (W4A4SelfTests.rowsNote(rows.count, m) ?? "all rows"))
+        }
+    }
+
+    static func weights(_ layer: W4A4SelfTestLayer, _ dtype: DType) -> SelfTestCase {
+        let shapeText = "int4 N=\(layer.outFeatures) K=\(layer.inFeatures)"
+        return SelfTestCase(kernel: "w4a4.fast.weights", dtype: dtype, shape: shapeText, tolerance: 1e-6) { env in
+            let (gpu, weights) = try self.layer(layer, dtype, env)
+            let folded = try DeviceTensor(shape: [layer.outFeatures, gpu.parameters.gemmDepth], dtype: .u8, context: env.context, stream: env.stream)
+            try env.poison(folded)
+            let launch = { try gpu.foldedWeights(into: folded, stream: env.stream) }
+            try launch()
+            let result = try folded.download(stream: env.stream)
+            let reference = W4A4FastReference.foldedWeights(weights.canonical.qweight, gpu.parameters)
+            var comparison = SelfTestComparison()
+            try comparison.compare(try SelfTestOutput(decoded(result)), with: reference.map { FloatFormats.float(e4m3fn: $0) })
+            let differing = try W4A4SelfTests.differingBytes(result, try Tensor(shape: result.shape, dtype: .u8, bytes: reference))
+            let bytes = Double(layer.outFeatures * layer.inFeatures / 2 + result.byteCount)
+            return SelfTestOutcome(comparison: comparison, milliseconds: try env.time(launch), bytes: bytes,
+                                   note: "bytes differing \(differing) of \(result.byteCount)")
+        }
+    }
+
+    /// e4m3 bytes as an f32 tensor of their values (the poison byte 0xFF decodes to NaN and is counted as such).
+    static func decoded(_ codes: Tensor) -> Tensor {
+        let values = codes.withUnsafeBytes { $0.map { FloatFormats.float(e4m3fn: $0) } }
+        return Tensor(values, shape: codes.shape)
+    }
+}

@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Checks and times the attention kernels (attention_wgmma.cu, attention_fa2.cu) straight from their sources.
+
+Compiles each kernel file with NVRTC (ctypes, the same options as the Swift KernelCompiler plus `-Xptxas -v` for the
+register report), launches the kernels through the driver API on PyTorch tensors, compares every output with a
+float32 PyTorch reference on fresh random inputs (outputs poisoned with NaN first) and times them with CUDA events
+(median of repeats) against torch SDPA (cuDNN and flash backends) in the same process.
+
+    python3 scripts/attention_bench.py --compile-only          # compile for sm_90a, print the ptxas reports
+    python3 scripts/attention_bench.py [--repeats 30] [--json FILE]   # on an H100/H200: check, then time
+    python3 scripts/attention_bench.py --kernels COPY --quick          # a variant's copy of the kernel folder, bf16 only
+"""
+import argparse
+import ctypes
+import glob
+import json
+import math
+import os
+import statistics
+import sys
+
+KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Sources", "CUDABackend", "Kernels")
+
+
+def load_nvrtc():
+    candidates = [os.environ.get("NUNCHAKU_NVRTC_PATH", "")]
+    for pattern in ["/usr/local/cuda/lib64/libnvrtc.so*", "/usr/local/cuda/targets/x86_64-linux/lib/libnvrtc.so*"]:
+        candidates += sorted(glob.glob(pattern))
+    for path in sys.path:
+        candidates += sorted(glob.glob(os.path.join(path, "nvidia", "cu13", "lib", "libnvrtc.so.*")))
+    for candidate in candidates:
+        if candidate and "builtins" not in candidate and os.path.exists(candidate):
+            return ctypes.CDLL(candidate)
+    sys.exit("NVRTC not found: set NUNCHAKU_NVRTC_PATH")
+
+
+def compile_source(nvrtc, name, folder=KERNELS, architecture="sm_90a"):
+    """The cubin of <folder>/<name> and the NVRTC log (ptxas report included)."""
+    text = open(os.path.join(folder, name), "rb").read()
+    program = ctypes.c_void_p()
+    check = lambda status, what: status == 0 or sys.exit(f"{what} failed ({status}) for {name}")
+    check(nvrtc.nvrtcCreateProgram(ctypes.byref(program), text, name.encode(), 0, None, None), "nvrtcCreateProgram")
+    options = [f"--gpu-architecture={architecture}", "--std=c++17", f"--include-path={folder}", "--ptxas-options=-v"]
+    array = (ctypes.c_char_p * len(options))(*[o.encode() for o in options])
+    status = nvrtc.nvrtcCompileProgram(program, len(options), array)
+    size = ctypes.c_size_t()
+    nvrtc.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    nvrtc.nvrtcGetProgramLog(program, log)
+    if status != 0:
+        sys.exit(f"{name} does not compile for {architecture}:\n{log.value.decode()}")
+    nvrtc.nvrtcGetCUBINSize(program, ctypes.byref(size))
+    cubin = ctypes.create_string_buffer(size.value)
+    nvrtc.nvrtcGetCUBIN(program, cubin)
+    return cubin.raw, log.value.decode()
+
+
+class Module:
+    """A cubin loaded into the current (PyTorch's primary) context."""
+
+    def __init__(self, cubin):
+        self.cuda = ctypes.CDLL("libcuda.so.1")
+        self.handle = ctypes.c_void_p()
+        self.check(self.cuda.cuModuleLoadData(ctypes.byref(self.handle), cubin), "cuModuleLoadData")
+
+    def check(self, status, what):
+        if status != 0:
+            raise RuntimeError(f"{what} failed with CUresult {status}")
+
+    def function(self, name, shared_bytes):
+        function = ctypes.c_void_p()
+        self.check(self.cuda.cuModuleGetFunction(ctypes.byref(function), self.handle, name.encode()), name)
+        self.check(self.cuda.cuFuncSetAttribute(function, 8, shared_bytes), "cuFuncSetAttribute")  # max dynamic smem
+        return function
+
+    def launch(self, function, grid, block, shared_bytes, stream, arguments):
+        values = [ctypes.c_uint64(a) if kind == "p" else ctypes.c_int32(a) if kind == "i" else ctypes.c_float(a)
+                  for kind, a in arguments]
+        pointers = (ctypes.c_void_p * len(values))(*[ctypes.cast(ctypes.byref(v), ctypes.c_void_p) for v in values])
+        self.check(self.cuda.cuLaunchKernel(function, *grid, *block, shared_bytes, ctypes.c_void_p(stream), pointers, None),
+                   "cuLaunchKernel")
+
+
+# The launch geometry of each kernel family (Operations/Attention*.swift mirrors it).
+def wgmma_launch(d):
+    plan = 2 * 64 * d * 2 + 3 * 2 * 128 * d * 2 + 12 * 8
+    return dict(queries_per_block=128, threads=384, shared=plan + 1024)
+
+
+def fa2_launch(d):
+    return dict(queries_per_block=64, threads=128, shared=4 * 64 * (d + 8) * 2)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--compile-only", action="store_true")
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--json")
+    parser.add_argument("--kernels", default=KERNELS, help="folder of the kernel sources (a variant's copy)")
+    parser.add_argument("--quick", action="store_true", help="bf16 only: three checks, two timed shapes")
+    parser.add_argument("--label", default="", help="printed before the speed table")
+    args = parser.parse_args()
+    nvrtc = load_nvrtc()
+    cubins = {}
+    for name in ["attention_wgmma.cu", "attention_fa2.cu"]:
+        cubins[name], log = compile_source(nvrtc, name, args.kernels)
+        print(f"== {name}\n" + "\n".join(line for line in log.splitlines() if "registers" in line or "arning" in line or "bytes stack" in line))
+    if args.compile_only:
+        return
+
+    import torch
+    torch.backends.cuda.matmul.allow_tf32 = False
+    stream = torch.cuda.current_stream().cuda_stream
+    modules = {name: Module(cubin) for name, cubin in cubins.items()}
+    dtypes = {"bf16": torch.bfloat16, "f16": torch.float16}
+
+    def run(kind, dtype, d, q, k, v, o, mask):
+        launch = wgmma_launch(d) if kind == "wgmma" else fa2_launch(d)
+        module = modules["attention_wgmma.cu" if kind == "wgmma" else "attention_fa2.cu"]
+        name = f"nunchaku_attention_wgmma_{dtype}_d{d}" if kind == "wgmma" else f"nunchaku_attention_{dtype}_d{d}"
+        function = module.function(name, launch["shared"])
+        batch, queries, heads, _ = q.shape
+        grid = ((queries + launch["queries_per_block"] - 1) // launch["queries_per_block"], heads, batch)
+        arguments = [("p", q.data_ptr()), ("p", k.data_ptr()), ("p", v.data_ptr()), ("p", o.data_ptr()),
+                     ("p", mask.data_ptr() if mask is not None else 0), ("i", queries), ("i", k.shape[1]), ("i", heads),
+                     ("f", 1.4426950408889634 / math.sqrt(d))]
+        return lambda: module.launch(function, grid, (launch["threads"], 1, 1), launch["shared"], stream, arguments)
+
+    def reference(q, k, v, mask):
+        scores = torch.einsum("bqhd,bkhd->bhqk", q.float(), k.float()) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores.masked_fill(mask[:, None, None, :] == 0, float("-inf"))
+        return torch.einsum("bhqk,bkhd->bqhd", torch.softmax(scores, dim=-1), v.float())
+
+    results = []
+    cases = [(1, 24, 4608, 4608, 128, False), (1, 24, 1536, 1536, 128, False), (2, 3, 333, 333, 128, True),
+             (1, 2, 1, 1, 128, False), (2, 4, 77, 77, 64, False), (2, 2, 100, 257, 64, True),
+             (1, 24, 1024, 1024, 64, False), (1, 5, 700, 129, 128, False), (2, 2, 130, 1000, 128, True)]
+    generator = torch.Generator(device="cuda").manual_seed(1234)
+    print("\n== correctness (relative L2 error against float32 PyTorch; poison = NaN-filled output elements left)")
+    formats = ["bf16"] if args.quick else ["bf16", "f16"]
+    for dtype in formats:
+        for batch, heads, queries, keys, d, masked in cases[:3] if args.quick else cases:
+            q = torch.randn(batch, queries, heads, d, device="cuda", generator=generator).to(dtypes[dtype])
+            k = torch.randn(batch, keys, heads, d, device="cuda", generator=generator).to(dtypes[dtype])
+            v = torch.randn(batch, keys, heads, d, device="cuda", generator=generator).to(dtypes[dtype])
+            mask = None
+            if masked:
+                mask = torch.ones(batch, keys, dtype=torch.uint8, device="cuda")
+                for sample in range(1, batch):
+                    mask[sample, max(1, keys * 2 // 5):] = 0
+            expected = reference(q, k, v, mask)
+            for kind in ["wgmma", "fa2"]:
+                o = torch.full_like(q, float("nan"))
+                run(kind, dtype, d, q, k, v, o, mask)()
+                torch.cuda.synchronize()
+                poison = int(torch.isnan(o).sum())
+                error = float((o.float() - expected).norm() / expected.norm())
+                label = f"{kind:5} {dtype} B={batch} H={heads} Sq={queries} Skv={keys} d={d}{' masked' if masked else ''}"
+                ok = poison == 0 and error < (2e-2 if dtype == "bf16" else 5e-3)
+                print(f"{label:55} err {error:.2e} poison {poison} {'ok' if ok else 'FAIL'}")
+                results.append(dict(kind=kind, dtype=dtype, shape=[batch, heads, queries, keys, d], masked=masked,
+                                    error=error, poison=poison, ok=ok))
+
+    def median_ms(function, repeats, batch=10):
+        """Median over `repeats` of the mean time of `batch` back-to-back launches (hides the host launch cost)."""
+        for _ in range(3):
+            function()
+        times = []
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(batch):
+                function()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / batch)
+        return statistics.median(times)
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    print(f"\n== {args.label} speed (median of {args.repeats} x mean of 10 launches, CUDA events), TFLOP/s = 4*S*S*D*H / time")
+    timing = []
+    for dtype in formats:
+        for sequence in [4608, 1536]:
+            heads, d = 24, 128
+            q, k, v = (torch.randn(1, sequence, heads, d, device="cuda", generator=generator).to(dtypes[dtype]) for _ in range(3))
+            o = torch.empty_like(q)
+            flops = 4 * sequence * sequence * d * heads
+            row = dict(dtype=dtype, sequence=sequence)
+            for kind in ["wgmma", "fa2"]:
+                row[kind] = median_ms(run(kind, dtype, d, q, k, v, o, None), args.repeats)
+            qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
+            for backend, label in [(SDPBackend.CUDNN_ATTENTION, "cudnn"), (SDPBackend.FLASH_ATTENTION, "flash")]:
+                with sdpa_kernel(backend):
+                    row[label] = median_ms(lambda: torch.nn.functional.scaled_dot_product_attention(qt, kt, vt), args.repeats)
+            row["wgmma_again"] = median_ms(run("wgmma", dtype, d, q, k, v, o, None), args.repeats)
+            timing.append(row)
+            print(f"{dtype} S={sequence}: " + ", ".join(f"{key} {row[key]:.3f} ms = {flops / row[key] / 1e9:.0f} TFLOP/s"
+                                                     for key in ["wgmma", "wgmma_again", "fa2", "cudnn", "flash"]))
+    if args.json:
+        json.dump(dict(device=torch.cuda.get_device_name(), checks=results, timing=timing), open(args.json, "w"), indent=1)
+    failed = [r for r in results if not r["ok"]]
+    print(f"\n{len(results) - len(failed)}/{len(results)} checks pass")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
