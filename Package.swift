@@ -62,8 +62,10 @@ let package = Package(
         .target(name: "Models", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "CUDABackend"]),
         // Text-to-image pipelines: tokenizers, schedulers, PyTorch-identical noise, text encoders, VAE, image output.
         .target(name: "Pipelines", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "CUDABackend", "Models"]),
+        // The built-in flux-shapes demo model: caption grammar, pixel-analysis checker, model locator, `nunchaku eval`.
+        .target(name: "ShapesDemo", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "Models", "Pipelines", "Quantizer"]),
         // The umbrella library: `import Nunchaku`.
-        .target(name: "Nunchaku", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "Quantizer", "CUDABackend", "SelfTest", "Models", "Pipelines"]),
+        .target(name: "Nunchaku", dependencies: ["NunchakuCore", "SafeTensors", "CPUBackend", "SVDQuant", "Quantizer", "CUDABackend", "SelfTest", "Models", "Pipelines", "ShapesDemo"]),
         .executableTarget(
             name: "NunchakuCLI",
             dependencies: ["Nunchaku", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -77,6 +79,7 @@ let package = Package(
         .testTarget(name: "SelfTestTests", dependencies: ["SelfTest"]),
         .testTarget(name: "PipelinesTests", dependencies: ["Pipelines"], exclude: ["Fixtures"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "SafeTensors"], exclude: ["Fixtures"]),
+        .testTarget(name: "ShapesDemoTests", dependencies: ["ShapesDemo", "Pipelines", "Quantizer", "SafeTensors", "NunchakuCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

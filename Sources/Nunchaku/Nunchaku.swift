@@ -8,3 +8,4 @@
 @_exported import SelfTest
 @_exported import Models
 @_exported import Pipelines
+@_exported import ShapesDemo

@@ -12,7 +12,9 @@ struct GenerateCommand: ParsableCommand {
             text_encoder/, text_encoder_2/, transformer/, vae/) or a Hub repo id such as \
             black-forest-labs/FLUX.1-schnell already in the local Hugging Face cache ($HF_HUB_CACHE, $HF_HOME/hub, \
             ~/.cache/huggingface/hub); nothing is downloaded. --transformer replaces its transformer, e.g. with a \
-            Nunchaku SVDQuant file (svdq-int4_r32-flux.1-schnell.safetensors); transformer/ may then be absent.
+            Nunchaku SVDQuant file (svdq-int4_r32-flux.1-schnell.safetensors); transformer/ may then be absent. \
+            Without --model the built-in flux-shapes demo model is used (docs/demo.md: $NUNCHAKU_DEMO_MODEL, else \
+            models/flux-shapes of this repository) with its SVDQuant INT4 transformer, at 128×128.
 
             Defaults follow the model (told apart by the transformer's guidance_embeds): FLUX.1-dev 28 steps, \
             guidance 3.5, 512 T5 tokens; FLUX.1-schnell 4 steps, no guidance, 256 T5 tokens. The seed drives \
@@ -34,8 +36,8 @@ struct GenerateCommand: ParsableCommand {
     enum Device: String, ExpressibleByArgument, CaseIterable { case cpu, cuda }
     enum ComputeType: String, ExpressibleByArgument, CaseIterable { case f32, bf16 }
 
-    @Option(help: "A FLUX pipeline folder or a Hub repo id in the local Hugging Face cache.")
-    var model: String
+    @Option(help: "A FLUX pipeline folder or a Hub repo id in the local Hugging Face cache (default: the built-in flux-shapes demo model with its SVDQuant INT4 transformer, 128×128).")
+    var model: String?
 
     @Option(help: "The prompt; repeat for several prompts in one batch.")
     var prompt: [String] = []
@@ -46,11 +48,11 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Guidance scale for guidance-distilled models (default 3.5); not for schnell.")
     var guidance: Float?
 
-    @Option(help: "Image width in pixels, a multiple of 16.")
-    var width = 1024
+    @Option(help: "Image width in pixels, a multiple of 16 (default 1024; 128 for the demo model).")
+    var width: Int?
 
-    @Option(help: "Image height in pixels, a multiple of 16.")
-    var height = 1024
+    @Option(help: "Image height in pixels, a multiple of 16 (default 1024; 128 for the demo model).")
+    var height: Int?
 
     @Option(help: "Seed of the initial noise (default: a random one, printed and stored in the PNG).")
     var seed: UInt64?
@@ -104,17 +106,19 @@ struct GenerateCommand: ParsableCommand {
         do {
             try reportingFailure(of: "generate") {
                 defer { display.finishLine() }
+                let (model, transformer, size) = try modelChoice()
                 // Settings are checked against the transformer's config before the (long) model loading.
                 let folder = try FluxPipelineLoader.folder(for: model, transformerReplaced: transformer != nil,
                                                            textEncoder2Replaced: textEncoder2 != nil)
                 let transformerConfig = try FluxModelFiles(path: transformer ?? folder.path("transformer")).config
                 let configuration = FluxPipeline.Configuration(
-                    prompts: prompt, imagesPerPrompt: batch, steps: steps, guidance: guidance, width: width, height: height,
+                    prompts: prompt, imagesPerPrompt: batch, steps: steps, guidance: guidance, width: width ?? size,
+                    height: height ?? size,
                     seed: seed ?? UInt64.random(in: 0..<(1 << 53)), maxSequenceLength: maxSequenceLength)
                 let settings = try configuration.resolved(for: transformerConfig)
-                print(describe(folder, transformerConfig, settings))
+                print(describe(folder, transformer, transformerConfig, settings))
                 for lora in loras { try lora.check(against: transformerConfig) }
-                let options = try loadOptions()
+                let options = try loadOptions(transformer)
                 let pipeline = try FluxPipelineLoader.load(folder: folder, options: options, progress: handler)
                 display.finishLine()
                 if !loras.isEmpty {
@@ -125,7 +129,7 @@ struct GenerateCommand: ParsableCommand {
                 }
                 let result = try pipeline.generate(configuration, progress: handler)
                 display.finishLine()
-                let paths = try FluxImageFiles.write(result, to: output, extra: pngExtras())
+                let paths = try FluxImageFiles.write(result, to: output, extra: pngExtras(model, transformer))
                 if let saveTensors { try writeTensors(result, to: saveTensors) }
                 let times = [FluxPipelineProgress.Stage.encoding, .denoising, .decoding].map {
                     "\($0.rawValue) \(String(format: "%.2f", result.stageSeconds[$0] ?? 0)) s"
@@ -144,7 +148,16 @@ struct GenerateCommand: ParsableCommand {
         }
     }
 
-    private func loadOptions() throws -> FluxPipelineLoadOptions {
+    /// --model and --transformer, or the built-in demo model (`DemoModelLocator`) with its SVDQuant INT4
+    /// transformer; and the default image size (the demo model was trained at 128×128).
+    private func modelChoice() throws -> (model: String, transformer: String?, size: Int) {
+        if let model { return (model, transformer, 1024) }
+        let demo = try DemoModelLocator.locate()
+        let int4 = (demo as NSString).appendingPathComponent(DemoModelLocator.int4TransformerFile)
+        return (demo, transformer ?? int4, DemoModelLocator.imageSize)
+    }
+
+    private func loadOptions(_ transformer: String?) throws -> FluxPipelineLoadOptions {
         let device: FluxPipelineDevice = switch self.device {
         case .cpu: .cpu
         case .cuda: .cuda(try CUDAContext(deviceIndex: 0))
@@ -153,7 +166,7 @@ struct GenerateCommand: ParsableCommand {
                                        textEncoder2AWQPath: textEncoder2, numerics: numerics)
     }
 
-    private func describe(_ folder: FluxPipelineFolder, _ config: FluxConfig, _ settings: FluxPipeline.Resolved) -> String {
+    private func describe(_ folder: FluxPipelineFolder, _ transformer: String?, _ config: FluxConfig, _ settings: FluxPipeline.Resolved) -> String {
         let kind = config.guidanceEmbeds ? "guidance-distilled (dev-like)" : "no guidance embedder (schnell-like)"
         let guidanceText = settings.guidance.map { "guidance \($0)" } ?? "no guidance"
         return """
@@ -162,7 +175,7 @@ struct GenerateCommand: ParsableCommand {
             """
     }
 
-    private func pngExtras() -> [PNGWriter.TextEntry] {
+    private func pngExtras(_ model: String, _ transformer: String?) -> [PNGWriter.TextEntry] {
         [PNGWriter.TextEntry(keyword: "model", text: model)]
             + (transformer.map { [PNGWriter.TextEntry(keyword: "transformer", text: $0)] } ?? [])
             + (textEncoder2.map { [PNGWriter.TextEntry(keyword: "text_encoder_2", text: $0)] } ?? [])

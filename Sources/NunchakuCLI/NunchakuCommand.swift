@@ -14,6 +14,7 @@ struct NunchakuCommand: AsyncParsableCommand {
             ConvertCommand.self,
             QuantizeCommand.self,
             GenerateCommand.self,
+            EvalCommand.self,
             LoRACommand.self,
             BenchCommand.self,
         ]
