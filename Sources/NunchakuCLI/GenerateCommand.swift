@@ -121,6 +121,7 @@ struct GenerateCommand: ParsableCommand {
                 let options = try loadOptions(transformer)
                 let pipeline = try FluxPipelineLoader.load(folder: folder, options: options, progress: handler)
                 display.finishLine()
+                for note in pipeline.models.notes { print("note: \(note)") }
                 if !loras.isEmpty {
                     guard let adaptable = pipeline.models.transformer as? any LoRAAdaptable else {
                         throw ValidationError("this transformer takes no LoRAs")

@@ -51,15 +51,21 @@ extension FluxPipelineLoader {
         }
     }
 
-    /// The VAE decoder at `path` for `options.device`, and its config.
-    static func makeVAE(path: String, options: FluxPipelineLoadOptions) throws -> (any FluxLatentDecoding, VAEConfig) {
+    /// The VAE decoder at `path` for `options.device`, its config, and a note when it runs somewhere else than
+    /// asked: a VAE the GPU decoder cannot run (`CUDAAutoencoderKLDecoder.unsupportedReason`) decodes on the CPU.
+    static func makeVAE(path: String, options: FluxPipelineLoadOptions) throws -> (any FluxLatentDecoding, VAEConfig, note: String?) {
         switch options.device {
         case .cpu:
             let model = try AutoencoderKLDecoder(path: path, computeDType: options.dtype)
-            return (model, model.config)
+            return (model, model.config, nil)
         case .cuda(let context):
+            let (config, _, _) = try AutoencoderKLDecoder.openFiles(path: path)
+            if let reason = CUDAAutoencoderKLDecoder.unsupportedReason(config) {
+                let model = try AutoencoderKLDecoder(path: path, computeDType: options.dtype)
+                return (model, model.config, "the VAE decodes on the CPU: \(reason)")
+            }
             let model = try CUDAAutoencoderKLDecoder(path: path, context: context)
-            return (model, model.config)
+            return (model, model.config, nil)
         }
     }
 }

@@ -61,11 +61,11 @@ public enum FluxPipelineLoader {
         try reporter.report(2, "text_encoder_2")
         let (t5, t5Width) = try makeT5(folder: folder.path("text_encoder_2"), options: options)
         try reporter.report(3, "vae")
-        let (vae, vaeConfig) = try makeVAE(path: folder.path("vae"), options: options)
+        let (vae, vaeConfig, vaeNote) = try makeVAE(path: folder.path("vae"), options: options)
         try reporter.report(4, "done")
         try checkCompatibility(transformer: transformer.config, transformerSource: transformerSource,
                                clipWidth: clipWidth, t5Width: t5Width, vae: vaeConfig, pipeline: folder.root)
-        return FluxPipelineModels(clip: clip, t5: t5, transformer: transformer, vae: vae)
+        return FluxPipelineModels(clip: clip, t5: t5, transformer: transformer, vae: vae, notes: vaeNote.map { [$0] } ?? [])
     }
 
     /// Checks that the models fit together as a FLUX text-to-image pipeline.

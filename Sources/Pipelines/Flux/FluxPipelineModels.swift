@@ -8,13 +8,16 @@ public struct FluxPipelineModels: Sendable {
     public var t5: any T5TextEncoding
     public var transformer: any FluxDenoising
     public var vae: any FluxLatentDecoding
+    /// What the loader did differently from what was asked (a stage kept on the CPU, and why), for the user.
+    public var notes: [String]
 
     public init(clip: any CLIPTextEncoding, t5: any T5TextEncoding, transformer: any FluxDenoising,
-                vae: any FluxLatentDecoding) {
+                vae: any FluxLatentDecoding, notes: [String] = []) {
         self.clip = clip
         self.t5 = t5
         self.transformer = transformer
         self.vae = vae
+        self.notes = notes
     }
 }
 

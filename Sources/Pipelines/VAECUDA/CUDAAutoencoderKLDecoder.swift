@@ -35,6 +35,17 @@ public final class CUDAAutoencoderKLDecoder: FluxLatentDecoding, @unchecked Send
         try self.init(config: config, weights: checkpoint, context: context, source: location)
     }
 
+    /// Why the GPU decoder cannot run `config`, or nil when it can: its GroupNorm kernel needs block widths that
+    /// are multiples of 8 with an even number of channels per group, and at most `CUDAContext.groupNormMaxGroups`
+    /// groups.
+    public static func unsupportedReason(_ config: VAEConfig) -> String? {
+        let groups = config.normNumGroups
+        guard let width = config.blockOutChannels.first(where: {
+            $0 % 8 != 0 || ($0 / groups) % 2 != 0 || groups > CUDAContext.groupNormMaxGroups
+        }) else { return nil }
+        return "block width \(width) with \(groups) groups: the GPU decoder needs widths that are multiples of 8 with an even number of channels per group, at most \(CUDAContext.groupNormMaxGroups) groups"
+    }
+
     /// Builds the decoder from diffusers-named weights, strictly (one `WeightLoadingError` lists every problem);
     /// encoder tensors are ignored and legacy attention names accepted, as on the CPU.
     /// - Parameter patchBudgetBytes: the most scratch memory one band of 3×3 patches takes (256 MiB by default).
@@ -44,9 +55,8 @@ public final class CUDAAutoencoderKLDecoder: FluxLatentDecoding, @unchecked Send
         let reader = WeightReader(VAEDecoderWeights(weights), source: source)
         let groups = config.normNumGroups
         let widths = Array(config.blockOutChannels.reversed())
-        for width in widths where width % 8 != 0 || (width / groups) % 2 != 0 || groups > CUDAContext.groupNormMaxGroups {
-            throw NunchakuError.unsupported(
-                context: source, reason: "block width \(width) with \(groups) groups: the GPU decoder needs widths that are multiples of 8 with an even number of channels per group, at most \(CUDAContext.groupNormMaxGroups) groups")
+        if let reason = Self.unsupportedReason(config) {
+            throw NunchakuError.unsupported(context: source, reason: reason)
         }
         func conv(_ name: String, _ inputs: Int, _ outputs: Int, _ kernel: Int) throws -> CUDAVAEConv {
             try CUDAVAEConv(name, inChannels: inputs, outChannels: outputs, kernel: kernel, reader: reader, context: context)
