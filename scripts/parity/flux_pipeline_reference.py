@@ -21,7 +21,8 @@ writes Tests/PipelinesTests/Fixtures/pipeline-tiny.safetensors:
             it): noise_bf16, prompt_embeds_bf16, pooled_prompt_embeds_bf16, latents_bf16, image_bf16 (bf16 tensors).
 
 With --folder DIR it also saves the pipeline (save_pretrained, with weights) and DIR/reference-<i>.png, for trying
-`nunchaku generate --model DIR` by hand.
+`nunchaku generate --model DIR` by hand. With --gpu-sizes (and --folder, --output) the transformer has head dim 64,
+which the CUDA attention takes, so the same comparison runs on the GPU: see compare_pipeline_tensors.py.
 
 Run with the reference venv: /work/pyref/bin/python scripts/parity/flux_pipeline_reference.py [--folder /tmp/tiny-flux]
 """
@@ -76,7 +77,14 @@ def tokenizer_folder(tmp, family, config_name):
     return folder
 
 
-def build(seed, tmp):
+# The transformer's sizes: the CPU fixture's, and a variant the CUDA kernels take (attention head dim 64 or 128).
+TRANSFORMER_SIZES = {
+    "cpu": dict(attention_head_dim=16, num_attention_heads=2, axes_dims_rope=(4, 6, 6)),
+    "gpu": dict(attention_head_dim=64, num_attention_heads=1, axes_dims_rope=(8, 28, 28)),
+}
+
+
+def build(seed, tmp, sizes="cpu"):
     clip_tok = CLIPTokenizer.from_pretrained(tokenizer_folder(tmp, "clip", "tokenizer_config.json"))
     t5_tok = T5Tokenizer.from_pretrained(tokenizer_folder(tmp, "t5", "tokenizer_config.json"))
     clip = CLIPTextModel(CLIPTextConfig(
@@ -88,8 +96,8 @@ def build(seed, tmp):
         vocab_size=len(t5_tok), d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4, feed_forward_proj="gated-gelu",
         dropout_rate=0.0, is_encoder_decoder=False, tie_word_embeddings=False)).eval()
     transformer = FluxTransformer2DModel(
-        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
-        joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True, axes_dims_rope=(4, 6, 6)).eval()
+        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, joint_attention_dim=32, pooled_projection_dim=32,
+        guidance_embeds=True, **TRANSFORMER_SIZES[sizes]).eval()
     vae = AutoencoderKL(
         in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
         up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[8, 8, 16, 16], layers_per_block=1,
@@ -175,12 +183,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--folder", help="also save the pipeline (with weights) and the reference PNGs here")
+    parser.add_argument("--gpu-sizes", action="store_true",
+                        help="a transformer the CUDA kernels take (head dim 64) and the tensors in --output, not the "
+                             "committed fixture: for `nunchaku generate --device cuda --save-tensors` on the GPU "
+                             "machine, compared by compare_pipeline_tensors.py")
+    parser.add_argument("--output", help="where to write the reference tensors (default: the committed fixture)")
     args = parser.parse_args()
+    if args.gpu_sizes and not (args.folder and args.output):
+        parser.error("--gpu-sizes needs --folder and --output (the committed fixture is the CPU-sized model)")
     torch.set_num_threads(os.cpu_count() or 1)
     diffusers.utils.logging.set_verbosity_error()
     transformers.utils.logging.set_verbosity_error()
     with tempfile.TemporaryDirectory() as tmp:
-        pipe, weights = build(args.seed, tmp)
+        pipe, weights = build(args.seed, tmp, sizes="gpu" if args.gpu_sizes else "cpu")
         configs, saved = configs_of(pipe, tmp)
         tensors, pil = run(pipe, args.seed)
         tensors.update(run_bf16(pipe, args.seed))
@@ -195,7 +210,7 @@ def main():
     metadata = {"configs": json.dumps(configs), "weights": json.dumps(weights), "seed": str(args.seed),
                 "settings": json.dumps(SETTINGS), "generator": "scripts/parity/flux_pipeline_reference.py",
                 "torch": torch.__version__, "diffusers": diffusers.__version__, "transformers": transformers.__version__}
-    path = os.path.join(FIXTURES, "pipeline-tiny.safetensors")
+    path = args.output or os.path.join(FIXTURES, "pipeline-tiny.safetensors")
     save_file({k: v.contiguous() for k, v in tensors.items()}, path, metadata=metadata)
     print(f"wrote {path} ({os.path.getsize(path)} bytes)")
 
