@@ -40,37 +40,31 @@ public struct AutoencoderKLDecoder: Sendable {
         try config.validate(source: source)
         let precision = try VAEPrecision(computeDType)
         let reader = WeightReader(VAEDecoderWeights(weights), source: source)
-        let groups = config.normNumGroups
-        let widths = Array(config.blockOutChannels.reversed())
+        let layout = VAEDecoderLayout(config)
         self.config = config
         self.precision = precision
-        postQuantConv = config.usePostQuantConv ? try VAEConv2d(
-            "post_quant_conv", inChannels: config.latentChannels, outChannels: config.latentChannels, kernel: 1,
-            weights: reader, precision: precision) : nil
-        convIn = try VAEConv2d("decoder.conv_in", inChannels: config.latentChannels, outChannels: widths[0], kernel: 3, weights: reader, precision: precision)
-
-        func resnet(_ name: String, _ inChannels: Int, _ outChannels: Int) throws -> VAEResnetBlock {
-            try VAEResnetBlock(name, inChannels: inChannels, outChannels: outChannels, groups: groups, weights: reader, precision: precision)
+        func conv(_ spec: VAEDecoderLayout.Conv) throws -> VAEConv2d {
+            try VAEConv2d(spec.name, inChannels: spec.inChannels, outChannels: spec.outChannels, kernel: spec.kernel,
+                          weights: reader, precision: precision)
         }
-        var mid = [MidLayer.resnet(try resnet("decoder.mid_block.resnets.0", widths[0], widths[0]))]
-        if config.midBlockAddAttention {
+        func resnet(_ spec: VAEDecoderLayout.Resnet) throws -> VAEResnetBlock {
+            try VAEResnetBlock(spec.name, inChannels: spec.inChannels, outChannels: spec.outChannels, groups: layout.groups,
+                               weights: reader, precision: precision)
+        }
+        postQuantConv = try layout.postQuantConv.map(conv)
+        convIn = try conv(layout.convIn)
+        var mid = [MidLayer.resnet(try resnet(layout.midResnets.first))]
+        if let attention = layout.midAttention {
             mid.append(.attention(try VAEAttentionBlock(
-                "decoder.mid_block.attentions.0", channels: widths[0], groups: groups, weights: reader, precision: precision)))
+                attention.name, channels: attention.channels, groups: layout.groups, weights: reader, precision: precision)))
         }
-        mid.append(.resnet(try resnet("decoder.mid_block.resnets.1", widths[0], widths[0])))
+        mid.append(.resnet(try resnet(layout.midResnets.second)))
         midBlock = mid
-
-        upBlocks = try widths.indices.map { index in
-            let name = "decoder.up_blocks.\(index)"
-            let resnets = try (0...config.layersPerBlock).map { layer in
-                try resnet("\(name).resnets.\(layer)", layer == 0 ? widths[max(index - 1, 0)] : widths[index], widths[index])
-            }
-            let upsample = index == widths.count - 1 ? nil : try VAEConv2d(
-                "\(name).upsamplers.0.conv", inChannels: widths[index], outChannels: widths[index], kernel: 3, weights: reader, precision: precision)
-            return UpBlock(resnets: resnets, upsampleConv: upsample)
+        upBlocks = try layout.upBlocks.map { block in
+            UpBlock(resnets: try block.resnets.map(resnet), upsampleConv: try block.upsample.map(conv))
         }
-        normOut = try VAEGroupNorm("decoder.conv_norm_out", groups: groups, channels: widths.last!, weights: reader, precision: precision)
-        convOut = try VAEConv2d("decoder.conv_out", inChannels: widths.last!, outChannels: config.outChannels, kernel: 3, weights: reader, precision: precision)
+        normOut = try VAEGroupNorm(layout.normOut.name, groups: layout.groups, channels: layout.normOut.channels, weights: reader, precision: precision)
+        convOut = try conv(layout.convOut)
         try reader.finish()
     }
 

@@ -53,36 +53,33 @@ public final class CUDAAutoencoderKLDecoder: FluxLatentDecoding, @unchecked Send
                 gemm: CUDAGEMM? = nil, patchBudgetBytes: Int = 256 << 20) throws {
         try config.validate(source: source)
         let reader = WeightReader(VAEDecoderWeights(weights), source: source)
-        let groups = config.normNumGroups
-        let widths = Array(config.blockOutChannels.reversed())
         if let reason = Self.unsupportedReason(config) {
             throw NunchakuError.unsupported(context: source, reason: reason)
         }
-        func conv(_ name: String, _ inputs: Int, _ outputs: Int, _ kernel: Int) throws -> CUDAVAEConv {
-            try CUDAVAEConv(name, inChannels: inputs, outChannels: outputs, kernel: kernel, reader: reader, context: context)
+        let layout = VAEDecoderLayout(config)
+        func conv(_ spec: VAEDecoderLayout.Conv) throws -> CUDAVAEConv {
+            try CUDAVAEConv(spec.name, inChannels: spec.inChannels, outChannels: spec.outChannels, kernel: spec.kernel,
+                            reader: reader, context: context)
         }
-        func resnet(_ name: String, _ inputs: Int, _ outputs: Int) throws -> CUDAVAEResnet {
-            try CUDAVAEResnet(name, inChannels: inputs, outChannels: outputs, groups: groups, reader: reader, context: context)
+        func resnet(_ spec: VAEDecoderLayout.Resnet) throws -> CUDAVAEResnet {
+            try CUDAVAEResnet(spec.name, inChannels: spec.inChannels, outChannels: spec.outChannels, groups: layout.groups,
+                              reader: reader, context: context)
         }
-        postQuantConv = config.usePostQuantConv ? try conv("post_quant_conv", config.latentChannels, config.latentChannels, 1) : nil
-        convIn = try conv("decoder.conv_in", config.latentChannels, widths[0], 3)
-        var mid = [MidLayer.resnet(try resnet("decoder.mid_block.resnets.0", widths[0], widths[0]))]
-        if config.midBlockAddAttention {
+        postQuantConv = try layout.postQuantConv.map(conv)
+        convIn = try conv(layout.convIn)
+        var mid = [MidLayer.resnet(try resnet(layout.midResnets.first))]
+        if let attention = layout.midAttention {
             mid.append(.attention(try CUDAVAEAttention(
-                "decoder.mid_block.attentions.0", channels: widths[0], groups: groups, reader: reader, context: context)))
+                attention.name, channels: attention.channels, groups: layout.groups, reader: reader, context: context)))
         }
-        mid.append(.resnet(try resnet("decoder.mid_block.resnets.1", widths[0], widths[0])))
+        mid.append(.resnet(try resnet(layout.midResnets.second)))
         midBlock = mid
-        upBlocks = try widths.indices.map { index in
-            let name = "decoder.up_blocks.\(index)"
-            let resnets = try (0...config.layersPerBlock).map { layer in
-                try resnet("\(name).resnets.\(layer)", layer == 0 ? widths[max(index - 1, 0)] : widths[index], widths[index])
-            }
-            let upsample = index == widths.count - 1 ? nil : try conv("\(name).upsamplers.0.conv", widths[index], widths[index], 3)
-            return UpBlock(resnets: resnets, upsampleConv: upsample)
+        upBlocks = try layout.upBlocks.map { block in
+            UpBlock(resnets: try block.resnets.map(resnet), upsampleConv: try block.upsample.map(conv))
         }
-        normOut = try CUDAVAEGroupNorm("decoder.conv_norm_out", groups: groups, channels: widths.last!, reader: reader, context: context)
-        convOut = try conv("decoder.conv_out", widths.last!, config.outChannels, 3)
+        normOut = try CUDAVAEGroupNorm(layout.normOut.name, groups: layout.groups, channels: layout.normOut.channels,
+                                       reader: reader, context: context)
+        convOut = try conv(layout.convOut)
         try reader.finish()
         self.config = config
         self.context = context
