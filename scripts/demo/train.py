@@ -281,6 +281,8 @@ def main():
     p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16",
                    help="FLUX stage: bf16 autocast, or fp32 (TF32 matmuls)")
     p.add_argument("--vae-cache", default=None, help="reuse the VAE trained into this file, or save it there")
+    p.add_argument("--vae-from", default=None,
+                   help="skip VAE training: start from the VAE of this exported folder (e.g. models/flux-shapes)")
     p.add_argument("--max-seconds-vae", type=float, default=70)
     p.add_argument("--max-seconds-flux", type=float, default=190)
     args = p.parse_args()
@@ -317,7 +319,13 @@ def main():
               [("vae", vae), ("transformer", transformer), ("clip", clip), ("t5", t5)]}
     log(f"parameters {counts}", logf)
 
-    if args.vae_cache and os.path.exists(args.vae_cache):
+    if args.vae_from:
+        from diffusers import AutoencoderKL
+        trained = AutoencoderKL.from_pretrained(os.path.join(args.vae_from, "vae"), torch_dtype=torch.float32)
+        vae.load_state_dict(trained.state_dict())
+        vae.eval()
+        log(f"vae loaded from {args.vae_from}", logf)
+    elif args.vae_cache and os.path.exists(args.vae_cache):
         vae.load_state_dict(torch.load(args.vae_cache, map_location=device))
         vae.eval()
         log(f"vae loaded from {args.vae_cache}", logf)
