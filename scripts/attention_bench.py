@@ -2,7 +2,8 @@
 """Checks and times the attention kernels (attention_wgmma.cu, attention_fa2.cu) straight from their sources.
 
 Compiles each kernel file with NVRTC (ctypes, the same options as the Swift KernelCompiler plus `-Xptxas -v` for the
-register report), launches the kernels through the driver API on PyTorch tensors, compares every output with a
+register report), launches the kernels through the driver API on PyTorch tensors (the wgmma kernel's tensor maps made
+by cuTensorMapEncodeTiled exactly as CUDATensorMap.swift makes them), compares every output with a
 float32 PyTorch reference on fresh random inputs (outputs poisoned with NaN first) and times them with CUDA events
 (median of repeats) against torch SDPA (cuDNN and flash backends) in the same process.
 
@@ -73,9 +74,27 @@ class Module:
         self.check(self.cuda.cuFuncSetAttribute(function, 8, shared_bytes), "cuFuncSetAttribute")  # max dynamic smem
         return function
 
+    def tensor_map(self, tensor):
+        """The 128-byte CUtensorMap of a contiguous [B, S, H, D] bf16/f16 tensor as attention_wgmma.cu reads it:
+        4-D (innermost first D, H, S, B), box 64 x 1 x 128 x 1, 128-byte swizzle, zero fill outside."""
+        import torch
+        batch, tokens, heads, d = tensor.shape
+        storage = ctypes.create_string_buffer(128 + 64)
+        aligned = (ctypes.addressof(storage) + 63) // 64 * 64
+        dims = (ctypes.c_uint64 * 4)(d, heads, tokens, batch)
+        strides = (ctypes.c_uint64 * 3)(d * 2, heads * d * 2, tokens * heads * d * 2)
+        box = (ctypes.c_uint32 * 4)(64, 1, 128, 1)
+        steps = (ctypes.c_uint32 * 4)(1, 1, 1, 1)
+        data_type = 9 if tensor.dtype == torch.bfloat16 else 6  # CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 / FLOAT16
+        self.check(self.cuda.cuTensorMapEncodeTiled(
+            ctypes.c_void_p(aligned), ctypes.c_int(data_type), ctypes.c_uint32(4), ctypes.c_void_p(tensor.data_ptr()),
+            dims, strides, box, steps, ctypes.c_int(0), ctypes.c_int(3), ctypes.c_int(3), ctypes.c_int(0)),
+            "cuTensorMapEncodeTiled")  # no interleave, 128-byte swizzle, 256-byte L2 promotion, zero fill
+        return ctypes.string_at(aligned, 128)
+
     def launch(self, function, grid, block, shared_bytes, stream, arguments):
         values = [ctypes.c_uint64(a) if kind == "p" else ctypes.c_int32(a) if kind == "i" else ctypes.c_float(a)
-                  for kind, a in arguments]
+                  if kind == "f" else (ctypes.c_uint64 * 16).from_buffer_copy(a) for kind, a in arguments]
         pointers = (ctypes.c_void_p * len(values))(*[ctypes.cast(ctypes.byref(v), ctypes.c_void_p) for v in values])
         self.check(self.cuda.cuLaunchKernel(function, *grid, *block, shared_bytes, ctypes.c_void_p(stream), pointers, None),
                    "cuLaunchKernel")
@@ -83,7 +102,7 @@ class Module:
 
 # The launch geometry of each kernel family (Operations/Attention*.swift mirrors it).
 def wgmma_launch(d):
-    plan = 2 * 64 * d * 2 + 3 * 2 * 128 * d * 2 + 12 * 8
+    plan = 2 * 64 * d * 2 + 3 * 2 * 128 * d * 2 + 13 * 8
     return dict(queries_per_block=128, threads=384, shared=plan + 1024)
 
 
@@ -121,9 +140,10 @@ def main():
         function = module.function(name, launch["shared"])
         batch, queries, heads, _ = q.shape
         grid = ((queries + launch["queries_per_block"] - 1) // launch["queries_per_block"], heads, batch)
-        arguments = [("p", q.data_ptr()), ("p", k.data_ptr()), ("p", v.data_ptr()), ("p", o.data_ptr()),
-                     ("p", mask.data_ptr() if mask is not None else 0), ("i", queries), ("i", k.shape[1]), ("i", heads),
-                     ("f", 1.4426950408889634 / math.sqrt(d))]
+        inputs = [("m", module.tensor_map(x)) for x in (q, k, v)] if kind == "wgmma" else \
+            [("p", x.data_ptr()) for x in (q, k, v)]
+        arguments = inputs + [("p", o.data_ptr()), ("p", mask.data_ptr() if mask is not None else 0), ("i", queries),
+                              ("i", k.shape[1]), ("i", heads), ("f", 1.4426950408889634 / math.sqrt(d))]
         return lambda: module.launch(function, grid, (launch["threads"], 1, 1), launch["shared"], stream, arguments)
 
     def reference(q, k, v, mask):

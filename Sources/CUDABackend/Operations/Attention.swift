@@ -15,15 +15,26 @@ extension CUDAContext {
                           kernel requested: AttentionKernel? = nil, into output: DeviceTensor, stream: CUDAStream? = nil) throws {
         let geometry = try AttentionGeometry(query: query, key: key, value: value, keyMask: keyMask, output: output)
         guard geometry.batch * geometry.queryTokens * geometry.heads > 0 else { return }
-        let launch = geometry.launch(try attentionKernel(requested, headDim: geometry.headDim))
+        let choice = try attentionKernel(requested, headDim: geometry.headDim)
+        let launch = geometry.launch(choice)
+        let inputs: [KernelArgument]
+        switch choice {
+        case .fa2:
+            inputs = [query.argument, key.argument, value.argument]
+        case .wgmma:
+            // The wgmma kernel reads its inputs through tensor maps (TMA), passed by value.
+            inputs = try [("query", query), ("key", key), ("value", value)].map { name, tensor in
+                try encodeTensorMap(AttentionWGMMALaunch.tensorMapLayout(
+                    name: name, address: tensor.buffer.address, shape: tensor.shape, dtype: tensor.dtype)).argument
+            }
+        }
         let kernel = try kernels.kernel(launch.kernelName)
         try kernel.setMaxDynamicSharedMemory(launch.sharedMemoryBytes)
         try kernel.launch(
             grid: launch.grid, block: CUDADim3(launch.threadsPerBlock),
             sharedMemoryBytes: launch.sharedMemoryBytes, stream: stream ?? query.buffer.stream,
-            arguments: [query.argument, key.argument, value.argument, output.argument,
-                        keyMask.map(\.argument) ?? .pointer(0), .int32(Int32(geometry.queryTokens)),
-                        .int32(Int32(geometry.keyTokens)), .int32(Int32(geometry.heads)), .float(geometry.scaleLog2)])
+            arguments: inputs + [output.argument, keyMask.map(\.argument) ?? .pointer(0), .int32(Int32(geometry.queryTokens)),
+                                 .int32(Int32(geometry.keyTokens)), .int32(Int32(geometry.heads)), .float(geometry.scaleLog2)])
     }
 
     /// `attention(query:key:value:keyMask:kernel:into:stream:)` into a new tensor allocated on the stream.
