@@ -2,13 +2,18 @@
 """Checks and times the attention kernels (attention_wgmma.cu, attention_fa2.cu) straight from their sources.
 
 Compiles each kernel file with NVRTC (ctypes, the same options as the Swift KernelCompiler plus `-Xptxas -v` for the
-register report), launches the kernels through the driver API on PyTorch tensors, compares every output with a
+register report), launches the kernels through the driver API on PyTorch tensors (the wgmma kernel's tensor maps made
+by cuTensorMapEncodeTiled exactly as CUDATensorMap.swift makes them), compares every output with a
 float32 PyTorch reference on fresh random inputs (outputs poisoned with NaN first) and times them with CUDA events
 (median of repeats) against torch SDPA (cuDNN and flash backends) in the same process.
 
     python3 scripts/attention_bench.py --compile-only          # compile for sm_90a, print the ptxas reports
     python3 scripts/attention_bench.py [--repeats 30] [--json FILE]   # on an H100/H200: check, then time
     python3 scripts/attention_bench.py --kernels COPY --quick          # a variant's copy of the kernel folder, bf16 only
+    python3 scripts/attention_bench.py --variant A --variant B         # also check and time copies A, B of the folder
+
+Timing alternates the kernels (`--rounds` rounds of each, in turn) so that clock drift during the run affects them
+alike; a row reports the median round and the range.
 """
 import argparse
 import ctypes
@@ -73,9 +78,27 @@ class Module:
         self.check(self.cuda.cuFuncSetAttribute(function, 8, shared_bytes), "cuFuncSetAttribute")  # max dynamic smem
         return function
 
+    def tensor_map(self, tensor):
+        """The 128-byte CUtensorMap of a contiguous [B, S, H, D] bf16/f16 tensor as attention_wgmma.cu reads it:
+        4-D (innermost first D, H, S, B), box 64 x 1 x 128 x 1, 128-byte swizzle, zero fill outside."""
+        import torch
+        batch, tokens, heads, d = tensor.shape
+        storage = ctypes.create_string_buffer(128 + 64)
+        aligned = (ctypes.addressof(storage) + 63) // 64 * 64
+        dims = (ctypes.c_uint64 * 4)(d, heads, tokens, batch)
+        strides = (ctypes.c_uint64 * 3)(d * 2, heads * d * 2, tokens * heads * d * 2)
+        box = (ctypes.c_uint32 * 4)(64, 1, 128, 1)
+        steps = (ctypes.c_uint32 * 4)(1, 1, 1, 1)
+        data_type = 9 if tensor.dtype == torch.bfloat16 else 6  # CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 / FLOAT16
+        self.check(self.cuda.cuTensorMapEncodeTiled(
+            ctypes.c_void_p(aligned), ctypes.c_int(data_type), ctypes.c_uint32(4), ctypes.c_void_p(tensor.data_ptr()),
+            dims, strides, box, steps, ctypes.c_int(0), ctypes.c_int(3), ctypes.c_int(3), ctypes.c_int(0)),
+            "cuTensorMapEncodeTiled")  # no interleave, 128-byte swizzle, 256-byte L2 promotion, zero fill
+        return ctypes.string_at(aligned, 128)
+
     def launch(self, function, grid, block, shared_bytes, stream, arguments):
         values = [ctypes.c_uint64(a) if kind == "p" else ctypes.c_int32(a) if kind == "i" else ctypes.c_float(a)
-                  for kind, a in arguments]
+                  if kind == "f" else (ctypes.c_uint64 * 16).from_buffer_copy(a) for kind, a in arguments]
         pointers = (ctypes.c_void_p * len(values))(*[ctypes.cast(ctypes.byref(v), ctypes.c_void_p) for v in values])
         self.check(self.cuda.cuLaunchKernel(function, *grid, *block, shared_bytes, ctypes.c_void_p(stream), pointers, None),
                    "cuLaunchKernel")
@@ -83,7 +106,7 @@ class Module:
 
 # The launch geometry of each kernel family (Operations/Attention*.swift mirrors it).
 def wgmma_launch(d):
-    plan = 2 * 64 * d * 2 + 3 * 2 * 128 * d * 2 + 12 * 8
+    plan = 2 * 64 * d * 2 + 3 * 2 * 128 * d * 2 + 14 * 8
     return dict(queries_per_block=128, threads=384, shared=plan + 1024)
 
 
@@ -99,31 +122,48 @@ def main():
     parser.add_argument("--kernels", default=KERNELS, help="folder of the kernel sources (a variant's copy)")
     parser.add_argument("--quick", action="store_true", help="bf16 only: three checks, two timed shapes")
     parser.add_argument("--label", default="", help="printed before the speed table")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="another folder of kernel sources whose attention_wgmma.cu is checked and timed beside")
+    parser.add_argument("--rounds", type=int, default=3, help="timing rounds per kernel, interleaved")
     args = parser.parse_args()
     nvrtc = load_nvrtc()
     cubins = {}
-    for name in ["attention_wgmma.cu", "attention_fa2.cu"]:
-        cubins[name], log = compile_source(nvrtc, name, args.kernels)
-        print(f"== {name}\n" + "\n".join(line for line in log.splitlines() if "registers" in line or "arning" in line or "bytes stack" in line))
+    sources = [("wgmma", "attention_wgmma.cu", args.kernels), ("fa2", "attention_fa2.cu", args.kernels)]
+    sources += [(f"wgmma:{os.path.basename(os.path.normpath(folder))}", "attention_wgmma.cu", folder) for folder in args.variant]
+    for kind, name, folder in sources:
+        cubins[kind], log = compile_source(nvrtc, name, folder)
+        print(f"== {kind}: {folder}/{name}\n" + "\n".join(line for line in log.splitlines() if "registers" in line or "arning" in line or "bytes stack" in line))
     if args.compile_only:
         return
 
     import torch
     torch.backends.cuda.matmul.allow_tf32 = False
     stream = torch.cuda.current_stream().cuda_stream
-    modules = {name: Module(cubin) for name, cubin in cubins.items()}
+    modules = {kind: Module(cubin) for kind, cubin in cubins.items()}
+    # "wgmma" runs the persistent grid (one block per multiprocessor at most, as the app launches it);
+    # "wgmma/units" the same kernel with one block per work unit, for comparison.
+    wgmma_kinds = [kind for kind in modules if kind.startswith("wgmma")] + ["wgmma/units"]
+    multiprocessors = torch.cuda.get_device_properties(0).multi_processor_count
     dtypes = {"bf16": torch.bfloat16, "f16": torch.float16}
 
     def run(kind, dtype, d, q, k, v, o, mask):
-        launch = wgmma_launch(d) if kind == "wgmma" else fa2_launch(d)
-        module = modules["attention_wgmma.cu" if kind == "wgmma" else "attention_fa2.cu"]
-        name = f"nunchaku_attention_wgmma_{dtype}_d{d}" if kind == "wgmma" else f"nunchaku_attention_{dtype}_d{d}"
+        wgmma = kind.startswith("wgmma")
+        launch = wgmma_launch(d) if wgmma else fa2_launch(d)
+        module = modules[kind.removesuffix("/units")]
+        name = f"nunchaku_attention_wgmma_{dtype}_d{d}" if wgmma else f"nunchaku_attention_{dtype}_d{d}"
         function = module.function(name, launch["shared"])
         batch, queries, heads, _ = q.shape
-        grid = ((queries + launch["queries_per_block"] - 1) // launch["queries_per_block"], heads, batch)
-        arguments = [("p", q.data_ptr()), ("p", k.data_ptr()), ("p", v.data_ptr()), ("p", o.data_ptr()),
-                     ("p", mask.data_ptr() if mask is not None else 0), ("i", queries), ("i", k.shape[1]), ("i", heads),
-                     ("f", 1.4426950408889634 / math.sqrt(d))]
+        query_blocks = (queries + launch["queries_per_block"] - 1) // launch["queries_per_block"]
+        scale = ("f", 1.4426950408889634 / math.sqrt(d))
+        common = [("p", o.data_ptr()), ("p", mask.data_ptr() if mask is not None else 0), ("i", queries), ("i", k.shape[1]),
+                  ("i", heads)]
+        if wgmma:
+            units = query_blocks * heads * batch
+            grid = (units if kind.endswith("/units") else min(units, multiprocessors), 1, 1)
+            arguments = [("m", module.tensor_map(x)) for x in (q, k, v)] + common + [("i", batch), scale]
+        else:
+            grid = (query_blocks, heads, batch)
+            arguments = [("p", x.data_ptr()) for x in (q, k, v)] + common + [scale]
         return lambda: module.launch(function, grid, (launch["threads"], 1, 1), launch["shared"], stream, arguments)
 
     def reference(q, k, v, mask):
@@ -150,13 +190,13 @@ def main():
                 for sample in range(1, batch):
                     mask[sample, max(1, keys * 2 // 5):] = 0
             expected = reference(q, k, v, mask)
-            for kind in ["wgmma", "fa2"]:
+            for kind in wgmma_kinds + ["fa2"]:
                 o = torch.full_like(q, float("nan"))
                 run(kind, dtype, d, q, k, v, o, mask)()
                 torch.cuda.synchronize()
                 poison = int(torch.isnan(o).sum())
                 error = float((o.float() - expected).norm() / expected.norm())
-                label = f"{kind:5} {dtype} B={batch} H={heads} Sq={queries} Skv={keys} d={d}{' masked' if masked else ''}"
+                label = f"{kind:11} {dtype} B={batch} H={heads} Sq={queries} Skv={keys} d={d}{' masked' if masked else ''}"
                 ok = poison == 0 and error < (2e-2 if dtype == "bf16" else 5e-3)
                 print(f"{label:55} err {error:.2e} poison {poison} {'ok' if ok else 'FAIL'}")
                 results.append(dict(kind=kind, dtype=dtype, shape=[batch, heads, queries, keys, d], masked=masked,
@@ -186,17 +226,28 @@ def main():
             q, k, v = (torch.randn(1, sequence, heads, d, device="cuda", generator=generator).to(dtypes[dtype]) for _ in range(3))
             o = torch.empty_like(q)
             flops = 4 * sequence * sequence * d * heads
-            row = dict(dtype=dtype, sequence=sequence)
-            for kind in ["wgmma", "fa2"]:
-                row[kind] = median_ms(run(kind, dtype, d, q, k, v, o, None), args.repeats)
             qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
-            for backend, label in [(SDPBackend.CUDNN_ATTENTION, "cudnn"), (SDPBackend.FLASH_ATTENTION, "flash")]:
-                with sdpa_kernel(backend):
-                    row[label] = median_ms(lambda: torch.nn.functional.scaled_dot_product_attention(qt, kt, vt), args.repeats)
-            row["wgmma_again"] = median_ms(run("wgmma", dtype, d, q, k, v, o, None), args.repeats)
+
+            sdpa = lambda: torch.nn.functional.scaled_dot_product_attention(qt, kt, vt)
+            # Each timed function with the SDPA backend it runs under (None: our kernels).
+            functions = {kind: (run(kind, dtype, d, q, k, v, o, None), None) for kind in wgmma_kinds}
+            functions.update(cudnn=(sdpa, SDPBackend.CUDNN_ATTENTION), flash=(sdpa, SDPBackend.FLASH_ATTENTION))
+            rounds = {kind: [] for kind in functions}
+            for _ in range(args.rounds):
+                for kind, (function, backend) in functions.items():
+                    if backend is None:
+                        rounds[kind].append(median_ms(function, args.repeats))
+                    else:
+                        with sdpa_kernel(backend):
+                            rounds[kind].append(median_ms(function, args.repeats))
+            rounds["fa2"] = [median_ms(run("fa2", dtype, d, q, k, v, o, None), args.repeats)]  # far behind: once
+            row = dict(dtype=dtype, sequence=sequence, rounds=rounds)
             timing.append(row)
-            print(f"{dtype} S={sequence}: " + ", ".join(f"{key} {row[key]:.3f} ms = {flops / row[key] / 1e9:.0f} TFLOP/s"
-                                                     for key in ["wgmma", "wgmma_again", "fa2", "cudnn", "flash"]))
+            tflops = lambda ms: flops / ms / 1e9
+            print(f"{dtype} S={sequence}: " + ", ".join(
+                f"{kind} {statistics.median(times):.3f} ms = {tflops(statistics.median(times)):.0f} TFLOP/s"
+                + (f" ({tflops(max(times)):.0f}-{tflops(min(times)):.0f})" if len(times) > 1 else "")
+                for kind, times in rounds.items()))
     if args.json:
         json.dump(dict(device=torch.cuda.get_device_name(), checks=results, timing=timing), open(args.json, "w"), indent=1)
     failed = [r for r in results if not r["ok"]]

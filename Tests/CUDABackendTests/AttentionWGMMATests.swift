@@ -15,15 +15,18 @@ import Testing
 
     @Test func fluxShapeLaunchesTheWGMMAKernel() throws {
         let flux = try AttentionTests.geometry(query: [1, 4608, 24, 128], key: [1, 4608, 24, 128])
-        let launch = flux.launch(.wgmma)
+        let launch = flux.launch(.wgmma, multiprocessors: 132)
         #expect(launch.kernelName == "nunchaku_attention_wgmma_bf16_d128")
-        #expect(launch.grid == CUDADim3(36, 24, 1))
+        #expect(launch.grid == CUDADim3(132))  // 864 work units on a persistent grid
+        #expect(AttentionWGMMALaunch.workUnits(batch: 1, queryTokens: 4608, heads: 24) == 864)
         #expect(launch.threadsPerBlock == 384)
-        #expect(launch.sharedMemoryBytes == 230_496)
+        #expect(launch.sharedMemoryBytes == 230_512)
         let ragged = try AttentionTests.geometry(query: [2, 129, 3, 64], key: [2, 7, 3, 64], dtype: .f16, mask: ([2, 7], .bool))
-        #expect(ragged.launch(.wgmma) == AttentionLaunch(kernelName: "nunchaku_attention_wgmma_f16_d64", grid: CUDADim3(2, 3, 2),
-                                                          threadsPerBlock: 384, sharedMemoryBytes: 115_808))
-        #expect(ragged.launch(.fa2) == AttentionLaunch(kernelName: ragged.kernelName, grid: ragged.grid, threadsPerBlock: 128,
+        // 2 query blocks × 3 heads × 2 samples = 12 units: fewer than the multiprocessors, one block each.
+        #expect(ragged.launch(.wgmma, multiprocessors: 132) == AttentionLaunch(kernelName: "nunchaku_attention_wgmma_f16_d64", grid: CUDADim3(12),
+                                                          threadsPerBlock: 384, sharedMemoryBytes: 115_824))
+        #expect(ragged.launch(.wgmma, multiprocessors: 5).grid == CUDADim3(5))
+        #expect(ragged.launch(.fa2, multiprocessors: 132) == AttentionLaunch(kernelName: ragged.kernelName, grid: ragged.grid, threadsPerBlock: 128,
                                                         sharedMemoryBytes: ragged.sharedMemoryBytes))
         #expect(KernelRegistry.source(defining: launch.kernelName)?.name == "attention_wgmma.cu")
     }
@@ -35,8 +38,8 @@ import Testing
                        CUDATarget(architecture: 100, architectureSpecific: true), CUDATarget(architecture: 120, architectureSpecific: true)] {
             #expect(try Self.select(target: target) == .fa2, "\(target)")
         }
-        #expect(try Self.select(sharedMemory: 230_495) == .fa2)
-        #expect(try Self.select(sharedMemory: 230_495, headDim: 64) == .wgmma)
+        #expect(try Self.select(sharedMemory: 230_511) == .fa2)
+        #expect(try Self.select(sharedMemory: 230_511, headDim: 64) == .wgmma)
     }
 
     @Test func environmentAndRequestOverrideTheChoice() throws {
@@ -85,6 +88,11 @@ struct AttentionWGMMACompileTests {
         #expect(text.contains("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16"))
         #expect(text.contains("wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16"))
         #expect(text.contains("setmaxnreg.inc.sync.aligned.u32 240"))
+        // Inputs arrive by tensor copies through three by-value tensor maps, no 16-byte cp.async left.
+        #expect(text.contains("cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes"))
+        #expect(text.contains("mbarrier.arrive.expect_tx.shared::cta.b64"))
+        #expect(!text.contains("cp.async.cg"))
+        #expect(text.components(separatedBy: ".param .align 64 .b8 ").count - 1 == 3 * source.kernelNames.count, "\(text.prefix(2000))")
     }
 
     @Test func otherTargetsGetTrappingEntryPoints() throws {

@@ -70,6 +70,13 @@ struct CUDADriverAPI: @unchecked Sendable {
         CUfunction?, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, CUstream?,
         UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> CUresult
 
+    /// `cuTensorMapEncodeTiled(map, dataType, rank, globalAddress, globalDim, globalStrides, boxDim, elementStrides,
+    /// interleave, swizzle, l2Promotion, oobFill)`; the enums are C `int`s. Nil with a driver older than CUDA 12.
+    typealias TensorMapEncodeTiled = @convention(c) (
+        UnsafeMutableRawPointer?, Int32, UInt32, UnsafeMutableRawPointer?, UnsafePointer<UInt64>?, UnsafePointer<UInt64>?,
+        UnsafePointer<UInt32>?, UnsafePointer<UInt32>?, Int32, Int32, Int32, Int32) -> CUresult
+    let cuTensorMapEncodeTiled: TensorMapEncodeTiled?
+
     /// Resolves every entry point from `library`.
     /// - Throws: `NunchakuError.symbolNotFound` naming the first symbol the library lacks.
     init(library: DynamicLibrary) throws {
@@ -131,5 +138,6 @@ struct CUDADriverAPI: @unchecked Sendable {
         cuFuncGetAttribute = try resolve("cuFuncGetAttribute")
         cuFuncSetAttribute = try resolve("cuFuncSetAttribute")
         cuLaunchKernel = try resolve("cuLaunchKernel")
+        cuTensorMapEncodeTiled = library.address(of: "cuTensorMapEncodeTiled").map { unsafeBitCast($0, to: TensorMapEncodeTiled.self) }
     }
 }

@@ -5,17 +5,23 @@
 // softmax in base 2 with the 1/√d scale folded into the exponent (`scaleLog2`), P rounded to the input format
 // before P·V; any Sq and Skv (tails zero-filled and masked); a query whose keys are all masked gets zeros.
 //
-// A block owns 128 queries of one (sample, head) and has three warpgroups (FlashAttention-3's structure):
+// Work comes in units of 128 queries of one (sample, head). The grid is persistent (at most one block per
+// multiprocessor, `batch` tells the units apart): block b takes units b, b + gridDim.x, …, and its shared-memory
+// rings run on from one unit to the next, so the next unit's tiles load while the current one finishes. A block has
+// three warpgroups (FlashAttention-3's structure):
 //   - warpgroups 0 and 1 consume, 64 queries each. A consumer keeps its Q tile in shared memory and walks the keys
 //     in tiles of 128: S = Q·Kᵀ (wgmma m64n128k16, both operands from shared memory), online softmax on the float32
 //     accumulators in registers, O += P·V (wgmma with P from registers, V transposed from shared memory). S of
 //     tile j and P·V of tile j − 1 are issued together, then tile j's softmax runs while that P·V is in flight; the
 //     two consumers take turns issuing (named barriers), so one's softmax overlaps the other's products.
-//   - warpgroup 2 produces: it copies K and V tiles into two rings of `kStages` shared-memory stages with 16-byte
-//     cp.async (zero-filled past Skv); each thread's copies arrive on the stage's `full` mbarrier when they land
-//     (cp.async.mbarrier.arrive.noinc, so the producer never waits for its own copies). A consumer waits on `full`,
-//     fences the copies into the async proxy (wgmma reads there) and, once its S (for K) or its P·V (for V) has
-//     read the stage, arrives on the stage's `empty` mbarrier, which the producer waits on before refilling it.
+//   - warpgroup 2 produces, one thread of it: tensor copies (TMA, `cp.async.bulk.tensor`) of each unit's 128 query
+//     rows (once both consumers' last S of the previous unit has read the query tile: the `queryEmpty` mbarrier),
+//     and of K and V tiles into two rings of `kStages` shared-memory stages, one copy per 64 head dimensions, rows
+//     past Sq or Skv zero-filled by the copy engine. Each copy completes on its stage's `full`
+//     mbarrier (the producer's arrival announces the tile's bytes). A consumer waits on `full` and, once its S (for
+//     K) or its P·V (for V) has read the stage, arrives on the stage's `empty` mbarrier, which the producer waits on
+//     before refilling it. The three tensor maps (host: cuTensorMapEncodeTiled, CUDATensorMap.swift) describe q, k
+//     and v as 4-D tensors [B][S][H][D] (innermost last) with boxes of 1 × 128 rows × 1 × 64 and the 128-byte swizzle.
 //   setmaxnreg moves registers from the producer (24 per thread) to the consumers (240).
 // Shared tiles use the 128-byte swizzle (attention_wgmma.cuh): a [rows][D] tile is D/64 blocks of [rows][64].
 #include "attention_wgmma.cuh"
@@ -26,6 +32,8 @@ constexpr int kConsumerGroups = 2;
 constexpr int kQueriesPerGroup = 64;
 constexpr int kQueriesPerBlock = kConsumerGroups * kQueriesPerGroup;
 constexpr int kKeysPerTile = 128;
+// One box shape serves the three tensor maps: 128 rows (a tile of keys, or the block's queries) × 64 columns.
+static_assert(kQueriesPerBlock == kKeysPerTile, "the query and key/value tensor maps share their box");
 constexpr int kStages = 3;
 constexpr int kConsumerThreads = kConsumerGroups * 128;
 constexpr int kProducerThreads = 128;
@@ -51,22 +59,19 @@ NK_DEVICE float exp2_approx(float x) {
     return result;
 }
 
-/// Byte offset of 16-byte chunk `chunk` (of D/8) of row `row` in a swizzled [rows][D] tile.
-template <int Rows>
-NK_DEVICE u32 swizzled_offset(int row, int chunk) {
-    return (u32)((chunk >> 3) * Rows * 128 + row * 128 + (((chunk & 7) ^ (row & 7)) << 4));
-}
-
 /// The shared-memory plan of one block (byte offsets from a 1024-byte aligned base).
 template <int D>
 struct Plan {
-    static constexpr u32 queryTileBytes = kQueriesPerGroup * D * 2;
+    static constexpr u32 queryBytes = kQueriesPerBlock * D * 2;
     static constexpr u32 keyTileBytes = kKeysPerTile * D * 2;
-    static constexpr u32 queries = 0;                                          // [2][64][D]
-    static constexpr u32 keys = queries + kConsumerGroups * queryTileBytes;    // [kStages][128][D]
-    static constexpr u32 values = keys + kStages * keyTileBytes;               // [kStages][128][D]
-    // mbarriers, kStages each: K or V tile landed (`Full`), K or V tile read by both consumers (`Empty`).
-    static constexpr u32 keyFull = values + kStages * keyTileBytes;
+    static constexpr u32 queries = 0;                                          // [D/64][128][64]: both groups' rows
+    static constexpr u32 keys = queries + queryBytes;                          // [kStages][D/64][128][64]
+    static constexpr u32 values = keys + kStages * keyTileBytes;               // [kStages][D/64][128][64]
+    // mbarriers: the queries landed, the queries read by both consumers' last S; kStages each: K or V tile landed
+    // (`Full`), read by both consumers (`Empty`).
+    static constexpr u32 queryFull = values + kStages * keyTileBytes;
+    static constexpr u32 queryEmpty = queryFull + 8;
+    static constexpr u32 keyFull = queryEmpty + 8;
     static constexpr u32 keyEmpty = keyFull + kStages * 8;
     static constexpr u32 valueFull = keyEmpty + kStages * 8;
     static constexpr u32 valueEmpty = valueFull + kStages * 8;
@@ -74,57 +79,82 @@ struct Plan {
     // The launcher (AttentionWGMMA.swift) asks for bytes + 1024 (alignment slack); an sm_90 block may have 232,448.
     static_assert(bytes + 1024 <= 232448, "shared memory plan too large");
 };
-static_assert(Plan<128>::bytes + 1024 == 230496 && Plan<64>::bytes + 1024 == 115808,
+static_assert(Plan<128>::bytes + 1024 == 230512 && Plan<64>::bytes + 1024 == 115824,
               "AttentionWGMMALaunch.sharedMemoryBytes (Swift) must ask for exactly this plan");
 
-/// Copies `Rows` rows of `source` (rows `firstRow`…, `rowStride` elements apart, `validRows` of them inside the
-/// tensor) into a swizzled tile, `threads` threads starting at `thread`; rows past `validRows` are zero-filled.
-template <int Rows, int D, int Threads>
-NK_DEVICE void copy_tile(u32 tileAddress, const u16* source, int firstRow, int validRows, int rowStride, int thread) {
-    constexpr int chunksPerRow = D / 8;
-    constexpr int chunksPerThread = Rows * chunksPerRow / Threads;
-    static_assert(Threads % chunksPerRow == 0, "a thread keeps its chunk column");
-#pragma unroll 4
-    for (int i = 0; i < chunksPerThread; ++i) {
-        const int index = thread + i * Threads;
-        const int row = index / chunksPerRow;
-        const int chunk = index % chunksPerRow;
-        const bool valid = firstRow + row < validRows;
-        const u16* from = valid ? source + (i64)(firstRow + row) * rowStride + chunk * 8 : source;
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
-                     :: "r"(tileAddress + swizzled_offset<Rows>(row, chunk)), "l"(from), "r"(valid ? 16 : 0) : "memory");
+/// One block's work: 128 queries of one (sample, head).
+struct WorkUnit {
+    int queryBlock;
+    int head;
+    int sample;
+};
+
+/// The launch's work units, query blocks fastest (consecutive units share a head's K and V in L2), and the key
+/// tiles per unit. Block b takes units b, b + gridDim.x, … (a grid of at most one block per multiprocessor).
+struct WorkUnits {
+    int queryBlocks;
+    int heads;
+    int units;
+    int tiles;
+
+    NK_DEVICE WorkUnits(int queryTokens, int keyTokens, int heads, int batch)
+        : queryBlocks((queryTokens + kQueriesPerBlock - 1) / kQueriesPerBlock), heads(heads),
+          units(queryBlocks * heads * batch), tiles((keyTokens + kKeysPerTile - 1) / kKeysPerTile) {}
+
+    NK_DEVICE WorkUnit unit(int index) const {
+        return WorkUnit{index % queryBlocks, (index / queryBlocks) % heads, index / (queryBlocks * heads)};
+    }
+};
+
+/// Loads key tile `tile` of (`head`, `sample`) (128 keys × D; keys past Skv arrive as zeros) into ring slot `index`
+/// (the block's running tile count) with D/64 tensor copies, once both consumers have released the slot's stage.
+template <int D>
+NK_DEVICE void produce_tile(u32 ring, u32 full, u32 empty, const nk_tensor_map* map, int index, int tile, int head, int sample) {
+    using P = Plan<D>;
+    const int stage = index % kStages;
+    if (index >= kStages) nk_mbarrier_wait(empty + stage * 8, ((index / kStages) - 1) & 1);
+    nk_mbarrier_arrive_expect_bytes(full + stage * 8, P::keyTileBytes);
+#pragma unroll
+    for (int block = 0; block < D / 64; ++block) {
+        nk_tensor_copy_4d(ring + stage * P::keyTileBytes + block * kKeysPerTile * 128, map, block * 64, head,
+                          tile * kKeysPerTile, sample, full + stage * 8);
     }
 }
 
-/// Starts copying one K or V tile into `stage` of its ring once both consumers have released that stage's previous
-/// tile; the stage's `full` mbarrier completes when this thread's copies (and all its earlier ones) have landed.
+/// The producer (one thread), for each of the block's work units in turn: the first K and V tiles, the unit's
+/// queries once the consumers' last S of the previous unit has read the query tile, then the remaining tiles (K of
+/// a tile first: S needs it a turn before P·V needs V). The rings run on across units, so the next unit's tiles
+/// load while the consumers finish the current one.
 template <int D>
-NK_DEVICE void produce_tile(u32 ring, u32 full, u32 empty, const u16* source, int tile, int keyTokens, int rowStride) {
+NK_DEVICE void produce(u32 base, const nk_tensor_map* queryMap, const nk_tensor_map* keyMap, const nk_tensor_map* valueMap,
+                       const WorkUnits& work) {
     using P = Plan<D>;
-    const int stage = tile % kStages;
-    if (tile >= kStages) nk_mbarrier_wait(empty + stage * 8, ((tile / kStages) - 1) & 1);
-    copy_tile<kKeysPerTile, D, kProducerThreads>(ring + stage * P::keyTileBytes, source, tile * kKeysPerTile, keyTokens, rowStride,
-                                                 threadIdx.x - kConsumerThreads);
-    nk_cp_async_arrive_noinc(full + stage * 8);
-}
-
-/// The producer warpgroup: K and V tiles into their rings, K of a tile first (S needs it a turn before P·V needs V).
-template <int D>
-NK_DEVICE void produce(u32 base, const u16* k, const u16* v, i64 keyBase, int keyTokens, int rowStride, int tiles) {
-    using P = Plan<D>;
-    for (int tile = 0; tile < tiles; ++tile) {
-        produce_tile<D>(base + P::keys, base + P::keyFull, base + P::keyEmpty, k + keyBase, tile, keyTokens, rowStride);
-        produce_tile<D>(base + P::values, base + P::valueFull, base + P::valueEmpty, v + keyBase, tile, keyTokens, rowStride);
+    nk_prefetch_tensor_map(queryMap);
+    nk_prefetch_tensor_map(keyMap);
+    nk_prefetch_tensor_map(valueMap);
+    int iteration = 0;
+    for (int unit = blockIdx.x; unit < work.units; unit += gridDim.x, ++iteration) {
+        const WorkUnit w = work.unit(unit);
+        const int first = iteration * work.tiles;
+        for (int tile = 0; tile < work.tiles; ++tile) {
+            produce_tile<D>(base + P::keys, base + P::keyFull, base + P::keyEmpty, keyMap, first + tile, tile, w.head, w.sample);
+            produce_tile<D>(base + P::values, base + P::valueFull, base + P::valueEmpty, valueMap, first + tile, tile, w.head,
+                            w.sample);
+            if (tile > 0) continue;
+            if (iteration > 0) nk_mbarrier_wait(base + P::queryEmpty, (iteration - 1) & 1);
+            nk_mbarrier_arrive_expect_bytes(base + P::queryFull, P::queryBytes);
+#pragma unroll
+            for (int block = 0; block < D / 64; ++block) {
+                nk_tensor_copy_4d(base + P::queries + block * kQueriesPerBlock * 128, queryMap, block * 64, w.head,
+                                  w.queryBlock * kQueriesPerBlock, w.sample, base + P::queryFull);
+            }
+        }
     }
-    nk_cp_async_commit();
-    nk_cp_async_wait<0>();  // leave no copy in flight at exit
 }
 
-/// Waits for a K or V tile and makes the copies (generic proxy) visible to wgmma (async proxy) in this thread.
-NK_DEVICE void wait_for_tile(u32 full, int tile) {
-    nk_mbarrier_wait(full + (tile % kStages) * 8, (tile / kStages) & 1);
-    nk_fence_proxy_async();
-}
+/// Waits for the K or V tile in ring slot `index` (tensor copies write through the async proxy, which wgmma reads: no
+/// fence needed).
+NK_DEVICE void wait_for_tile(u32 full, int index) { nk_mbarrier_wait(full + (index % kStages) * 8, (index / kStages) & 1); }
 
 /// Issues S = Q·Kᵀ (64 queries × 128 keys) as one committed wgmma group: D/16 k-steps of 16 head dimensions.
 template <class T, int D>
@@ -134,7 +164,7 @@ NK_DEVICE void issue_scores(float (&scores)[64], u32 queryTile, u32 keyTile) {
     for (int step = 0; step < D / 16; ++step) {
         // Column block step / 4 of the tiles, then +32 bytes per 16 head dimensions inside the 128-byte rows.
         const u32 within = (step & 3) * 32;
-        const u64 a = nk_wgmma_descriptor(queryTile + (step >> 2) * kQueriesPerGroup * 128 + within, 16, 1024);
+        const u64 a = nk_wgmma_descriptor(queryTile + (step >> 2) * kQueriesPerBlock * 128 + within, 16, 1024);
         const u64 b = nk_wgmma_descriptor(keyTile + (step >> 2) * kKeysPerTile * 128 + within, 16, 1024);
         nk_wgmma_ss_n128<T>(scores, a, b, step > 0);
     }
@@ -225,87 +255,12 @@ NK_DEVICE void rescale(float (&output)[N], const float (&correction)[2]) {
 NK_DEVICE void wait_for_turn(int group) { nk_named_barrier(3 + group, 2 * 128); }
 NK_DEVICE void pass_turn(int group) { nk_named_barrier_arrive(3 + (group ^ 1), 2 * 128); }
 
-/// A consumer warpgroup: its 64 queries against every key tile. Tile j's softmax runs while P·V of tile j − 1 is
-/// still on the tensor cores (S of tile j and P·V of tile j − 1 are issued together in one turn).
+/// Normalises this thread's output rows g and g + 8 by their full row sums (summed over the quad) and stores the
+/// rows inside the sequence.
 template <class T, int D>
-NK_DEVICE void consume(u32 base, const u16* q, u16* o, const u8* sampleMask, i64 queryBase, int firstQuery, int queryTokens,
-                       int keyTokens, int rowStride, int tiles, float scaleLog2) {
-    using P = Plan<D>;
-    const int group = threadIdx.x / 128;
-    const int thread = threadIdx.x % 128;
-
-    // This warpgroup's Q tile (rows past Sq zero-filled), visible to wgmma before the first product.
-    const u32 queryTile = base + P::queries + group * P::queryTileBytes;
-    copy_tile<kQueriesPerGroup, D, 128>(queryTile, q + queryBase, firstQuery, queryTokens, rowStride, thread);
-    nk_cp_async_commit();
-    nk_cp_async_wait<0>();
-    nk_fence_proxy_async();
-    nk_named_barrier(1 + group, 128);
-    if (group == 1) pass_turn(group);  // warpgroup 0 goes first
-
-    float output[D / 2];
-#pragma unroll
-    for (int i = 0; i < D / 2; ++i) output[i] = 0.0f;
-    // Running maximum (scaled to base 2) and this thread's partial sum of weights for rows g and g + 8.
-    float rowMax[2] = {negative_infinity(), negative_infinity()};
-    float rowSum[2] = {0.0f, 0.0f};
-    float scores[64];
-    u32 weights[8][4];
-    float correction[2];
-
-    wait_for_tile(base + P::keyFull, 0);
-    wait_for_turn(group);
-    issue_scores<T, D>(scores, queryTile, base + P::keys);
-    pass_turn(group);
-    nk_wgmma_wait<0>();
-    nk_wgmma_pin(scores);
-    nk_mbarrier_arrive(base + P::keyEmpty);
-    softmax_tile<T>(scores, weights, correction, rowMax, rowSum, 0, keyTokens, sampleMask, scaleLog2);
-
-    // One tile: its S and the previous tile's P·V in one turn, its softmax while that P·V runs. `current` holds
-    // the previous tile's P, `next` receives this tile's (two buffers, so no P is written while a wgmma reads it).
-    const auto step = [&](int tile, const u32 (&current)[8][4], u32 (&next)[8][4]) {
-        const int stage = tile % kStages;
-        const int previous = (tile - 1) % kStages;
-        wait_for_tile(base + P::keyFull, tile);
-        wait_for_tile(base + P::valueFull, tile - 1);
-        wait_for_turn(group);
-        issue_scores<T, D>(scores, queryTile, base + P::keys + stage * P::keyTileBytes);
-        issue_values<T, D>(output, current, base + P::values + previous * P::keyTileBytes);
-        pass_turn(group);
-        nk_wgmma_wait<1>();  // S of this tile; P·V of the previous one may still run
-        nk_wgmma_pin(scores);
-        nk_mbarrier_arrive(base + P::keyEmpty + stage * 8);
-        softmax_tile<T>(scores, next, correction, rowMax, rowSum, tile * kKeysPerTile, keyTokens, sampleMask, scaleLog2);
-        nk_wgmma_wait<0>();
-        nk_wgmma_pin(output);
-        nk_mbarrier_arrive(base + P::valueEmpty + previous * 8);
-        rescale(output, correction);
-    };
-    // The last tile's P·V, alone in the warpgroup's last turn.
-    const auto finish = [&](const u32 (&current)[8][4]) {
-        wait_for_tile(base + P::valueFull, tiles - 1);
-        wait_for_turn(group);
-        issue_values<T, D>(output, current, base + P::values + ((tiles - 1) % kStages) * P::keyTileBytes);
-        if (group == 0) pass_turn(group);  // warpgroup 1's last turn is over: nobody waits for another
-        nk_wgmma_wait<0>();
-        nk_wgmma_pin(output);
-    };
-    u32 otherWeights[8][4];
-    int tile = 1;
-    for (; tile + 1 < tiles; tile += 2) {
-        step(tile, weights, otherWeights);
-        step(tile + 1, otherWeights, weights);
-    }
-    if (tile < tiles) {
-        step(tile, weights, otherWeights);
-        finish(otherWeights);
-    } else {
-        finish(weights);
-    }
-
-    // Normalise by the full row sums (summed over the quad) and store rows inside the sequence.
-    const int warp = thread / 32;
+NK_DEVICE void store_rows(u16* o, const float (&output)[D / 2], float (&rowSum)[2], i64 queryBase, int firstQuery,
+                          int queryTokens, int rowStride) {
+    const int warp = (threadIdx.x % 128) / 32;
     const int g = (threadIdx.x & 31) >> 2;
     const int t = threadIdx.x & 3;
 #pragma unroll
@@ -324,45 +279,135 @@ NK_DEVICE void consume(u32 base, const u16* q, u16* o, const u8* sampleMask, i64
     }
 }
 
+/// A consumer warpgroup: for each of the block's work units, its 64 queries against every key tile. Tile j's
+/// softmax runs while P·V of tile j − 1 is still on the tensor cores (S of tile j and P·V of tile j − 1 are issued
+/// together in one turn). The turns alternate between the warpgroups across units too.
 template <class T, int D>
-NK_DEVICE void attention(const u16* __restrict__ q, const u16* __restrict__ k, const u16* __restrict__ v,
+NK_DEVICE void consume(u32 base, u16* o, const u8* keyMask, const WorkUnits& work, int queryTokens, int keyTokens,
+                       float scaleLog2) {
+    using P = Plan<D>;
+    const int group = threadIdx.x / 128;
+    const int tiles = work.tiles;
+    const int rowStride = work.heads * D;
+    // This warpgroup's 64 rows of the block's queries (rows past Sq arrive as zeros).
+    const u32 queryTile = base + P::queries + group * kQueriesPerGroup * 128;
+    if (group == 1) pass_turn(group);  // warpgroup 0 goes first
+
+    int iteration = 0;
+    for (int unit = blockIdx.x; unit < work.units; unit += gridDim.x, ++iteration) {
+        const WorkUnit w = work.unit(unit);
+        const bool lastUnit = unit + (int)gridDim.x >= work.units;
+        const int first = iteration * tiles;  // ring slot of the unit's tile 0
+        const u8* sampleMask = keyMask ? keyMask + (i64)w.sample * keyTokens : nullptr;
+
+        float output[D / 2];
+#pragma unroll
+        for (int i = 0; i < D / 2; ++i) output[i] = 0.0f;
+        // Running maximum (scaled to base 2) and this thread's partial sum of weights for rows g and g + 8.
+        float rowMax[2] = {negative_infinity(), negative_infinity()};
+        float rowSum[2] = {0.0f, 0.0f};
+        float scores[64];
+        u32 weights[8][4];
+        float correction[2];
+
+        nk_mbarrier_wait(base + P::queryFull, iteration & 1);
+        wait_for_tile(base + P::keyFull, first);
+        wait_for_turn(group);
+        issue_scores<T, D>(scores, queryTile, base + P::keys + (first % kStages) * P::keyTileBytes);
+        pass_turn(group);
+        nk_wgmma_wait<0>();
+        nk_wgmma_pin(scores);
+        nk_mbarrier_arrive(base + P::keyEmpty + (first % kStages) * 8);
+        if (tiles == 1) nk_mbarrier_arrive(base + P::queryEmpty);
+        softmax_tile<T>(scores, weights, correction, rowMax, rowSum, 0, keyTokens, sampleMask, scaleLog2);
+
+        // One tile: its S and the previous tile's P·V in one turn, its softmax while that P·V runs. `current` holds
+        // the previous tile's P, `next` receives this tile's (two buffers, so no P is written while a wgmma reads it).
+        const auto step = [&](int tile, const u32 (&current)[8][4], u32 (&next)[8][4]) {
+            const int stage = (first + tile) % kStages;
+            const int previous = (first + tile - 1) % kStages;
+            wait_for_tile(base + P::keyFull, first + tile);
+            wait_for_tile(base + P::valueFull, first + tile - 1);
+            wait_for_turn(group);
+            issue_scores<T, D>(scores, queryTile, base + P::keys + stage * P::keyTileBytes);
+            issue_values<T, D>(output, current, base + P::values + previous * P::keyTileBytes);
+            pass_turn(group);
+            nk_wgmma_wait<1>();  // S of this tile; P·V of the previous one may still run
+            nk_wgmma_pin(scores);
+            nk_mbarrier_arrive(base + P::keyEmpty + stage * 8);
+            if (tile == tiles - 1) nk_mbarrier_arrive(base + P::queryEmpty);  // the unit's last S has read Q
+            softmax_tile<T>(scores, next, correction, rowMax, rowSum, tile * kKeysPerTile, keyTokens, sampleMask, scaleLog2);
+            nk_wgmma_wait<0>();
+            nk_wgmma_pin(output);
+            nk_mbarrier_arrive(base + P::valueEmpty + previous * 8);
+            rescale(output, correction);
+        };
+        // The last tile's P·V, alone in the warpgroup's last turn of the unit. Warpgroup 1's very last turn passes
+        // to nobody.
+        const auto finish = [&](const u32 (&current)[8][4]) {
+            const int stage = (first + tiles - 1) % kStages;
+            wait_for_tile(base + P::valueFull, first + tiles - 1);
+            wait_for_turn(group);
+            issue_values<T, D>(output, current, base + P::values + stage * P::keyTileBytes);
+            if (group == 0 || !lastUnit) pass_turn(group);
+            nk_wgmma_wait<0>();
+            nk_wgmma_pin(output);
+            nk_mbarrier_arrive(base + P::valueEmpty + stage * 8);
+        };
+        u32 otherWeights[8][4];
+        int tile = 1;
+        for (; tile + 1 < tiles; tile += 2) {
+            step(tile, weights, otherWeights);
+            step(tile + 1, otherWeights, weights);
+        }
+        if (tile < tiles) {
+            step(tile, weights, otherWeights);
+            finish(otherWeights);
+        } else {
+            finish(weights);
+        }
+
+        const i64 queryBase = (i64)w.sample * queryTokens * rowStride + (i64)w.head * D;
+        const int firstQuery = w.queryBlock * kQueriesPerBlock + group * kQueriesPerGroup;
+        store_rows<T, D>(o, output, rowSum, queryBase, firstQuery, queryTokens, rowStride);
+    }
+}
+
+template <class T, int D>
+NK_DEVICE void attention(const nk_tensor_map* queryMap, const nk_tensor_map* keyMap, const nk_tensor_map* valueMap,
                          u16* __restrict__ o, const u8* __restrict__ keyMask, int queryTokens, int keyTokens, int heads,
-                         float scaleLog2) {
+                         int batch, float scaleLog2) {
     using P = Plan<D>;
     extern __shared__ __align__(1024) u8 sharedBytes[];
     // The swizzle works on address bits 4-9: align the plan to 1024 bytes (the launcher adds the slack).
     const u32 raw = nk_shared_address(sharedBytes);
     const u32 base = (raw + 1023u) & ~1023u;
-
-    const int head = blockIdx.y;
-    const int sample = blockIdx.z;
-    const int rowStride = heads * D;
-    const i64 queryBase = (i64)sample * queryTokens * rowStride + (i64)head * D;
-    const i64 keyBase = (i64)sample * keyTokens * rowStride + (i64)head * D;
-    const int tiles = (keyTokens + kKeysPerTile - 1) / kKeysPerTile;
+    const WorkUnits work(queryTokens, keyTokens, heads, batch);
 
     if (threadIdx.x == 0) {
+        nk_mbarrier_init(base + P::queryFull, 1);
+        nk_mbarrier_init(base + P::queryEmpty, kConsumerThreads);
         for (int stage = 0; stage < kStages; ++stage) {
-            nk_mbarrier_init(base + P::keyFull + stage * 8, kProducerThreads);
+            nk_mbarrier_init(base + P::keyFull + stage * 8, 1);
             nk_mbarrier_init(base + P::keyEmpty + stage * 8, kConsumerThreads);
-            nk_mbarrier_init(base + P::valueFull + stage * 8, kProducerThreads);
+            nk_mbarrier_init(base + P::valueFull + stage * 8, 1);
             nk_mbarrier_init(base + P::valueEmpty + stage * 8, kConsumerThreads);
         }
+        nk_fence_mbarrier_init();
     }
     __syncthreads();
 
     if (threadIdx.x >= kConsumerThreads) {
         nk_setmaxnreg_decrease<kProducerRegisters>();
-        produce<D>(base, k, v, keyBase, keyTokens, rowStride, tiles);
+        if (threadIdx.x == kConsumerThreads) produce<D>(base, queryMap, keyMap, valueMap, work);
     } else {
         nk_setmaxnreg_increase<kConsumerRegisters>();
-        const int firstQuery = blockIdx.x * kQueriesPerBlock + (threadIdx.x / 128) * kQueriesPerGroup;
-        const u8* sampleMask = keyMask ? keyMask + (i64)sample * keyTokens : nullptr;
-        consume<T, D>(base, q, o, sampleMask, queryBase, firstQuery, queryTokens, keyTokens, rowStride, tiles, scaleLog2);
+        consume<T, D>(base, o, keyMask, work, queryTokens, keyTokens, scaleLog2);
     }
 }
 
-#define NK_ATTENTION_BODY(T, D) attention<T, D>(q, k, v, o, keyMask, queryTokens, keyTokens, heads, scaleLog2)
+#define NK_ATTENTION_BODY(T, D) \
+    attention<T, D>(&queryMap, &keyMap, &valueMap, o, keyMask, queryTokens, keyTokens, heads, batch, scaleLog2)
 #else
 // Not sm_90a: the host dispatches to this file's kernels only on sm_90a (AttentionGeometry.usesWGMMA), so here
 // they trap instead of computing.
@@ -371,22 +416,25 @@ NK_DEVICE void attention(const u16* __restrict__ q, const u16* __restrict__ k, c
 
 }  // namespace
 
-NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_bf16_d64(
-    const u16* q, const u16* k, const u16* v, u16* o, const u8* keyMask, int queryTokens, int keyTokens, int heads, float scaleLog2) {
+// The parameters of every entry point: tensor maps of q, k and v (by value, in the parameter space), then the output
+// [B, Sq, H, D], the key mask [B, Skv] or null, the lengths, the head count, the batch and log2(e)/sqrt(D).
+#define NK_ATTENTION_PARAMETERS                                                                                      \
+    const __grid_constant__ nk_tensor_map queryMap, const __grid_constant__ nk_tensor_map keyMap,                   \
+        const __grid_constant__ nk_tensor_map valueMap, u16* o, const u8* keyMask, int queryTokens, int keyTokens,   \
+        int heads, int batch, float scaleLog2
+
+NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_bf16_d64(NK_ATTENTION_PARAMETERS) {
     NK_ATTENTION_BODY(nk_bf16, 64);
 }
 
-NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_bf16_d128(
-    const u16* q, const u16* k, const u16* v, u16* o, const u8* keyMask, int queryTokens, int keyTokens, int heads, float scaleLog2) {
+NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_bf16_d128(NK_ATTENTION_PARAMETERS) {
     NK_ATTENTION_BODY(nk_bf16, 128);
 }
 
-NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_f16_d64(
-    const u16* q, const u16* k, const u16* v, u16* o, const u8* keyMask, int queryTokens, int keyTokens, int heads, float scaleLog2) {
+NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_f16_d64(NK_ATTENTION_PARAMETERS) {
     NK_ATTENTION_BODY(nk_f16, 64);
 }
 
-NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_f16_d128(
-    const u16* q, const u16* k, const u16* v, u16* o, const u8* keyMask, int queryTokens, int keyTokens, int heads, float scaleLog2) {
+NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_f16_d128(NK_ATTENTION_PARAMETERS) {
     NK_ATTENTION_BODY(nk_f16, 128);
 }

@@ -1,7 +1,7 @@
 // attention_wgmma.cuh: Hopper (sm_90a) building blocks of attention_wgmma.cu: warpgroup MMA (wgmma) with float32
 // accumulators for bf16/f16 operands, shared-memory matrix descriptors for the 128-byte swizzled layout, mbarriers,
-// named barriers and the generic-to-async proxy fence. Everything here exists only when compiling for sm_90a
-// (`NK_HAS_WGMMA`); other targets see none of it.
+// named barriers and tensor copies (TMA). Everything but the tensor-map parameter type exists only when compiling for
+// sm_90a (`NK_HAS_WGMMA`); other targets see none of it.
 //
 // Facts used (PTX ISA, "Asynchronous Warpgroup Level Matrix" sections):
 //   - Descriptor (64 bits): start address >> 4 in bits 0-13, leading-dimension byte offset (LBO) >> 4 in 16-29,
@@ -15,8 +15,19 @@
 //     for each 8-column block i, d[4i + 0..1] = D[16w + g][8i + 2t .. 2t+1] and d[4i + 2..3] = D[16w + g + 8][...].
 //   - A operand from registers (m64nNk16, 16-bit): per warp the mma.sync m16n8k16 A layout of its 16 rows, so a
 //     16-key slice of a float32 score accumulator becomes the A fragment of P·V without moving data between lanes.
+//   - Tensor copies (TMA): `cp.async.bulk.tensor` reads a box of a tensor described by a 128-byte tensor map (made on
+//     the host by cuTensorMapEncodeTiled, passed as a `__grid_constant__` kernel parameter) into shared memory,
+//     zero-filling elements outside the tensor, and adds the bytes it wrote to an mbarrier's transaction count; the
+//     phase completes once the expected bytes (`mbarrier.arrive.expect_tx`) have landed. With the 128-byte swizzle
+//     a box row of 128 bytes lands exactly in the layout above (chunk c of row r at c ^ (r mod 8)) when the
+//     destination is 1024-byte aligned. The writes belong to the async proxy, so wgmma reads them without a fence.
 #pragma once
 #include "ops_mma.cuh"
+
+/// A CUDA tensor map (`CUtensorMap`: 128 opaque bytes, 64-byte aligned), passed by value as a kernel parameter.
+struct alignas(64) nk_tensor_map {
+    unsigned long long opaque[16];
+};
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define NK_HAS_WGMMA 1
@@ -45,9 +56,6 @@ NK_DEVICE void nk_wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned
 template <int Pending>
 NK_DEVICE void nk_wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;" :: "n"(Pending) : "memory"); }
 
-/// Makes this thread's generic-proxy writes to shared memory visible to later async-proxy reads (wgmma operands).
-NK_DEVICE void nk_fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
-
 /// Synchronises the `threads` threads that use named barrier `id` (1..15; 0 is __syncthreads).
 NK_DEVICE void nk_named_barrier(int id, int threads) { asm volatile("bar.sync %0, %1;" :: "r"(id), "r"(threads) : "memory"); }
 
@@ -64,15 +72,31 @@ NK_DEVICE void nk_setmaxnreg_decrease() { asm volatile("setmaxnreg.dec.sync.alig
 template <int Count>
 NK_DEVICE void nk_setmaxnreg_increase() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" :: "n"(Count)); }
 
-/// An arrival on the mbarrier once all of this thread's earlier cp.async copies have landed (counted in the
-/// mbarrier's expected arrivals: `.noinc`); the thread does not wait.
-NK_DEVICE void nk_cp_async_arrive_noinc(u32 address) {
-    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" :: "r"(address) : "memory");
-}
-
 /// Initialises the mbarrier at shared `address` for `count` arrivals per phase.
 NK_DEVICE void nk_mbarrier_init(u32 address, int count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(address), "r"(count) : "memory");
+}
+
+/// Makes this thread's mbarrier initialisations visible to the async proxy (tensor copies complete on them).
+NK_DEVICE void nk_fence_mbarrier_init() { asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory"); }
+
+/// One arrival on the mbarrier that also expects `bytes` more bytes of tensor copies in the current phase.
+NK_DEVICE void nk_mbarrier_arrive_expect_bytes(u32 address, u32 bytes) {
+    asm volatile("{ .reg .b64 state; mbarrier.arrive.expect_tx.shared::cta.b64 state, [%0], %1; }"
+                 :: "r"(address), "r"(bytes) : "memory");
+}
+
+/// Fetches the tensor map at generic address `map` (a `__grid_constant__` parameter) into the TMA unit's cache.
+NK_DEVICE void nk_prefetch_tensor_map(const nk_tensor_map* map) {
+    asm volatile("prefetch.tensormap [%0];" :: "l"(reinterpret_cast<u64>(map)) : "memory");
+}
+
+/// Copies the box at element coordinates (c0, c1, c2, c3) (innermost first) of the 4-D tensor `map` describes into
+/// shared memory at `destination`; the bytes complete on the mbarrier at `barrier`.
+NK_DEVICE void nk_tensor_copy_4d(u32 destination, const nk_tensor_map* map, int c0, int c1, int c2, int c3, u32 barrier) {
+    asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], [%6];"
+                 :: "r"(destination), "l"(reinterpret_cast<u64>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(barrier)
+                 : "memory");
 }
 
 /// One arrival on the mbarrier (release semantics for this thread's earlier memory accesses).

@@ -15,15 +15,28 @@ extension CUDAContext {
                           kernel requested: AttentionKernel? = nil, into output: DeviceTensor, stream: CUDAStream? = nil) throws {
         let geometry = try AttentionGeometry(query: query, key: key, value: value, keyMask: keyMask, output: output)
         guard geometry.batch * geometry.queryTokens * geometry.heads > 0 else { return }
-        let launch = geometry.launch(try attentionKernel(requested, headDim: geometry.headDim))
+        let choice = try attentionKernel(requested, headDim: geometry.headDim)
+        let launch = geometry.launch(choice, multiprocessors: device.multiprocessorCount)
+        let shape: [KernelArgument] = [output.argument, keyMask.map(\.argument) ?? .pointer(0), .int32(Int32(geometry.queryTokens)),
+                                       .int32(Int32(geometry.keyTokens)), .int32(Int32(geometry.heads))]
+        let arguments: [KernelArgument]
+        switch choice {
+        case .fa2:
+            arguments = [query.argument, key.argument, value.argument] + shape + [.float(geometry.scaleLog2)]
+        case .wgmma:
+            // The wgmma kernel reads its inputs through tensor maps (TMA), passed by value, and walks its work units
+            // on a persistent grid, so it also needs the batch.
+            let maps = try [("query", query), ("key", key), ("value", value)].map { name, tensor in
+                try encodeTensorMap(AttentionWGMMALaunch.tensorMapLayout(
+                    name: name, address: tensor.buffer.address, shape: tensor.shape, dtype: tensor.dtype)).argument
+            }
+            arguments = maps + shape + [.int32(Int32(geometry.batch)), .float(geometry.scaleLog2)]
+        }
         let kernel = try kernels.kernel(launch.kernelName)
         try kernel.setMaxDynamicSharedMemory(launch.sharedMemoryBytes)
         try kernel.launch(
             grid: launch.grid, block: CUDADim3(launch.threadsPerBlock),
-            sharedMemoryBytes: launch.sharedMemoryBytes, stream: stream ?? query.buffer.stream,
-            arguments: [query.argument, key.argument, value.argument, output.argument,
-                        keyMask.map(\.argument) ?? .pointer(0), .int32(Int32(geometry.queryTokens)),
-                        .int32(Int32(geometry.keyTokens)), .int32(Int32(geometry.heads)), .float(geometry.scaleLog2)])
+            sharedMemoryBytes: launch.sharedMemoryBytes, stream: stream ?? query.buffer.stream, arguments: arguments)
     }
 
     /// `attention(query:key:value:keyMask:kernel:into:stream:)` into a new tensor allocated on the stream.
@@ -104,7 +117,8 @@ public struct AttentionGeometry: Sendable, Equatable {
             }
         }
         guard queryTokens < Int(Int32.max) - AttentionWGMMALaunch.queriesPerBlock, keyTokens < Int(Int32.max) - Self.keysPerTile,
-              batch <= 65535, heads <= 65535 else {
+              batch <= 65535, heads <= 65535,
+              AttentionWGMMALaunch.workUnits(batch: batch, queryTokens: queryTokens, heads: heads) <= Int(Int32.max) else {
             throw NunchakuError.invalidArgument(context: "\(op) query \(query), key \(key)", reason: "exceeds the kernel's grid limits")
         }
         self.batch = batch
@@ -131,16 +145,18 @@ public struct AttentionGeometry: Sendable, Equatable {
     public var sharedMemoryBytes: Int { 4 * Self.keysPerTile * (headDim + 8) * 2 }
     /// log₂(e)/√d: the kernel's softmax works in base 2.
     public var scaleLog2: Float { Float(1.4426950408889634 / Double(headDim).squareRoot()) }
-    /// The launch of `kernel` for this geometry (FA2: the properties above; wgmma: `AttentionWGMMALaunch`).
-    public func launch(_ kernel: AttentionKernel) -> AttentionLaunch {
+    /// The launch of `kernel` for this geometry on a GPU with `multiprocessors` SMs (FA2: the properties above;
+    /// wgmma: `AttentionWGMMALaunch`, a persistent grid of at most one block per multiprocessor over the work units).
+    public func launch(_ kernel: AttentionKernel, multiprocessors: Int) -> AttentionLaunch {
         switch kernel {
         case .fa2:
             return AttentionLaunch(kernelName: kernelName, grid: grid, threadsPerBlock: Self.threadsPerBlock,
                                    sharedMemoryBytes: sharedMemoryBytes)
         case .wgmma:
-            let blocks = (queryTokens + AttentionWGMMALaunch.queriesPerBlock - 1) / AttentionWGMMALaunch.queriesPerBlock
+            let units = AttentionWGMMALaunch.workUnits(batch: batch, queryTokens: queryTokens, heads: heads)
             return AttentionLaunch(kernelName: "nunchaku_attention_wgmma_\(dtype.rawValue)_d\(headDim)",
-                                   grid: CUDADim3(blocks, heads, batch), threadsPerBlock: AttentionWGMMALaunch.threadsPerBlock,
+                                   grid: CUDADim3(min(units, max(1, multiprocessors))),
+                                   threadsPerBlock: AttentionWGMMALaunch.threadsPerBlock,
                                    sharedMemoryBytes: AttentionWGMMALaunch.sharedMemoryBytes(headDim: headDim))
         }
     }
