@@ -15,6 +15,7 @@ public enum SelfTestCatalog {
         + AWQSelfTests.cases
         + FluxSelfTests.cases
         + FluxGraphSelfTests.cases
+        + FluxLoopSelfTests.cases
         + TextEncoderSelfTests.cases
         + VAESelfTests.cases
         + LoRASelfTests.cases

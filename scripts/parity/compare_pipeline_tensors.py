@@ -2,7 +2,8 @@
 """Compares `nunchaku generate --save-tensors` output with flux_pipeline_reference.py's diffusers tensors.
 
 Prints, per stage (prompt_embeds, pooled_prompt_embeds, noise, latents, image), max|ours − ref| / max|ref| against
-diffusers' fp32 run and against its bf16 run, and the 8-bit image PSNR against the fp32 run's image. Needs only
+diffusers' fp32 run and against its bf16 run, and the 8-bit image PSNR against both runs' images; beside them the
+same figures for diffusers' bf16 run against its fp32 run (a bf16 pipeline should be judged against the bf16 run). Needs only
 numpy (on the GPU machine too). Exits 1 when a stage is missing or a shape differs.
 
 The end-to-end check on the GPU (no torch needed there):
@@ -71,14 +72,27 @@ def main():
             print(f"{stage}: shape {mine.shape} vs reference {ref[stage].shape}")
             failed = True
             continue
-        line = f"{stage:22s} vs fp32 {relative(mine, ref[stage].astype(np.float64)):.2e}"
+        fp32 = ref[stage].astype(np.float64)
+        line = f"{stage:22s} vs fp32 {relative(mine, fp32):.2e}"
         if f"{stage}_bf16" in ref:
-            line += f"   vs bf16 {relative(mine, ref[stage + '_bf16'].astype(np.float64)):.2e}"
+            bf16 = ref[stage + "_bf16"].astype(np.float64)
+            line += f"   vs bf16 {relative(mine, bf16):.2e}   (diffusers bf16 vs fp32 {relative(bf16, fp32):.2e})"
         print(line)
     if "image" in ours and "image" in ref and ours["image"].shape == ref["image"].shape:
-        mse = float(np.mean((to_u8(ours["image"].astype(np.float64)) - to_u8(ref["image"].astype(np.float64))) ** 2))
-        print(f"8-bit image PSNR vs fp32: {'inf' if mse == 0 else f'{10 * math.log10(255 ** 2 / mse):.1f}'} dB")
+        mine = to_u8(ours["image"].astype(np.float64))
+        line = f"8-bit image PSNR vs fp32: {psnr(mine, to_u8(ref['image'].astype(np.float64)))}"
+        if "image_bf16" in ref:
+            bf16 = to_u8(ref["image_bf16"].astype(np.float64))
+            line += (f"   vs bf16: {psnr(mine, bf16)}"
+                     f"   (diffusers bf16 vs fp32: {psnr(bf16, to_u8(ref['image'].astype(np.float64)))})")
+        print(line)
     sys.exit(1 if failed else 0)
+
+
+def psnr(a, b):
+    """PSNR of two 8-bit images (as float arrays), formatted in dB."""
+    mse = float(np.mean((a - b) ** 2))
+    return "inf" if mse == 0 else f"{10 * math.log10(255 ** 2 / mse):.1f} dB"
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ struct FluxInputs {
     }
 
     /// `round(round(v) · 1000)` in `dtype`.
-    private static func scaledBy1000(_ values: Tensor, _ dtype: DType) -> Tensor {
+    static func scaledBy1000(_ values: Tensor, _ dtype: DType) -> Tensor {
         let rounded = values.converted(to: dtype).floats()
         return Tensor.rounding(rounded.map { $0 * 1000 }, shape: values.shape, to: dtype)
     }

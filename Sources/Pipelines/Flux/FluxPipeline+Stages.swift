@@ -62,13 +62,14 @@ extension FluxPipeline {
         }
         let reporter = FluxStageReporter(.denoising, total: schedule.stepCount, handler: progress)
         try reporter.report(0, "step 1/\(schedule.stepCount)")
+        var loop = models.transformer.denoisingLoop(fixedInputs: arguments)
         var values = initial.floats()
         for index in 0..<schedule.stepCount {
             let timestep = roundToDType(roundToDType(schedule.timesteps[index]) / 1000)
             arguments["timestep"] = Tensor([Float](repeating: timestep, count: batch), shape: [batch], dtype: dtype)
             arguments["hidden_states"] = Tensor(values, shape: initial.shape, dtype: dtype)
             try observer?(index, arguments)
-            let velocity = try models.transformer.forward(inputs: arguments)
+            let velocity = try loop.velocity(hiddenStates: arguments["hidden_states"]!, timestep: arguments["timestep"]!)
             guard velocity.shape == initial.shape else {
                 throw NunchakuError.shapeMismatch(context: "transformer output at step \(index + 1)", expected: initial.shape, actual: velocity.shape)
             }

@@ -53,7 +53,8 @@ public struct FluxPipelineLoadOptions: Sendable {
     /// `text_encoder_2/` (which may then be absent). On the GPU its linears stay 4-bit; on the CPU they are
     /// dequantized to bf16 (`T5AWQCheckpoint.cpuModel`).
     public var textEncoder2AWQPath: String?
-    /// How the GPU transformer runs INT4 W4A4 layers: `.exact` (Nunchaku's numerics) or `.fast` (FP8, sm_90+).
+    /// How the GPU transformer runs W4A4 layers (INT4 and NVFP4): `.exact` (Nunchaku's numerics) or `.fast` (FP8,
+    /// sm_90+).
     /// The CPU has only the exact numerics.
     public var numerics: W4A4Numerics
 

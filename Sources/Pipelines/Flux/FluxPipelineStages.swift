@@ -28,10 +28,40 @@ public protocol FluxLatentDecoding: Sendable {
 public protocol FluxDenoising: Sendable {
     var config: FluxConfig { get }
     func forward(inputs: any TensorProvider) throws -> Tensor
+    /// The forwards of one sampling loop. `fixedInputs` holds the arguments that every step shares
+    /// (`encoder_hidden_states`, `pooled_projections`, `img_ids`, `txt_ids`, and `guidance` if any); each step then
+    /// gives only `hidden_states` and `timestep`. The default calls `forward(inputs:)` with both merged; the CUDA
+    /// transformer uploads the shared arguments and builds its RoPE tables once.
+    func denoisingLoop(fixedInputs: [String: Tensor]) -> any FluxDenoisingLoop
+}
+
+/// A transformer bound to one sampling loop's shared arguments (`FluxDenoising.denoisingLoop(fixedInputs:)`).
+public protocol FluxDenoisingLoop {
+    /// The predicted velocity `[B, N, in_channels]` for latents `hidden_states` `[B, N, in_channels]` at
+    /// `timestep` `[B]`.
+    mutating func velocity(hiddenStates: Tensor, timestep: Tensor) throws -> Tensor
+}
+
+extension FluxDenoising {
+    public func denoisingLoop(fixedInputs: [String: Tensor]) -> any FluxDenoisingLoop {
+        FluxForwardLoop(transformer: self, fixedInputs: fixedInputs)
+    }
+}
+
+/// The default loop: each step is one `forward(inputs:)` on the shared arguments plus the step's two.
+struct FluxForwardLoop: FluxDenoisingLoop {
+    let transformer: any FluxDenoising
+    let fixedInputs: [String: Tensor]
+
+    func velocity(hiddenStates: Tensor, timestep: Tensor) throws -> Tensor {
+        var arguments = fixedInputs
+        arguments["hidden_states"] = hiddenStates
+        arguments["timestep"] = timestep
+        return try transformer.forward(inputs: arguments)
+    }
 }
 
 extension CLIPTextModel: CLIPTextEncoding {}
 extension T5EncoderModel: T5TextEncoding {}
 extension AutoencoderKLDecoder: FluxLatentDecoding {}
 extension FluxTransformer: FluxDenoising {}
-extension FluxCUDATransformer: FluxDenoising {}
