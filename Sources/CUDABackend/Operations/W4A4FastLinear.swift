@@ -120,32 +120,12 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
             guard tensor.shape == shape else { throw NunchakuError.shapeMismatch(context: "\(op) \(role)", expected: shape, actual: tensor.shape) }
             try W4A4OperandCheck.tensor(tensor, dtype: dtype, op, role)
         }
-        let rowThreads = try Self.quantizeRowThreads(depth: parameters.gemmDepth, op)
-        let blockThreads = max(rowThreads, Self.quantizeBlockThreads)
-        let rowsPerBlock = blockThreads / rowThreads
         let kernel = try engine.context.kernels.kernel("w4a4_fp8_quantize_\(activationDType)\(parameters.shifted ? "_shifted" : "")")
         try kernel.launch(
-            grid: CUDADim3((rows + rowsPerBlock - 1) / rowsPerBlock), block: CUDADim3(blockThreads), stream: stream ?? x.buffer.stream,
+            grid: CUDADim3(rows), block: CUDADim3(256), stream: stream ?? x.buffer.stream,
             arguments: [x.argument, inverseSmooth.argument, lowRank.argument, inverseBeta.argument, result.codes.argument,
-                        result.scales.argument, .int32(Int32(rows)), .int32(Int32(inFeatures)), .int32(Int32(parameters.rank)),
-                        .int32(Int32(parameters.gemmDepth)), .int32(Int32(rowThreads))])
-    }
-
-    /// Threads per block of the quantize kernel (several rows per block when a row takes fewer).
-    static let quantizeBlockThreads = 128
-    /// Values each quantize thread keeps in registers (W4A4_FP8_UNITS units of 16).
-    static let quantizeValuesPerThread = 8 * 16
-
-    /// The quantize kernel's threads per row: the smallest power of two from 32 that holds `depth` values in
-    /// registers (one warp for FLUX's K = 3072).
-    /// - Throws: `NunchakuError.unsupported` when even 1024 threads cannot hold the row.
-    static func quantizeRowThreads(depth: Int, _ op: String) throws -> Int {
-        var threads = 32
-        while threads * quantizeValuesPerThread < depth && threads < 1024 { threads *= 2 }
-        guard threads * quantizeValuesPerThread >= depth else {
-            throw NunchakuError.unsupported(context: op, reason: "rows of \(depth) codes; the quantize kernel holds at most \(1024 * quantizeValuesPerThread)")
-        }
-        return threads
+                        result.scales.argument, .int32(Int32(inFeatures)), .int32(Int32(parameters.rank)),
+                        .int32(Int32(parameters.gemmDepth))])
     }
 
     /// Step 3 (w4a4_fp8_weights.cu): the e4m3 weight scratch [N, depth], allocated on `stream` from the pool.
