@@ -122,10 +122,22 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         }
         let kernel = try engine.context.kernels.kernel("w4a4_fp8_quantize_\(activationDType)\(parameters.shifted ? "_shifted" : "")")
         try kernel.launch(
-            grid: CUDADim3(rows), block: CUDADim3(256), stream: stream ?? x.buffer.stream,
+            grid: CUDADim3(rows), block: CUDADim3(Self.quantizeThreads(rows: rows, inFeatures: inFeatures, rank: parameters.rank)),
+            stream: stream ?? x.buffer.stream,
             arguments: [x.argument, inverseSmooth.argument, lowRank.argument, inverseBeta.argument, result.codes.argument,
                         result.scales.argument, .int32(Int32(inFeatures)), .int32(Int32(parameters.rank)),
                         .int32(Int32(parameters.gemmDepth))])
+    }
+
+    /// The quantize kernel's block (one per row): with many rows, the smallest power of two from 64 whose threads
+    /// hold the row in registers (64 values each), so more rows are in flight per multiprocessor (H200, M = 4608,
+    /// K = 3072: 17 µs with 64 threads against 27 µs with 256); 256 for fewer rows (M = 333: 3.1 µs against 4.1 µs
+    /// with 64). Never fewer threads than the rank (one low-rank value per thread), at most 1024.
+    static func quantizeThreads(rows: Int, inFeatures: Int, rank: Int) -> Int {
+        let needed = max(rows >= 1024 ? (inFeatures + 63) / 64 : 256, rank, 64)
+        var threads = 64
+        while threads < needed && threads < 1024 { threads *= 2 }
+        return threads
     }
 
     /// Step 3 (w4a4_fp8_weights.cu): the e4m3 weight scratch [N, depth], allocated on `stream` from the pool.

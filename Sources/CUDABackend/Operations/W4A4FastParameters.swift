@@ -16,7 +16,7 @@ import SVDQuant
 public struct W4A4FastParameters: Sendable {
     /// Largest |code| of the folded low-rank weights (leaves headroom under e4m3's 448).
     public static let upCodeTarget: Float = 256
-    /// Maximum rank: the quantize kernel gives one thread (of 256) to each low-rank value.
+    /// Maximum rank: the quantize kernel gives one thread of its block to each low-rank value.
     public static let maxRank = 256
 
     public let name: String
