@@ -26,7 +26,7 @@ struct GenerateCommand: ParsableCommand {
             chunks. Ctrl-C stops after the current step and writes nothing (press it twice to quit at once).
 
             --device cuda runs every model on GPU 0 in bf16: the transformer (SVDQuant layers on the 4-bit kernels; \
-            --numerics fast runs INT4 layers on the Hopper FP8 path, sm_90+), CLIP, T5 and the VAE decoder. \
+            --numerics fast runs INT4 and NVFP4 layers on the Hopper FP8 path, sm_90+), CLIP, T5 and the VAE decoder. \
             --text-encoder-2 replaces T5 with Nunchaku's 4-bit T5 (awq-int4-flux.1-t5xxl.safetensors; text_encoder_2/ \
             may then be absent): 4-bit on the GPU, dequantized to bf16 on the CPU. --dtype f32 (CPU only) computes \
             everything in fp32, as the parity tests do.

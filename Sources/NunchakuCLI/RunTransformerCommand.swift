@@ -32,7 +32,7 @@ struct RunTransformerCommand: ParsableCommand {
             the memory pool. --compare-cpu also runs the CPU model (bf16; SVDQuant layers kernel-exact) on the same \
             weights and inputs and prints the relative error between the two.
 
-            --numerics fast (with --device cuda, sm_90+) runs INT4 W4A4 layers on the Hopper FP8 path: per-token \
+            --numerics fast (with --device cuda, sm_90+) runs W4A4 layers (INT4, NVFP4) on the Hopper FP8 path: per-token \
             e4m3 activations, the 4-bit weights expanded per layer with their group scales folded in, one cuBLASLt \
             FP8 GEMM with the low-rank branch (docs/hopper.md); exact (the default) keeps Nunchaku's numerics. \
             --compare-dense also runs the CPU model with SVDQuant layers as their dense equivalents (bf16) and prints \

@@ -61,7 +61,43 @@ import Testing
         #expect(y[1] == -0.5 && y[2] == 0 && y[128] == 0.25 && y[129] == -0.5)
     }
 
-    @Test(arguments: [W4A4SelfTestLayer.int4(128, 256), .int4(256, 128, unsigned: true)])
+    /// NVFP4, K = 128, N = 128, R = 16: micro-scales 0.5 everywhere except channel 0's groups 0 (1.0) and 1 (1.875);
+    /// wtscale 0.25, wcscales 2 for channel 0 and 1 elsewhere. Channel 0's unit is the power of two above
+    /// 1.875 · 6/448 = 0.0251: 1/32, so the fold factor is 0.5 · 32 = 16 per unit of twice the E2M1 value.
+    @Test func handComputedNVFP4Folding() throws {
+        let k = 128, n = 128, r = 16
+        var codes = [UInt8](repeating: 0, count: n * k / 2)
+        codes[0] = 0xD7  // k0 = code 7 (6), k1 = code 13 (−3)
+        codes[1] = 0x38  // k2 = code 8 (−0), k3 = code 3 (1.5)
+        codes[8] = 0x03  // k16 = code 3 (1.5), in group 1
+        var scales = [UInt8](repeating: 0x30, count: k / 16 * n)  // 0.5
+        scales[0] = 0x38  // 1.0
+        scales[n] = 0x3F  // 1.875
+        var wcscales = [Float](repeating: 1, count: n)
+        wcscales[0] = 2
+        let tensors = SVDQW4A4Tensors(
+            qweight: try Tensor(shape: [n, k / 2], dtype: .u8, bytes: codes),
+            wscales: try Tensor(shape: [k / 16, n], dtype: .f8e4m3fn, bytes: scales),
+            wtscale: Tensor([0.25], shape: [1], dtype: .bf16), wcscales: Tensor(wcscales, shape: [n], dtype: .bf16),
+            bias: nil, smooth: Tensor([Float](repeating: 1, count: k), shape: [k], dtype: .bf16),
+            projDown: Tensor(zeros: [k, r], dtype: .bf16),
+            projUp: Tensor([Float](repeating: 0.02, count: n * r), shape: [n, r], dtype: .bf16))
+        let weights = try SVDQW4A4Weights(name: "tiny-nvfp4", tensors: tensors, layout: .canonical(vectorOrder: .natural))
+        let p = try W4A4FastParameters(weights: weights, type: .bf16)
+        // Channel 1: 0.5 · 6/448 = 0.0067 → 1/128.
+        let units: [Float] = [0.03125, 0.0078125], channelScales: [Float] = [0.015625, 0.001953125]
+        #expect(Array(p.weightUnits[0..<2]) == units)
+        #expect(Array(p.channelScales[0..<2]) == channelScales)
+        let folded = W4A4FastReference.foldedWeights(weights.canonical.qweight, p)
+        // 12 · 16 = 192 → 0x74; −6 · 16 = −96 → 0xEC; −0 → 0x00 (not 0x80); 3 · 16 = 48 → 0x64;
+        // 3 · 1.875 · 16 = 90 rounds to 88 → 0x6B (the folding's one lossy rounding).
+        let expected: [UInt8] = [0x74, 0xEC, 0x00, 0x64]
+        #expect(Array(folded[0..<4]) == expected)
+        #expect(folded[16] == 0x6B)
+        #expect(folded[4..<16].allSatisfy { $0 == 0 })
+    }
+
+    @Test(arguments: [W4A4SelfTestLayer.int4(128, 256), .int4(256, 128, unsigned: true), .nvfp4(128, 256), .nvfp4(256, 128)])
     func tracksTheDenseLayerMoreCloselyThanTheExactPath(layer: W4A4SelfTestLayer) throws {
         var random = SelfTestRandom(seed: 21)
         let weights = try W4A4SelfTestData.weights(layer, &random)
@@ -81,7 +117,14 @@ import Testing
     @Test func refusesWhatTheFastPathCannotRun() throws {
         var random = SelfTestRandom(seed: 5)
         let nvfp4 = try W4A4SelfTestData.weights(.nvfp4(128, 128), &random)
-        #expect(throws: NunchakuError.self) { try W4A4FastParameters(weights: nvfp4, type: .bf16) }
+        var zeroChannel = nvfp4.canonical
+        var wcscales = zeroChannel.wcscales!.floats()
+        wcscales[3] = 0
+        zeroChannel.wcscales = Tensor(wcscales, shape: [128], dtype: .bf16)
+        let zeroWeights = try SVDQW4A4Weights(name: "zero-wcscale", tensors: zeroChannel, layout: .canonical(vectorOrder: .natural))
+        #expect { try W4A4FastParameters(weights: zeroWeights, type: .bf16) } throws: { error in
+            "\(error)".contains("zero-wcscale.wcscales") && "\(error)".contains("element 3")
+        }
         let tiny = try Self.tinyLayer()
         let tensors = SVDQW4A4Tensors(
             qweight: tiny.canonical.qweight, wscales: tiny.canonical.wscales, bias: tiny.canonical.bias,
@@ -98,5 +141,7 @@ import Testing
         for kernel in ["w4a4.fast.quantize", "w4a4.fast.weights"] {
             #expect(SelfTestCatalog.cases.contains { $0.kernel == kernel })
         }
+        #expect(SelfTestCatalog.cases.contains { $0.kernel == "w4a4.fast.linear" && $0.shape.hasPrefix("nvfp4") })
+        #expect(SelfTestCatalog.cases.contains { $0.kernel == "w4a4.fast.weights" && $0.shape.hasPrefix("nvfp4") })
     }
 }

@@ -11,14 +11,15 @@
 // K + R rounded up to a multiple of 128 with zero codes (cuBLASLt's promoted FP8 accumulation is 15% slower on a
 // ragged K, research notes in docs/hopper.md).
 //
-// Grid: one block per row; block: 256 threads, each taking 8 consecutive values per step and keeping its first
-// eight steps in registers (K ≤ 16384 is read once; longer rows re-read the rest). x [M, K] row-major (bf16/f16),
-// inverse_smooth f32 [K], low_rank [M, R] (bf16/f16), inverse_beta f32 [R], codes u8 [M, depth], scales f32 [M].
+// Grid: one block per row; block: 32…1024 threads (a multiple of 32, at least R), each taking 8 consecutive values
+// per step and keeping its first eight steps in registers (K ≤ 64 · threads is read once; longer rows re-read the
+// rest). The host gives short rows small blocks, so more rows are in flight per multiprocessor (one barrier per
+// block; none with 32 threads). x [M, K] row-major (bf16/f16), inverse_smooth f32 [K], low_rank [M, R] (bf16/f16),
+// inverse_beta f32 [R], codes u8 [M, depth], scales f32 [M].
 // K and R must be multiples of 8, R ≤ 256, depth a multiple of 8 and at least K + R.
 #include "w4a4_half.cuh"
 #include "w4a4_fp8.cuh"
 
-#define W4A4_FP8_QUANTIZE_THREADS 256
 #define W4A4_FP8_CACHED_STEPS 8
 
 /// Eight smoothed values of one 16-byte load.
@@ -57,14 +58,14 @@ NK_DEVICE uint2 w4a4_fp8_codes8(uint4 values, const float4* inverse, int v, floa
 
 /// The maximum of `value` over the block (every thread gets it).
 NK_DEVICE float w4a4_fp8_block_max(float value) {
-    __shared__ float partial[W4A4_FP8_QUANTIZE_THREADS / 32];
+    __shared__ float partial[32];
 #pragma unroll
     for (int offset = 16; offset > 0; offset >>= 1) value = fmaxf(value, __shfl_xor_sync(0xFFFFFFFFu, value, offset));
+    if (blockDim.x == 32) return value;
     if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = value;
     __syncthreads();
     float result = partial[0];
-#pragma unroll
-    for (int w = 1; w < W4A4_FP8_QUANTIZE_THREADS / 32; w++) result = fmaxf(result, partial[w]);
+    for (int w = 1; w < (int)(blockDim.x >> 5); w++) result = fmaxf(result, partial[w]);
     return result;
 }
 
@@ -83,15 +84,15 @@ NK_DEVICE void w4a4_fp8_quantize(const u16* __restrict__ x, const float* __restr
     float amax = fabsf(lora);
 #pragma unroll
     for (int j = 0; j < W4A4_FP8_CACHED_STEPS; j++) {
-        const int v = threadIdx.x + j * W4A4_FP8_QUANTIZE_THREADS;
+        const int v = threadIdx.x + j * (int)blockDim.x;
         if (v < vectors) cached[j] = input[v];
     }
 #pragma unroll
     for (int j = 0; j < W4A4_FP8_CACHED_STEPS; j++) {
-        const int v = threadIdx.x + j * W4A4_FP8_QUANTIZE_THREADS;
+        const int v = threadIdx.x + j * (int)blockDim.x;
         if (v < vectors) amax = fmaxf(amax, w4a4_fp8_amax8<T, SHIFTED>(cached[j], inverse, v));
     }
-    for (int v = threadIdx.x + W4A4_FP8_CACHED_STEPS * W4A4_FP8_QUANTIZE_THREADS; v < vectors; v += W4A4_FP8_QUANTIZE_THREADS)
+    for (int v = threadIdx.x + W4A4_FP8_CACHED_STEPS * (int)blockDim.x; v < vectors; v += blockDim.x)
         amax = fmaxf(amax, w4a4_fp8_amax8<T, SHIFTED>(input[v], inverse, v));
     amax = w4a4_fp8_block_max(amax);
     const float factor = amax > 0.0f ? __fdiv_rn(W4A4_FP8_MAX, amax) : 0.0f;
@@ -101,13 +102,13 @@ NK_DEVICE void w4a4_fp8_quantize(const u16* __restrict__ x, const float* __restr
     uint2* output = reinterpret_cast<uint2*>(row_codes);
 #pragma unroll
     for (int j = 0; j < W4A4_FP8_CACHED_STEPS; j++) {
-        const int v = threadIdx.x + j * W4A4_FP8_QUANTIZE_THREADS;
+        const int v = threadIdx.x + j * (int)blockDim.x;
         if (v < vectors) output[v] = w4a4_fp8_codes8<T, SHIFTED>(cached[j], inverse, v, factor);
     }
-    for (int v = threadIdx.x + W4A4_FP8_CACHED_STEPS * W4A4_FP8_QUANTIZE_THREADS; v < vectors; v += W4A4_FP8_QUANTIZE_THREADS)
+    for (int v = threadIdx.x + W4A4_FP8_CACHED_STEPS * (int)blockDim.x; v < vectors; v += blockDim.x)
         output[v] = w4a4_fp8_codes8<T, SHIFTED>(input[v], inverse, v, factor);
     // Codes of the low-rank values (thread c < R holds value c), then the zero padding.
-    for (int c = threadIdx.x; c < depth - k; c += W4A4_FP8_QUANTIZE_THREADS)
+    for (int c = threadIdx.x; c < depth - k; c += blockDim.x)
         row_codes[k + c] = c < rank ? (u8)(nk_e4m3x2(lora * factor, 0.0f) & 0xFFu) : (u8)0;
 }
 

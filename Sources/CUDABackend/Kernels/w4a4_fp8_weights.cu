@@ -1,48 +1,87 @@
-// w4a4_fp8_weights.cu: the weight side of the fast (Hopper) W4A4 path: a layer's INT4 codes (kept 4-bit in memory)
-// expanded into a float8 e4m3 scratch with each 64-group's scale folded in, relative to a per-channel scale that
-// the GEMM applies in its epilogue (docs/hopper.md).
+// w4a4_fp8_weights.cu: the weight side of the fast (Hopper) W4A4 path: a layer's 4-bit codes (kept 4-bit in memory)
+// expanded into a float8 e4m3 scratch with each group's scale folded in, relative to a per-channel unit; the GEMM
+// applies the channel scale in its epilogue (docs/hopper.md). The CPU reference (`W4A4FastReference.foldedWeights`)
+// does the same fp32 operations: the codes are bit-identical.
 //
-// w8[n, k] = e4m3(q[n, k] · (wscale[k/64, n] / channel[n])), the ratio an IEEE fp32 division (0 when channel[n] is
-// 0), channel[n] = max_g |wscale[g, n]| · 8/448 computed at upload, so |q · ratio| ≤ 448. The CPU reference
-// (`W4A4FastReference.foldedWeights`) does the same operations: the codes are bit-identical.
+// INT4 (groups of 64): w8[n, k] = e4m3(q[n, k] · (wscale[n, k/64] / unit[n])), the ratio an IEEE fp32 division
+// (0 when unit[n] is 0), unit[n] = max_g |wscale[g, n]| · 8/448 computed at upload, so |q · ratio| ≤ 448.
+// NVFP4 (groups of 16, e4m3 micro-scales): w8[n, k] = e4m3(c2[n, k] · (micro[n, k/16] · (0.5 / unit[n]))), c2 the
+// E2M1 code's value times two (0, ±1, ±2, ±3, ±4, ±6, ±8, ±12), unit[n] a power of two ≥ max_g micro[g, n] · 6/448:
+// the products are exact in fp32, so the only rounding is the final one to e4m3.
 //
-// Columns K..K+R of each output row are the layer's low-rank up-projection, already in float8 (proj_up · beta /
-// channel, made at upload, `up_codes` [N, R]): copied, so one GEMM computes both branches (w4a4_fp8_quantize.cu);
-// columns K+R..depth are zero (the padding of K + R to a multiple of 128).
+// Columns K..K+R of each output row are the layer's low-rank up-projection, already in float8 (made at upload,
+// `up_codes` [N, R]): copied, so one GEMM computes both branches (w4a4_fp8_quantize.cu); columns K+R..depth are
+// zero (the padding of K + R to a multiple of 128).
 //
-// Grid: one thread per 8 output columns (one u32 of the canonical qweight [N, K/2], low nibble first, 8 bytes of
-// up_codes, or 8 zeros); out u8 [N, depth]. K, R and depth multiples of 8.
+// Grid: one thread per 16 output columns (8 bytes of the canonical qweight [N, K/2], low nibble first, one group
+// scale; or 16 bytes of up_codes; or zeros), one 16-byte store; 32-bit indices (N · depth < 2^31). Scales are
+// [N, K/G] (transposed at upload, so a warp's scale loads are contiguous). out u8 [N, depth]; K, R and depth
+// multiples of 16.
 #include "w4a4_half.cuh"
 #include "w4a4_fp8.cuh"
 
-template <class T>
-NK_DEVICE void w4a4_fp8_expand(const u32* __restrict__ qweight, const u16* __restrict__ wscales,
-                               const float* __restrict__ channel, const uint2* __restrict__ up_codes,
-                               uint2* __restrict__ out, int n, int k, int rank, int depth) {
-    const i64 words_per_row = k / 8, out_words = depth / 8;
-    const i64 slot = (i64)blockIdx.x * blockDim.x + threadIdx.x;
-    if (slot >= (i64)n * out_words) return;
-    const int row = (int)(slot / out_words), column = (int)(slot % out_words);
-    if (column >= words_per_row) {
-        const int up_column = column - (int)words_per_row;
-        out[slot] = up_column < rank / 8 ? up_codes[(i64)row * (rank / 8) + up_column] : make_uint2(0, 0);
-        return;
-    }
-    const i64 index = (i64)row * words_per_row + column;
-    const int group = column / 8;
-    const float scale = channel[row];
-    const float ratio = scale > 0.0f ? __fdiv_rn(T::to_float(wscales[(i64)group * n + row]), scale) : 0.0f;
-    const u32 word = qweight[index];
-    float v[8];
-#pragma unroll
-    for (int i = 0; i < 8; i++) v[i] = (float)((int)(word << (28 - 4 * i)) >> 28) * ratio;
-    out[slot] = make_uint2(nk_e4m3_pack4(v[0], v[1], v[2], v[3]), nk_e4m3_pack4(v[4], v[5], v[6], v[7]));
+/// Where output unit `slot` (16 columns) lies: its row, its unit in the row; copies the low-rank codes or zeros
+/// of units past K and returns false for those.
+NK_DEVICE bool w4a4_fp8_weight_unit(const uint4* __restrict__ up_codes, uint4* __restrict__ out, int n, int k,
+                                    int rank, int depth, int& row, int& unit) {
+    const u32 units = (u32)depth / 16, slot = blockIdx.x * blockDim.x + threadIdx.x;
+    if (slot >= (u32)n * units) return false;
+    row = (int)(slot / units);
+    unit = (int)(slot - (u32)row * units);
+    const int up_unit = unit - k / 16;
+    if (up_unit < 0) return true;
+    out[slot] = up_unit < rank / 16 ? up_codes[row * (rank / 16) + up_unit] : make_uint4(0, 0, 0, 0);
+    return false;
 }
 
-#define W4A4_FP8_EXPAND_ARGS                                                                       \
-    const u32* __restrict__ qweight, const u16* __restrict__ wscales, const float* __restrict__ channel, \
-        const uint2* __restrict__ up_codes, uint2* __restrict__ out, int n, int k, int rank, int depth
-#define W4A4_FP8_EXPAND_PASS qweight, wscales, channel, up_codes, out, n, k, rank, depth
+/// 16 values (v[i] · ratio) as one 16-byte store.
+NK_DEVICE uint4 w4a4_fp8_pack16(const float v[16], float ratio) {
+    return make_uint4(nk_e4m3_pack4(v[0] * ratio, v[1] * ratio, v[2] * ratio, v[3] * ratio),
+                      nk_e4m3_pack4(v[4] * ratio, v[5] * ratio, v[6] * ratio, v[7] * ratio),
+                      nk_e4m3_pack4(v[8] * ratio, v[9] * ratio, v[10] * ratio, v[11] * ratio),
+                      nk_e4m3_pack4(v[12] * ratio, v[13] * ratio, v[14] * ratio, v[15] * ratio));
+}
 
-NK_KERNEL void w4a4_fp8_expand_weights_bf16(W4A4_FP8_EXPAND_ARGS) { w4a4_fp8_expand<NKBFloat16>(W4A4_FP8_EXPAND_PASS); }
-NK_KERNEL void w4a4_fp8_expand_weights_f16(W4A4_FP8_EXPAND_ARGS) { w4a4_fp8_expand<NKFloat16>(W4A4_FP8_EXPAND_PASS); }
+template <class T>
+NK_DEVICE void w4a4_fp8_expand_int4(const uint2* __restrict__ qweight, const u16* __restrict__ wscales,
+                                    const float* __restrict__ units, const uint4* __restrict__ up_codes,
+                                    uint4* __restrict__ out, int n, int k, int rank, int depth) {
+    int row, unit;
+    if (!w4a4_fp8_weight_unit(up_codes, out, n, k, rank, depth, row, unit)) return;
+    const float scale = units[row];
+    const float ratio = scale > 0.0f ? __fdiv_rn(T::to_float(wscales[row * (k / 64) + unit / 4]), scale) : 0.0f;
+    const uint2 words = qweight[row * (k / 16) + unit];
+    float v[16];
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+        const u32 word = i < 8 ? words.x : words.y;
+        v[i] = (float)((int)(word << (28 - 4 * (i % 8))) >> 28);
+    }
+    out[row * (depth / 16) + unit] = w4a4_fp8_pack16(v, ratio);
+}
+
+NK_DEVICE void w4a4_fp8_expand_nvfp4(const uint2* __restrict__ qweight, const u8* __restrict__ micro_scales,
+                                     const float* __restrict__ units, const uint4* __restrict__ up_codes,
+                                     uint4* __restrict__ out, int n, int k, int rank, int depth) {
+    int row, unit;
+    if (!w4a4_fp8_weight_unit(up_codes, out, n, k, rank, depth, row, unit)) return;
+    const float ratio = nk_e4m3_value(micro_scales[row * (k / 16) + unit]) * __fdiv_rn(0.5f, units[row]);
+    const uint2 words = qweight[row * (k / 16) + unit];
+    float v[16];
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+        const u32 code = ((i < 8 ? words.x : words.y) >> (4 * (i % 8))) & 0xFu;
+        const int magnitude = (int)((0x0C08060403020100ull >> (8 * (code & 7u))) & 0xFFu);
+        v[i] = (float)((code & 8u) ? -magnitude : magnitude);  // code 8 (−0) becomes +0, as in the reference
+    }
+    out[row * (depth / 16) + unit] = w4a4_fp8_pack16(v, ratio);
+}
+
+#define W4A4_FP8_EXPAND_ARGS(SCALE)                                                                            \
+    const uint2* __restrict__ qweight, const SCALE* __restrict__ wscales, const float* __restrict__ units, \
+        const uint4* __restrict__ up_codes, uint4* __restrict__ out, int n, int k, int rank, int depth
+#define W4A4_FP8_EXPAND_PASS qweight, wscales, units, up_codes, out, n, k, rank, depth
+
+NK_KERNEL void w4a4_fp8_expand_weights_bf16(W4A4_FP8_EXPAND_ARGS(u16)) { w4a4_fp8_expand_int4<NKBFloat16>(W4A4_FP8_EXPAND_PASS); }
+NK_KERNEL void w4a4_fp8_expand_weights_f16(W4A4_FP8_EXPAND_ARGS(u16)) { w4a4_fp8_expand_int4<NKFloat16>(W4A4_FP8_EXPAND_PASS); }
+NK_KERNEL void w4a4_fp8_expand_weights_nvfp4(W4A4_FP8_EXPAND_ARGS(u8)) { w4a4_fp8_expand_nvfp4(W4A4_FP8_EXPAND_PASS); }

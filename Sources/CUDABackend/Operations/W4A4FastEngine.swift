@@ -5,7 +5,7 @@ public enum W4A4Numerics: String, Sendable, CaseIterable, Codable {
     /// Nunchaku's kernel numerics (4-bit activations per 64-group, half-precision running sums): bit-compatible with
     /// the CPU reference, on every GPU from sm_80.
     case exact
-    /// The Hopper path (`CUDASVDQW4A4FastLinear`): per-token FP8 activations, FP8 tensor cores; sm_90+, INT4 only.
+    /// The Hopper path (`CUDASVDQW4A4FastLinear`): per-token FP8 activations, FP8 tensor cores; sm_90+, INT4 and NVFP4 layers.
     case fast
 }
 

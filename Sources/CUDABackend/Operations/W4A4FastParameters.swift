@@ -1,22 +1,26 @@
 import NunchakuCore
 import SVDQuant
 
-/// The host-side constants of one INT4 SVDQuant layer's fast (FP8) path, for one activation dtype: what the GPU
+/// The host-side constants of one SVDQuant W4A4 layer's fast (FP8) path, for one activation dtype: what the GPU
 /// layer uploads and what the CPU reference (`W4A4FastReference`) computes with. docs/hopper.md has the math.
 ///
-/// - The INT4 weight codes stay 4-bit; at run time each 64-group's codes become e4m3 `q · (s[g, n] / c[n])` with
-///   the per-channel scale `c[n] = max_g |s[g, n]| · 8/448`, so `|q · s/c| ≤ 448`; `c[n]` is applied in the GEMM's
-///   epilogue (1 for a channel whose scales are all 0).
+/// - The 4-bit weight codes stay 4-bit; at run time each group's codes become e4m3 relative to a per-channel unit
+///   `u[n]`: INT4 `q · (s[g, n] / u[n])` with `u[n] = max_g |s[g, n]| · 8/448`; NVFP4 `2e · (s[g, n] · (0.5 / u[n]))`
+///   (`2e` the E2M1 value times two, `s` the e4m3 micro-scale) with `u[n]` the power of two at or above
+///   `max_g s[g, n] · 6/448`, so every product before the final e4m3 rounding is exact. Either way `|·| ≤ 448`.
+///   The epilogue applies `c[n] = u[n] · wtscale · wcscales[n]` (`channelScales`; `u[n]` = 1 for a channel whose
+///   scales are all 0).
 /// - The low-rank branch rides in the same GEMM as R extra K columns: activations `lowRank[m, r] / beta[r]`,
-///   weights `e4m3(proj_up[n, r] · beta[r] / c[n])` (made here), with `beta[r] = 256 · min_n c[n] / |proj_up[n, r]|`
+///   weights `e4m3(proj_up[n, r] · beta[r] / c[n])` (made here), with `beta[r] = 256 · min_n |c[n]| / |proj_up[n, r]|`
 ///   so the weight codes stay ≤ 256 in magnitude.
 public struct W4A4FastParameters: Sendable {
     /// Largest |code| of the folded low-rank weights (leaves headroom under e4m3's 448).
     public static let upCodeTarget: Float = 256
-    /// Maximum rank: the quantize kernel gives one thread (of 256) to each low-rank value.
+    /// Maximum rank: the quantize kernel gives one thread of its block to each low-rank value.
     public static let maxRank = 256
 
     public let name: String
+    public let precision: SVDQuantPrecision
     public let inFeatures: Int
     public let outFeatures: Int
     public let rank: Int
@@ -25,9 +29,11 @@ public struct W4A4FastParameters: Sendable {
     public let shifted: Bool
     /// [K]: `1 / smooth` (IEEE fp32 division of the smoothing factors rounded to `type`).
     public let inverseSmooth: [Float]
-    /// [K/64, N]: the INT4 group scales rounded to `type`.
+    /// [K/G, N]: INT4 group scales rounded to `type`, or NVFP4 micro-scales (exact e4m3 values).
     public let groupScales: [Float]
-    /// [N]: `c[n]`.
+    /// [N]: `u[n]`, what the folded weights are relative to.
+    public let weightUnits: [Float]
+    /// [N]: `c[n]`, the epilogue's per-channel scale.
     public let channelScales: [Float]
     /// [R]: `1 / beta[r]`.
     public let inverseBeta: [Float]
@@ -39,17 +45,11 @@ public struct W4A4FastParameters: Sendable {
     public let projDownTransposed: [Float]
 
     /// Folds `weights` for activations of `type`.
-    /// - Throws: `NunchakuError.unsupported` naming the layer for NVFP4 weights, INT4 weights with `wcscales`, or a
-    ///   rank that is not a multiple of 16 or above 256; `.invalidArgument` when a smoothing factor is 0 in `type`.
+    /// - Throws: `NunchakuError.unsupported` naming the layer for a rank that is not a multiple of 16 or above 256;
+    ///   `.invalidArgument` when a smoothing factor is 0 in `type`, or a `wcscales` element is 0 or not finite.
     public init(weights: SVDQW4A4Weights, type: ActivationDType) throws {
         let name = weights.name
-        guard weights.precision == .int4 else {
-            throw NunchakuError.unsupported(context: name, reason: "the fast (FP8) path runs INT4 layers; this one is \(weights.precision)")
-        }
         let tensors = weights.canonical
-        guard tensors.wcscales == nil else {
-            throw NunchakuError.unsupported(context: "\(name).wcscales", reason: "the fast (FP8) path has no per-channel wcscales for INT4 layers")
-        }
         let n = weights.outFeatures, k = weights.inFeatures, r = weights.rank
         guard r % 16 == 0, r <= Self.maxRank else {
             throw NunchakuError.unsupported(context: name, reason: "rank \(r): the fast (FP8) path needs a multiple of 16 up to \(Self.maxRank)")
@@ -62,15 +62,22 @@ public struct W4A4FastParameters: Sendable {
         if let index = smooth.firstIndex(of: 0) {
             throw NunchakuError.invalidArgument(context: "\(name).smooth", reason: "element \(index) is 0 in \(type)")
         }
-        let groupScales = values(tensors.wscales)
-        var channel = [Float](repeating: 0, count: n)
-        for index in groupScales.indices { channel[index % n] = max(channel[index % n], abs(groupScales[index])) }
-        channel = channel.map { $0 > 0 ? $0 * (8 / 448) : 1 }
+        let groupScales = weights.precision == .int4 ? values(tensors.wscales) : tensors.wscales.floats()
+        let units = Self.weightUnits(groupScales, outFeatures: n, precision: weights.precision)
+        var channel = units.map { $0 * weights.wtscale }
+        if let wcscales = tensors.wcscales.map(values) {
+            if let index = wcscales.firstIndex(where: { $0 == 0 || !$0.isFinite }) {
+                throw NunchakuError.invalidArgument(
+                    context: "\(name).wcscales",
+                    reason: "element \(index) is \(wcscales[index]) in \(type); the fast path folds it into the output scale, which must be finite and non-zero")
+            }
+            channel = zip(channel, wcscales).map { $0 * $1 }
+        }
         let up = values(tensors.projUp)
         var beta = [Float](repeating: .infinity, count: r)
         for row in 0..<n {
             for column in 0..<r where up[row * r + column] != 0 {
-                beta[column] = min(beta[column], channel[row] / abs(up[row * r + column]))
+                beta[column] = min(beta[column], abs(channel[row]) / abs(up[row * r + column]))
             }
         }
         beta = beta.map { $0.isFinite ? $0 * Self.upCodeTarget : 1 }
@@ -81,6 +88,7 @@ public struct W4A4FastParameters: Sendable {
             }
         }
         self.name = name
+        precision = weights.precision
         inFeatures = k
         outFeatures = n
         rank = r
@@ -88,12 +96,33 @@ public struct W4A4FastParameters: Sendable {
         shifted = weights.actUnsigned
         inverseSmooth = smooth.map { 1 / $0 }
         self.groupScales = groupScales
+        weightUnits = units
         channelScales = channel
         inverseBeta = beta.map { 1 / $0 }
         self.upCodes = upCodes
         bias = tensors.bias.map(values)
         projDownTransposed = DeviceHalfValues.transposed(values(tensors.projDown), rows: k, columns: r)
     }
+
+    /// `u[n]` from the group scales [K/G, N]: INT4 `max_g |s| · 8/448`; NVFP4 the power of two at or above
+    /// `max_g |s| · 6/448` (computed in double, so it is never below); 1 for a channel whose scales are all 0.
+    static func weightUnits(_ groupScales: [Float], outFeatures n: Int, precision: SVDQuantPrecision) -> [Float] {
+        var largest = [Float](repeating: 0, count: n)
+        for index in groupScales.indices { largest[index % n] = max(largest[index % n], abs(groupScales[index])) }
+        return largest.map { scale in
+            guard scale > 0 else { return 1 }
+            switch precision {
+            case .int4: return scale * (8 / 448)
+            case .nvfp4:
+                let bound = Double(scale) * 6 / 448
+                let exponent = bound.exponent + (bound.significand > 1 ? 1 : 0)
+                return Float(sign: .plus, exponent: Int(exponent), significand: 1)
+            }
+        }
+    }
+
+    /// The group size of the 4-bit codes: 64 (INT4) or 16 (NVFP4).
+    public var groupSize: Int { precision.groupSize }
 
     /// The inner dimension of the fast path's single FP8 GEMM: K + R rounded up to a multiple of 128 (zero codes
     /// pad it; cuBLASLt's promoted FP8 accumulation was measured 15% slower on a ragged K).

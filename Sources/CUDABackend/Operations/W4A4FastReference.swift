@@ -8,7 +8,8 @@ import SVDQuant
 /// 1. `lowRank = round(x · proj_down)` (fp32 sums, rounded to the activation dtype);
 /// 2. per row: `t = (x [+ 0.171875]) · inverseSmooth`, `l = lowRank · inverseBeta`, `amax = max(|t|, |l|)`,
 ///    `scale = amax / 448`, codes `e4m3((t ‖ l) · (448 / amax))`, zero-padded to `gemmDepth` ([M, depth]);
-/// 3. weights: `e4m3(q · (s[g, n] / c[n]))` ‖ `upCodes` ‖ zeros ([N, depth]);
+/// 3. weights: `e4m3(q · (s[g, n] / u[n]))` (NVFP4: `e4m3(2e · (s[g, n] · (0.5 / u[n])))`) ‖ `upCodes` ‖ zeros
+///    ([N, depth]);
 /// 4. `y = round(Σ codes·weights · scale[m] · c[n] + bias)`, the sum in fp32.
 /// Steps 2 and 3 are bit-identical on the GPU; steps 1 and 4 differ only by fp32 summation order.
 public enum W4A4FastReference {
@@ -41,21 +42,32 @@ public enum W4A4FastReference {
         return (codes, scales)
     }
 
-    /// Step 3: the folded weight codes [N, depth] from the canonical INT4 `qweight` [N, K/2] (low nibble first).
+    /// Step 3: the folded weight codes [N, depth] from the canonical `qweight` [N, K/2] (low nibble first): INT4
+    /// `e4m3(q · (s / u))`, NVFP4 `e4m3(2e · (s · (0.5 / u)))` (`W4A4FastParameters`), then `upCodes`, then zeros.
     public static func foldedWeights(_ qweight: Tensor, _ p: W4A4FastParameters) -> [UInt8] {
-        let n = p.outFeatures, k = p.inFeatures, r = p.rank, depth = p.gemmDepth
+        let n = p.outFeatures, k = p.inFeatures, r = p.rank, depth = p.gemmDepth, groupSize = p.groupSize
+        let values: [Float] = (0..<16).map { code in
+            switch p.precision {
+            case .int4: Float(Int8(bitPattern: UInt8(code) << 4) >> 4)
+            case .nvfp4: Float(Int(2 * FloatFormats.float(e2m1: UInt8(code))))  // −0 becomes +0, as on the GPU
+            }
+        }
         var folded = [UInt8](repeating: 0, count: n * depth)
         let codes = qweight.contiguous()
         codes.withUnsafeBytes { bytes in
             folded.withUnsafeMutableBufferPointer { folded in
                 parallelFor(n) { row in
-                    let scale = p.channelScales[row]
+                    let unit = p.weightUnits[row]
                     for column in 0..<k {
                         let byte = bytes[(row * k + column) / 2]
-                        let nibble = column % 2 == 0 ? byte & 0xF : byte >> 4
-                        let q = Float(Int8(bitPattern: nibble << 4) >> 4)
-                        let ratio = scale > 0 ? p.groupScales[(column / 64) * n + row] / scale : 0
-                        folded[row * depth + column] = FloatFormats.e4m3fnBits(q * ratio, saturating: true)
+                        let value = values[Int(column % 2 == 0 ? byte & 0xF : byte >> 4)]
+                        let scale = p.groupScales[(column / groupSize) * n + row]
+                        let ratio: Float
+                        switch p.precision {
+                        case .int4: ratio = unit > 0 ? scale / unit : 0
+                        case .nvfp4: ratio = scale * (0.5 / unit)
+                        }
+                        folded[row * depth + column] = FloatFormats.e4m3fnBits(value * ratio, saturating: true)
                     }
                     for column in 0..<r { folded[row * depth + k + column] = p.upCodes[row * r + column] }
                 }

@@ -21,7 +21,7 @@ struct CUDADenseLinear: Sendable {
 enum FluxCUDALinear: Sendable {
     case dense(CUDADenseLinear)
     case w4a4(CUDASVDQW4A4Linear)
-    /// An INT4 W4A4 layer with the fast (FP8, sm_90+) numerics.
+    /// A W4A4 layer (INT4 or NVFP4) with the fast (FP8, sm_90+) numerics.
     case w4a4Fast(CUDASVDQW4A4FastLinear)
     case awq(CUDAAWQW4A16Linear)
     /// Stands in for a layer whose tensors had problems; the load fails before a model holding it is returned.

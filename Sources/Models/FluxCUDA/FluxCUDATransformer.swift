@@ -33,7 +33,7 @@ public struct FluxCUDATransformer: Sendable {
     /// config, or any missing, unexpected, mis-shaped or unusable tensor, is an error naming them).
     /// - Parameter linearFactory: how quantized layers are stored: `DenseLinearFactory` for unquantized checkpoints,
     ///   `SVDQuantLinearFactory` in kernel-exact mode for SVDQuant ones.
-    /// - Parameter numerics: `.fast` runs INT4 W4A4 layers on the FP8 path (sm_90+; NVFP4 layers are refused).
+    /// - Parameter numerics: `.fast` runs W4A4 layers (INT4 and NVFP4) on the FP8 path (sm_90+).
     public init(
         config: FluxConfig, weights: any TensorProvider, layout: FluxCheckpointLayout = .diffusers,
         linearFactory: any LinearLayerFactory = DenseLinearFactory(), context: CUDAContext, source: String = "weights",

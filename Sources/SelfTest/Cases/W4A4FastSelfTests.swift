@@ -2,20 +2,22 @@ import CUDABackend
 import NunchakuCore
 import SVDQuant
 
-/// The fast (FP8, sm_90+) W4A4 path against its CPU reference `W4A4FastReference` (random bf16 INT4 layers, fresh
-/// inputs; skipped on older GPUs):
+/// The fast (FP8, sm_90+) W4A4 path against its CPU reference `W4A4FastReference` (random bf16 INT4 and NVFP4
+/// layers, the NVFP4 ones with `wtscale` and `wcscales`; fresh inputs; skipped on older GPUs):
 /// - `w4a4.fast.quantize`: the activation pass on the GPU's own low-rank values. Codes and scales are the same
 ///   fp32 operations on both sides: 0 differing bytes expected; the tolerance 1e-6 on the dequantized values
 ///   fails on one differing code. Every byte must be written (poisoned before; 0xFF is an e4m3 NaN).
-/// - `w4a4.fast.weights`: the 4-bit → e4m3 expansion with folded scales plus the low-rank columns: every byte
-///   compared; same tolerance.
+/// - `w4a4.fast.weights`: the 4-bit → e4m3 expansion with folded scales (INT4 group-64 scales; NVFP4 e2m1 codes ×
+///   e4m3 micro-scales relative to a power-of-two channel unit) plus the low-rank columns: every byte compared;
+///   same tolerance.
 /// - `w4a4.fast.linear`: all steps (cuBLASLt low-rank down, quantize, expand, cuBLASLt FP8 GEMM with promoted
 ///   accumulation) against `W4A4FastReference.forward`. What differs is fp32 summation order (the FP8 GEMM's
 ///   partial sums, the low-rank sums, which can move a bf16 rounding and so an e4m3 code) and the bf16 output
 ///   rounding: measured 1.7e-3 against a float64 reference of the same codes on an H200 (2.0e-3 in this test with
 ///   fast accumulation at K = 3072, but 1.1e-2 at K = 12288 with GELU-fed inputs, hence promoted sums); tolerance
 ///   6e-3 (bf16) / 3e-3 (f16), far below the 3–4e-2 the FP8 activations themselves cost. The note gives the fast
-///   path's error against the exact path (GPU) and both against the dense BF16-equivalent layer (CPU, fp32).
+///   path's error against the exact path (GPU; for NVFP4 the e2m1-activation path) and both against the dense
+///   BF16-equivalent layer (CPU, fp32).
 enum W4A4FastSelfTests {
     static let comparedRows = 64
     static let cases: [SelfTestCase] = {
@@ -24,8 +26,15 @@ enum W4A4FastSelfTests {
             for m in [1, 333, 4608] { cases.append(linear(layer, .bf16, m: m)) }
         }
         cases.append(linear(.int4(3072, 3072), .f16, m: 333))
-        for layer in [W4A4SelfTestLayer.int4(3072, 3072), .int4(12288, 3072, unsigned: true)] {
-            for m in [1, 4608] { cases.append(quantize(layer, .bf16, m: m)) }
+        for layer in [W4A4SelfTestLayer.nvfp4(3072, 3072), .nvfp4(3072, 21504), .nvfp4(12288, 3072)] {
+            cases.append(linear(layer, .bf16, m: 4608))
+        }
+        cases.append(linear(.nvfp4(3072, 3072), .f16, m: 333))
+        // One warp per row (K = 3072), four warps (K = 12288, 15360); a last block with fewer rows than it holds (333).
+        for layer in [W4A4SelfTestLayer.int4(3072, 3072), .int4(12288, 3072, unsigned: true), .int4(15360, 3072)] {
+            for m in [1, 333, 4608] { cases.append(quantize(layer, .bf16, m: m)) }
+        }
+        for layer in [W4A4SelfTestLayer.int4(3072, 3072), .int4(12288, 3072, unsigned: true), .nvfp4(3072, 3072), .nvfp4(12288, 3072)] {
             cases.append(weights(layer, .bf16))
         }
         return cases
@@ -127,7 +136,7 @@ enum W4A4FastSelfTests {
     }
 
     static func weights(_ layer: W4A4SelfTestLayer, _ dtype: DType) -> SelfTestCase {
-        let shapeText = "int4 N=\(layer.outFeatures) K=\(layer.inFeatures)"
+        let shapeText = "\(layer.precision) N=\(layer.outFeatures) K=\(layer.inFeatures)"
         return SelfTestCase(kernel: "w4a4.fast.weights", dtype: dtype, shape: shapeText, tolerance: 1e-6) { env in
             let (gpu, weights) = try self.layer(layer, dtype, env)
             let folded = try DeviceTensor(shape: [layer.outFeatures, gpu.parameters.gemmDepth], dtype: .u8, context: env.context, stream: env.stream)
@@ -139,7 +148,8 @@ enum W4A4FastSelfTests {
             var comparison = SelfTestComparison()
             try comparison.compare(try SelfTestOutput(decoded(result)), with: reference.map { FloatFormats.float(e4m3fn: $0) })
             let differing = try W4A4SelfTests.differingBytes(result, try Tensor(shape: result.shape, dtype: .u8, bytes: reference))
-            let bytes = Double(layer.outFeatures * layer.inFeatures / 2 + result.byteCount)
+            let bytes = Double(layer.outFeatures * layer.inFeatures / 2 + layer.outFeatures * layer.inFeatures / layer.precision.groupSize
+                                   + result.byteCount)
             return SelfTestOutcome(comparison: comparison, milliseconds: try env.time(launch), bytes: bytes,
                                    note: "bytes differing \(differing) of \(result.byteCount)")
         }
