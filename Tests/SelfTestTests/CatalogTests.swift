@@ -10,9 +10,10 @@ import Testing
         let names = Self.cases.map(\.name)
         #expect(Set(names).count == names.count, "duplicate case names")
         for testCase in Self.cases {
-            // Copies, the TinyChat dequantization (same float32 operations as the CPU) and graph replays (the same
-            // kernels as the eager step) must be bit-exact.
-            let isExact = testCase.kernel.hasSuffix("_tokens") || testCase.kernel == "awq.tinychat" || testCase.kernel == "flux.graph"
+            // Copies, the TinyChat dequantization (same float32 operations as the CPU), graph replays and the
+            // pipeline's sampling loop (the same kernels as the eager step) must be bit-exact.
+            let exactKernels: Set = ["awq.tinychat", "flux.graph", "flux.loop"]
+            let isExact = testCase.kernel.hasSuffix("_tokens") || exactKernels.contains(testCase.kernel)
             #expect(isExact ? testCase.tolerance == 0 : (testCase.tolerance > 0 && testCase.tolerance <= 0.05), "\(testCase.name)")
         }
     }
