@@ -25,9 +25,7 @@ struct FluxCUDADenoisingLoop: FluxDenoisingLoop {
         if let previous {
             inputs = try previous.nextStep(hiddenStates: hiddenStates, timestep: timestep, context: transformer.context)
         } else {
-            var arguments = fixedInputs
-            arguments["hidden_states"] = hiddenStates
-            arguments["timestep"] = timestep
+            let arguments = FluxForwardLoop.stepArguments(fixedInputs, hiddenStates: hiddenStates, timestep: timestep)
             inputs = try FluxCUDAInputs(config: transformer.config, context: transformer.context, inputs: arguments)
         }
         previous = inputs

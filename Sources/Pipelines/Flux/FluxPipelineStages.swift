@@ -54,10 +54,15 @@ struct FluxForwardLoop: FluxDenoisingLoop {
     let fixedInputs: [String: Tensor]
 
     func velocity(hiddenStates: Tensor, timestep: Tensor) throws -> Tensor {
+        try transformer.forward(inputs: Self.stepArguments(fixedInputs, hiddenStates: hiddenStates, timestep: timestep))
+    }
+
+    /// One step's full transformer arguments: the loop's shared ones plus `hidden_states` and `timestep`.
+    static func stepArguments(_ fixedInputs: [String: Tensor], hiddenStates: Tensor, timestep: Tensor) -> [String: Tensor] {
         var arguments = fixedInputs
         arguments["hidden_states"] = hiddenStates
         arguments["timestep"] = timestep
-        return try transformer.forward(inputs: arguments)
+        return arguments
     }
 }
 
