@@ -41,6 +41,7 @@ let package = Package(
                 .embedInCode("Kernels/ops_norm.cu"),
                 .embedInCode("Kernels/ops_elementwise.cu"),
                 .embedInCode("Kernels/ops_rotary.cu"),
+                .embedInCode("Kernels/ops_qkv_heads.cu"),
                 .embedInCode("Kernels/ops_tokens.cu"),
                 .embedInCode("Kernels/attention_fa2.cu"),
                 .embedInCode("Kernels/attention_wgmma.cuh"),

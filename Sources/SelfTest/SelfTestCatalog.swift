@@ -7,6 +7,7 @@ public enum SelfTestCatalog {
         NormalizationSelfTests.cases
         + ElementwiseSelfTests.cases
         + RotarySelfTests.cases
+        + QKVHeadsSelfTests.cases
         + TokenCopySelfTests.cases
         + AttentionSelfTests.cases
         + GEMMSelfTests.cases

@@ -17,7 +17,7 @@ struct Operand: ShapedOperand {
         var names: [String] = []
         for dtype in ["bf16", "f16"] {
             names += ["nunchaku_layernorm_\(dtype)", "nunchaku_rmsnorm_\(dtype)", "nunchaku_gated_add_\(dtype)",
-                      "nunchaku_rotary_\(dtype)", "nunchaku_gemm_\(dtype)"]
+                      "nunchaku_rotary_\(dtype)", "nunchaku_qkv_heads_\(dtype)", "nunchaku_gemm_\(dtype)"]
             names += CUDAActivation.allCases.map { "nunchaku_\($0.rawValue)_\(dtype)" }
             names += [64, 128].map { "nunchaku_attention_\(dtype)_d\($0)" }
         }

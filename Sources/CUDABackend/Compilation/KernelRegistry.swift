@@ -48,6 +48,8 @@ public enum KernelRegistry {
                                    "nunchaku_gated_add_bf16", "nunchaku_gated_add_f16"]),
         KernelSource(name: "ops_rotary.cu", text: text(PackageResources.ops_rotary_cu),
                      kernelNames: ["nunchaku_rotary_bf16", "nunchaku_rotary_f16"]),
+        KernelSource(name: "ops_qkv_heads.cu", text: text(PackageResources.ops_qkv_heads_cu),
+                     kernelNames: ["nunchaku_qkv_heads_bf16", "nunchaku_qkv_heads_f16"]),
         KernelSource(name: "ops_tokens.cu", text: text(PackageResources.ops_tokens_cu),
                      kernelNames: ["nunchaku_copy_tokens_16b", "nunchaku_copy_tokens_1b"]),
         KernelSource(name: "attention_fa2.cu", text: text(PackageResources.attention_fa2_cu),

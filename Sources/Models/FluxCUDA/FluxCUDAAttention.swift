@@ -2,13 +2,6 @@ import CPUBackend
 import CUDABackend
 import NunchakuCore
 
-/// Queries, keys and values of one token stream, `[B, S, H, d]` each.
-struct FluxCUDAHeads {
-    let query: DeviceTensor
-    let key: DeviceTensor
-    let value: DeviceTensor
-}
-
 /// RoPE tables on the GPU: float32 `[S, d]` cos and sin for the joint `[text; image]` sequence.
 struct FluxCUDARotary: Sendable {
     let cos: DeviceTensor
@@ -32,32 +25,26 @@ struct FluxCUDAQKV: Sendable {
     let keyNorm: DeviceTensor
     let heads: Int
 
-    /// Projects `[B, S, D]` tokens and normalizes queries and keys per head: `RMSNorm(q)·w_q`, `RMSNorm(k)·w_k`.
-    func callAsFunction(_ x: DeviceTensor, _ ops: FluxCUDAOps) throws -> FluxCUDAHeads {
-        let parts = try ops.splitLastDimension(try ops.linear(projection, x), count: 3)
-        let (batch, tokens, width) = (x.shape[0], x.shape[1], parts[0].shape[2])
-        let shape = [batch, tokens, heads, width / heads]
-        let query = try ops.context.rmsNorm(try parts[0].reshaped(shape), weight: queryNorm)
-        let key = try ops.context.rmsNorm(try parts[1].reshaped(shape), weight: keyNorm)
-        return FluxCUDAHeads(query: query, key: key, value: try parts[2].reshaped(shape))
+    /// Empty joint heads `[B, tokens, H, d]` for the streams that will write into them.
+    func jointHeads(batch: Int, tokens: Int, like x: DeviceTensor, _ ops: FluxCUDAOps) throws -> AttentionHeads {
+        try AttentionHeads(batch: batch, tokens: tokens, heads: heads, headDim: queryNorm.shape[0], dtype: x.dtype,
+                           context: ops.context)
+    }
+
+    /// Projects `[B, S, D]` tokens and writes their heads into `joint` at `tokenOffset`: `RMSNorm(q)·w_q` and
+    /// `RMSNorm(k)·w_k` with RoPE at their joint positions, and v (one fused pass, `CUDAContext.writeHeads`).
+    func write(_ x: DeviceTensor, into joint: AttentionHeads, tokenOffset: Int, rotary: FluxCUDARotary,
+               _ ops: FluxCUDAOps) throws {
+        try ops.context.writeHeads(of: try ops.linear(projection, x), queryNorm: queryNorm, keyNorm: keyNorm, cos: rotary.cos,
+                                   sin: rotary.sin, into: joint, tokenOffset: tokenOffset)
     }
 }
 
 enum FluxCUDAAttention {
-    /// RoPE on queries and keys (in place), then attention over the whole sequence; heads merged to `[B, S, D]`.
-    static func attend(_ heads: FluxCUDAHeads, rotary: FluxCUDARotary, _ ops: FluxCUDAOps) throws -> DeviceTensor {
-        let context = ops.context
-        try context.applyRotary(heads.query, cos: rotary.cos, sin: rotary.sin, into: heads.query)
-        try context.applyRotary(heads.key, cos: rotary.cos, sin: rotary.sin, into: heads.key)
-        let output = try context.attention(query: heads.query, key: heads.key, value: heads.value)
+    /// Attention over the whole joint sequence of normalized, rotated heads; heads merged to `[B, S, D]`.
+    static func attend(_ heads: AttentionHeads, _ ops: FluxCUDAOps) throws -> DeviceTensor {
+        let output = try ops.context.attention(query: heads.query, key: heads.key, value: heads.value)
         let shape = output.shape
         return try output.reshaped([shape[0], shape[1], shape[2] * shape[3]])
-    }
-
-    /// `first` then `second` along the token axis.
-    static func concat(_ first: FluxCUDAHeads, _ second: FluxCUDAHeads, _ ops: FluxCUDAOps) throws -> FluxCUDAHeads {
-        FluxCUDAHeads(
-            query: try ops.concatTokens([first.query, second.query]), key: try ops.concatTokens([first.key, second.key]),
-            value: try ops.concatTokens([first.value, second.value]))
     }
 }

@@ -53,9 +53,11 @@ struct FluxCUDADoubleBlock: Sendable {
         image: DeviceTensor, context: DeviceTensor, m: FluxCUDAModulationTable, mc: FluxCUDAModulationTable,
         rotary: FluxCUDARotary, _ ops: FluxCUDAOps
     ) throws -> (DeviceTensor, DeviceTensor) {
-        let imageHeads = try imageQKV(try ops.layerNorm(image, m.adaLN(shift: 0, scale: 1)), ops)
-        let contextHeads = try contextQKV(try ops.layerNorm(context, mc.adaLN(shift: 0, scale: 1)), ops)
-        let joint = try FluxCUDAAttention.attend(FluxCUDAAttention.concat(contextHeads, imageHeads, ops), rotary: rotary, ops)
+        let heads = try imageQKV.jointHeads(batch: image.shape[0], tokens: context.shape[1] + image.shape[1], like: image, ops)
+        try contextQKV.write(try ops.layerNorm(context, mc.adaLN(shift: 0, scale: 1)), into: heads, tokenOffset: 0, rotary: rotary, ops)
+        try imageQKV.write(try ops.layerNorm(image, m.adaLN(shift: 0, scale: 1)), into: heads, tokenOffset: context.shape[1],
+                           rotary: rotary, ops)
+        let joint = try FluxCUDAAttention.attend(heads, ops)
         let parts = try ops.splitTokens(joint, sizes: [context.shape[1], image.shape[1]])
         return (parts[0], parts[1])
     }

@@ -56,7 +56,9 @@ struct FluxCUDASingleBlock: Sendable {
         let normalized = try ops.layerNorm(tokens, m.adaLN(shift: 0, scale: 1))
         let mlp = try ops.linear(mlpIn, normalized)
         try ops.apply(.geluTanh, mlp)
-        let attention = try FluxCUDAAttention.attend(try qkv(normalized, ops), rotary: rotary, ops)
+        let heads = try qkv.jointHeads(batch: tokens.shape[0], tokens: tokens.shape[1], like: tokens, ops)
+        try qkv.write(normalized, into: heads, tokenOffset: 0, rotary: rotary, ops)
+        let attention = try FluxCUDAAttention.attend(heads, ops)
         return try output(attention: attention, mlp: mlp, ops)
     }
 }
