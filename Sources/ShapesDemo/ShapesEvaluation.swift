@@ -35,14 +35,22 @@ public struct ShapesEvaluationReport: Sendable, Codable {
     public let size: Int
     public let variants: [VariantEvaluation]
 
-    /// The table as Markdown.
+    /// Each variant's adherence against the BF16 row's, prompt by prompt (nil for BF16, or without a BF16 row).
+    public func adherenceChange(of row: VariantEvaluation) -> PairedDifference? {
+        guard row.variant != .bf16, let reference = variants.first(where: { $0.variant == .bf16 }) else { return nil }
+        return PairedDifference(row.prompts.map(\.adherence), reference: reference.prompts.map(\.adherence))
+    }
+
+    /// The table as Markdown. "Δ adherence" is the mean per-prompt change against BF16 ± its standard error, with
+    /// the number of prompts whose score changed.
     public var table: String {
-        var lines = ["| variant | adherence (0–100) | PSNR vs BF16 (dB) | SSIM vs BF16 | generation s |",
-                     "| --- | --- | --- | --- | --- |"]
+        var lines = ["| variant | adherence (0–100) | Δ adherence vs BF16 (prompts changed) | PSNR vs BF16 (dB) | SSIM vs BF16 | generation s |",
+                     "| --- | --- | --- | --- | --- | --- |"]
         for row in variants {
             let psnr = row.psnr.map { String(format: "%.2f", $0) } ?? "—"
             let ssim = row.ssim.map { String(format: "%.4f", $0) } ?? "—"
-            lines.append("| \(row.variant.rawValue) | \(String(format: "%.1f", row.adherence)) | \(psnr) | \(ssim) | \(String(format: "%.1f", row.generationSeconds)) |")
+            let change = adherenceChange(of: row)?.text ?? "—"
+            lines.append("| \(row.variant.rawValue) | \(String(format: "%.1f", row.adherence)) | \(change) | \(psnr) | \(ssim) | \(String(format: "%.1f", row.generationSeconds)) |")
         }
         return lines.joined(separator: "\n")
     }
