@@ -44,7 +44,7 @@ public struct ShapesEvaluationReport: Sendable, Codable {
     /// The table as Markdown. "Δ adherence" is the mean per-prompt change against BF16 ± its standard error, with
     /// the number of prompts whose score changed.
     public var table: String {
-        var lines = ["| variant | adherence (0–100) | Δ adherence vs BF16 (prompts changed) | PSNR vs BF16 (dB) | SSIM vs BF16 | generation s |",
+        var lines = ["| variant | adherence (0–100) | Δ adherence vs BF16 ± SE (prompts changed) | PSNR vs BF16 (dB) | SSIM vs BF16 | generation s |",
                      "| --- | --- | --- | --- | --- | --- |"]
         for row in variants {
             let psnr = row.psnr.map { String(format: "%.2f", $0) } ?? "—"
