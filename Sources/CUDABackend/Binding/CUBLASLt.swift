@@ -102,6 +102,8 @@ enum CUBLASLtConstant {
     /// `cublasLtEpilogue_t`.
     static let epilogueDefault: Int32 = 1
     static let epilogueBias: Int32 = 4
+    static let epilogueGELU: Int32 = 32
+    static let epilogueGELUBias: Int32 = 36
     /// `cublasLtMatmulPreferenceAttributes_t`: `CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES` (a `uint64_t`).
     static let preferenceMaxWorkspaceBytes: Int32 = 1
     /// `sizeof(cublasLtMatmulHeuristicResult_t)`: algo (64 bytes), workspaceSize, state, wavesCount, reserved[4].

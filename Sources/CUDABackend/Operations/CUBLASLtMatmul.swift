@@ -39,7 +39,8 @@ final class CUBLASLtMatmul: @unchecked Sendable {
     /// Queues `output = x·weightᵀ (+ bias)` on `stream`.
     func run(_ geometry: GEMMGeometry, x: CUdeviceptr, weight: CUdeviceptr, bias: CUdeviceptr?, output: CUdeviceptr,
              stream: CUDAStream) throws {
-        let problem = CUBLASLtProblem(m: geometry.m, n: geometry.n, k: geometry.k, dtype: geometry.dtype, hasBias: geometry.hasBias, fp8: nil)
+        let problem = CUBLASLtProblem(m: geometry.m, n: geometry.n, k: geometry.k, dtype: geometry.dtype, hasBias: geometry.hasBias,
+                                      gelu: false, fp8: nil)
         try run(problem, x: x, weight: weight, bias: bias, scales: nil, output: output, stream: stream)
     }
 
@@ -90,7 +91,12 @@ final class CUBLASLtMatmul: @unchecked Sendable {
         plan.operation = operation
         var transposeA = CUBLASLtConstant.operationTranspose
         var transposeB = CUBLASLtConstant.operationNone
-        var epilogue = key.hasBias ? CUBLASLtConstant.epilogueBias : CUBLASLtConstant.epilogueDefault
+        var epilogue = switch (key.gelu, key.hasBias) {
+        case (true, true): CUBLASLtConstant.epilogueGELUBias
+        case (true, false): CUBLASLtConstant.epilogueGELU
+        case (false, true): CUBLASLtConstant.epilogueBias
+        case (false, false): CUBLASLtConstant.epilogueDefault
+        }
         try Self.check(api, api.matmulDescSetAttribute(operation, CUBLASLtConstant.descriptorTransposeA, &transposeA, 4), "TRANSA")
         try Self.check(api, api.matmulDescSetAttribute(operation, CUBLASLtConstant.descriptorTransposeB, &transposeB, 4), "TRANSB")
         try Self.check(api, api.matmulDescSetAttribute(operation, CUBLASLtConstant.descriptorEpilogue, &epilogue, 4), "EPILOGUE")
@@ -140,8 +146,9 @@ final class CUBLASLtMatmul: @unchecked Sendable {
     }
 }
 
-/// One cuBLASLt problem: `y[M, N] = x[M, K]·W[N, K]ᵀ (+ bias)`, output (and bias) in `dtype`; operands in `dtype`
-/// too, or float8 e4m3 with outer-vector fp32 scales when `fp8` is set.
+/// One cuBLASLt problem: `y[M, N] = x[M, K]·W[N, K]ᵀ (+ bias)`, then GELU when `gelu` is set (cuBLASLt's GELU
+/// epilogue, on the fp32 result before the output rounding); output (and bias) in `dtype`; operands in `dtype` too,
+/// or float8 e4m3 with outer-vector fp32 scales when `fp8` is set.
 struct CUBLASLtProblem: Hashable, CustomStringConvertible {
     /// The FP8 options of a problem.
     struct FP8: Hashable {
@@ -154,10 +161,11 @@ struct CUBLASLtProblem: Hashable, CustomStringConvertible {
     let k: Int
     let dtype: DType
     let hasBias: Bool
+    let gelu: Bool
     let fp8: FP8?
 
     var description: String {
-        "M=\(m), N=\(n), K=\(k), \(fp8 == nil ? "" : "e4m3→")\(dtype)\(hasBias ? " + bias" : "")\(fp8?.fastAccumulation == true ? ", fast accumulation" : "")"
+        "M=\(m), N=\(n), K=\(k), \(fp8 == nil ? "" : "e4m3→")\(dtype)\(hasBias ? " + bias" : "")\(gelu ? ", GELU" : "")\(fp8?.fastAccumulation == true ? ", fast accumulation" : "")"
     }
 }
 

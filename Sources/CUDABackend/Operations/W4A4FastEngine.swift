@@ -41,12 +41,13 @@ public final class CUDAW4A4FastEngine: Sendable {
     /// The cuBLASLt version in use.
     public var cublasLtVersion: String { cublasLt.library.version }
 
-    /// `output[M, N] = (codes[M, K]·weightsᵀ[N, K]) · rowScales[m] · columnScales[n] (+ bias[n])`, e4m3 operands,
-    /// fp32 accumulation, output and bias in `output.dtype`.
+    /// `output[M, N] = (codes[M, K]·weightsᵀ[N, K]) · rowScales[m] · columnScales[n] (+ bias[n])`, then GELU when
+    /// `gelu` is set (on the fp32 value, before rounding); e4m3 operands, fp32 accumulation, output and bias in
+    /// `output.dtype`.
     func fp8Product(codes: DeviceTensor, weights: DeviceTensor, rowScales: DeviceTensor, columnScales: DeviceTensor,
-                    bias: DeviceTensor?, output: DeviceTensor, stream: CUDAStream) throws {
+                    bias: DeviceTensor?, gelu: Bool, output: DeviceTensor, stream: CUDAStream) throws {
         let (m, k) = (codes.shape[0], codes.shape[1])
-        let problem = CUBLASLtProblem(m: m, n: weights.shape[0], k: k, dtype: output.dtype, hasBias: bias != nil,
+        let problem = CUBLASLtProblem(m: m, n: weights.shape[0], k: k, dtype: output.dtype, hasBias: bias != nil, gelu: gelu,
                                       fp8: .init(fastAccumulation: fastAccumulation))
         try cublasLt.run(problem, x: codes.buffer.address, weight: weights.buffer.address, bias: bias?.buffer.address,
                          scales: (weight: columnScales.buffer.address, x: rowScales.buffer.address),

@@ -69,20 +69,22 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         self.engine = engine
     }
 
-    /// [..., K] activations of the layer's dtype → [..., N]. Queued on `stream` (the input's stream when nil).
-    public func forward(_ x: DeviceTensor, stream: CUDAStream? = nil) throws -> DeviceTensor {
+    /// [..., K] activations of the layer's dtype → [..., N], followed by GELU when `gelu` is set (the GEMM's
+    /// epilogue applies it to the fp32 result, so no separate pass and one rounding). Queued on `stream` (the
+    /// input's stream when nil).
+    public func forward(_ x: DeviceTensor, gelu: Bool = false, stream: CUDAStream? = nil) throws -> DeviceTensor {
         let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, "\(name) fast W4A4")
         let stream = stream ?? x.buffer.stream
         let output = try DeviceTensor(shape: [rows, outFeatures], dtype: activationDType.dtype, context: engine.context, stream: stream)
-        try forward(x, into: output, stream: stream)
+        try forward(x, gelu: gelu, into: output, stream: stream)
         return try output.reshaped(Array(x.shape.dropLast()) + [outFeatures])
     }
 
     /// `forward` writing every element of `output` ([M, N] in the layer's dtype).
-    public func forward(_ x: DeviceTensor, into output: DeviceTensor, stream: CUDAStream? = nil) throws {
+    public func forward(_ x: DeviceTensor, gelu: Bool = false, into output: DeviceTensor, stream: CUDAStream? = nil) throws {
         let stream = stream ?? x.buffer.stream
         let activations = try quantize(x, lowRank: try lowRank(x, stream: stream), stream: stream)
-        try multiply(activations, weights: try foldedWeights(stream: stream), into: output, stream: stream)
+        try multiply(activations, weights: try foldedWeights(stream: stream), gelu: gelu, into: output, stream: stream)
     }
 
     /// Step 1: `x · proj_down` [M, R] in the layer's dtype (cuBLASLt, fp32 accumulation).
@@ -166,8 +168,9 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
                         .int32(Int32(n)), .int32(Int32(inFeatures)), .int32(Int32(parameters.rank)), .int32(Int32(depth))])
     }
 
-    /// Step 4: the FP8 GEMM with scales and bias, into `output` [M, N] of the layer's dtype.
-    public func multiply(_ activations: (codes: DeviceTensor, scales: DeviceTensor), weights: DeviceTensor,
+    /// Step 4: the FP8 GEMM with scales and bias (and GELU when `gelu` is set), into `output` [M, N] of the
+    /// layer's dtype.
+    public func multiply(_ activations: (codes: DeviceTensor, scales: DeviceTensor), weights: DeviceTensor, gelu: Bool = false,
                          into output: DeviceTensor, stream: CUDAStream? = nil) throws {
         let op = "\(name) fast W4A4 GEMM"
         let rows = activations.scales.elementCount
@@ -178,6 +181,6 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         }
         try W4A4OperandCheck.tensor(output, dtype: activationDType.dtype, op, "output")
         try engine.fp8Product(codes: activations.codes, weights: weights, rowScales: activations.scales, columnScales: channelScales,
-                              bias: bias, output: output, stream: stream ?? activations.codes.buffer.stream)
+                              bias: bias, gelu: gelu, output: output, stream: stream ?? activations.codes.buffer.stream)
     }
 }

@@ -64,4 +64,14 @@ enum FluxCUDALinear: Sendable {
             return try layer(x, gemm: gemm)
         }
     }
+
+    /// `GELU(x · Wᵀ + b)` (tanh form) from the layer's own GEMM epilogue, or nil when this form has none (the
+    /// caller then applies GELU as a separate pass). Fast W4A4 layers fuse it.
+    func fusedGELU(_ x: DeviceTensor) throws -> DeviceTensor? {
+        switch self {
+        case let .w4a4Fast(layer): try layer.forward(x, gelu: true)
+        case let .adaptable(layer): try layer.fusedGELU(x)
+        case .dense, .w4a4, .awq, .unloaded: nil
+        }
+    }
 }

@@ -41,8 +41,6 @@ struct FluxCUDAFeedForward: Sendable {
     let output: FluxCUDALinear
 
     func callAsFunction(_ x: DeviceTensor, _ ops: FluxCUDAOps) throws -> DeviceTensor {
-        let hidden = try ops.linear(input, x)
-        try ops.apply(.geluTanh, hidden)
-        return try ops.linear(output, hidden)
+        try ops.linear(output, try ops.linearGELU(input, x))
     }
 }

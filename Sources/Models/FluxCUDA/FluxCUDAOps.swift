@@ -27,6 +27,14 @@ struct FluxCUDAOps {
         try layer(x, gemm: gemm)
     }
 
+    /// `GELU(layer(x))` (tanh form): in the layer's GEMM epilogue where it has one (fast W4A4), else a separate pass.
+    func linearGELU(_ layer: FluxCUDALinear, _ x: DeviceTensor) throws -> DeviceTensor {
+        if let fused = try layer.fusedGELU(x) { return fused }
+        let y = try linear(layer, x)
+        try apply(.geluTanh, y)
+        return y
+    }
+
     /// `x ← x + y` for `[B, S, D]` tensors (`[B, D]` ones are viewed as `[B, 1, D]`), computed in float32 and rounded
     /// once, like `CPUOps.add`.
     func add(_ y: DeviceTensor, into x: DeviceTensor) throws {

@@ -54,8 +54,7 @@ struct FluxCUDASingleBlock: Sendable {
     /// `output(attention(x), GELU(mlp_in(x)))` for `x = LN(tokens)·scale + shift`.
     private func update(_ tokens: DeviceTensor, _ m: FluxCUDAModulationTable, _ rotary: FluxCUDARotary, _ ops: FluxCUDAOps) throws -> DeviceTensor {
         let normalized = try ops.layerNorm(tokens, m.adaLN(shift: 0, scale: 1))
-        let mlp = try ops.linear(mlpIn, normalized)
-        try ops.apply(.geluTanh, mlp)
+        let mlp = try ops.linearGELU(mlpIn, normalized)
         let heads = try qkv.jointHeads(batch: tokens.shape[0], tokens: tokens.shape[1], like: tokens, ops)
         try qkv.write(normalized, into: heads, tokenOffset: 0, rotary: rotary, ops)
         let attention = try FluxCUDAAttention.attend(heads, ops)

@@ -43,6 +43,13 @@ final class FluxCUDAAdaptableLinear: @unchecked Sendable {
     }
 
     /// Runs the base layer plus `branch` from now on (the base layer alone for nil).
+    /// `base.fusedGELU(x)` while no LoRA branch is on the layer (a side branch is added after the GEMM, so GELU
+    /// must wait for it); nil otherwise.
+    func fusedGELU(_ x: DeviceTensor) throws -> DeviceTensor? {
+        guard case .base = lock.withLock({ current }) else { return nil }
+        return try base.fusedGELU(x)
+    }
+
     func adapt(_ branch: LowRankBranch?) throws {
         guard let branch else {
             lock.withLock { current = .base }

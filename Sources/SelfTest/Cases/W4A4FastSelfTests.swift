@@ -1,3 +1,4 @@
+import CPUBackend
 import CUDABackend
 import NunchakuCore
 import SVDQuant
@@ -30,6 +31,9 @@ enum W4A4FastSelfTests {
             cases.append(linear(layer, .bf16, m: 4608))
         }
         cases.append(linear(.nvfp4(3072, 3072), .f16, m: 333))
+        // GELU in the FP8 GEMM's epilogue (FLUX's fc1 / proj_mlp shapes).
+        for layer in [W4A4SelfTestLayer.int4(3072, 12288), .nvfp4(3072, 12288)] { cases.append(linear(layer, .bf16, m: 4608, gelu: true)) }
+        cases.append(linear(.int4(3072, 12288), .f16, m: 333, gelu: true))
         // One warp per row (K = 3072), four warps (K = 12288, 15360); a last block with fewer rows than it holds (333).
         for layer in [W4A4SelfTestLayer.int4(3072, 3072), .int4(12288, 3072, unsigned: true), .int4(15360, 3072)] {
             for m in [1, 333, 4608] { cases.append(quantize(layer, .bf16, m: m)) }
@@ -56,23 +60,27 @@ enum W4A4FastSelfTests {
         return (try CUDASVDQW4A4FastLinear(weights: weights, activationDType: ActivationDType(dtype), engine: engine, stream: env.stream), weights)
     }
 
-    static func linear(_ layer: W4A4SelfTestLayer, _ dtype: DType, m: Int) -> SelfTestCase {
+    /// The whole fast layer against `W4A4FastReference.forward` (then `CPUOps.geluTanh` when `gelu`: the GPU applies
+    /// GELU in the GEMM's epilogue before rounding, the reference after).
+    static func linear(_ layer: W4A4SelfTestLayer, _ dtype: DType, m: Int, gelu: Bool = false) -> SelfTestCase {
         let tolerance = dtype == .bf16 ? 6e-3 : 3e-3
-        return SelfTestCase(kernel: "w4a4.fast.linear", dtype: dtype, shape: W4A4SelfTests.shape(layer, m: m), tolerance: tolerance) { env in
+        return SelfTestCase(kernel: gelu ? "w4a4.fast.linear_gelu" : "w4a4.fast.linear", dtype: dtype,
+                            shape: W4A4SelfTests.shape(layer, m: m), tolerance: tolerance) { env in
             let (gpu, weights) = try self.layer(layer, dtype, env)
             let x = env.randomTensor([m, layer.inFeatures], dtype, in: layer.inputRange)
             let gpuX = try env.upload(x)
             let output = try env.poisonedOutput([m, layer.outFeatures], dtype)
-            let launch = { try gpu.forward(gpuX, into: output, stream: env.stream) }
+            let launch = { try gpu.forward(gpuX, gelu: gelu, into: output, stream: env.stream) }
             try launch()
             let result = try env.download(output)
             let rows = SelfTestRows.sample(from: m, maximum: comparedRows, random: &env.random)
             let xRows = try W4A4SelfTestData.rows(x.tensor, rows)
-            let reference = W4A4FastReference.forward(xRows.floats(), rows: rows.count, qweight: weights.canonical.qweight, gpu.parameters)
+            var reference = W4A4FastReference.forward(xRows.floats(), rows: rows.count, qweight: weights.canonical.qweight, gpu.parameters)
+            if gelu { reference = try CPUOps.geluTanh(Tensor(reference, shape: [rows.count, layer.outFeatures])).floats() }
             var comparison = SelfTestComparison()
             try comparison.compare(result, rows: rows, width: layer.outFeatures, with: reference)
             let milliseconds = try env.time(launch)
-            let note = try errorNote(result, rows: rows, x: gpuX, xRows: xRows, weights: weights, dtype, env)
+            let note = try (gelu ? "GELU in the epilogue" : errorNote(result, rows: rows, x: gpuX, xRows: xRows, weights: weights, dtype, env))
                 + (W4A4SelfTests.rowsNote(rows.count, m).map { "; \($0)" } ?? "")
             return SelfTestOutcome(comparison: comparison, milliseconds: milliseconds,
                                    flops: W4A4SelfTests.flops(layer, m, withQuantize: true), note: note)
