@@ -34,12 +34,21 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Write every generated image as PNG into this folder.")
     var images: String?
 
+    @Option(help: ArgumentHelp(
+        "Put outlier channels this many times larger (a power of two) into the BF16 transformer before making the quantized variants.",
+        discussion: "An exact reparameterization (the BF16 function is unchanged; its row is added): the demo model has no activation outliers, large FLUX-class models do (docs/demo.md)."))
+    var outlierFactor: Float?
+
+    @Option(help: "How many outlier channels --outlier-factor makes, spread evenly over the model width.")
+    var outlierChannels: Int = 2
+
     @Flag(help: "Print the report as JSON (per-prompt scores and checker details) instead of the table.")
     var json = false
 
     func validate() throws {
         if let prompts, prompts < 1 { throw ValidationError("--prompts must be at least 1") }
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
+        if outlierChannels < 1 { throw ValidationError("--outlier-channels must be at least 1") }
         _ = try chosenVariants()
     }
 
@@ -47,7 +56,8 @@ struct EvalCommand: ParsableCommand {
         try reportingFailure(of: "eval") {
             let folder = try model ?? DemoModelLocator.locate()
             let evaluation = ShapesEvaluation(steps: steps, seed: seed, promptLimit: prompts,
-                                              variants: [.bf16] + (try chosenVariants()), imagesFolder: images)
+                                              variants: [.bf16] + (try chosenVariants()), imagesFolder: images,
+                                              stress: outlierFactor.map { OutlierStress(factor: $0, channelCount: outlierChannels) })
             let report = try evaluation.run(model: folder) { line in
                 FileHandle.standardError.write(Data("\(line)\n".utf8))
             }
@@ -58,6 +68,7 @@ struct EvalCommand: ParsableCommand {
                 print(String(decoding: try encoder.encode(report), as: UTF8.self))
             } else {
                 print("model \(report.model): \(report.variants.first?.prompts.count ?? 0) held-out prompts, \(report.size)×\(report.size), \(report.steps) steps, seeds \(report.seed)…")
+                if let outliers = report.outliers { print("quantized variants made from the BF16 model with outlier \(outliers.summary)") }
                 print(report.table)
             }
         }

@@ -1,6 +1,7 @@
 import Foundation
 import NunchakuCore
 import Pipelines
+import Quantizer
 
 /// One prompt's result for one variant.
 public struct PromptEvaluation: Sendable, Codable {
@@ -30,6 +31,8 @@ public struct VariantEvaluation: Sendable, Codable {
 /// Everything `nunchaku eval` measured.
 public struct ShapesEvaluationReport: Sendable, Codable {
     public let model: String
+    /// The outlier channels the quantized variants were made with (`--outlier-factor`), or nil.
+    public let outliers: OutlierChannels?
     public let steps: Int
     public let seed: UInt64
     public let size: Int
@@ -66,14 +69,18 @@ public struct ShapesEvaluation: Sendable {
     public var variants: [EvaluationVariant]
     /// Write every image as PNG here (`<variant>-<index>.png`), if set.
     public var imagesFolder: String?
+    /// Outlier channels for the quantized variants' starting model (adds the `bf16Outliers` row), or nil.
+    public var stress: OutlierStress?
 
     public init(steps: Int? = nil, seed: UInt64 = 0, promptLimit: Int? = nil,
-                variants: [EvaluationVariant] = EvaluationVariant.allCases, imagesFolder: String? = nil) {
+                variants: [EvaluationVariant] = EvaluationVariant.allCases, imagesFolder: String? = nil,
+                stress: OutlierStress? = nil) {
         self.steps = steps
         self.seed = seed
         self.promptLimit = promptLimit
         self.variants = variants
         self.imagesFolder = imagesFolder
+        self.stress = stress
     }
 
     /// The held-out prompts stored with the model (`heldout_prompts.json`: `{"prompts": […]}`).
@@ -100,15 +107,16 @@ public struct ShapesEvaluation: Sendable {
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         if let imagesFolder { try FileManager.default.createDirectory(atPath: imagesFolder, withIntermediateDirectories: true) }
 
-        let pipelines = try EvaluationPipelines(root: model, scratch: scratch)
-        let order = [EvaluationVariant.bf16] + variants.filter { $0 != .bf16 }
+        let pipelines = try EvaluationPipelines(root: model, scratch: scratch, stress: stress)
+        let stressRow: [EvaluationVariant] = stress == nil ? [] : [.bf16Outliers]
+        let order = [EvaluationVariant.bf16] + stressRow + variants.filter { $0 != .bf16 && $0 != .bf16Outliers }
         var reference: [RGBImage] = []
         var rows: [VariantEvaluation] = []
         var resolvedSteps = 0
         for variant in order {
             let clock = ContinuousClock()
             let prepared = clock.now
-            log("\(variant.rawValue): preparing (\(variant.provenance))")
+            log("\(variant.rawValue): preparing (\(variant.provenance(outliers: pipelines.outliers)))")
             let pipeline = try pipelines.pipeline(for: variant, log: log)
             let preparation = Self.seconds(clock.now - prepared)
             let started = clock.now
@@ -135,14 +143,14 @@ public struct ShapesEvaluation: Sendable {
             }
             let generation = Self.seconds(clock.now - started)
             let row = VariantEvaluation(
-                variant: variant, provenance: variant.provenance, adherence: Self.mean(results.map(\.adherence)),
+                variant: variant, provenance: variant.provenance(outliers: pipelines.outliers), adherence: Self.mean(results.map(\.adherence)),
                 psnr: variant == .bf16 ? nil : Self.mean(results.compactMap(\.psnr)),
                 ssim: variant == .bf16 ? nil : Self.mean(results.compactMap(\.ssim)),
                 generationSeconds: generation, preparationSeconds: preparation, prompts: results)
             log("\(variant.rawValue): adherence \(String(format: "%.1f", row.adherence)), \(prompts.count) images in \(String(format: "%.1f", generation)) s")
-            if variants.contains(variant) { rows.append(row) }
+            if variants.contains(variant) || stressRow.contains(variant) { rows.append(row) }
         }
-        return ShapesEvaluationReport(model: model, steps: resolvedSteps, seed: seed, size: DemoModelLocator.imageSize, variants: rows)
+        return ShapesEvaluationReport(model: model, outliers: pipelines.outliers, steps: resolvedSteps, seed: seed, size: DemoModelLocator.imageSize, variants: rows)
     }
 
     private static func mean(_ values: [Double]) -> Double { values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count) }
