@@ -129,7 +129,7 @@ struct BenchCommand: ParsableCommand {
             if part == .gemm || part == .all {
                 let engine = try CUDAW4A4FastEngine(context: context, fastAccumulation: fastAccumulation)
                 print("cuBLASLt \(engine.cublasLtVersion), FP8 fast accumulation \(engine.fastAccumulation)")
-                print("    M      N      K | bf16 ms   TF/s    | exact ms TF/s ×bf16 | fast ms  TF/s ×bf16 | fast steps ms: low-rank quantize weights fp8-gemm")
+                print("    M      N      K | bf16 ms   TF/s    | exact ms TF/s ×bf16 | fast ms  TF/s ×bf16 | prefetched ms TF/s ×bf16 | fast steps ms: low-rank quantize weights fp8-gemm")
                 report.gemm = try GEMMBenchmark.run(context: context, engine: engine, rows: rows, repetitions: repeats ?? 20) { print(line($0)) }
             }
             if part == .step || part == .all {
@@ -158,7 +158,7 @@ struct BenchCommand: ParsableCommand {
     private func line(_ row: GEMMBenchmarkRow) -> String {
         func cell(_ ms: Double) -> String { String(format: "%7.3f %5.0f %4.2f", ms, row.teraflops(ms), row.bf16 / ms) }
         return String(format: "%5d %6d %6d | %7.3f %5.0f     | ", row.m, row.n, row.k, row.bf16, row.teraflops(row.bf16))
-            + cell(row.exact) + " | " + cell(row.fast)
+            + cell(row.exact) + " | " + cell(row.fast) + " | " + cell(row.fastPrefetched)
             + String(format: " | %.3f %.3f %.3f %.3f", row.fastLowRank, row.fastQuantize, row.fastWeights, row.fastGEMM)
     }
 

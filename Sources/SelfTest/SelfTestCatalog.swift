@@ -16,6 +16,7 @@ public enum SelfTestCatalog {
         + AWQSelfTests.cases
         + FluxSelfTests.cases
         + FluxGraphSelfTests.cases
+        + FluxPrefetchSelfTests.cases
         + FluxLoopSelfTests.cases
         + TextEncoderSelfTests.cases
         + VAESelfTests.cases

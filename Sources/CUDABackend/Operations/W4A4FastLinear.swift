@@ -67,6 +67,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         bias = try p.bias.map { try halves($0, [n]) }
         parameters = p
         self.engine = engine
+        try engine.prefetcher.reserve(byteCount: foldedByteCount, stream: stream)
     }
 
     /// [..., K] activations of the layer's dtype → [..., N], followed by GELU when `gelu` is set (the GEMM's
@@ -80,11 +81,24 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         return try output.reshaped(Array(x.shape.dropLast()) + [outFeatures])
     }
 
-    /// `forward` writing every element of `output` ([M, N] in the layer's dtype).
+    /// `forward` writing every element of `output` ([M, N] in the layer's dtype). The weights come from the
+    /// engine's prefetcher when this call follows the model's learned layer order (expanded on its side stream
+    /// while the previous layer ran), else they are expanded in line.
     public func forward(_ x: DeviceTensor, gelu: Bool = false, into output: DeviceTensor, stream: CUDAStream? = nil) throws {
         let stream = stream ?? x.buffer.stream
+        try W4A4OperandCheck.tensor(x, dtype: activationDType.dtype, "\(name) fast W4A4", "input")
+        let weights = try engine.prefetcher.begin(self, stream: stream)
         let activations = try quantize(x, lowRank: try lowRank(x, stream: stream), stream: stream)
-        try multiply(activations, weights: try foldedWeights(stream: stream), gelu: gelu, into: output, stream: stream)
+        switch weights {
+        case let .prefetched(slot, ready):
+            try stream.wait(for: ready)
+            try multiply(activations, weightBuffer: slot, gelu: gelu, into: output, stream: stream)
+        case let .inLine(slot):
+            try expandWeights(into: slot, stream: stream)
+            try multiply(activations, weightBuffer: slot, gelu: gelu, into: output, stream: stream)
+        case .pool:
+            try multiply(activations, weights: try foldedWeights(stream: stream), gelu: gelu, into: output, stream: stream)
+        }
     }
 
     /// Step 1: `x · proj_down` [M, R] in the layer's dtype (cuBLASLt, fp32 accumulation).
@@ -156,6 +170,19 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         let n = outFeatures, depth = parameters.gemmDepth
         guard folded.shape == [n, depth] else { throw NunchakuError.shapeMismatch(context: "\(op) output", expected: [n, depth], actual: folded.shape) }
         try W4A4OperandCheck.tensor(folded, dtype: .u8, op, "output")
+        try expandWeights(into: folded.buffer, stream: stream ?? folded.buffer.stream)
+    }
+
+    /// The bytes of the folded weights [N, depth].
+    var foldedByteCount: Int { outFeatures * parameters.gemmDepth }
+
+    /// Step 3 into the first `foldedByteCount` bytes of `buffer` (a pool scratch or a prefetch slot).
+    func expandWeights(into buffer: DeviceBuffer, stream: CUDAStream) throws {
+        let op = "\(name) fast W4A4 weights"
+        let n = outFeatures, depth = parameters.gemmDepth
+        guard buffer.byteCount >= foldedByteCount else {
+            throw NunchakuError.invalidArgument(context: "\(op) output", reason: "\(buffer.byteCount) bytes for \(foldedByteCount)")
+        }
         let slots = n * depth / 16
         guard n * depth < Int(Int32.max) else {
             throw NunchakuError.unsupported(context: op, reason: "\(n) × \(depth) weight codes; the expansion kernel indexes with 32 bits")
@@ -163,8 +190,8 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         let kernel = try engine.context.kernels.kernel(
             "w4a4_fp8_expand_weights_\(parameters.precision == .nvfp4 ? "nvfp4" : activationDType.description)")
         try kernel.launch(
-            grid: CUDADim3((slots + 255) / 256), block: CUDADim3(256), stream: stream ?? folded.buffer.stream,
-            arguments: [qweight.argument, groupScales.argument, weightUnits.argument, upCodes.argument, folded.argument,
+            grid: CUDADim3((slots + 255) / 256), block: CUDADim3(256), stream: stream,
+            arguments: [qweight.argument, groupScales.argument, weightUnits.argument, upCodes.argument, buffer.argument,
                         .int32(Int32(n)), .int32(Int32(inFeatures)), .int32(Int32(parameters.rank)), .int32(Int32(depth))])
     }
 
@@ -172,15 +199,24 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
     /// layer's dtype.
     public func multiply(_ activations: (codes: DeviceTensor, scales: DeviceTensor), weights: DeviceTensor, gelu: Bool = false,
                          into output: DeviceTensor, stream: CUDAStream? = nil) throws {
+        let shape = [outFeatures, parameters.gemmDepth]
+        guard weights.shape == shape else {
+            throw NunchakuError.shapeMismatch(context: "\(name) fast W4A4 GEMM folded weights", expected: shape, actual: weights.shape)
+        }
+        try multiply(activations, weightBuffer: weights.buffer, gelu: gelu, into: output, stream: stream)
+    }
+
+    /// Step 4 on the [N, depth] codes at the start of `weightBuffer`.
+    func multiply(_ activations: (codes: DeviceTensor, scales: DeviceTensor), weightBuffer: DeviceBuffer, gelu: Bool,
+                  into output: DeviceTensor, stream: CUDAStream?) throws {
         let op = "\(name) fast W4A4 GEMM"
         let rows = activations.scales.elementCount
-        let depth = parameters.gemmDepth
-        for (tensor, shape, role) in [(activations.codes, [rows, depth], "codes"), (weights, [outFeatures, depth], "folded weights"),
-                                      (output, [rows, outFeatures], "output")] where tensor.shape != shape {
+        for (tensor, shape, role) in [(activations.codes, [rows, parameters.gemmDepth], "codes"), (output, [rows, outFeatures], "output")]
+            where tensor.shape != shape {
             throw NunchakuError.shapeMismatch(context: "\(op) \(role)", expected: shape, actual: tensor.shape)
         }
         try W4A4OperandCheck.tensor(output, dtype: activationDType.dtype, op, "output")
-        try engine.fp8Product(codes: activations.codes, weights: weights, rowScales: activations.scales, columnScales: channelScales,
+        try engine.fp8Product(codes: activations.codes, weights: weightBuffer, rowScales: activations.scales, columnScales: channelScales,
                               bias: bias, gelu: gelu, output: output, stream: stream ?? activations.codes.buffer.stream)
     }
 }
