@@ -26,11 +26,15 @@ public final class CUDAW4A4FastEngine: Sendable {
     public let fastAccumulation: Bool
     let cublasLt: CUBLASLtMatmul
     let prefetcher: CUDAW4A4WeightPrefetcher
+    private let lock = CUDALock()
+    nonisolated(unsafe) private var fusedLowRank: Bool
 
     /// Loads cuBLASLt for `context`.
-    /// - Parameter prefetchWeights: the initial `prefetchesWeights`.
+    /// - Parameters:
+    ///   - prefetchWeights: the initial `prefetchesWeights`.
+    ///   - fuseLowRank: the initial `fusesLowRank`.
     /// - Throws: `NunchakuError.unsupported` naming the GPU when it is older than sm_90; cuBLASLt load errors.
-    public init(context: CUDAContext, fastAccumulation: Bool = false, prefetchWeights: Bool = true) throws {
+    public init(context: CUDAContext, fastAccumulation: Bool = false, prefetchWeights: Bool = true, fuseLowRank: Bool = false) throws {
         let capability = context.device.computeCapability
         guard capability >= Self.minimumComputeCapability else {
             throw NunchakuError.unsupported(
@@ -39,6 +43,7 @@ public final class CUDAW4A4FastEngine: Sendable {
         }
         self.context = context
         self.fastAccumulation = fastAccumulation
+        fusedLowRank = fuseLowRank
         cublasLt = try CUBLASLtMatmul(context: context)
         prefetcher = try CUDAW4A4WeightPrefetcher(context: context, enabled: prefetchWeights)
     }
@@ -51,6 +56,15 @@ public final class CUDAW4A4FastEngine: Sendable {
         set { prefetcher.isEnabled = newValue }
     }
 
+    /// Whether layers whose shape allows it compute the low-rank down-projection inside the quantize pass
+    /// (`CUDASVDQW4A4FastLinear.quantizeFused`, one read of x) instead of a cuBLASLt GEMM before it. Off by default:
+    /// the fused kernel is slower than the two passes on an H200 (63 against 26 µs at M = 4608, K = 3072, R = 32;
+    /// docs/hopper.md).
+    public var fusesLowRank: Bool {
+        get { lock.withLock { fusedLowRank } }
+        set { lock.withLock { fusedLowRank = newValue } }
+    }
+
     /// How many weight expansions were queued ahead of their layer on the side stream so far.
     public var prefetchedExpansions: Int { prefetcher.prefetchCount }
 
@@ -58,13 +72,14 @@ public final class CUDAW4A4FastEngine: Sendable {
     public var cublasLtVersion: String { cublasLt.library.version }
 
     /// `output[M, N] = (codes[M, K]·weightsᵀ[N, K]) · rowScales[m] · columnScales[n] (+ bias[n])`, then GELU when
-    /// `gelu` is set (on the fp32 value, before rounding); e4m3 operands, fp32 accumulation, output and bias in
+    /// `gelu` is set (on the fp32 value, before rounding), plus `output`'s previous values when `accumulate` is set
+    /// (before the rounding too); e4m3 operands, fp32 accumulation, output and bias in
     /// `output.dtype`; `weights` holds the [N, K] e4m3 codes at its start (it may be larger: a prefetch slot).
     func fp8Product(codes: DeviceTensor, weights: DeviceBuffer, rowScales: DeviceTensor, columnScales: DeviceTensor,
-                    bias: DeviceTensor?, gelu: Bool, output: DeviceTensor, stream: CUDAStream) throws {
+                    bias: DeviceTensor?, gelu: Bool, accumulate: Bool, output: DeviceTensor, stream: CUDAStream) throws {
         let (m, k) = (codes.shape[0], codes.shape[1])
         let problem = CUBLASLtProblem(m: m, n: output.shape[1], k: k, dtype: output.dtype, hasBias: bias != nil, gelu: gelu,
-                                      fp8: .init(fastAccumulation: fastAccumulation))
+                                      fp8: .init(fastAccumulation: fastAccumulation), accumulate: accumulate)
         try cublasLt.run(problem, x: codes.buffer.address, weight: weights.address, bias: bias?.buffer.address,
                          scales: (weight: columnScales.buffer.address, x: rowScales.buffer.address),
                          output: output.buffer.address, stream: stream)

@@ -15,9 +15,11 @@ public struct GEMMBenchmarkRow: Sendable, Codable {
     /// The fast layer in a chain of `prefetchChain` layers of this shape, per layer: each layer's weight expansion
     /// queued on the side stream while its predecessor runs (the first of each chain expands in line), as in a model.
     public let fastPrefetched: Double
-    /// The fast path's steps alone: low-rank down (cuBLASLt), quantize, weight expansion, the FP8 GEMM.
+    /// The fast path's steps alone: low-rank down (cuBLASLt), quantize, both in one fused pass (nil where the shape
+    /// needs too much shared memory), weight expansion, the FP8 GEMM.
     public let fastLowRank: Double
     public let fastQuantize: Double
+    public let fastFusedQuantize: Double?
     public let fastWeights: Double
     public let fastGEMM: Double
 
@@ -86,6 +88,8 @@ public enum GEMMBenchmark {
                     } / Double(prefetchChain),
                     fastLowRank: try time { _ = try fast.lowRank($0, stream: stream) },
                     fastQuantize: try time { try fast.quantize($0, lowRank: lowRank, into: quantized, stream: stream) },
+                    fastFusedQuantize: fast.fusedQuantizeSharedBytes == nil ? nil
+                        : try time { try fast.quantizeFused($0, into: quantized, stream: stream) },
                     fastWeights: try time { _ in try fast.foldedWeights(into: folded, stream: stream) },
                     fastGEMM: try time { _ in try fast.multiply(quantized, weights: folded, into: output, stream: stream) })
                 progress(row)
