@@ -20,7 +20,7 @@ struct BenchCommand: ParsableCommand {
 
         step: one FLUX.1-dev transformer step with random weights (batch 1, --tokens-text text tokens) at each \
         --tokens-image (1024 = 512×512 px, 4096 = 1024×1024 px): a BF16 model, then an INT4 model with exact, then \
-        with fast numerics (--modes), each loaded alone; median of --steps (default 5) steps after one warm-up, and \
+        with fast numerics (--modes; fast-inline: fast with the weight prefetch off), each loaded alone; median of --steps (default 5) steps after one warm-up, and \
         the memory pool's peak. The fast numerics need sm_90+. --cuda-graph also captures each step into a CUDA \
         graph and times its replays right after the eager steps (same model, same inputs): the time saved and \
         whether the output is bit-identical.
@@ -57,7 +57,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "step: text tokens.")
     var tokensText = 512
 
-    @Option(parsing: .upToNextOption, help: "step: bf16, exact, fast.")
+    @Option(parsing: .upToNextOption, help: "step: bf16, exact, fast, fast-inline (fast without the weight prefetch).")
     var modes = ["bf16", "exact", "fast"]
 
     @Option(help: "step: timed steps per mode and size (default 5); pipeline: denoising steps (default 28 for dev, 4 for schnell).")
@@ -100,7 +100,7 @@ struct BenchCommand: ParsableCommand {
             throw ValidationError("--repeats, --steps, --rows and --tokens-image must be at least 1")
         }
         for mode in modes where StepBenchmarkMode(rawValue: mode) == nil {
-            throw ValidationError("--modes takes bf16, exact and fast, not \(mode)")
+            throw ValidationError("--modes takes bf16, exact, fast and fast-inline, not \(mode)")
         }
         for stage in stages where StageBenchmark.Stage(rawValue: stage) == nil {
             throw ValidationError("unknown stage \(stage); use vae, clip, t5 or t5-awq")
@@ -129,7 +129,7 @@ struct BenchCommand: ParsableCommand {
             if part == .gemm || part == .all {
                 let engine = try CUDAW4A4FastEngine(context: context, fastAccumulation: fastAccumulation)
                 print("cuBLASLt \(engine.cublasLtVersion), FP8 fast accumulation \(engine.fastAccumulation)")
-                print("    M      N      K | bf16 ms   TF/s    | exact ms TF/s ×bf16 | fast ms  TF/s ×bf16 | fast steps ms: low-rank quantize weights fp8-gemm")
+                print("    M      N      K | bf16 ms   TF/s    | exact ms TF/s ×bf16 | fast ms  TF/s ×bf16 | prefetched ms TF/s ×bf16 | fast steps ms: low-rank quantize (fused) weights fp8-gemm")
                 report.gemm = try GEMMBenchmark.run(context: context, engine: engine, rows: rows, repetitions: repeats ?? 20) { print(line($0)) }
             }
             if part == .step || part == .all {
@@ -158,15 +158,17 @@ struct BenchCommand: ParsableCommand {
     private func line(_ row: GEMMBenchmarkRow) -> String {
         func cell(_ ms: Double) -> String { String(format: "%7.3f %5.0f %4.2f", ms, row.teraflops(ms), row.bf16 / ms) }
         return String(format: "%5d %6d %6d | %7.3f %5.0f     | ", row.m, row.n, row.k, row.bf16, row.teraflops(row.bf16))
-            + cell(row.exact) + " | " + cell(row.fast)
-            + String(format: " | %.3f %.3f %.3f %.3f", row.fastLowRank, row.fastQuantize, row.fastWeights, row.fastGEMM)
+            + cell(row.exact) + " | " + cell(row.fast) + " | " + cell(row.fastPrefetched)
+            + String(format: " | %.3f %.3f ", row.fastLowRank, row.fastQuantize)
+            + "(" + (row.fastFusedQuantize.map { String(format: "%.3f", $0) } ?? "-") + ")"
+            + String(format: " %.3f %.3f", row.fastWeights, row.fastGEMM)
     }
 
     /// A step row, with its speed-up over the BF16 row of the same size when there is one.
     private func line(_ row: StepBenchmarkRow, baseline: [StepBenchmarkRow]) -> String {
         let bf16 = baseline.first { $0.mode == .bf16 && $0.imageTokens == row.imageTokens }
         let ratio = bf16.map { String(format: ", %.2f× bf16", $0.milliseconds / row.milliseconds) } ?? ""
-        return row.mode.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0)
+        return row.mode.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)
             + String(format: " %5d image tokens: %8.1f ms", row.imageTokens, row.milliseconds)
             + ratio + ", peak \(gib(row.peakBytes)), weights \(gib(row.weightBytes))" + graphText(row)
     }

@@ -13,9 +13,11 @@ public enum SelfTestCatalog {
         + GEMMSelfTests.cases
         + W4A4SelfTests.cases
         + W4A4FastSelfTests.cases
+        + W4A4FastFusedSelfTests.cases
         + AWQSelfTests.cases
         + FluxSelfTests.cases
         + FluxGraphSelfTests.cases
+        + FluxPrefetchSelfTests.cases
         + FluxLoopSelfTests.cases
         + TextEncoderSelfTests.cases
         + VAESelfTests.cases

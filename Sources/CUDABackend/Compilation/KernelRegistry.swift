@@ -70,7 +70,8 @@ public enum KernelRegistry {
         KernelSource(name: "groupnorm.cu", text: text(PackageResources.groupnorm_cu),
                      kernelNames: ["nunchaku_groupnorm_sums_bf16", "nunchaku_groupnorm_finalize", "nunchaku_groupnorm_apply_bf16"]),
         KernelSource(name: "w4a4_fp8_quantize.cu", text: text(PackageResources.w4a4_fp8_quantize_cu),
-                     kernelNames: ["bf16", "f16"].flatMap { ["w4a4_fp8_quantize_\($0)", "w4a4_fp8_quantize_\($0)_shifted"] }),
+                     kernelNames: ["bf16", "f16"].flatMap { ["w4a4_fp8_quantize_\($0)", "w4a4_fp8_quantize_\($0)_shifted",
+                                                             "w4a4_fp8_quantize_lowrank_\($0)", "w4a4_fp8_quantize_lowrank_\($0)_shifted"] }),
         KernelSource(name: "w4a4_fp8_weights.cu", text: text(PackageResources.w4a4_fp8_weights_cu),
                      kernelNames: ["w4a4_fp8_expand_weights_bf16", "w4a4_fp8_expand_weights_f16", "w4a4_fp8_expand_weights_nvfp4"]),
     ]

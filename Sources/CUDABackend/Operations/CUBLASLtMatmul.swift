@@ -40,12 +40,13 @@ final class CUBLASLtMatmul: @unchecked Sendable {
     func run(_ geometry: GEMMGeometry, x: CUdeviceptr, weight: CUdeviceptr, bias: CUdeviceptr?, output: CUdeviceptr,
              stream: CUDAStream) throws {
         let problem = CUBLASLtProblem(m: geometry.m, n: geometry.n, k: geometry.k, dtype: geometry.dtype, hasBias: geometry.hasBias,
-                                      gelu: false, fp8: nil)
+                                      gelu: false, fp8: nil, accumulate: false)
         try run(problem, x: x, weight: weight, bias: bias, scales: nil, output: output, stream: stream)
     }
 
     /// Queues `problem` on `stream`: for FP8 problems `scales` are the weight's per-row (length N) and x's per-row
-    /// (length M) fp32 vectors, `output = (x·weightᵀ)·scaleₓ[m]·scale_w[n] (+ bias)`.
+    /// (length M) fp32 vectors, `output = (x·weightᵀ)·scaleₓ[m]·scale_w[n] (+ bias) (+ output when
+    /// `problem.accumulate`)`.
     func run(_ problem: CUBLASLtProblem, x: CUdeviceptr, weight: CUdeviceptr, bias: CUdeviceptr?,
              scales: (weight: CUdeviceptr, x: CUdeviceptr)?, output: CUdeviceptr, stream: CUDAStream) throws {
         try lock.withLock {
@@ -54,7 +55,7 @@ final class CUBLASLtMatmul: @unchecked Sendable {
             plans[problem] = plan
             try Self.setPointers(api, plan.operation, bias: bias, scales: scales)
             var alpha: Float = 1
-            var beta: Float = 0
+            var beta: Float = problem.accumulate ? 1 : 0
             let status = plan.heuristic.withUnsafeBytes { algorithm in
                 api.matmul(handle, plan.operation, &alpha, Self.raw(weight), plan.a, Self.raw(x), plan.b, &beta,
                            Self.raw(output), plan.c, UnsafeMutableRawPointer(bitPattern: UInt(output)), plan.c,
@@ -146,9 +147,9 @@ final class CUBLASLtMatmul: @unchecked Sendable {
     }
 }
 
-/// One cuBLASLt problem: `y[M, N] = x[M, K]·W[N, K]ᵀ (+ bias)`, then GELU when `gelu` is set (cuBLASLt's GELU
-/// epilogue, on the fp32 result before the output rounding); output (and bias) in `dtype`; operands in `dtype` too,
-/// or float8 e4m3 with outer-vector fp32 scales when `fp8` is set.
+/// One cuBLASLt problem: `y[M, N] = x[M, K]·W[N, K]ᵀ (+ bias)`, plus y's previous values when `accumulate` is set,
+/// then GELU when `gelu` is set (cuBLASLt's GELU epilogue, on the fp32 result before the output rounding); output
+/// (and bias) in `dtype`; operands in `dtype` too, or float8 e4m3 with outer-vector fp32 scales when `fp8` is set.
 struct CUBLASLtProblem: Hashable, CustomStringConvertible {
     /// The FP8 options of a problem.
     struct FP8: Hashable {
@@ -163,9 +164,11 @@ struct CUBLASLtProblem: Hashable, CustomStringConvertible {
     let hasBias: Bool
     let gelu: Bool
     let fp8: FP8?
+    /// Adds the output's previous values (C = D, beta = 1) before the one rounding.
+    let accumulate: Bool
 
     var description: String {
-        "M=\(m), N=\(n), K=\(k), \(fp8 == nil ? "" : "e4m3→")\(dtype)\(hasBias ? " + bias" : "")\(gelu ? ", GELU" : "")\(fp8?.fastAccumulation == true ? ", fast accumulation" : "")"
+        "M=\(m), N=\(n), K=\(k), \(fp8 == nil ? "" : "e4m3→")\(dtype)\(hasBias ? " + bias" : "")\(gelu ? ", GELU" : "")\(fp8?.fastAccumulation == true ? ", fast accumulation" : "")\(accumulate ? ", + C" : "")"
     }
 }
 

@@ -9,9 +9,11 @@ public enum W4A4Numerics: String, Sendable, CaseIterable, Codable {
     case fast
 }
 
-/// What the fast (FP8) W4A4 layers of one context share: a cuBLASLt handle with its workspace and plans (the
-/// low-rank projection in 16-bit, the main product in FP8 with outer-vector scales). Make one per context and
-/// pass it to every `CUDASVDQW4A4FastLinear`; use it from one stream at a time (the workspace is shared).
+/// What the fast (FP8) W4A4 layers of one model share: a cuBLASLt handle with its workspace and plans (the
+/// low-rank projection in 16-bit, the main product in FP8 with outer-vector scales), and the weight prefetcher
+/// (a double-buffered e4m3 scratch and a side stream: each layer's weights are expanded while its predecessor
+/// runs, `CUDAW4A4WeightPrefetcher`). Make one per model and pass it to every `CUDASVDQW4A4FastLinear`; use it
+/// from one stream at a time (the workspace and the scratch are shared).
 public final class CUDAW4A4FastEngine: Sendable {
     /// The oldest GPU the fast path is offered on: Hopper (FP8 tensor cores, cuBLASLt outer-vector scaling).
     public static let minimumComputeCapability = ComputeCapability(major: 9, minor: 0)
@@ -23,10 +25,16 @@ public final class CUDAW4A4FastEngine: Sendable {
     /// docs/hopper.md.
     public let fastAccumulation: Bool
     let cublasLt: CUBLASLtMatmul
+    let prefetcher: CUDAW4A4WeightPrefetcher
+    private let lock = CUDALock()
+    nonisolated(unsafe) private var fusedLowRank: Bool
 
     /// Loads cuBLASLt for `context`.
+    /// - Parameters:
+    ///   - prefetchWeights: the initial `prefetchesWeights`.
+    ///   - fuseLowRank: the initial `fusesLowRank`.
     /// - Throws: `NunchakuError.unsupported` naming the GPU when it is older than sm_90; cuBLASLt load errors.
-    public init(context: CUDAContext, fastAccumulation: Bool = false) throws {
+    public init(context: CUDAContext, fastAccumulation: Bool = false, prefetchWeights: Bool = true, fuseLowRank: Bool = false) throws {
         let capability = context.device.computeCapability
         guard capability >= Self.minimumComputeCapability else {
             throw NunchakuError.unsupported(
@@ -35,21 +43,44 @@ public final class CUDAW4A4FastEngine: Sendable {
         }
         self.context = context
         self.fastAccumulation = fastAccumulation
+        fusedLowRank = fuseLowRank
         cublasLt = try CUBLASLtMatmul(context: context)
+        prefetcher = try CUDAW4A4WeightPrefetcher(context: context, enabled: prefetchWeights)
     }
+
+    /// Whether a layer's forward queues the weight expansion of the layer that follows it in the model's order on
+    /// a side stream (on by default; the results are bit for bit the same). Off: each forward expands its own
+    /// weights into a scratch from the memory pool, in line.
+    public var prefetchesWeights: Bool {
+        get { prefetcher.isEnabled }
+        set { prefetcher.isEnabled = newValue }
+    }
+
+    /// Whether layers whose shape allows it compute the low-rank down-projection inside the quantize pass
+    /// (`CUDASVDQW4A4FastLinear.quantizeFused`, one read of x) instead of a cuBLASLt GEMM before it. Off by default:
+    /// the fused kernel is slower than the two passes on an H200 (63 against 26 µs at M = 4608, K = 3072, R = 32;
+    /// docs/hopper.md).
+    public var fusesLowRank: Bool {
+        get { lock.withLock { fusedLowRank } }
+        set { lock.withLock { fusedLowRank = newValue } }
+    }
+
+    /// How many weight expansions were queued ahead of their layer on the side stream so far.
+    public var prefetchedExpansions: Int { prefetcher.prefetchCount }
 
     /// The cuBLASLt version in use.
     public var cublasLtVersion: String { cublasLt.library.version }
 
     /// `output[M, N] = (codes[M, K]·weightsᵀ[N, K]) · rowScales[m] · columnScales[n] (+ bias[n])`, then GELU when
-    /// `gelu` is set (on the fp32 value, before rounding); e4m3 operands, fp32 accumulation, output and bias in
-    /// `output.dtype`.
-    func fp8Product(codes: DeviceTensor, weights: DeviceTensor, rowScales: DeviceTensor, columnScales: DeviceTensor,
-                    bias: DeviceTensor?, gelu: Bool, output: DeviceTensor, stream: CUDAStream) throws {
+    /// `gelu` is set (on the fp32 value, before rounding), plus `output`'s previous values when `accumulate` is set
+    /// (before the rounding too); e4m3 operands, fp32 accumulation, output and bias in
+    /// `output.dtype`; `weights` holds the [N, K] e4m3 codes at its start (it may be larger: a prefetch slot).
+    func fp8Product(codes: DeviceTensor, weights: DeviceBuffer, rowScales: DeviceTensor, columnScales: DeviceTensor,
+                    bias: DeviceTensor?, gelu: Bool, accumulate: Bool, output: DeviceTensor, stream: CUDAStream) throws {
         let (m, k) = (codes.shape[0], codes.shape[1])
-        let problem = CUBLASLtProblem(m: m, n: weights.shape[0], k: k, dtype: output.dtype, hasBias: bias != nil, gelu: gelu,
-                                      fp8: .init(fastAccumulation: fastAccumulation))
-        try cublasLt.run(problem, x: codes.buffer.address, weight: weights.buffer.address, bias: bias?.buffer.address,
+        let problem = CUBLASLtProblem(m: m, n: output.shape[1], k: k, dtype: output.dtype, hasBias: bias != nil, gelu: gelu,
+                                      fp8: .init(fastAccumulation: fastAccumulation), accumulate: accumulate)
+        try cublasLt.run(problem, x: codes.buffer.address, weight: weights.address, bias: bias?.buffer.address,
                          scales: (weight: columnScales.buffer.address, x: rowScales.buffer.address),
                          output: output.buffer.address, stream: stream)
     }

@@ -2,8 +2,9 @@ import NunchakuCore
 import SVDQuant
 
 /// An SVDQuant W4A4 linear (INT4 or NVFP4) with the fast (FP8, Hopper) numerics: the 4-bit codes stay 4-bit on the
-/// GPU; each forward runs the low-rank down-projection (cuBLASLt, 16-bit), the activation pass (w4a4_fp8_quantize.cu:
-/// smoothing, per-token e4m3 of the input and of the low-rank values), the weight expansion into an e4m3 scratch
+/// GPU; each forward runs the low-rank down-projection (cuBLASLt, 16-bit) and the activation pass (w4a4_fp8_quantize.cu:
+/// smoothing, per-token e4m3 of the input and of the low-rank values) — or both as one pass, `quantizeFused`, when
+/// the engine's `fusesLowRank` is on —, the weight expansion into an e4m3 scratch
 /// with the group scales folded in (w4a4_fp8_weights.cu), and one cuBLASLt FP8 GEMM over `gemmDepth` columns with the
 /// per-token and per-channel scales and the bias in its epilogue. `W4A4FastReference` is its CPU reference;
 /// docs/hopper.md has the math, the error against the exact mode and the speed.
@@ -67,6 +68,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         bias = try p.bias.map { try halves($0, [n]) }
         parameters = p
         self.engine = engine
+        try engine.prefetcher.reserve(byteCount: foldedByteCount, stream: stream)
     }
 
     /// [..., K] activations of the layer's dtype → [..., N], followed by GELU when `gelu` is set (the GEMM's
@@ -80,11 +82,38 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         return try output.reshaped(Array(x.shape.dropLast()) + [outFeatures])
     }
 
-    /// `forward` writing every element of `output` ([M, N] in the layer's dtype).
+    /// `forward` writing every element of `output` ([M, N] in the layer's dtype). The weights come from the
+    /// engine's prefetcher when this call follows the model's learned layer order (expanded on its side stream
+    /// while the previous layer ran), else they are expanded in line.
     public func forward(_ x: DeviceTensor, gelu: Bool = false, into output: DeviceTensor, stream: CUDAStream? = nil) throws {
+        try forward(x, gelu: gelu, accumulate: false, into: output, stream: stream)
+    }
+
+    /// `output ← output + layer(x)` for `output` [M, N] in the layer's dtype: the FP8 GEMM's epilogue adds the old
+    /// values (cuBLASLt's C with beta 1) to the fp32 result, so the sum is rounded once (where a separate add rounds
+    /// the layer's output first, then the sum).
+    public func forward(_ x: DeviceTensor, accumulatingInto output: DeviceTensor, stream: CUDAStream? = nil) throws {
+        try forward(x, gelu: false, accumulate: true, into: output, stream: stream)
+    }
+
+    private func forward(_ x: DeviceTensor, gelu: Bool, accumulate: Bool, into output: DeviceTensor, stream: CUDAStream?) throws {
         let stream = stream ?? x.buffer.stream
-        let activations = try quantize(x, lowRank: try lowRank(x, stream: stream), stream: stream)
-        try multiply(activations, weights: try foldedWeights(stream: stream), gelu: gelu, into: output, stream: stream)
+        try W4A4OperandCheck.tensor(x, dtype: activationDType.dtype, "\(name) fast W4A4", "input")
+        let weights = try engine.prefetcher.begin(self, stream: stream)
+        let activations = engine.fusesLowRank && fusedQuantizeSharedBytes != nil
+            ? try quantizeFused(x, stream: stream)
+            : try quantize(x, lowRank: try lowRank(x, stream: stream), stream: stream)
+        switch weights {
+        case let .prefetched(slot, ready):
+            try stream.wait(for: ready)
+            try multiply(activations, weightBuffer: slot, gelu: gelu, accumulate: accumulate, into: output, stream: stream)
+        case let .inLine(slot):
+            try expandWeights(into: slot, stream: stream)
+            try multiply(activations, weightBuffer: slot, gelu: gelu, accumulate: accumulate, into: output, stream: stream)
+        case .pool:
+            try multiply(activations, weightBuffer: try foldedWeights(stream: stream).buffer, gelu: gelu, accumulate: accumulate,
+                         into: output, stream: stream)
+        }
     }
 
     /// Step 1: `x · proj_down` [M, R] in the layer's dtype (cuBLASLt, fp32 accumulation).
@@ -116,12 +145,8 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         let op = "\(name) fast W4A4 quantize"
         let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, op)
         try W4A4OperandCheck.tensor(x, dtype: activationDType.dtype, op, "input")
-        for (tensor, shape, dtype, role) in [(lowRank, [rows, parameters.rank], activationDType.dtype, "low-rank values"),
-                                             (result.codes, [rows, parameters.gemmDepth], DType.u8, "codes"),
-                                             (result.scales, [rows], DType.f32, "scales")] {
-            guard tensor.shape == shape else { throw NunchakuError.shapeMismatch(context: "\(op) \(role)", expected: shape, actual: tensor.shape) }
-            try W4A4OperandCheck.tensor(tensor, dtype: dtype, op, role)
-        }
+        try checkOperands([(lowRank, [rows, parameters.rank], activationDType.dtype, "low-rank values"),
+                           (result.codes, [rows, parameters.gemmDepth], DType.u8, "codes"), (result.scales, [rows], DType.f32, "scales")], op)
         let kernel = try engine.context.kernels.kernel("w4a4_fp8_quantize_\(activationDType)\(parameters.shifted ? "_shifted" : "")")
         try kernel.launch(
             grid: CUDADim3(rows), block: CUDADim3(Self.quantizeThreads(rows: rows, inFeatures: inFeatures, rank: parameters.rank)),
@@ -129,6 +154,63 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
             arguments: [x.argument, inverseSmooth.argument, lowRank.argument, inverseBeta.argument, result.codes.argument,
                         result.scales.argument, .int32(Int32(inFeatures)), .int32(Int32(parameters.rank)),
                         .int32(Int32(parameters.gemmDepth))])
+    }
+
+    /// Steps 1 and 2 in one pass that reads x once (w4a4_fp8_quantize.cu, `w4a4_fp8_quantize_lowrank`: 16 rows per
+    /// block in shared memory, `x · proj_down` on the tensor cores with fp32 sums rounded to the layer's dtype, then
+    /// the same quantization): e4m3 codes [M, depth] and per-token scales f32 [M], allocated on `stream`. The codes
+    /// of the low-rank columns may differ from the two-pass path's by one e4m3 step where the two sums of a
+    /// low-rank value round differently (and then a row's scale, when that value is its largest).
+    /// - Throws: `NunchakuError.unsupported` when K and R need more shared memory than a block has
+    ///   (`fusedQuantizeSharedBytes` is nil); operand errors.
+    public func quantizeFused(_ x: DeviceTensor, stream: CUDAStream? = nil) throws -> (codes: DeviceTensor, scales: DeviceTensor) {
+        let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, "\(name) fast W4A4 fused quantize")
+        let stream = stream ?? x.buffer.stream
+        let codes = try DeviceTensor(shape: [rows, parameters.gemmDepth], dtype: .u8, context: engine.context, stream: stream)
+        let scales = try DeviceTensor(shape: [rows], dtype: .f32, context: engine.context, stream: stream)
+        try quantizeFused(x, into: (codes, scales), stream: stream)
+        return (codes, scales)
+    }
+
+    /// `quantizeFused` writing every byte of `result` (codes u8 [M, depth], scales f32 [M]).
+    public func quantizeFused(_ x: DeviceTensor, into result: (codes: DeviceTensor, scales: DeviceTensor), stream: CUDAStream? = nil) throws {
+        let op = "\(name) fast W4A4 fused quantize"
+        guard let sharedBytes = fusedQuantizeSharedBytes else {
+            throw NunchakuError.unsupported(
+                context: op, reason: "K = \(inFeatures), R = \(parameters.rank) need more than \(Self.maximumSharedBytes) bytes of shared memory per block")
+        }
+        let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, op)
+        try W4A4OperandCheck.tensor(x, dtype: activationDType.dtype, op, "input")
+        try checkOperands([(result.codes, [rows, parameters.gemmDepth], DType.u8, "codes"), (result.scales, [rows], DType.f32, "scales")], op)
+        guard rows > 0 else { return }
+        let kernel = try engine.context.kernels.kernel("w4a4_fp8_quantize_lowrank_\(activationDType)\(parameters.shifted ? "_shifted" : "")")
+        try kernel.setMaxDynamicSharedMemory(sharedBytes)
+        try kernel.launch(
+            grid: CUDADim3((rows + Self.fusedRowsPerBlock - 1) / Self.fusedRowsPerBlock), block: CUDADim3(256),
+            sharedMemoryBytes: sharedBytes, stream: stream ?? x.buffer.stream,
+            arguments: [x.argument, inverseSmooth.argument, projDownTransposed.argument, inverseBeta.argument, result.codes.argument,
+                        result.scales.argument, .int32(Int32(rows)), .int32(Int32(inFeatures)), .int32(Int32(parameters.rank)),
+                        .int32(Int32(parameters.gemmDepth))])
+    }
+
+    /// Each operand's shape and dtype, as `op`'s `role`.
+    private func checkOperands(_ operands: [(DeviceTensor, [Int], DType, String)], _ op: String) throws {
+        for (tensor, shape, dtype, role) in operands {
+            guard tensor.shape == shape else { throw NunchakuError.shapeMismatch(context: "\(op) \(role)", expected: shape, actual: tensor.shape) }
+            try W4A4OperandCheck.tensor(tensor, dtype: dtype, op, role)
+        }
+    }
+
+    /// Rows per block of the fused pass (one mma.sync tile).
+    static let fusedRowsPerBlock = 16
+    /// The most dynamic shared memory a block may have on sm_90 (227 KiB).
+    static let maximumSharedBytes = 232_448
+
+    /// The fused pass's shared memory: the x tile [16, K + 8] in 16-bit and four partial sums [16, R] in f32; nil
+    /// when over `maximumSharedBytes` (K above about 7000: those layers keep the two passes).
+    public var fusedQuantizeSharedBytes: Int? {
+        let bytes = Self.fusedRowsPerBlock * (inFeatures + 8) * 2 + 4 * Self.fusedRowsPerBlock * parameters.rank * 4
+        return bytes <= Self.maximumSharedBytes ? bytes : nil
     }
 
     /// The quantize kernel's block (one per row): with many rows, the smallest power of two from 64 whose threads
@@ -156,6 +238,19 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         let n = outFeatures, depth = parameters.gemmDepth
         guard folded.shape == [n, depth] else { throw NunchakuError.shapeMismatch(context: "\(op) output", expected: [n, depth], actual: folded.shape) }
         try W4A4OperandCheck.tensor(folded, dtype: .u8, op, "output")
+        try expandWeights(into: folded.buffer, stream: stream ?? folded.buffer.stream)
+    }
+
+    /// The bytes of the folded weights [N, depth].
+    var foldedByteCount: Int { outFeatures * parameters.gemmDepth }
+
+    /// Step 3 into the first `foldedByteCount` bytes of `buffer` (a pool scratch or a prefetch slot).
+    func expandWeights(into buffer: DeviceBuffer, stream: CUDAStream) throws {
+        let op = "\(name) fast W4A4 weights"
+        let n = outFeatures, depth = parameters.gemmDepth
+        guard buffer.byteCount >= foldedByteCount else {
+            throw NunchakuError.invalidArgument(context: "\(op) output", reason: "\(buffer.byteCount) bytes for \(foldedByteCount)")
+        }
         let slots = n * depth / 16
         guard n * depth < Int(Int32.max) else {
             throw NunchakuError.unsupported(context: op, reason: "\(n) × \(depth) weight codes; the expansion kernel indexes with 32 bits")
@@ -163,8 +258,8 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         let kernel = try engine.context.kernels.kernel(
             "w4a4_fp8_expand_weights_\(parameters.precision == .nvfp4 ? "nvfp4" : activationDType.description)")
         try kernel.launch(
-            grid: CUDADim3((slots + 255) / 256), block: CUDADim3(256), stream: stream ?? folded.buffer.stream,
-            arguments: [qweight.argument, groupScales.argument, weightUnits.argument, upCodes.argument, folded.argument,
+            grid: CUDADim3((slots + 255) / 256), block: CUDADim3(256), stream: stream,
+            arguments: [qweight.argument, groupScales.argument, weightUnits.argument, upCodes.argument, buffer.argument,
                         .int32(Int32(n)), .int32(Int32(inFeatures)), .int32(Int32(parameters.rank)), .int32(Int32(depth))])
     }
 
@@ -172,15 +267,25 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
     /// layer's dtype.
     public func multiply(_ activations: (codes: DeviceTensor, scales: DeviceTensor), weights: DeviceTensor, gelu: Bool = false,
                          into output: DeviceTensor, stream: CUDAStream? = nil) throws {
+        let shape = [outFeatures, parameters.gemmDepth]
+        guard weights.shape == shape else {
+            throw NunchakuError.shapeMismatch(context: "\(name) fast W4A4 GEMM folded weights", expected: shape, actual: weights.shape)
+        }
+        try multiply(activations, weightBuffer: weights.buffer, gelu: gelu, accumulate: false, into: output, stream: stream)
+    }
+
+    /// Step 4 on the [N, depth] codes at the start of `weightBuffer`.
+    func multiply(_ activations: (codes: DeviceTensor, scales: DeviceTensor), weightBuffer: DeviceBuffer, gelu: Bool, accumulate: Bool,
+                  into output: DeviceTensor, stream: CUDAStream?) throws {
         let op = "\(name) fast W4A4 GEMM"
         let rows = activations.scales.elementCount
-        let depth = parameters.gemmDepth
-        for (tensor, shape, role) in [(activations.codes, [rows, depth], "codes"), (weights, [outFeatures, depth], "folded weights"),
-                                      (output, [rows, outFeatures], "output")] where tensor.shape != shape {
+        for (tensor, shape, role) in [(activations.codes, [rows, parameters.gemmDepth], "codes"), (output, [rows, outFeatures], "output")]
+            where tensor.shape != shape {
             throw NunchakuError.shapeMismatch(context: "\(op) \(role)", expected: shape, actual: tensor.shape)
         }
         try W4A4OperandCheck.tensor(output, dtype: activationDType.dtype, op, "output")
-        try engine.fp8Product(codes: activations.codes, weights: weights, rowScales: activations.scales, columnScales: channelScales,
-                              bias: bias, gelu: gelu, output: output, stream: stream ?? activations.codes.buffer.stream)
+        try engine.fp8Product(codes: activations.codes, weights: weightBuffer, rowScales: activations.scales, columnScales: channelScales,
+                              bias: bias, gelu: gelu, accumulate: accumulate, output: output,
+                              stream: stream ?? activations.codes.buffer.stream)
     }
 }

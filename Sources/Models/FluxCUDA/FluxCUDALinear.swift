@@ -65,6 +65,19 @@ enum FluxCUDALinear: Sendable {
         }
     }
 
+    /// `y ← y + (x · Wᵀ + b)` for `y` `[..., N]` from the layer's own GEMM epilogue (one rounding of the sum), or
+    /// false when this form has none (the caller then adds the layer's output as a separate pass). Fast W4A4 layers
+    /// do it.
+    func accumulate(_ x: DeviceTensor, into y: DeviceTensor) throws -> Bool {
+        switch self {
+        case let .w4a4Fast(layer):
+            try layer.forward(x, accumulatingInto: try y.reshaped([y.elementCount / layer.outFeatures, layer.outFeatures]))
+            return true
+        case let .adaptable(layer): return try layer.accumulate(x, into: y)
+        case .dense, .w4a4, .awq, .unloaded: return false
+        }
+    }
+
     /// `GELU(x · Wᵀ + b)` (tanh form) from the layer's own GEMM epilogue, or nil when this form has none (the
     /// caller then applies GELU as a separate pass). Fast W4A4 layers fuse it.
     func fusedGELU(_ x: DeviceTensor) throws -> DeviceTensor? {

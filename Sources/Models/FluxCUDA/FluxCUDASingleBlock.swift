@@ -15,7 +15,7 @@ struct FluxCUDASingleBlock: Sendable {
                 return try ops.linear(layer, try ops.concatLastDimension([attention, mlp]))
             case let .split(attentionLayer, mlpLayer):
                 let sum = try ops.linear(attentionLayer, attention)
-                try ops.add(try ops.linear(mlpLayer, mlp), into: sum)
+                if try !mlpLayer.accumulate(mlp, into: sum) { try ops.add(try ops.linear(mlpLayer, mlp), into: sum) }
                 return sum
             }
         }

@@ -17,6 +17,8 @@ public struct FluxCUDATransformer: Sendable {
     public let context: CUDAContext
     /// How the INT4 W4A4 layers run (`.exact` unless asked for).
     public let numerics: W4A4Numerics
+    /// What the fast W4A4 layers share (nil for `.exact`): its `prefetchesWeights` switches the weight prefetch.
+    public let fastEngine: CUDAW4A4FastEngine?
     let gemm: CUDAGEMM
     let imageEmbedder: FluxCUDALinear
     let contextEmbedder: FluxCUDALinear
@@ -78,6 +80,7 @@ public struct FluxCUDATransformer: Sendable {
         self.config = config
         self.context = context
         self.numerics = numerics
+        fastEngine = loader.fastEngine
         gemm = CUDAGEMM(context: context)
         imageEmbedder = try loader.linear(FluxTopLevelNames.imageEmbedder, config.inChannels, width)
         contextEmbedder = try loader.linear(FluxTopLevelNames.contextEmbedder, config.jointAttentionDim, width)

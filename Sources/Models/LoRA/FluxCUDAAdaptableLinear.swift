@@ -50,6 +50,12 @@ final class FluxCUDAAdaptableLinear: @unchecked Sendable {
         return try base.fusedGELU(x)
     }
 
+    /// `base.accumulate(x, into: y)` while no LoRA branch is on the layer; false otherwise.
+    func accumulate(_ x: DeviceTensor, into y: DeviceTensor) throws -> Bool {
+        guard case .base = lock.withLock({ current }) else { return false }
+        return try base.accumulate(x, into: y)
+    }
+
     func adapt(_ branch: LowRankBranch?) throws {
         guard let branch else {
             lock.withLock { current = .base }

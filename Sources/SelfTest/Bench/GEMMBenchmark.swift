@@ -12,9 +12,14 @@ public struct GEMMBenchmarkRow: Sendable, Codable {
     public let bf16: Double
     public let exact: Double
     public let fast: Double
-    /// The fast path's steps alone: low-rank down (cuBLASLt), quantize, weight expansion, the FP8 GEMM.
+    /// The fast layer in a chain of `prefetchChain` layers of this shape, per layer: each layer's weight expansion
+    /// queued on the side stream while its predecessor runs (the first of each chain expands in line), as in a model.
+    public let fastPrefetched: Double
+    /// The fast path's steps alone: low-rank down (cuBLASLt), quantize, both in one fused pass (nil where the shape
+    /// needs too much shared memory), weight expansion, the FP8 GEMM.
     public let fastLowRank: Double
     public let fastQuantize: Double
+    public let fastFusedQuantize: Double?
     public let fastWeights: Double
     public let fastGEMM: Double
 
@@ -29,6 +34,8 @@ public enum GEMMBenchmark {
     public static let fluxShapes: [(n: Int, k: Int)] = [(3072, 3072), (9216, 3072), (12288, 3072), (3072, 12288), (21504, 3072), (3072, 15360)]
     /// Input sets cycled between launches, so activations are not served from L2 (50 MB on an H100/H200).
     static let rotatingInputs = 3
+    /// Layers of one shape run one after the other for the prefetched time.
+    public static let prefetchChain = 8
 
     /// Every shape of `fluxShapes` at each of `rows` (random INT4 layers, random bf16 inputs), `progress` called
     /// after each row. `repetitions` timed launches per variant.
@@ -47,6 +54,9 @@ public enum GEMMBenchmark {
             let weights = try W4A4SelfTestData.weights(layer, &random)
             let exact = try CUDASVDQW4A4Linear(weights: weights, activationDType: .bf16, context: context, stream: stream)
             let fast = try CUDASVDQW4A4FastLinear(weights: weights, activationDType: .bf16, engine: engine, stream: stream)
+            let chain = try [fast] + (1..<prefetchChain).map { _ in
+                try CUDASVDQW4A4FastLinear(weights: weights, activationDType: .bf16, engine: engine, stream: stream)
+            }
             let dense = try DeviceTensor(uploading: W4A4SelfTestData.uniform([shape.n, shape.k], -0.05...0.05, &random), context: context, stream: stream)
             let bias = try DeviceTensor(uploading: weights.canonical.bias ?? W4A4SelfTestData.uniform([shape.n], -0.5...0.5, &random),
                                         context: context, stream: stream)
@@ -71,8 +81,15 @@ public enum GEMMBenchmark {
                         try exact.multiply(activations, into: output, stream: stream)
                     },
                     fast: try time { try fast.forward($0, into: output, stream: stream) },
+                    fastPrefetched: try BenchTiming.median(context, stream: stream, warmUp: 3, repetitions: repetitions) { repetition in
+                        for (index, layer) in chain.enumerated() {
+                            try layer.forward(inputs[(repetition + index) % rotatingInputs], into: output, stream: stream)
+                        }
+                    } / Double(prefetchChain),
                     fastLowRank: try time { _ = try fast.lowRank($0, stream: stream) },
                     fastQuantize: try time { try fast.quantize($0, lowRank: lowRank, into: quantized, stream: stream) },
+                    fastFusedQuantize: fast.fusedQuantizeSharedBytes == nil ? nil
+                        : try time { try fast.quantizeFused($0, into: quantized, stream: stream) },
                     fastWeights: try time { _ in try fast.foldedWeights(into: folded, stream: stream) },
                     fastGEMM: try time { _ in try fast.multiply(quantized, weights: folded, into: output, stream: stream) })
                 progress(row)

@@ -10,6 +10,8 @@ public enum StepBenchmarkMode: String, Sendable, Codable, CaseIterable {
     case exact
     /// The same INT4 model with the fast (FP8) W4A4 numerics.
     case fast
+    /// `fast` with the weight prefetch off (each layer expands its own weights in line): what the prefetch saves.
+    case fastInLine = "fast-inline"
 }
 
 /// One full FLUX transformer step measured: median GPU time of the timed steps, and the memory pool's peak.
@@ -54,7 +56,8 @@ public enum StepBenchmark {
                             textTokens: Int, steps: Int, cudaGraph: Bool,
                             progress: (StepBenchmarkRow) -> Void) throws -> [StepBenchmarkRow] {
         let checkpoint = try FluxRandomCheckpoint(config: config, format: mode == .bf16 ? .bf16 : .int4, seed: 0)
-        let model = try FluxCUDATransformer(random: checkpoint, context: context, numerics: mode == .fast ? .fast : .exact)
+        let model = try FluxCUDATransformer(random: checkpoint, context: context, numerics: [.fast, .fastInLine].contains(mode) ? .fast : .exact)
+        model.fastEngine?.prefetchesWeights = mode != .fastInLine
         try context.synchronize()
         let weightBytes = try context.memoryPool.statistics().liveBytes
         var rows: [StepBenchmarkRow] = []

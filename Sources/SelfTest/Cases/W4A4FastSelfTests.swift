@@ -34,6 +34,9 @@ enum W4A4FastSelfTests {
         // GELU in the FP8 GEMM's epilogue (FLUX's fc1 / proj_mlp shapes).
         for layer in [W4A4SelfTestLayer.int4(3072, 12288), .nvfp4(3072, 12288)] { cases.append(linear(layer, .bf16, m: 4608, gelu: true)) }
         cases.append(linear(.int4(3072, 12288), .f16, m: 333, gelu: true))
+        // The output accumulated in the FP8 GEMM's epilogue (FLUX's split single-block output: mlp_fc2 onto out_proj).
+        cases.append(accumulate(.int4(12288, 3072, unsigned: true), .bf16, m: 4608))
+        cases.append(accumulate(.nvfp4(3072, 3072), .f16, m: 333))
         // One warp per row (K = 3072), four warps (K = 12288, 15360); a last block with fewer rows than it holds (333).
         for layer in [W4A4SelfTestLayer.int4(3072, 3072), .int4(12288, 3072, unsigned: true), .int4(15360, 3072)] {
             for m in [1, 333, 4608] { cases.append(quantize(layer, .bf16, m: m)) }
@@ -84,6 +87,32 @@ enum W4A4FastSelfTests {
                 + (W4A4SelfTests.rowsNote(rows.count, m).map { "; \($0)" } ?? "")
             return SelfTestOutcome(comparison: comparison, milliseconds: milliseconds,
                                    flops: W4A4SelfTests.flops(layer, m, withQuantize: true), note: note)
+        }
+    }
+
+    /// `forward(x, accumulatingInto: y)` on random `y` against `round(y + W4A4FastReference.forward(x))` (the GPU
+    /// rounds the sum once, the reference twice: within a bf16 step, far inside the tolerance; an epilogue that
+    /// ignored `y` would be off by about |y| / |y + layer(x)|).
+    static func accumulate(_ layer: W4A4SelfTestLayer, _ dtype: DType, m: Int) -> SelfTestCase {
+        SelfTestCase(kernel: "w4a4.fast.linear_accumulate", dtype: dtype, shape: W4A4SelfTests.shape(layer, m: m),
+                     tolerance: dtype == .bf16 ? 6e-3 : 3e-3) { env in
+            let (gpu, weights) = try self.layer(layer, dtype, env)
+            let x = env.randomTensor([m, layer.inFeatures], dtype, in: layer.inputRange)
+            let y = env.randomTensor([m, layer.outFeatures], dtype)
+            let gpuX = try env.upload(x)
+            let output = try env.upload(y)
+            try gpu.forward(gpuX, accumulatingInto: output, stream: env.stream)
+            let result = try env.download(output)
+            let rows = SelfTestRows.sample(from: m, maximum: comparedRows, random: &env.random)
+            let xRows = try W4A4SelfTestData.rows(x.tensor, rows)
+            let yRows = try W4A4SelfTestData.rows(y.tensor, rows).floats()
+            let layerOutput = W4A4FastReference.forward(xRows.floats(), rows: rows.count, qweight: weights.canonical.qweight, gpu.parameters)
+            let reference = zip(yRows, layerOutput).map { gpu.parameters.type.round($0 + $1) }
+            var comparison = SelfTestComparison()
+            try comparison.compare(result, rows: rows, width: layer.outFeatures, with: reference)
+            let milliseconds = try env.time { try gpu.forward(gpuX, accumulatingInto: output, stream: env.stream) }
+            return SelfTestOutcome(comparison: comparison, milliseconds: milliseconds,
+                                   note: W4A4SelfTests.rowsNote(rows.count, m) ?? "all rows")
         }
     }
 

@@ -9,10 +9,10 @@ struct W4A4SelfTestLayer: Sendable {
     let inFeatures: Int
     let outFeatures: Int
     let unsigned: Bool
-    let rank = 32
+    var rank = 32
 
-    static func int4(_ k: Int, _ n: Int, unsigned: Bool = false) -> W4A4SelfTestLayer {
-        W4A4SelfTestLayer(precision: .int4, inFeatures: k, outFeatures: n, unsigned: unsigned)
+    static func int4(_ k: Int, _ n: Int, unsigned: Bool = false, rank: Int = 32) -> W4A4SelfTestLayer {
+        W4A4SelfTestLayer(precision: .int4, inFeatures: k, outFeatures: n, unsigned: unsigned, rank: rank)
     }
 
     static func nvfp4(_ k: Int, _ n: Int) -> W4A4SelfTestLayer {
