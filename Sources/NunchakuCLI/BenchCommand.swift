@@ -57,6 +57,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "step: text tokens.")
     var tokensText = 512
 
+    @Option(parsing: .upToNextOption, help: "step: attention operand formats, bf16 and/or fp8 (e4m3 operands, sm_90a).")
+    var attention: [AttentionPrecision] = [.bf16]
+
     @Option(parsing: .upToNextOption, help: "step: bf16, exact, fast.")
     var modes = ["bf16", "exact", "fast"]
 
@@ -138,7 +141,7 @@ struct BenchCommand: ParsableCommand {
                 print("step: random \(config), batch 1, \(tokensText) text tokens; median of \(steps) steps")
                 var done: [StepBenchmarkRow] = []
                 report.step = try StepBenchmark.run(
-                    context: context, config: try FluxConfig.named(config), modes: modes, imageTokens: tokensImage,
+                    context: context, config: try FluxConfig.named(config), modes: modes, attentions: attention, imageTokens: tokensImage,
                     textTokens: tokensText, steps: steps, cudaGraph: cudaGraph) { row in
                     done.append(row)
                     print(line(row, baseline: done))
@@ -164,9 +167,9 @@ struct BenchCommand: ParsableCommand {
 
     /// A step row, with its speed-up over the BF16 row of the same size when there is one.
     private func line(_ row: StepBenchmarkRow, baseline: [StepBenchmarkRow]) -> String {
-        let bf16 = baseline.first { $0.mode == .bf16 && $0.imageTokens == row.imageTokens }
+        let bf16 = baseline.first { $0.mode == .bf16 && $0.attention == .bf16 && $0.imageTokens == row.imageTokens }
         let ratio = bf16.map { String(format: ", %.2f× bf16", $0.milliseconds / row.milliseconds) } ?? ""
-        return row.mode.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0)
+        return (row.mode.rawValue + (row.attention == .fp8 ? "+fp8-attention" : "")).padding(toLength: 5, withPad: " ", startingAt: 0)
             + String(format: " %5d image tokens: %8.1f ms", row.imageTokens, row.milliseconds)
             + ratio + ", peak \(gib(row.peakBytes)), weights \(gib(row.weightBytes))" + graphText(row)
     }
