@@ -57,24 +57,25 @@ public enum AttentionFP8Launch {
     public static func paddedTokens(_ tokens: Int) -> Int { (tokens + 15) / 16 * 16 }
     static func chunks(_ tokens: Int) -> Int { (tokens + chunkTokens - 1) / chunkTokens }
 
-    /// The tensor maps the kernel reads: q or k codes `[B, S, H, 128]` as 4-D (128, H, S, B) with boxes of 128 × 1 ×
-    /// 128 × 1; v codes `[B, H, 128, Spad]` as (Spad, 128, H, B) with boxes of 128 keys × 128 rows; 128-byte swizzle.
+    /// The tensor maps the kernel reads: q or k codes `[B, S, H, 128]` (at `query`, `key`) as 4-D (128, H, S, B) with
+    /// boxes of 128 × 1 × 128 × 1; v codes `[B, H, 128, Spad]` (at `value`) as (Spad, 128, H, B) with boxes of 128 keys
+    /// × 128 rows; 128-byte swizzle.
     /// - Throws: `CUDAError.invalidArgument` (from `CUDATensorMapLayout`) for a misaligned address or a tensor too
     ///   large for a tensor map.
-    public static func tensorMapLayouts(_ operands: AttentionFP8Operands) throws -> [CUDATensorMapLayout] {
-        let (batch, tokens, heads) = operands.heads
+    public static func tensorMapLayouts(query: CUdeviceptr, key: CUdeviceptr, value: CUdeviceptr, batch: Int, tokens: Int,
+                                        heads: Int) throws -> [CUDATensorMapLayout] {
         let d = headDim, padded = paddedTokens(tokens)
-        let rows = try [("query", operands.query), ("key", operands.key)].map { name, tensor in
+        let rows = try [("query", query), ("key", key)].map { name, address in
             try CUDATensorMapLayout(
-                name: "attention fp8 \(name) \(tensor.shape)", elementType: .uint8, address: tensor.buffer.address,
+                name: "attention fp8 \(name) [\(batch), \(tokens), \(heads), \(d)]", elementType: .uint8, address: address,
                 dimensions: [d, heads, tokens, batch], strides: [d, heads * d, tokens * heads * d], box: [d, 1, 128, 1],
                 swizzle: .bytes128)
         }
-        let value = try CUDATensorMapLayout(
-            name: "attention fp8 value \(operands.valueTransposed.shape)", elementType: .uint8,
-            address: operands.valueTransposed.buffer.address, dimensions: [padded, d, heads, batch],
-            strides: [padded, d * padded, heads * d * padded], box: [128, d, 1, 1], swizzle: .bytes128)
-        return rows + [value]
+        let transposed = try CUDATensorMapLayout(
+            name: "attention fp8 value [\(batch), \(heads), \(d), \(padded)]", elementType: .uint8, address: value,
+            dimensions: [padded, d, heads, batch], strides: [padded, d * padded, heads * d * padded], box: [128, d, 1, 1],
+            swizzle: .bytes128)
+        return rows + [transposed]
     }
 }
 
@@ -126,7 +127,9 @@ extension CUDAContext {
         }
         try checkFP8AttentionAvailable()
         guard batch * tokens * heads > 0 else { return }
-        let maps = try AttentionFP8Launch.tensorMapLayouts(operands).map { try encodeTensorMap($0).argument }
+        let maps = try AttentionFP8Launch.tensorMapLayouts(
+            query: operands.query.buffer.address, key: operands.key.buffer.address, value: operands.valueTransposed.buffer.address,
+            batch: batch, tokens: tokens, heads: heads).map { try encodeTensorMap($0).argument }
         let units = AttentionWGMMALaunch.workUnits(batch: batch, queryTokens: tokens, heads: heads)
         let kernel = try kernels.kernel("nunchaku_attention_wgmma_fp8_\(output.dtype.rawValue)_d128")
         try kernel.setMaxDynamicSharedMemory(AttentionFP8Launch.sharedMemoryBytes)
