@@ -169,7 +169,8 @@ struct BenchCommand: ParsableCommand {
     private func line(_ row: StepBenchmarkRow, baseline: [StepBenchmarkRow]) -> String {
         let bf16 = baseline.first { $0.mode == .bf16 && $0.attention == .bf16 && $0.imageTokens == row.imageTokens }
         let ratio = bf16.map { String(format: ", %.2f× bf16", $0.milliseconds / row.milliseconds) } ?? ""
-        return (row.mode.rawValue + (row.attention == .fp8 ? "+fp8-attention" : "")).padding(toLength: 5, withPad: " ", startingAt: 0)
+        let label = row.mode.rawValue + (row.attention == .fp8 ? " fp8-attn" : "")
+        return label.padding(toLength: max(5, label.count), withPad: " ", startingAt: 0)
             + String(format: " %5d image tokens: %8.1f ms", row.imageTokens, row.milliseconds)
             + ratio + ", peak \(gib(row.peakBytes)), weights \(gib(row.weightBytes))" + graphText(row)
     }
