@@ -7,7 +7,7 @@ import NunchakuCore
 /// the output (poisoned first) is compared with `CPUOps.attention` of the dequantized codes, i.e. the kernel alone,
 /// whose own error is P rounded to e4m3; the note gives the error against attention of the 16-bit inputs, which
 /// adds the operands' rounding (what a user of `--attention fp8` gets), and the case fails when that passes
-/// `inputTolerance`.
+/// `inputTolerance`. `attention.fp8.flux` runs the small random INT4 FLUX model with fp8 attention against the CPU.
 enum AttentionFP8SelfTests {
     static let cases: [SelfTestCase] = [
         attention(.bf16, batch: 1, heads: SelfTestShapes.fluxHeads, tokens: SelfTestShapes.fluxTokens, masked: false),
@@ -16,6 +16,9 @@ enum AttentionFP8SelfTests {
         attention(.bf16, batch: 1, heads: 2, tokens: 1, masked: false),
         attention(.bf16, batch: 2, heads: 5, tokens: 700, masked: false),
         attention(.f16, batch: 2, heads: 3, tokens: 333, masked: true),
+        // The whole small FLUX model with fp8 attention against the CPU model (bf16 attention): e4m3 operands add to
+        // the bf16 GPU path's 1e-2.
+        FluxSelfTests.transformer(.int4, attention: .fp8, tolerance: 5e-2),
     ]
 
     /// The kernel against attention of its own dequantized operands: P in e4m3 (3 mantissa bits).
@@ -32,11 +35,7 @@ enum AttentionFP8SelfTests {
         let d = AttentionFP8Launch.headDim
         let label = "B=\(batch) H=\(heads) S=\(tokens) d=\(d)" + (masked ? " masked" : "")
         return SelfTestCase(kernel: "attention.fp8", dtype: dtype, shape: label, tolerance: kernelTolerance) { env in
-            do {
-                try env.context.checkFP8AttentionAvailable()
-            } catch let NunchakuError.unsupported(_, reason) {
-                throw SelfTestSkip(reason)
-            }
+            try env.requireFP8Attention()
             let shape = [batch, tokens, heads, d]
             let inputs = [env.randomTensor(shape, dtype, in: -2...2), env.randomTensor(shape, dtype, in: -2...2), env.randomTensor(shape, dtype)]
             let mask = masked ? AttentionSelfTests.randomMask(batch: batch, keys: tokens, env) : nil
@@ -90,6 +89,17 @@ enum AttentionFP8SelfTests {
             if let index = zip(downloaded, bytes).enumerated().first(where: { $0.element.0 != $0.element.1 })?.offset ?? (downloaded.count != bytes.count ? 0 : nil) {
                 throw OperandMismatch(description: "\(name) \(tensor.shape): byte \(index) is \(downloaded.count > index ? downloaded[index] : 0), the CPU reference has \(bytes.count > index ? bytes[index] : 0)")
             }
+        }
+    }
+}
+
+extension SelfTestEnvironment {
+    /// Throws `SelfTestSkip` with the reason where the fp8 attention kernel cannot run (not an sm_90a GPU).
+    func requireFP8Attention() throws {
+        do {
+            try context.checkFP8AttentionAvailable()
+        } catch let NunchakuError.unsupported(_, reason) {
+            throw SelfTestSkip(reason)
         }
     }
 }
