@@ -57,7 +57,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "step: text tokens.")
     var tokensText = 512
 
-    @Option(parsing: .upToNextOption, help: "step: attention operand formats, bf16 and/or fp8 (e4m3 operands, sm_90a).")
+    @Option(parsing: .upToNextOption, help: "step: attention operand formats, bf16 and/or fp8 (e4m3 operands, sm_90a); pipeline: one of them.")
     var attention: [AttentionPrecision] = [.bf16]
 
     @Option(parsing: .upToNextOption, help: "step: bf16, exact, fast.")
@@ -102,6 +102,7 @@ struct BenchCommand: ParsableCommand {
         guard (repeats ?? 1) >= 1, (steps ?? 1) >= 1, !rows.isEmpty, rows.allSatisfy({ $0 >= 1 }), tokensImage.allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--repeats, --steps, --rows and --tokens-image must be at least 1")
         }
+        if part == .pipeline, attention.count != 1 { throw ValidationError("pipeline takes one --attention value") }
         for mode in modes where StepBenchmarkMode(rawValue: mode) == nil {
             throw ValidationError("--modes takes bf16, exact and fast, not \(mode)")
         }
