@@ -46,6 +46,7 @@ let package = Package(
                 .embedInCode("Kernels/attention_fa2.cu"),
                 .embedInCode("Kernels/attention_wgmma.cuh"),
                 .embedInCode("Kernels/attention_wgmma.cu"),
+                .embedInCode("Kernels/attention_fp8_operands.cu"),
                 .embedInCode("Kernels/gemm_mma.cu"),
                 .embedInCode("Kernels/encoder_attention.cu"),
                 .embedInCode("Kernels/encoder_elementwise.cu"),

@@ -14,9 +14,11 @@ extension BenchCommand {
     func runPipeline(context: CUDAContext) throws -> FluxPipelineBenchmarkReport {
         let transformer = try FluxConfig.named(config)
         let random = FluxRandomPipeline.fullSize(transformer: transformer, transformerFormat: .int4, t5Weights: t5)
-        print("pipeline: random \(config) INT4 (\(numerics.rawValue) numerics), CLIP-L, T5-XXL \(t5.rawValue), FLUX VAE; "
+        let attention = self.attention.first ?? .bf16
+        print("pipeline: random \(config) INT4 (\(numerics.rawValue) numerics, \(attention) attention), CLIP-L, T5-XXL \(t5.rawValue), FLUX VAE; "
               + "sizes \(size.map { "\($0)²" }.joined(separator: ", "))")
-        let report = try FluxPipelineBenchmark.run(random, device: .cuda(context), numerics: numerics, sizes: size, steps: steps) {
+        let report = try FluxPipelineBenchmark.run(random, device: .cuda(context), numerics: numerics, attention: attention, sizes: size,
+                                                   steps: steps) {
             print("  \($0)")
         }
         for run in report.runs { print(describe(run)) }

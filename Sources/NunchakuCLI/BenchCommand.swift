@@ -57,6 +57,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "step: text tokens.")
     var tokensText = 512
 
+    @Option(parsing: .upToNextOption, help: "step: attention operand formats, bf16 and/or fp8 (e4m3 operands, sm_90a); pipeline: one of them.")
+    var attention: [AttentionPrecision] = [.bf16]
+
     @Option(parsing: .upToNextOption, help: "step: bf16, exact, fast, fast-inline (fast without the weight prefetch).")
     var modes = ["bf16", "exact", "fast"]
 
@@ -99,6 +102,7 @@ struct BenchCommand: ParsableCommand {
         guard (repeats ?? 1) >= 1, (steps ?? 1) >= 1, !rows.isEmpty, rows.allSatisfy({ $0 >= 1 }), tokensImage.allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--repeats, --steps, --rows and --tokens-image must be at least 1")
         }
+        if part == .pipeline, attention.count != 1 { throw ValidationError("pipeline takes one --attention value") }
         for mode in modes where StepBenchmarkMode(rawValue: mode) == nil {
             throw ValidationError("--modes takes bf16, exact, fast and fast-inline, not \(mode)")
         }
@@ -138,7 +142,7 @@ struct BenchCommand: ParsableCommand {
                 print("step: random \(config), batch 1, \(tokensText) text tokens; median of \(steps) steps")
                 var done: [StepBenchmarkRow] = []
                 report.step = try StepBenchmark.run(
-                    context: context, config: try FluxConfig.named(config), modes: modes, imageTokens: tokensImage,
+                    context: context, config: try FluxConfig.named(config), modes: modes, attentions: attention, imageTokens: tokensImage,
                     textTokens: tokensText, steps: steps, cudaGraph: cudaGraph) { row in
                     done.append(row)
                     print(line(row, baseline: done))
@@ -166,9 +170,10 @@ struct BenchCommand: ParsableCommand {
 
     /// A step row, with its speed-up over the BF16 row of the same size when there is one.
     private func line(_ row: StepBenchmarkRow, baseline: [StepBenchmarkRow]) -> String {
-        let bf16 = baseline.first { $0.mode == .bf16 && $0.imageTokens == row.imageTokens }
+        let bf16 = baseline.first { $0.mode == .bf16 && $0.attention == .bf16 && $0.imageTokens == row.imageTokens }
         let ratio = bf16.map { String(format: ", %.2f× bf16", $0.milliseconds / row.milliseconds) } ?? ""
-        return row.mode.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)
+        let label = row.mode.rawValue + (row.attention == .fp8 ? " fp8-attn" : "")
+        return label.padding(toLength: max(11, label.count), withPad: " ", startingAt: 0)
             + String(format: " %5d image tokens: %8.1f ms", row.imageTokens, row.milliseconds)
             + ratio + ", peak \(gib(row.peakBytes)), weights \(gib(row.weightBytes))" + graphText(row)
     }

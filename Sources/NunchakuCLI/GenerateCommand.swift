@@ -90,8 +90,12 @@ struct GenerateCommand: ParsableCommand {
     @Flag(help: "Print no progress on standard error.")
     var quiet = false
 
+    @Option(help: "With --device cuda: attention operands bf16 (the default) or fp8 (e4m3, sm_90a).")
+    var attention: AttentionPrecision = .bf16
+
     func validate() throws {
         guard !prompt.isEmpty else { throw ValidationError("give a --prompt") }
+        if device == .cpu, attention == .fp8 { throw ValidationError("--attention fp8 is for --device cuda runs") }
         if device == .cuda, dtype == .f32 { throw ValidationError("--device cuda computes in bf16; drop --dtype f32") }
         if device == .cpu, numerics == .fast { throw ValidationError("--numerics fast is for --device cuda runs") }
     }
@@ -164,7 +168,7 @@ struct GenerateCommand: ParsableCommand {
         case .cuda: .cuda(try CUDAContext(deviceIndex: 0))
         }
         return FluxPipelineLoadOptions(device: device, dtype: dtype == .f32 ? .f32 : .bf16, transformerPath: transformer,
-                                       textEncoder2AWQPath: textEncoder2, numerics: numerics)
+                                       textEncoder2AWQPath: textEncoder2, numerics: numerics, attention: attention)
     }
 
     private func describe(_ folder: FluxPipelineFolder, _ transformer: String?, _ config: FluxConfig, _ settings: FluxPipeline.Resolved) -> String {

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Nunchaku
 
+extension AttentionPrecision: ExpressibleByArgument {}
+
 /// `nunchaku run-transformer`: one FLUX transformer forward on saved inputs.
 struct RunTransformerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -36,7 +38,8 @@ struct RunTransformerCommand: ParsableCommand {
             e4m3 activations, the 4-bit weights expanded per layer with their group scales folded in, one cuBLASLt \
             FP8 GEMM with the low-rank branch (docs/hopper.md); exact (the default) keeps Nunchaku's numerics. \
             --compare-dense also runs the CPU model with SVDQuant layers as their dense equivalents (bf16) and prints \
-            the error against it.
+            the error against it. --attention fp8 (with --device cuda, sm_90a) runs attention on e4m3 q, k, v and P \
+            with per-(sample, head) scales (docs/hopper-attention.md).
 
             --cuda-graph (with --device cuda) then captures the step into a CUDA graph, times --steps replays the \
             same way, and prints the time saved and whether the graph's output equals the eager one bit for bit.
@@ -103,6 +106,9 @@ struct RunTransformerCommand: ParsableCommand {
     @Option(help: "With --device cuda: exact (Nunchaku's W4A4 numerics) or fast (FP8 on sm_90+, INT4 checkpoints).")
     var numerics: Numerics = .exact
 
+    @Option(help: "With --device cuda: attention operands bf16 (the default) or fp8 (e4m3, sm_90a).")
+    var attention: AttentionPrecision = .bf16
+
     @Flag(help: "With --device cuda: also run the CPU model with dequantized (dense) SVDQuant layers and print the error.")
     var compareDense = false
 
@@ -121,8 +127,8 @@ struct RunTransformerCommand: ParsableCommand {
             guard dtype != .f32 else { throw ValidationError("--device cuda computes in bf16; drop --dtype f32") }
             guard !dequantize else { throw ValidationError("--dequantize is a CPU reference mode; the GPU runs the 4-bit kernels") }
             guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
-        } else if compareCPU || compareDense || numerics == .fast || cudaGraph {
-            throw ValidationError("--compare-cpu, --compare-dense, --numerics fast and --cuda-graph are for --device cuda runs")
+        } else if compareCPU || compareDense || numerics == .fast || cudaGraph || attention == .fp8 {
+            throw ValidationError("--compare-cpu, --compare-dense, --numerics fast, --attention fp8 and --cuda-graph are for --device cuda runs")
         }
     }
 
@@ -162,16 +168,18 @@ struct RunTransformerCommand: ParsableCommand {
         var loaded: FluxCUDATransformer?
         let loading = try clock.measure {
             if let randomWeights {
-                loaded = try FluxCUDATransformer(random: try randomCheckpoint(randomWeights), context: gpu, numerics: w4a4Numerics)
+                loaded = try FluxCUDATransformer(random: try randomCheckpoint(randomWeights), context: gpu, numerics: w4a4Numerics,
+                                                 attention: attention)
             } else {
-                loaded = try FluxCUDATransformer(files: try FluxModelFiles(path: model ?? ""), context: gpu, numerics: w4a4Numerics)
+                loaded = try FluxCUDATransformer(files: try FluxModelFiles(path: model ?? ""), context: gpu, numerics: w4a4Numerics,
+                                                 attention: attention)
             }
         }
         guard let transformer = loaded else { return }
         try transformer.loras.apply(loras)
         let weights = try gpu.memoryPool.statistics()
         print(try modelDescription())
-        print("GPU: \(gpu.device.name) (sm_\(gpu.device.computeCapability.major)\(gpu.device.computeCapability.minor)), dense GEMM \(transformer.denseGEMM.rawValue), W4A4 numerics \(transformer.numerics.rawValue)")
+        print("GPU: \(gpu.device.name) (sm_\(gpu.device.computeCapability.major)\(gpu.device.computeCapability.minor)), dense GEMM \(transformer.denseGEMM.rawValue), W4A4 numerics \(transformer.numerics.rawValue), attention \(transformer.attention)")
         print("loaded in \(format(loading)); on the GPU: \(gib(weights.liveBytes)) in \(weights.liveBuffers) buffers (weights\(transformer.denseGEMM == .cublasLt ? " + the 32 MiB cuBLASLt workspace" : ""))")
         for arguments in try forwardArguments() {
             let uploaded = try FluxCUDAInputs(config: transformer.config, context: gpu, inputs: arguments)

@@ -10,6 +10,7 @@ public enum SelfTestCatalog {
         + QKVHeadsSelfTests.cases
         + TokenCopySelfTests.cases
         + AttentionSelfTests.cases
+        + AttentionFP8SelfTests.cases
         + GEMMSelfTests.cases
         + W4A4SelfTests.cases
         + W4A4FastSelfTests.cases

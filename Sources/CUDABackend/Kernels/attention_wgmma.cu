@@ -24,7 +24,19 @@
 //     and v as 4-D tensors [B][S][H][D] (innermost last) with boxes of 1 × 128 rows × 1 × 64 and the 128-byte swizzle.
 //   setmaxnreg moves registers from the producer (24 per thread) to the consumers (240).
 // Shared tiles use the 128-byte swizzle (attention_wgmma.cuh): a [rows][D] tile is D/64 blocks of [rows][64].
+//
+// The float8 variant (entry points `…_fp8_<output>_d128`, `FP8` below; docs/hopper-attention.md) runs the same
+// pipeline on e4m3 operands with twice the tensor-core rate: q and k [B, S, H, D] e4m3, v transposed [B, H, D, Spad]
+// e4m3 (Spad = Skv rounded up to 16, every wgmma operand of 8-bit type is K-major, and P·V sums over keys), scales
+// float32 [3][B][H] (q, k, v: value = code · scale per (sample, head)). The q and k scales go into the softmax
+// exponent, the v scale into the final normalisation. P is rounded to e4m3 after shifting the exponent by
+// `weightShift` (P ≤ 2^weightShift ≤ 448: small weights keep more bits; the shift cancels in the normalisation). The
+// accumulator fragment of S does not have the register layout of an 8-bit A operand (a thread holds keys 2t, 2t + 1,
+// 8 + 2t, 9 + 2t of each 16 where the A fragment wants 4t…4t + 3), so instead of moving bytes between lanes the
+// producer of v stores each group of 16 keys permuted: position 4t + j holds key (2t, 2t + 1, 8 + 2t, 9 + 2t)[j]
+// (attention_fp8_operands.cu), and P's registers pack the accumulator values in that order.
 #include "attention_wgmma.cuh"
+#include "w4a4_fp8.cuh"
 
 namespace {
 
@@ -59,14 +71,17 @@ NK_DEVICE float exp2_approx(float x) {
     return result;
 }
 
-/// The shared-memory plan of one block (byte offsets from a 1024-byte aligned base).
-template <int D>
+/// The shared-memory plan of one block (byte offsets from a 1024-byte aligned base). Tiles are blocks of 128 rows
+/// × 128 bytes (64 16-bit or 128 e4m3 values); an e4m3 value tile holds 128 keys of D transposed rows.
+template <int D, bool FP8>
 struct Plan {
-    static constexpr u32 queryBytes = kQueriesPerBlock * D * 2;
-    static constexpr u32 keyTileBytes = kKeysPerTile * D * 2;
-    static constexpr u32 queries = 0;                                          // [D/64][128][64]: both groups' rows
-    static constexpr u32 keys = queries + queryBytes;                          // [kStages][D/64][128][64]
-    static constexpr u32 values = keys + kStages * keyTileBytes;               // [kStages][D/64][128][64]
+    static constexpr int elementBytes = FP8 ? 1 : 2;
+    static constexpr int copiesPerTile = D * elementBytes / 128;               // one tensor copy per 128-byte block
+    static constexpr u32 queryBytes = kQueriesPerBlock * D * elementBytes;
+    static constexpr u32 keyTileBytes = kKeysPerTile * D * elementBytes;
+    static constexpr u32 queries = 0;                                          // [copies][128][128 bytes]: both groups' rows
+    static constexpr u32 keys = queries + queryBytes;                          // [kStages][copies][128][128 bytes]
+    static constexpr u32 values = keys + kStages * keyTileBytes;               // [kStages][copies][128][128 bytes]
     // mbarriers: the queries landed, the queries read by both consumers' last S; kStages each: K or V tile landed
     // (`Full`), read by both consumers (`Empty`).
     static constexpr u32 queryFull = values + kStages * keyTileBytes;
@@ -79,7 +94,8 @@ struct Plan {
     // The launcher (AttentionWGMMA.swift) asks for bytes + 1024 (alignment slack); an sm_90 block may have 232,448.
     static_assert(bytes + 1024 <= 232448, "shared memory plan too large");
 };
-static_assert(Plan<128>::bytes + 1024 == 230512 && Plan<64>::bytes + 1024 == 115824,
+static_assert(Plan<128, false>::bytes + 1024 == 230512 && Plan<64, false>::bytes + 1024 == 115824 &&
+                  Plan<128, true>::bytes + 1024 == 115824,
               "AttentionWGMMALaunch.sharedMemoryBytes (Swift) must ask for exactly this plan");
 
 /// One block's work: 128 queries of one (sample, head).
@@ -107,17 +123,24 @@ struct WorkUnits {
 };
 
 /// Loads key tile `tile` of (`head`, `sample`) (128 keys × D; keys past Skv arrive as zeros) into ring slot `index`
-/// (the block's running tile count) with D/64 tensor copies, once both consumers have released the slot's stage.
-template <int D>
-NK_DEVICE void produce_tile(u32 ring, u32 full, u32 empty, const nk_tensor_map* map, int index, int tile, int head, int sample) {
-    using P = Plan<D>;
+/// (the block's running tile count) with one tensor copy per 128-byte column block, once both consumers have
+/// released the slot's stage. `transposed`: the tensor is [B][H][D][S] (the e4m3 values), a copy takes 128 keys of
+/// 128 rows of D.
+template <int D, bool FP8>
+NK_DEVICE void produce_tile(u32 ring, u32 full, u32 empty, const nk_tensor_map* map, int index, int tile, int head, int sample,
+                            bool transposed) {
+    using P = Plan<D, FP8>;
     const int stage = index % kStages;
     if (index >= kStages) nk_mbarrier_wait(empty + stage * 8, ((index / kStages) - 1) & 1);
     nk_mbarrier_arrive_expect_bytes(full + stage * 8, P::keyTileBytes);
 #pragma unroll
-    for (int block = 0; block < D / 64; ++block) {
-        nk_tensor_copy_4d(ring + stage * P::keyTileBytes + block * kKeysPerTile * 128, map, block * 64, head,
-                          tile * kKeysPerTile, sample, full + stage * 8);
+    for (int block = 0; block < P::copiesPerTile; ++block) {
+        const u32 destination = ring + stage * P::keyTileBytes + block * kKeysPerTile * 128;
+        if (transposed) {
+            nk_tensor_copy_4d(destination, map, tile * kKeysPerTile, block * 128, head, sample, full + stage * 8);
+        } else {
+            nk_tensor_copy_4d(destination, map, block * 128 / P::elementBytes, head, tile * kKeysPerTile, sample, full + stage * 8);
+        }
     }
 }
 
@@ -125,10 +148,10 @@ NK_DEVICE void produce_tile(u32 ring, u32 full, u32 empty, const nk_tensor_map* 
 /// queries once the consumers' last S of the previous unit has read the query tile, then the remaining tiles (K of
 /// a tile first: S needs it a turn before P·V needs V). The rings run on across units, so the next unit's tiles
 /// load while the consumers finish the current one.
-template <int D>
+template <int D, bool FP8>
 NK_DEVICE void produce(u32 base, const nk_tensor_map* queryMap, const nk_tensor_map* keyMap, const nk_tensor_map* valueMap,
                        const WorkUnits& work) {
-    using P = Plan<D>;
+    using P = Plan<D, FP8>;
     nk_prefetch_tensor_map(queryMap);
     nk_prefetch_tensor_map(keyMap);
     nk_prefetch_tensor_map(valueMap);
@@ -137,16 +160,17 @@ NK_DEVICE void produce(u32 base, const nk_tensor_map* queryMap, const nk_tensor_
         const WorkUnit w = work.unit(unit);
         const int first = iteration * work.tiles;
         for (int tile = 0; tile < work.tiles; ++tile) {
-            produce_tile<D>(base + P::keys, base + P::keyFull, base + P::keyEmpty, keyMap, first + tile, tile, w.head, w.sample);
-            produce_tile<D>(base + P::values, base + P::valueFull, base + P::valueEmpty, valueMap, first + tile, tile, w.head,
-                            w.sample);
+            produce_tile<D, FP8>(base + P::keys, base + P::keyFull, base + P::keyEmpty, keyMap, first + tile, tile, w.head,
+                                 w.sample, false);
+            produce_tile<D, FP8>(base + P::values, base + P::valueFull, base + P::valueEmpty, valueMap, first + tile, tile,
+                                 w.head, w.sample, FP8);
             if (tile > 0) continue;
             if (iteration > 0) nk_mbarrier_wait(base + P::queryEmpty, (iteration - 1) & 1);
             nk_mbarrier_arrive_expect_bytes(base + P::queryFull, P::queryBytes);
 #pragma unroll
-            for (int block = 0; block < D / 64; ++block) {
-                nk_tensor_copy_4d(base + P::queries + block * kQueriesPerBlock * 128, queryMap, block * 64, w.head,
-                                  w.queryBlock * kQueriesPerBlock, w.sample, base + P::queryFull);
+            for (int block = 0; block < P::copiesPerTile; ++block) {
+                nk_tensor_copy_4d(base + P::queries + block * kQueriesPerBlock * 128, queryMap, block * 128 / P::elementBytes,
+                                  w.head, w.queryBlock * kQueriesPerBlock, w.sample, base + P::queryFull);
             }
         }
     }
@@ -156,44 +180,65 @@ NK_DEVICE void produce(u32 base, const nk_tensor_map* queryMap, const nk_tensor_
 /// fence needed).
 NK_DEVICE void wait_for_tile(u32 full, int index) { nk_mbarrier_wait(full + (index % kStages) * 8, (index / kStages) & 1); }
 
-/// Issues S = Q·Kᵀ (64 queries × 128 keys) as one committed wgmma group: D/16 k-steps of 16 head dimensions.
-template <class T, int D>
+/// P of one key tile as A fragments: 16-bit, eight k-steps of 16 keys; e4m3, four k-steps of 32 keys.
+template <bool FP8>
+using Weights = u32[FP8 ? 4 : 8][4];
+
+/// Issues S = Q·Kᵀ (64 queries × 128 keys) as one committed wgmma group: k-steps of 32 bytes of head dimensions
+/// (16 16-bit or 32 e4m3 values).
+template <class T, int D, bool FP8>
 NK_DEVICE void issue_scores(float (&scores)[64], u32 queryTile, u32 keyTile) {
     nk_wgmma_fence();
 #pragma unroll
-    for (int step = 0; step < D / 16; ++step) {
-        // Column block step / 4 of the tiles, then +32 bytes per 16 head dimensions inside the 128-byte rows.
+    for (int step = 0; step < D * Plan<D, FP8>::elementBytes / 32; ++step) {
+        // Column block step / 4 of the tiles, then +32 bytes per step inside the 128-byte rows.
         const u32 within = (step & 3) * 32;
         const u64 a = nk_wgmma_descriptor(queryTile + (step >> 2) * kQueriesPerBlock * 128 + within, 16, 1024);
         const u64 b = nk_wgmma_descriptor(keyTile + (step >> 2) * kKeysPerTile * 128 + within, 16, 1024);
-        nk_wgmma_ss_n128<T>(scores, a, b, step > 0);
+        if constexpr (FP8) {
+            nk_wgmma_ss_n128_e4m3(scores, a, b, step > 0);
+        } else {
+            nk_wgmma_ss_n128<T>(scores, a, b, step > 0);
+        }
     }
     nk_wgmma_commit();
 }
 
-/// Issues O += P·V for one key tile as one committed wgmma group: eight k-steps of 16 keys.
-template <class T, int D>
-NK_DEVICE void issue_values(float (&output)[D / 2], const u32 (&weights)[8][4], u32 valueTile) {
+/// Issues O += P·V for one key tile as one committed wgmma group: eight k-steps of 16 keys (16-bit; V MN-major) or
+/// four of 32 keys (e4m3; V transposed, K-major like K).
+template <class T, int D, bool FP8>
+NK_DEVICE void issue_values(float (&output)[D / 2], const Weights<FP8>& weights, u32 valueTile) {
     nk_wgmma_fence();
+    if constexpr (FP8) {
+        static_assert(D == 128, "the e4m3 kernel has head dimension 128");
 #pragma unroll
-    for (int step = 0; step < 8; ++step) {
-        // Keys 16·step…: two 8-row groups (SBO 1024 bytes) per step; D/64 column blocks (LBO one block).
-        const u64 b = nk_wgmma_descriptor(valueTile + step * 2048, kKeysPerTile * 128, 1024);
-        if constexpr (D == 128) {
-            nk_wgmma_rs_n128<T>(output, weights[step], b, 1);
-        } else {
-            nk_wgmma_rs_n64<T>(output, weights[step], b, 1);
+        for (int step = 0; step < 4; ++step) {
+            // Keys 32·step…: +32 bytes inside the 128-byte rows of D; 8-row groups of D 1024 bytes apart.
+            nk_wgmma_rs_n128_e4m3(output, weights[step], nk_wgmma_descriptor(valueTile + step * 32, 16, 1024), 1);
+        }
+    } else {
+#pragma unroll
+        for (int step = 0; step < 8; ++step) {
+            // Keys 16·step…: two 8-row groups (SBO 1024 bytes) per step; D/64 column blocks (LBO one block).
+            const u64 b = nk_wgmma_descriptor(valueTile + step * 2048, kKeysPerTile * 128, 1024);
+            if constexpr (D == 128) {
+                nk_wgmma_rs_n128<T>(output, weights[step], b, 1);
+            } else {
+                nk_wgmma_rs_n64<T>(output, weights[step], b, 1);
+            }
         }
     }
     nk_wgmma_commit();
 }
 
 /// The online-softmax step of one key tile: masks keys past `keyTokens` or masked out, updates the running maxima
-/// (base 2) and this thread's partial row sums, writes P = 2^(S·scale − max) rounded to the input format as A
-/// fragments of 16 keys each, and returns in `correction` the factor the output rows must be scaled by.
-template <class T>
-NK_DEVICE void softmax_tile(float (&scores)[64], u32 (&weights)[8][4], float (&correction)[2], float (&rowMax)[2],
-                            float (&rowSum)[2], int firstKey, int keyTokens, const u8* sampleMask, float scaleLog2) {
+/// (base 2) and this thread's partial row sums, writes P = 2^(S·scale − max + weightShift) rounded to the operand
+/// format as A fragments (16-bit: 16 keys each; e4m3: 32 keys each, in the permuted key order of the v codes), and
+/// returns in `correction` the factor the output rows must be scaled by.
+template <class T, bool FP8>
+NK_DEVICE void softmax_tile(float (&scores)[64], Weights<FP8>& weights, float (&correction)[2], float (&rowMax)[2],
+                            float (&rowSum)[2], int firstKey, int keyTokens, const u8* sampleMask, float scaleLog2,
+                            float weightShift) {
     const int t = threadIdx.x & 3;
     if (firstKey + kKeysPerTile > keyTokens || sampleMask) {
 #pragma unroll
@@ -221,20 +266,40 @@ NK_DEVICE void softmax_tile(float (&scores)[64], u32 (&weights)[8][4], float (&c
         correction[half] = exp2f(rowMax[half] - reference[half]);
         rowMax[half] = newMax;
         rowSum[half] *= correction[half];
+        reference[half] -= weightShift;
     }
+    if constexpr (FP8) {
 #pragma unroll
-    for (int step = 0; step < 8; ++step) {
-        float p[8];
+        for (int step = 0; step < 4; ++step) {
+            // Keys 32·step + 8i + 2t + (c & 1) for accumulator block i: the A fragment's key position 4t + j of each
+            // 16 takes (2t, 2t + 1, 8 + 2t, 9 + 2t)[j], the order the v codes are stored in.
+            float p[16];
 #pragma unroll
-        for (int c = 0; c < 8; ++c) {
-            const int half = (c >> 1) & 1;
-            p[c] = exp2_approx(fmaf(scores[8 * step + c], scaleLog2, -reference[half]));
-            rowSum[half] += p[c];
+            for (int c = 0; c < 16; ++c) {
+                const int half = (c >> 1) & 1;
+                p[c] = exp2_approx(fmaf(scores[16 * step + c], scaleLog2, -reference[half]));
+                rowSum[half] += p[c];
+            }
+            weights[step][0] = nk_e4m3_pack4(p[0], p[1], p[4], p[5]);
+            weights[step][1] = nk_e4m3_pack4(p[2], p[3], p[6], p[7]);
+            weights[step][2] = nk_e4m3_pack4(p[8], p[9], p[12], p[13]);
+            weights[step][3] = nk_e4m3_pack4(p[10], p[11], p[14], p[15]);
         }
-        weights[step][0] = T::pack2(p[0], p[1]);
-        weights[step][1] = T::pack2(p[2], p[3]);
-        weights[step][2] = T::pack2(p[4], p[5]);
-        weights[step][3] = T::pack2(p[6], p[7]);
+    } else {
+#pragma unroll
+        for (int step = 0; step < 8; ++step) {
+            float p[8];
+#pragma unroll
+            for (int c = 0; c < 8; ++c) {
+                const int half = (c >> 1) & 1;
+                p[c] = exp2_approx(fmaf(scores[8 * step + c], scaleLog2, -reference[half]));
+                rowSum[half] += p[c];
+            }
+            weights[step][0] = T::pack2(p[0], p[1]);
+            weights[step][1] = T::pack2(p[2], p[3]);
+            weights[step][2] = T::pack2(p[4], p[5]);
+            weights[step][3] = T::pack2(p[6], p[7]);
+        }
     }
 }
 
@@ -255,11 +320,11 @@ NK_DEVICE void rescale(float (&output)[N], const float (&correction)[2]) {
 NK_DEVICE void wait_for_turn(int group) { nk_named_barrier(3 + group, 2 * 128); }
 NK_DEVICE void pass_turn(int group) { nk_named_barrier_arrive(3 + (group ^ 1), 2 * 128); }
 
-/// Normalises this thread's output rows g and g + 8 by their full row sums (summed over the quad) and stores the
-/// rows inside the sequence.
+/// Normalises this thread's output rows g and g + 8 by their full row sums (summed over the quad), times
+/// `valueScale`, and stores the rows inside the sequence.
 template <class T, int D>
 NK_DEVICE void store_rows(u16* o, const float (&output)[D / 2], float (&rowSum)[2], i64 queryBase, int firstQuery,
-                          int queryTokens, int rowStride) {
+                          int queryTokens, int rowStride, float valueScale) {
     const int warp = (threadIdx.x % 128) / 32;
     const int g = (threadIdx.x & 31) >> 2;
     const int t = threadIdx.x & 3;
@@ -267,7 +332,7 @@ NK_DEVICE void store_rows(u16* o, const float (&output)[D / 2], float (&rowSum)[
     for (int half = 0; half < 2; ++half) {
         rowSum[half] += __shfl_xor_sync(0xFFFFFFFFu, rowSum[half], 1);
         rowSum[half] += __shfl_xor_sync(0xFFFFFFFFu, rowSum[half], 2);
-        const float inverse = rowSum[half] > 0.0f ? 1.0f / rowSum[half] : 0.0f;
+        const float inverse = rowSum[half] > 0.0f ? valueScale / rowSum[half] : 0.0f;
         const int row = firstQuery + 16 * warp + g + 8 * half;
         if (row >= queryTokens) continue;
         u16* destination = o + queryBase + (i64)row * rowStride + 2 * t;
@@ -282,10 +347,11 @@ NK_DEVICE void store_rows(u16* o, const float (&output)[D / 2], float (&rowSum)[
 /// A consumer warpgroup: for each of the block's work units, its 64 queries against every key tile. Tile j's
 /// softmax runs while P·V of tile j − 1 is still on the tensor cores (S of tile j and P·V of tile j − 1 are issued
 /// together in one turn). The turns alternate between the warpgroups across units too.
-template <class T, int D>
+template <class T, int D, bool FP8>
 NK_DEVICE void consume(u32 base, u16* o, const u8* keyMask, const WorkUnits& work, int queryTokens, int keyTokens,
-                       float scaleLog2) {
-    using P = Plan<D>;
+                       float scaleLog2, const float* scales, float weightShift) {
+    using P = Plan<D, FP8>;
+    using W = Weights<FP8>;
     const int group = threadIdx.x / 128;
     const int tiles = work.tiles;
     const int rowStride = work.heads * D;
@@ -299,6 +365,14 @@ NK_DEVICE void consume(u32 base, u16* o, const u8* keyMask, const WorkUnits& wor
         const bool lastUnit = unit + (int)gridDim.x >= work.units;
         const int first = iteration * tiles;  // ring slot of the unit's tile 0
         const u8* sampleMask = keyMask ? keyMask + (i64)w.sample * keyTokens : nullptr;
+        // e4m3: scores and values in units of their (sample, head) scales ([3][B][H]: q, k, v).
+        float unitScaleLog2 = scaleLog2, valueScale = 1.0f;
+        if constexpr (FP8) {
+            const int pairs = work.units / work.queryBlocks;  // B · H
+            const int pair = w.sample * work.heads + w.head;
+            unitScaleLog2 = scaleLog2 * scales[pair] * scales[pairs + pair];
+            valueScale = scales[2 * pairs + pair];
+        }
 
         float output[D / 2];
 #pragma unroll
@@ -307,36 +381,37 @@ NK_DEVICE void consume(u32 base, u16* o, const u8* keyMask, const WorkUnits& wor
         float rowMax[2] = {negative_infinity(), negative_infinity()};
         float rowSum[2] = {0.0f, 0.0f};
         float scores[64];
-        u32 weights[8][4];
+        W weights;
         float correction[2];
 
         nk_mbarrier_wait(base + P::queryFull, iteration & 1);
         wait_for_tile(base + P::keyFull, first);
         wait_for_turn(group);
-        issue_scores<T, D>(scores, queryTile, base + P::keys + (first % kStages) * P::keyTileBytes);
+        issue_scores<T, D, FP8>(scores, queryTile, base + P::keys + (first % kStages) * P::keyTileBytes);
         pass_turn(group);
         nk_wgmma_wait<0>();
         nk_wgmma_pin(scores);
         nk_mbarrier_arrive(base + P::keyEmpty + (first % kStages) * 8);
         if (tiles == 1) nk_mbarrier_arrive(base + P::queryEmpty);
-        softmax_tile<T>(scores, weights, correction, rowMax, rowSum, 0, keyTokens, sampleMask, scaleLog2);
+        softmax_tile<T, FP8>(scores, weights, correction, rowMax, rowSum, 0, keyTokens, sampleMask, unitScaleLog2, weightShift);
 
         // One tile: its S and the previous tile's P·V in one turn, its softmax while that P·V runs. `current` holds
         // the previous tile's P, `next` receives this tile's (two buffers, so no P is written while a wgmma reads it).
-        const auto step = [&](int tile, const u32 (&current)[8][4], u32 (&next)[8][4]) {
+        const auto step = [&](int tile, const W& current, W& next) {
             const int stage = (first + tile) % kStages;
             const int previous = (first + tile - 1) % kStages;
             wait_for_tile(base + P::keyFull, first + tile);
             wait_for_tile(base + P::valueFull, first + tile - 1);
             wait_for_turn(group);
-            issue_scores<T, D>(scores, queryTile, base + P::keys + stage * P::keyTileBytes);
-            issue_values<T, D>(output, current, base + P::values + previous * P::keyTileBytes);
+            issue_scores<T, D, FP8>(scores, queryTile, base + P::keys + stage * P::keyTileBytes);
+            issue_values<T, D, FP8>(output, current, base + P::values + previous * P::keyTileBytes);
             pass_turn(group);
             nk_wgmma_wait<1>();  // S of this tile; P·V of the previous one may still run
             nk_wgmma_pin(scores);
             nk_mbarrier_arrive(base + P::keyEmpty + stage * 8);
             if (tile == tiles - 1) nk_mbarrier_arrive(base + P::queryEmpty);  // the unit's last S has read Q
-            softmax_tile<T>(scores, next, correction, rowMax, rowSum, tile * kKeysPerTile, keyTokens, sampleMask, scaleLog2);
+            softmax_tile<T, FP8>(scores, next, correction, rowMax, rowSum, tile * kKeysPerTile, keyTokens, sampleMask,
+                                 unitScaleLog2, weightShift);
             nk_wgmma_wait<0>();
             nk_wgmma_pin(output);
             nk_mbarrier_arrive(base + P::valueEmpty + previous * 8);
@@ -344,17 +419,17 @@ NK_DEVICE void consume(u32 base, u16* o, const u8* keyMask, const WorkUnits& wor
         };
         // The last tile's P·V, alone in the warpgroup's last turn of the unit. Warpgroup 1's very last turn passes
         // to nobody.
-        const auto finish = [&](const u32 (&current)[8][4]) {
+        const auto finish = [&](const W& current) {
             const int stage = (first + tiles - 1) % kStages;
             wait_for_tile(base + P::valueFull, first + tiles - 1);
             wait_for_turn(group);
-            issue_values<T, D>(output, current, base + P::values + stage * P::keyTileBytes);
+            issue_values<T, D, FP8>(output, current, base + P::values + stage * P::keyTileBytes);
             if (group == 0 || !lastUnit) pass_turn(group);
             nk_wgmma_wait<0>();
             nk_wgmma_pin(output);
             nk_mbarrier_arrive(base + P::valueEmpty + stage * 8);
         };
-        u32 otherWeights[8][4];
+        W otherWeights;
         int tile = 1;
         for (; tile + 1 < tiles; tile += 2) {
             step(tile, weights, otherWeights);
@@ -369,15 +444,15 @@ NK_DEVICE void consume(u32 base, u16* o, const u8* keyMask, const WorkUnits& wor
 
         const i64 queryBase = (i64)w.sample * queryTokens * rowStride + (i64)w.head * D;
         const int firstQuery = w.queryBlock * kQueriesPerBlock + group * kQueriesPerGroup;
-        store_rows<T, D>(o, output, rowSum, queryBase, firstQuery, queryTokens, rowStride);
+        store_rows<T, D>(o, output, rowSum, queryBase, firstQuery, queryTokens, rowStride, valueScale);
     }
 }
 
-template <class T, int D>
+template <class T, int D, bool FP8>
 NK_DEVICE void attention(const nk_tensor_map* queryMap, const nk_tensor_map* keyMap, const nk_tensor_map* valueMap,
                          u16* __restrict__ o, const u8* __restrict__ keyMask, int queryTokens, int keyTokens, int heads,
-                         int batch, float scaleLog2) {
-    using P = Plan<D>;
+                         int batch, float scaleLog2, const float* __restrict__ scales, float weightShift) {
+    using P = Plan<D, FP8>;
     extern __shared__ __align__(1024) u8 sharedBytes[];
     // The swizzle works on address bits 4-9: align the plan to 1024 bytes (the launcher adds the slack).
     const u32 raw = nk_shared_address(sharedBytes);
@@ -399,19 +474,23 @@ NK_DEVICE void attention(const nk_tensor_map* queryMap, const nk_tensor_map* key
 
     if (threadIdx.x >= kConsumerThreads) {
         nk_setmaxnreg_decrease<kProducerRegisters>();
-        if (threadIdx.x == kConsumerThreads) produce<D>(base, queryMap, keyMap, valueMap, work);
+        if (threadIdx.x == kConsumerThreads) produce<D, FP8>(base, queryMap, keyMap, valueMap, work);
     } else {
         nk_setmaxnreg_increase<kConsumerRegisters>();
-        consume<T, D>(base, o, keyMask, work, queryTokens, keyTokens, scaleLog2);
+        consume<T, D, FP8>(base, o, keyMask, work, queryTokens, keyTokens, scaleLog2, scales, weightShift);
     }
 }
 
 #define NK_ATTENTION_BODY(T, D) \
-    attention<T, D>(&queryMap, &keyMap, &valueMap, o, keyMask, queryTokens, keyTokens, heads, batch, scaleLog2)
+    attention<T, D, false>(&queryMap, &keyMap, &valueMap, o, keyMask, queryTokens, keyTokens, heads, batch, scaleLog2, nullptr, 0.0f)
+#define NK_ATTENTION_FP8_BODY(T) \
+    attention<T, 128, true>(&queryMap, &keyMap, &valueMap, o, keyMask, queryTokens, keyTokens, heads, batch, scaleLog2, scales, \
+                            weightShift)
 #else
 // Not sm_90a: the host dispatches to this file's kernels only on sm_90a (AttentionGeometry.usesWGMMA), so here
 // they trap instead of computing.
 #define NK_ATTENTION_BODY(T, D) __trap()
+#define NK_ATTENTION_FP8_BODY(T) __trap()
 #endif
 
 }  // namespace
@@ -437,4 +516,17 @@ NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_f16_d64(N
 
 NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_f16_d128(NK_ATTENTION_PARAMETERS) {
     NK_ATTENTION_BODY(nk_f16, 128);
+}
+
+// The e4m3 kernels (head dimension 128; the output format in the name): the value map describes v transposed,
+// [B][H][D][Spad] e4m3 (its key positions permuted within each 16, see the top of the file), `scales` is float32
+// [3][B][H] (q, k, v), `weightShift` the log₂ of the largest P before rounding to e4m3.
+#define NK_ATTENTION_FP8_PARAMETERS NK_ATTENTION_PARAMETERS, const float* scales, float weightShift
+
+NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_fp8_bf16_d128(NK_ATTENTION_FP8_PARAMETERS) {
+    NK_ATTENTION_FP8_BODY(nk_bf16);
+}
+
+NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_fp8_f16_d128(NK_ATTENTION_FP8_PARAMETERS) {
+    NK_ATTENTION_FP8_BODY(nk_f16);
 }

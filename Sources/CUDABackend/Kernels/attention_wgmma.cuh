@@ -1,5 +1,5 @@
 // attention_wgmma.cuh: Hopper (sm_90a) building blocks of attention_wgmma.cu: warpgroup MMA (wgmma) with float32
-// accumulators for bf16/f16 operands, shared-memory matrix descriptors for the 128-byte swizzled layout, mbarriers,
+// accumulators for bf16/f16 and float8 e4m3 operands, shared-memory matrix descriptors for the 128-byte swizzled layout, mbarriers,
 // named barriers and tensor copies (TMA). Everything but the tensor-map parameter type exists only when compiling for
 // sm_90a (`NK_HAS_WGMMA`); other targets see none of it.
 //
@@ -172,6 +172,23 @@ NK_DEVICE void nk_wgmma_rs_n64(float (&d)[32], const u32 (&a)[4], u64 b, int acc
     } else {
         NK_WGMMA_RS_N64("f16");
     }
+}
+
+/// D (64×128, float32) = A·B, plus D when `accumulate` != 0; A (64×32) and B (32×128, stored N×K) float8 e4m3,
+/// K-major in shared memory (the only layout 8-bit wgmma operands have), described by `a` and `b`.
+NK_DEVICE void nk_wgmma_ss_n128_e4m3(float (&d)[64], u64 a, u64 b, int accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {" NK_REGS64 "}, %64, %65, p, 1, 1;\n}\n"
+                 : NK_ACC64 : "l"(a), "l"(b), "r"(accumulate));
+}
+
+/// D (64×128, float32) = A·B, plus D when `accumulate` != 0; A (64×32, e4m3) in registers (four per thread: per warp
+/// a0 = A[g][4t..4t+3], a1 = A[g+8][4t..4t+3], a2 = A[g][16+4t..], a3 = A[g+8][16+4t..], lowest column in the low
+/// byte), B (32×128, stored N×K, e4m3) K-major in shared memory, described by `b`.
+NK_DEVICE void nk_wgmma_rs_n128_e4m3(float (&d)[64], const u32 (&a)[4], u64 b, int accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {" NK_REGS64 "}, {%64, %65, %66, %67}, %68, p, 1, 1;\n}\n"
+                 : NK_ACC64 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
 }
 
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL

@@ -41,9 +41,10 @@ struct FluxCUDAQKV: Sendable {
 }
 
 enum FluxCUDAAttention {
-    /// Attention over the whole joint sequence of normalized, rotated heads; heads merged to `[B, S, D]`.
-    static func attend(_ heads: AttentionHeads, _ ops: FluxCUDAOps) throws -> DeviceTensor {
-        let output = try ops.context.attention(query: heads.query, key: heads.key, value: heads.value)
+    /// Attention over the whole joint sequence of normalized, rotated heads at `precision` (`.fp8`: the operands
+    /// quantized to e4m3 first); heads merged to `[B, S, D]`.
+    static func attend(_ heads: AttentionHeads, precision: AttentionPrecision, _ ops: FluxCUDAOps) throws -> DeviceTensor {
+        let output = try ops.context.attention(heads, precision: precision)
         let shape = output.shape
         return try output.reshaped([shape[0], shape[1], shape[2] * shape[3]])
     }

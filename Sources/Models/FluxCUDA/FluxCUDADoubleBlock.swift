@@ -36,11 +36,12 @@ struct FluxCUDADoubleBlock: Sendable {
     /// One block on image tokens `[B, N, D]` and text tokens `[B, T, D]` (both updated in place); `conditioning` is
     /// `SiLU(temb)` `[B, D]`.
     func callAsFunction(image: DeviceTensor, context: DeviceTensor, conditioning: DeviceTensor, rotary: FluxCUDARotary,
-                        _ ops: FluxCUDAOps) throws {
+                        attention precision: AttentionPrecision, _ ops: FluxCUDAOps) throws {
         // Chunks: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp.
         let m = try imageModulation.table(conditioning, ops)
         let mc = try contextModulation.table(conditioning, ops)
-        let (contextAttention, imageAttention) = try attention(image: image, context: context, m: m, mc: mc, rotary: rotary, ops)
+        let (contextAttention, imageAttention) = try attention(image: image, context: context, m: m, mc: mc, rotary: rotary,
+                                                                     precision: precision, ops)
         try ops.gatedAdd(try ops.linear(imageOut, imageAttention), gate: m.chunk(2), into: image)
         try ops.gatedAdd(try imageMLP(try ops.layerNorm(image, m.adaLN(shift: 3, scale: 4)), ops), gate: m.chunk(5), into: image)
         try ops.gatedAdd(try ops.linear(contextOut, contextAttention), gate: mc.chunk(2), into: context)
@@ -51,13 +52,13 @@ struct FluxCUDADoubleBlock: Sendable {
     /// Joint attention; returns the text part `[B, T, D]` and the image part `[B, N, D]`.
     private func attention(
         image: DeviceTensor, context: DeviceTensor, m: FluxCUDAModulationTable, mc: FluxCUDAModulationTable,
-        rotary: FluxCUDARotary, _ ops: FluxCUDAOps
+        rotary: FluxCUDARotary, precision: AttentionPrecision, _ ops: FluxCUDAOps
     ) throws -> (DeviceTensor, DeviceTensor) {
         let heads = try imageQKV.jointHeads(batch: image.shape[0], tokens: context.shape[1] + image.shape[1], like: image, ops)
         try contextQKV.write(try ops.layerNorm(context, mc.adaLN(shift: 0, scale: 1)), into: heads, tokenOffset: 0, rotary: rotary, ops)
         try imageQKV.write(try ops.layerNorm(image, m.adaLN(shift: 0, scale: 1)), into: heads, tokenOffset: context.shape[1],
                            rotary: rotary, ops)
-        let joint = try FluxCUDAAttention.attend(heads, ops)
+        let joint = try FluxCUDAAttention.attend(heads, precision: precision, ops)
         let parts = try ops.splitTokens(joint, sizes: [context.shape[1], image.shape[1]])
         return (parts[0], parts[1])
     }

@@ -46,18 +46,20 @@ struct FluxCUDASingleBlock: Sendable {
     }
 
     /// One block on the joint tokens `[B, T+N, D]` (updated in place); `conditioning` is `SiLU(temb)` `[B, D]`.
-    func callAsFunction(_ tokens: DeviceTensor, conditioning: DeviceTensor, rotary: FluxCUDARotary, _ ops: FluxCUDAOps) throws {
+    func callAsFunction(_ tokens: DeviceTensor, conditioning: DeviceTensor, rotary: FluxCUDARotary, attention precision: AttentionPrecision,
+                        _ ops: FluxCUDAOps) throws {
         let m = try modulation.table(conditioning, ops)   // shift, scale, gate
-        try ops.gatedAdd(try update(tokens, m, rotary, ops), gate: m.chunk(2), into: tokens)
+        try ops.gatedAdd(try update(tokens, m, rotary, precision, ops), gate: m.chunk(2), into: tokens)
     }
 
     /// `output(attention(x), GELU(mlp_in(x)))` for `x = LN(tokens)·scale + shift`.
-    private func update(_ tokens: DeviceTensor, _ m: FluxCUDAModulationTable, _ rotary: FluxCUDARotary, _ ops: FluxCUDAOps) throws -> DeviceTensor {
+    private func update(_ tokens: DeviceTensor, _ m: FluxCUDAModulationTable, _ rotary: FluxCUDARotary, _ precision: AttentionPrecision,
+                        _ ops: FluxCUDAOps) throws -> DeviceTensor {
         let normalized = try ops.layerNorm(tokens, m.adaLN(shift: 0, scale: 1))
         let mlp = try ops.linearGELU(mlpIn, normalized)
         let heads = try qkv.jointHeads(batch: tokens.shape[0], tokens: tokens.shape[1], like: tokens, ops)
         try qkv.write(normalized, into: heads, tokenOffset: 0, rotary: rotary, ops)
-        let attention = try FluxCUDAAttention.attend(heads, ops)
+        let attention = try FluxCUDAAttention.attend(heads, precision: precision, ops)
         return try output(attention: attention, mlp: mlp, ops)
     }
 }

@@ -19,6 +19,8 @@ public struct FluxCUDATransformer: Sendable {
     public let numerics: W4A4Numerics
     /// What the fast W4A4 layers share (nil for `.exact`): its `prefetchesWeights` switches the weight prefetch.
     public let fastEngine: CUDAW4A4FastEngine?
+    /// The operand format of attention (`.bf16` unless asked for; `.fp8` needs an sm_90a GPU).
+    public private(set) var attention: AttentionPrecision
     let gemm: CUDAGEMM
     let imageEmbedder: FluxCUDALinear
     let contextEmbedder: FluxCUDALinear
@@ -36,42 +38,46 @@ public struct FluxCUDATransformer: Sendable {
     /// - Parameter linearFactory: how quantized layers are stored: `DenseLinearFactory` for unquantized checkpoints,
     ///   `SVDQuantLinearFactory` in kernel-exact mode for SVDQuant ones.
     /// - Parameter numerics: `.fast` runs W4A4 layers (INT4 and NVFP4) on the FP8 path (sm_90+).
+    /// - Parameter attention: `.fp8` runs attention on e4m3 operands (sm_90a; `NunchakuError.unsupported` elsewhere).
     public init(
         config: FluxConfig, weights: any TensorProvider, layout: FluxCheckpointLayout = .diffusers,
         linearFactory: any LinearLayerFactory = DenseLinearFactory(), context: CUDAContext, source: String = "weights",
-        numerics: W4A4Numerics = .exact
+        numerics: W4A4Numerics = .exact, attention: AttentionPrecision = .bf16
     ) throws {
         try self.init(config: config, weights: weights, layout: layout, linears: FluxCheckpointLinears(factory: linearFactory),
-                      context: context, source: source, numerics: numerics)
+                      context: context, source: source, numerics: numerics, attention: attention)
     }
 
     /// Loads the checkpoint in `files`, choosing its layers by its format as `FluxTransformer(files:)` does:
     /// SVDQuant checkpoints (any container `SVDQuantCheckpoint` opens) through `SVDQuantLinearFactory` in
     /// kernel-exact mode, unquantized ones (diffusers or Nunchaku block names) as dense layers.
-    /// - Parameter numerics: as in `init(config:weights:…)`.
-    public init(files: FluxModelFiles, context: CUDAContext, numerics: W4A4Numerics = .exact) throws {
+    /// - Parameters numerics, attention: as in `init(config:weights:…)`.
+    public init(files: FluxModelFiles, context: CUDAContext, numerics: W4A4Numerics = .exact, attention: AttentionPrecision = .bf16) throws {
         let source = files.source
         switch try files.weightSource() {
         case .svdquant(let checkpoint):
             try self.init(config: files.config, weights: SVDQuantModelTensors(checkpoint), layout: .nunchaku,
                           linearFactory: SVDQuantLinearFactory(checkpoint: checkpoint), context: context, source: source,
-                          numerics: numerics)
+                          numerics: numerics, attention: attention)
         case .dense(let layout):
             try self.init(config: files.config, weights: files.weights, layout: layout, context: context, source: source,
-                          numerics: numerics)
+                          numerics: numerics, attention: attention)
         }
     }
 
     /// The model of a random-weight checkpoint (layers generated one at a time, uploaded, and dropped on the host).
-    public init(random checkpoint: FluxRandomCheckpoint, context: CUDAContext, numerics: W4A4Numerics = .exact) throws {
+    public init(random checkpoint: FluxRandomCheckpoint, context: CUDAContext, numerics: W4A4Numerics = .exact,
+                attention: AttentionPrecision = .bf16) throws {
         try self.init(config: checkpoint.config, weights: checkpoint.tensors, layout: checkpoint.layout, linears: checkpoint,
-                      context: context, source: "random \(checkpoint.format) FLUX (seed \(checkpoint.seed))", numerics: numerics)
+                      context: context, source: "random \(checkpoint.format) FLUX (seed \(checkpoint.seed))", numerics: numerics,
+                      attention: attention)
     }
 
     init(config: FluxConfig, weights: any TensorProvider, layout: FluxCheckpointLayout, linears: any FluxHostLinearSource,
-         context: CUDAContext, source: String, numerics: W4A4Numerics) throws {
+         context: CUDAContext, source: String, numerics: W4A4Numerics, attention: AttentionPrecision) throws {
         try config.validate(source: source)
         try Self.checkKernelLimits(config, source: source)
+        try Self.checkAttention(attention, config, context: context, source: source)
         try FluxBlockInventory.check(weights.tensorNames, config: config, source: source)
         let reader = WeightReader(weights, source: source)
         var loader = FluxCUDALayerLoader(context: context, layout: layout, source: linears, weights: reader)
@@ -81,6 +87,7 @@ public struct FluxCUDATransformer: Sendable {
         self.context = context
         self.numerics = numerics
         fastEngine = loader.fastEngine
+        self.attention = attention
         gemm = CUDAGEMM(context: context)
         imageEmbedder = try loader.linear(FluxTopLevelNames.imageEmbedder, config.inChannels, width)
         contextEmbedder = try loader.linear(FluxTopLevelNames.contextEmbedder, config.jointAttentionDim, width)
@@ -96,6 +103,25 @@ public struct FluxCUDATransformer: Sendable {
             layers: loader.adaptable.all))
     }
 
+    /// The same model (weights shared) with attention at `precision`.
+    /// - Throws: `NunchakuError.unsupported` for `.fp8` off sm_90a or at a head dimension other than 128.
+    public func withAttention(_ precision: AttentionPrecision) throws -> FluxCUDATransformer {
+        try Self.checkAttention(precision, config, context: context, source: "FLUX transformer")
+        var copy = self
+        copy.attention = precision
+        return copy
+    }
+
+    /// Refuses fp8 attention where its kernel cannot run (naming the GPU's kernel target or the head dimension).
+    static func checkAttention(_ precision: AttentionPrecision, _ config: FluxConfig, context: CUDAContext, source: String) throws {
+        guard precision == .fp8 else { return }
+        guard config.attentionHeadDim == AttentionFP8Launch.headDim else {
+            throw NunchakuError.unsupported(
+                context: source, reason: "fp8 attention needs attention_head_dim \(AttentionFP8Launch.headDim), not \(config.attentionHeadDim)")
+        }
+        try context.checkFP8AttentionAvailable()
+    }
+
     /// The GEMM implementation dense layers use (cuBLASLt when it loads).
     public var denseGEMM: GEMMImplementation { gemm.defaultImplementation }
 
@@ -108,11 +134,11 @@ public struct FluxCUDATransformer: Sendable {
         try ops.apply(.silu, conditioning)
         let text = try ops.linear(contextEmbedder, inputs.encoderHiddenStates)
         for block in doubleBlocks {
-            try block(image: image, context: text, conditioning: conditioning, rotary: inputs.rotary, ops)
+            try block(image: image, context: text, conditioning: conditioning, rotary: inputs.rotary, attention: attention, ops)
         }
         let joint = try ops.concatTokens([text, image])
         for block in singleBlocks {
-            try block(joint, conditioning: conditioning, rotary: inputs.rotary, ops)
+            try block(joint, conditioning: conditioning, rotary: inputs.rotary, attention: attention, ops)
         }
         let imageOut = try ops.splitTokens(joint, sizes: [inputs.textTokens, inputs.imageTokens])[1]
         let m = try outputModulation.table(conditioning, ops)   // scale, shift

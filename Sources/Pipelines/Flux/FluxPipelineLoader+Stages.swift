@@ -6,11 +6,15 @@ import NunchakuCore
 /// `CUDAAutoencoderKLDecoder`. Nunchaku's 4-bit T5 (`options.textEncoder2AWQPath`) replaces `text_encoder_2/` on both.
 extension FluxPipelineLoader {
     /// Checks the options that depend on the device before anything is loaded.
-    /// - Throws: `FluxPipelineError.invalidSetting` for fast W4A4 numerics on the CPU.
+    /// - Throws: `FluxPipelineError.invalidSetting` for fast W4A4 numerics or fp8 attention on the CPU.
     static func checkDevice(_ options: FluxPipelineLoadOptions) throws {
         if case .cpu = options.device, options.numerics != .exact {
             throw FluxPipelineError.invalidSetting(
                 setting: "numerics", reason: "\(options.numerics.rawValue) numerics run on the GPU only; use the cuda device or exact numerics")
+        }
+        if case .cpu = options.device, options.attention != .bf16 {
+            throw FluxPipelineError.invalidSetting(
+                setting: "attention", reason: "\(options.attention) attention runs on the GPU only; use the cuda device or bf16 attention")
         }
     }
 
@@ -21,7 +25,8 @@ extension FluxPipelineLoader {
         case .cpu:
             return (try FluxTransformer(files: files, computeDType: options.dtype, quantizedLayers: options.quantizedLayers), files.source)
         case .cuda(let context):
-            return (try FluxCUDATransformer(files: files, context: context, numerics: options.numerics), files.source)
+            return (try FluxCUDATransformer(files: files, context: context, numerics: options.numerics, attention: options.attention),
+                    files.source)
         }
     }
 

@@ -57,15 +57,18 @@ public struct FluxPipelineLoadOptions: Sendable {
     /// sm_90+).
     /// The CPU has only the exact numerics.
     public var numerics: W4A4Numerics
+    /// The GPU transformer's attention operands: `.bf16` or `.fp8` (e4m3, sm_90a). The CPU has only `.bf16`.
+    public var attention: AttentionPrecision
 
     public init(device: FluxPipelineDevice = .cpu, dtype: DType = .bf16, transformerPath: String? = nil,
                 quantizedLayers: SVDQuantLinearFactory.Mode = .kernelExact, textEncoder2AWQPath: String? = nil,
-                numerics: W4A4Numerics = .exact) {
+                numerics: W4A4Numerics = .exact, attention: AttentionPrecision = .bf16) {
         self.device = device
         self.dtype = dtype
         self.transformerPath = transformerPath
         self.quantizedLayers = quantizedLayers
         self.textEncoder2AWQPath = textEncoder2AWQPath
         self.numerics = numerics
+        self.attention = attention
     }
 }

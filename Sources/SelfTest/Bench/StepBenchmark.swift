@@ -17,6 +17,8 @@ public enum StepBenchmarkMode: String, Sendable, Codable, CaseIterable {
 /// One full FLUX transformer step measured: median GPU time of the timed steps, and the memory pool's peak.
 public struct StepBenchmarkRow: Sendable, Codable {
     public let mode: StepBenchmarkMode
+    /// The attention operand format of the step.
+    public var attention: AttentionPrecision = .bf16
     public let imageTokens: Int
     public let textTokens: Int
     public let milliseconds: Double
@@ -31,20 +33,22 @@ public struct StepBenchmarkRow: Sendable, Codable {
     public var graphMatchesEager: Bool?
 }
 
-/// `nunchaku bench step`: one denoising step of a random-weight full-size FLUX model (batch 1), per mode and size.
+/// `nunchaku bench step`: one denoising step of a random-weight full-size FLUX model (batch 1), per mode, attention
+/// precision and size.
 /// Models are loaded one at a time and released before the next. With `cudaGraph`, each size is also captured into
 /// a CUDA graph (`FluxCUDAGraphRunner`) and its replays timed in the same run, after the eager steps.
 public enum StepBenchmark {
-    /// Each mode in order (its model loaded, measured at every `imageTokens`, released), `progress` after each size.
-    /// - Throws: model construction errors (`.fast` below sm_90), GPU errors.
-    public static func run(context: CUDAContext, config: FluxConfig, modes: [StepBenchmarkMode], imageTokens: [Int],
-                           textTokens: Int, steps: Int, cudaGraph: Bool = false,
+    /// Each mode in order (its model loaded, measured at every `imageTokens` with each of `attentions`, released),
+    /// `progress` after each size.
+    /// - Throws: model construction errors (`.fast` below sm_90, `.fp8` attention off sm_90a), GPU errors.
+    public static func run(context: CUDAContext, config: FluxConfig, modes: [StepBenchmarkMode], attentions: [AttentionPrecision] = [.bf16],
+                           imageTokens: [Int], textTokens: Int, steps: Int, cudaGraph: Bool = false,
                            progress: (StepBenchmarkRow) -> Void) throws -> [StepBenchmarkRow] {
         var results: [StepBenchmarkRow] = []
         try context.memoryPool.trim()
         for mode in modes {
-            let rows = try run(context: context, config: config, mode: mode, imageTokens: imageTokens, textTokens: textTokens,
-                               steps: steps, cudaGraph: cudaGraph, progress: progress)
+            let rows = try run(context: context, config: config, mode: mode, attentions: attentions, imageTokens: imageTokens,
+                               textTokens: textTokens, steps: steps, cudaGraph: cudaGraph, progress: progress)
             results += rows
             try context.synchronize()
             try context.memoryPool.trim()
@@ -52,35 +56,47 @@ public enum StepBenchmark {
         return results
     }
 
-    private static func run(context: CUDAContext, config: FluxConfig, mode: StepBenchmarkMode, imageTokens: [Int],
-                            textTokens: Int, steps: Int, cudaGraph: Bool,
+    private static func run(context: CUDAContext, config: FluxConfig, mode: StepBenchmarkMode, attentions: [AttentionPrecision],
+                            imageTokens: [Int], textTokens: Int, steps: Int, cudaGraph: Bool,
                             progress: (StepBenchmarkRow) -> Void) throws -> [StepBenchmarkRow] {
         let checkpoint = try FluxRandomCheckpoint(config: config, format: mode == .bf16 ? .bf16 : .int4, seed: 0)
-        let model = try FluxCUDATransformer(random: checkpoint, context: context, numerics: [.fast, .fastInLine].contains(mode) ? .fast : .exact)
-        model.fastEngine?.prefetchesWeights = mode != .fastInLine
+        let loaded = try FluxCUDATransformer(random: checkpoint, context: context, numerics: [.fast, .fastInLine].contains(mode) ? .fast : .exact)
+        loaded.fastEngine?.prefetchesWeights = mode != .fastInLine
         try context.synchronize()
         let weightBytes = try context.memoryPool.statistics().liveBytes
         var rows: [StepBenchmarkRow] = []
         for tokens in imageTokens {
-            let arguments = try FluxRandomInputs.make(config: config, batch: 1, imageTokens: tokens, textTokens: textTokens, seed: 0)
-            let inputs = try FluxCUDAInputs(config: config, context: context, inputs: arguments)
-            try context.synchronize()
-            try context.memoryPool.resetPeak()
-            let timing = try model.timeSteps(inputs, warmUp: 1, steps: steps)
-            let memory = try context.memoryPool.statistics()
-            var row = StepBenchmarkRow(mode: mode, imageTokens: tokens, textTokens: textTokens, milliseconds: timing.medianMilliseconds,
-                                       peakBytes: memory.peakReservedBytes ?? memory.peakLiveBytes, weightBytes: weightBytes)
-            if cudaGraph {
-                let runner = try FluxCUDAGraphRunner(transformer: model, inputs: inputs)
-                let replay = try runner.timeSteps(inputs, warmUp: 1, steps: steps)
-                row.graphMilliseconds = replay.medianMilliseconds
-                row.graphMatchesEager = replay.sample.withUnsafeBytes { graph in
-                    timing.sample.withUnsafeBytes { eager in graph.elementsEqual(eager) }
-                }
+            for attention in attentions {
+                let row = try measure(try loaded.withAttention(attention), mode: mode, imageTokens: tokens, textTokens: textTokens,
+                                      steps: steps, cudaGraph: cudaGraph, weightBytes: weightBytes)
+                progress(row)
+                rows.append(row)
             }
-            progress(row)
-            rows.append(row)
         }
         return rows
+    }
+
+    /// One size of one model: eager steps, then (with `cudaGraph`) graph replays.
+    private static func measure(_ model: FluxCUDATransformer, mode: StepBenchmarkMode, imageTokens tokens: Int, textTokens: Int,
+                                steps: Int, cudaGraph: Bool, weightBytes: Int) throws -> StepBenchmarkRow {
+        let context = model.context, config = model.config
+        let arguments = try FluxRandomInputs.make(config: config, batch: 1, imageTokens: tokens, textTokens: textTokens, seed: 0)
+        let inputs = try FluxCUDAInputs(config: config, context: context, inputs: arguments)
+        try context.synchronize()
+        try context.memoryPool.resetPeak()
+        let timing = try model.timeSteps(inputs, warmUp: 1, steps: steps)
+        let memory = try context.memoryPool.statistics()
+        var row = StepBenchmarkRow(mode: mode, imageTokens: tokens, textTokens: textTokens, milliseconds: timing.medianMilliseconds,
+                                   peakBytes: memory.peakReservedBytes ?? memory.peakLiveBytes, weightBytes: weightBytes)
+        row.attention = model.attention
+        if cudaGraph {
+            let runner = try FluxCUDAGraphRunner(transformer: model, inputs: inputs)
+            let replay = try runner.timeSteps(inputs, warmUp: 1, steps: steps)
+            row.graphMilliseconds = replay.medianMilliseconds
+            row.graphMatchesEager = replay.sample.withUnsafeBytes { graph in
+                timing.sample.withUnsafeBytes { eager in graph.elementsEqual(eager) }
+            }
+        }
+        return row
     }
 }

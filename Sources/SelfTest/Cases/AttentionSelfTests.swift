@@ -34,6 +34,36 @@ enum AttentionSelfTests {
     /// Query tokens compared with the CPU at most.
     static let comparedQueries = 48
 
+    /// A key mask `[B, Skv]` (u8): sample 0 sees every key; later samples lose a random tail of up to 60% (never all
+    /// keys).
+    static func randomMask(batch: Int, keys: Int, _ env: SelfTestEnvironment) -> Tensor {
+        var allowed = [Float](repeating: 1, count: batch * keys)
+        for sample in 1..<max(1, batch) {
+            let kept = max(1, keys - Int(env.random.next() % UInt64(max(1, keys * 6 / 10))))
+            for token in kept..<keys { allowed[sample * keys + token] = 0 }
+        }
+        return Tensor(allowed, shape: [batch, keys], dtype: .u8)
+    }
+
+    /// `CPUOps.attention` (float32) for the query tokens `tokens` of every sample of `query` `[B, Sq, H, d]` (as
+    /// the values of `key`'s shape tell), against all keys; `rows` are those queries' row indices in `[B·Sq]`.
+    static func referenceRows(query: [Float], key: Tensor, value: Tensor, keyMask: Tensor?, tokens: [Int]) throws
+        -> (rows: [Int], values: [Float]) {
+        let (batch, heads, headDim) = (key.shape[0], key.shape[2], key.shape[3])
+        let rowWidth = heads * headDim, queries = query.count / (batch * rowWidth)
+        var subset = [Float]()
+        subset.reserveCapacity(batch * tokens.count * rowWidth)
+        for sample in 0..<batch {
+            for token in tokens {
+                let start = (sample * queries + token) * rowWidth
+                subset += query[start..<(start + rowWidth)]
+            }
+        }
+        let reference = try CPUOps.attention(
+            query: Tensor(subset, shape: [batch, tokens.count, heads, headDim]), key: key, value: value, keyMask: keyMask)
+        return ((0..<batch).flatMap { sample in tokens.map { sample * queries + $0 } }, reference.floats())
+    }
+
     static func attention(_ dtype: DType, _ kernel: AttentionKernel, batch: Int, heads: Int, queries: Int, keys: Int, headDim: Int,
                           masked: Bool) -> SelfTestCase {
         let label = "B=\(batch) H=\(heads) Sq=\(queries) Skv=\(keys) d=\(headDim)" + (masked ? " masked" : "")
@@ -46,16 +76,7 @@ enum AttentionSelfTests {
             let query = env.randomTensor([batch, queries, heads, headDim], dtype, in: -2...2)
             let key = env.randomTensor([batch, keys, heads, headDim], dtype, in: -2...2)
             let value = env.randomTensor([batch, keys, heads, headDim], dtype)
-            // Sample 0 sees every key; later samples lose a random tail of up to 60% (never all keys).
-            var mask: Tensor?
-            if masked {
-                var allowed = [Float](repeating: 1, count: batch * keys)
-                for sample in 1..<max(1, batch) {
-                    let kept = max(1, keys - Int(env.random.next() % UInt64(max(1, keys * 6 / 10))))
-                    for token in kept..<keys { allowed[sample * keys + token] = 0 }
-                }
-                mask = Tensor(allowed, shape: [batch, keys], dtype: .u8)
-            }
+            let mask = masked ? randomMask(batch: batch, keys: keys, env) : nil
             let gpuQuery = try env.upload(query)
             let gpuKey = try env.upload(key)
             let gpuValue = try env.upload(value)
@@ -68,20 +89,9 @@ enum AttentionSelfTests {
             let result = try env.download(output)
 
             let tokens = SelfTestRows.sample(from: queries, maximum: comparedQueries, random: &env.random)
-            let rowWidth = heads * headDim
-            var subset = [Float]()
-            subset.reserveCapacity(batch * tokens.count * rowWidth)
-            for sample in 0..<batch {
-                for token in tokens {
-                    let start = (sample * queries + token) * rowWidth
-                    subset += query.values[start..<(start + rowWidth)]
-                }
-            }
-            let reference = try CPUOps.attention(
-                query: Tensor(subset, shape: [batch, tokens.count, heads, headDim]), key: key.float32, value: value.float32, keyMask: mask)
+            let reference = try referenceRows(query: query.values, key: key.float32, value: value.float32, keyMask: mask, tokens: tokens)
             var comparison = SelfTestComparison()
-            let rows = (0..<batch).flatMap { sample in tokens.map { sample * queries + $0 } }
-            try comparison.compare(result, rows: rows, width: rowWidth, with: reference.floats())
+            try comparison.compare(result, rows: reference.rows, width: heads * headDim, with: reference.values)
             let milliseconds = try env.time(launch)
             let flops = 4 * Double(batch * heads) * Double(queries) * Double(keys) * Double(headDim)
             let note = tokens.count < queries ? "CPU checks \(tokens.count) of \(queries) queries" : nil

@@ -9,7 +9,7 @@ import NunchakuCore
 /// orders (GEMMs, attention with P rounded to bf16, the W4A4 low-rank branch); the differences grow through the
 /// blocks to about 1e-2, hence the tolerance of 3e-2. The time is one forward, after a warm-up.
 enum FluxSelfTests {
-    static let cases: [SelfTestCase] = FluxRandomCheckpoint.Format.allCases.map(transformer)
+    static let cases: [SelfTestCase] = FluxRandomCheckpoint.Format.allCases.map { transformer($0) }
 
     static let (batch, imageTokens, textTokens) = (2, 96, 24)
 
@@ -19,21 +19,25 @@ enum FluxSelfTests {
                    pooledProjectionDim: 128, guidanceEmbeds: format != .nvfp4)
     }
 
-    static func transformer(_ format: FluxRandomCheckpoint.Format) -> SelfTestCase {
+    /// The case for `format`; with `.fp8` attention (`attention.fp8.flux`, skipped off sm_90a) under `tolerance`.
+    static func transformer(_ format: FluxRandomCheckpoint.Format, attention: AttentionPrecision = .bf16,
+                            tolerance: Double = 3e-2) -> SelfTestCase {
         let shape = "B=\(batch) N=\(imageTokens) T=\(textTokens) blocks=2+3 D=256 \(format)"
-        return SelfTestCase(kernel: "flux.transformer", dtype: .bf16, shape: shape, tolerance: 3e-2) { env in
+        let kernel = attention == .fp8 ? "attention.fp8.flux" : "flux.transformer"
+        return SelfTestCase(kernel: kernel, dtype: .bf16, shape: shape, tolerance: tolerance) { env in
+            if attention == .fp8 { try env.requireFP8Attention() }
             let config = Self.config(format)
             let checkpoint = try FluxRandomCheckpoint(config: config, format: format, seed: env.seed)
             let inputs = try FluxRandomInputs.make(
                 config: config, batch: batch, imageTokens: imageTokens, textTokens: textTokens, seed: env.seed)
-            let gpu = try FluxCUDATransformer(random: checkpoint, context: env.context)
+            let gpu = try FluxCUDATransformer(random: checkpoint, context: env.context, attention: attention)
             let uploaded = try FluxCUDAInputs(config: config, context: env.context, inputs: inputs)
             let result = try env.download(try gpu.forward(uploaded))
             let reference = try FluxTransformer(random: checkpoint, computeDType: .bf16).forward(inputs: inputs)
             var comparison = SelfTestComparison()
             try comparison.compare(result, with: reference.floats())
             let milliseconds = try env.time(warmUp: 1, repetitions: 3) { _ = try gpu.forward(uploaded) }
-            return SelfTestOutcome(comparison: comparison, milliseconds: milliseconds, note: "GPU vs CPU model, one forward")
+            return SelfTestOutcome(comparison: comparison, milliseconds: milliseconds, note: "GPU (\(attention) attention) vs CPU model, one forward")
         }
     }
 }
