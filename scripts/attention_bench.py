@@ -114,6 +114,31 @@ def fa2_launch(d):
     return dict(queries_per_block=64, threads=128, shared=4 * 64 * (d + 8) * 2)
 
 
+def median_ms(function, repeats, batch=10):
+    """Median over `repeats` of the mean time of `batch` back-to-back launches (hides the host launch cost)."""
+    for _ in range(3):
+        function()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(batch):
+            function()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / batch)
+    return statistics.median(times)
+
+
+
+def finish(json_path, results, timing):
+    """Writes the checks and timings as JSON (when asked), prints the pass count and exits 1 if a check failed."""
+    if json_path:
+        json.dump(dict(device=torch.cuda.get_device_name(), checks=results, timing=timing), open(json_path, "w"), indent=1)
+    failed = [r for r in results if not r["ok"]]
+    print(f"\n{len(results) - len(failed)}/{len(results)} checks pass")
+    sys.exit(1 if failed else 0)
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--compile-only", action="store_true")
@@ -202,21 +227,6 @@ def main():
                 results.append(dict(kind=kind, dtype=dtype, shape=[batch, heads, queries, keys, d], masked=masked,
                                     error=error, poison=poison, ok=ok))
 
-    def median_ms(function, repeats, batch=10):
-        """Median over `repeats` of the mean time of `batch` back-to-back launches (hides the host launch cost)."""
-        for _ in range(3):
-            function()
-        times = []
-        for _ in range(repeats):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(batch):
-                function()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / batch)
-        return statistics.median(times)
-
     from torch.nn.attention import SDPBackend, sdpa_kernel
     print(f"\n== {args.label} speed (median of {args.repeats} x mean of 10 launches, CUDA events), TFLOP/s = 4*S*S*D*H / time")
     timing = []
@@ -248,11 +258,7 @@ def main():
                 f"{kind} {statistics.median(times):.3f} ms = {tflops(statistics.median(times)):.0f} TFLOP/s"
                 + (f" ({tflops(max(times)):.0f}-{tflops(min(times)):.0f})" if len(times) > 1 else "")
                 for kind, times in rounds.items()))
-    if args.json:
-        json.dump(dict(device=torch.cuda.get_device_name(), checks=results, timing=timing), open(args.json, "w"), indent=1)
-    failed = [r for r in results if not r["ok"]]
-    print(f"\n{len(results) - len(failed)}/{len(results)} checks pass")
-    sys.exit(1 if failed else 0)
+    finish(args.json, results, timing)
 
 
 if __name__ == "__main__":

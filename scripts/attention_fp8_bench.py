@@ -12,10 +12,8 @@ torch SDPA (cuDNN), at S = 4608 and 1536 (B = 1, H = 24, d = 128).
     python3 scripts/attention_fp8_bench.py [--rounds 3] [--json FILE]
 """
 import argparse
-import json
 import math
 import statistics
-import sys
 
 import numpy as np
 import torch
@@ -172,20 +170,6 @@ def main():
                                 kernel_error=kernel_error, bf16_error=bf16_error, poison=poison, codes_equal=codes_equal,
                                 scales_equal=scales_equal, ok=ok))
 
-    def median_ms(function, repeats, batch=10):
-        for _ in range(3):
-            function()
-        times = []
-        for _ in range(repeats):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(batch):
-                function()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / batch)
-        return statistics.median(times)
-
     from torch.nn.attention import SDPBackend, sdpa_kernel
     print(f"\n== speed (median round of {args.rounds}, each the median of {args.repeats} x mean of 10 launches), TFLOP/s = 4*S*S*D*H / time")
     timing = []
@@ -207,21 +191,17 @@ def main():
         for _ in range(args.rounds):
             for kind, (function, backend) in functions.items():
                 if backend is None:
-                    rounds[kind].append(median_ms(function, args.repeats))
+                    rounds[kind].append(base.median_ms(function, args.repeats))
                 else:
                     with sdpa_kernel(backend):
-                        rounds[kind].append(median_ms(function, args.repeats))
+                        rounds[kind].append(base.median_ms(function, args.repeats))
         flops = 4 * tokens * tokens * 128 * 24
         tflops = lambda ms: flops / ms / 1e9
         print(f"S={tokens}: " + ", ".join(
             f"{kind} {statistics.median(times):.3f} ms = {tflops(statistics.median(times)):.0f} TFLOP/s "
             f"({tflops(max(times)):.0f}-{tflops(min(times)):.0f})" for kind, times in rounds.items()))
         timing.append(dict(sequence=tokens, rounds=rounds))
-    if args.json:
-        json.dump(dict(device=torch.cuda.get_device_name(), checks=results, timing=timing), open(args.json, "w"), indent=1)
-    failed = [r for r in results if not r["ok"]]
-    print(f"\n{len(results) - len(failed)}/{len(results)} checks pass")
-    sys.exit(1 if failed else 0)
+    base.finish(args.json, results, timing)
 
 
 if __name__ == "__main__":
