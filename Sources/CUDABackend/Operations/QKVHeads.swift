@@ -28,7 +28,7 @@ extension CUDAContext {
     /// rows of their joint positions, v copied — the same values as `rmsNorm` then `applyRotary` — written into
     /// rows `tokenOffset ..< tokenOffset + S` of `heads`.
     ///
-    /// - `qkv`: `[B, S, 3·H·D]` (bf16 or f16), q ‖ k ‖ v along the last dimension; D a multiple of 4.
+    /// - `qkv`: `[B, S, 3·H·D]` (bf16 or f16), q ‖ k ‖ v along the last dimension; D a multiple of 4, at most 128.
     /// - `queryNorm`, `keyNorm`: float32 `[D]`. `cos`, `sin`: float32 `[J, D]` (`RotaryTable` of the joint sequence).
     /// - `heads`: `[B, J, H, D]` in `qkv`'s dtype.
     /// - Throws: `NunchakuError` naming the operand whose dtype or shape is wrong, or the offset that does not fit.
@@ -42,9 +42,9 @@ extension CUDAContext {
         let (batch, jointTokens, headCount, headDim) = (heads.query.shape[0], heads.query.shape[1], heads.query.shape[2], heads.query.shape[3])
         let tokens = qkv.shape[1]
         try OperandCheck.shape(qkv, [batch, tokens, 3 * headCount * headDim], op, "qkv")
-        guard headDim % 4 == 0, tokenOffset >= 0, tokenOffset + tokens <= jointTokens else {
+        guard headDim % 4 == 0, headDim <= 128, tokenOffset >= 0, tokenOffset + tokens <= jointTokens else {
             throw NunchakuError.invalidArgument(
-                context: op, reason: "head width \(headDim) must be a multiple of 4 and tokens \(tokenOffset)..<\(tokenOffset + tokens) must lie in the \(jointTokens) joint tokens")
+                context: op, reason: "head width \(headDim) must be a multiple of 4 up to 128 and tokens \(tokenOffset)..<\(tokenOffset + tokens) must lie in the \(jointTokens) joint tokens")
         }
         for (tensor, name) in [(heads.query, "query"), (heads.key, "key"), (heads.value, "value")] {
             try OperandCheck.dtype(tensor, qkv.dtype, op, name)
@@ -56,14 +56,15 @@ extension CUDAContext {
             try OperandCheck.dtype(tensor, .f32, op, name)
             try OperandCheck.shape(tensor, shape, op, name)
         }
-        let rows = batch * tokens * 3 * headCount
-        guard rows > 0 else { return }
-        let rowsPerBlock = 8
+        // One warp per (token, part), walking the heads.
+        let units = batch * tokens * 3
+        guard units > 0, headCount > 0 else { return }
+        let unitsPerBlock = 8
         try kernels.kernel("nunchaku_qkv_heads_\(suffix)").launch(
-            grid: CUDADim3((rows + rowsPerBlock - 1) / rowsPerBlock), block: CUDADim3(32 * rowsPerBlock),
+            grid: CUDADim3((units + unitsPerBlock - 1) / unitsPerBlock), block: CUDADim3(32 * unitsPerBlock),
             stream: stream ?? qkv.buffer.stream,
             arguments: [qkv.argument, heads.query.argument, heads.key.argument, heads.value.argument, queryNorm.argument,
-                        keyNorm.argument, cos.argument, sin.argument, .int64(Int64(rows)),
+                        keyNorm.argument, cos.argument, sin.argument, .int64(Int64(units)),
                         .int32(try OperandCheck.int32(tokens, op, "tokens")), .int32(try OperandCheck.int32(headCount, op, "heads")),
                         .int32(try OperandCheck.int32(headDim, op, "head width")),
                         .int32(try OperandCheck.int32(jointTokens, op, "joint tokens")),
