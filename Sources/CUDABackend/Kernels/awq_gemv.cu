@@ -5,8 +5,7 @@
 //
 // One warp per output channel, lanes striding over K in runs of 32 codes (16 bytes; one group of 64 holds two runs);
 // each warp serves up to 8 rows, grid y covers the rows in blocks of 8. Grid: x = ceil(N / 8), y = ceil(M / 8);
-// block: 8 warps. The block's 8 rows of x are staged through shared memory 1024 columns at a time, so the 8 warps
-// (channels) read them from there instead of each from L2 (x was four times the code bytes in L2 traffic).
+// block: 8 warps.
 //
 // Layouts (Layouts/AWQDeviceLayout.swift): x [M, K]; codes u8 [N, K/2], unsigned, low nibble = even k (the canonical
 // layout); scales and zeros transposed to [N, K/64]; bias [N] or null. Output: `chunks` = 0 writes [M, N] in natural
@@ -15,20 +14,14 @@
 #include "w4a4_half.cuh"
 
 #define AWQ_ROWS_PER_WARP 8
-#define AWQ_CHUNK 1024  // columns of x staged per step: 32 lanes × 32 codes
-
-// Where 16-byte column c of a staged row is stored: lane l reads c = 4l … 4l + 3, so without the swizzle the 8
-// lanes of a 128-byte phase would hit 2 of its 8 bank groups; with it, all 8.
-NK_DEVICE int swizzled(int c) { return c ^ ((c >> 3) & 3); }
 
 template <class T>
 NK_DEVICE void awq_gemv(const u16* __restrict__ x, const u8* __restrict__ codes, const u16* __restrict__ scales,
                         const u16* __restrict__ zeros, const u16* __restrict__ bias, u16* __restrict__ out, int rows,
                         int n, int k, int chunks) {
-    __shared__ uint4 tile[AWQ_ROWS_PER_WARP][AWQ_CHUNK / 8];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int channel = blockIdx.x * 8 + warp;
-    const bool live = channel < n;  // every warp stays for the barriers
+    if (channel >= n) return;
     const int row0 = blockIdx.y * AWQ_ROWS_PER_WARP;
     const int groups = k / 64;
 
@@ -36,16 +29,7 @@ NK_DEVICE void awq_gemv(const u16* __restrict__ x, const u8* __restrict__ codes,
 #pragma unroll
     for (int r = 0; r < AWQ_ROWS_PER_WARP; r++) sum[r] = 0.0f;
 
-    for (int base = 0; base < k; base += AWQ_CHUNK) {
-        __syncthreads();  // the previous chunk's reads are done
-        for (int i = threadIdx.x; i < AWQ_ROWS_PER_WARP * (AWQ_CHUNK / 8); i += blockDim.x) {
-            const int r = i / (AWQ_CHUNK / 8), c = i % (AWQ_CHUNK / 8), column = base + c * 8;
-            if (row0 + r < rows && column < k)
-                tile[r][swizzled(c)] = *reinterpret_cast<const uint4*>(x + (i64)(row0 + r) * k + column);
-        }
-        __syncthreads();
-        const int k0 = base + lane * 32;
-        if (!live || k0 >= k) continue;
+    for (int k0 = lane * 32; k0 < k; k0 += 32 * 32) {
         const uint4 packed = *reinterpret_cast<const uint4*>(codes + (i64)channel * (k / 2) + k0 / 2);
         const i64 group = (i64)channel * groups + k0 / 64;
         const u32 scale = nk_dup16(scales[group]), zero = nk_dup16(zeros[group]);
@@ -60,9 +44,10 @@ NK_DEVICE void awq_gemv(const u16* __restrict__ x, const u8* __restrict__ codes,
 #pragma unroll
         for (int r = 0; r < AWQ_ROWS_PER_WARP; r++) {
             if (row0 + r < rows) {
+                const uint4* xr = reinterpret_cast<const uint4*>(x + (i64)(row0 + r) * k + k0);
 #pragma unroll
                 for (int v = 0; v < 4; v++) {
-                    const uint4 xv = tile[r][swizzled(lane * 4 + v)];
+                    const uint4 xv = xr[v];
                     const u32 xs[4] = {xv.x, xv.y, xv.z, xv.w};
 #pragma unroll
                     for (int j = 0; j < 4; j++) {
@@ -80,7 +65,7 @@ NK_DEVICE void awq_gemv(const u16* __restrict__ x, const u8* __restrict__ codes,
 #pragma unroll
         for (int offset = 16; offset > 0; offset >>= 1) sum[r] += __shfl_xor_sync(0xFFFFFFFFu, sum[r], offset);
     }
-    if (!live || lane != 0) return;
+    if (lane != 0) return;
 #pragma unroll
     for (int r = 0; r < AWQ_ROWS_PER_WARP; r++) {
         const int row = row0 + r;
