@@ -7,6 +7,7 @@ import Foundation
 import Nunchaku
 
 extension W4A4Numerics: ExpressibleByArgument {}
+extension FP8Accumulation: ExpressibleByArgument {}
 extension FluxRandomPipeline.T5Weights: ExpressibleByArgument {}
 
 /// `nunchaku bench pipeline`: FluxPipeline.generate end to end on the GPU with FLUX.1-sized random models.

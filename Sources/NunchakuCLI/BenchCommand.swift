@@ -69,8 +69,8 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "step, pipeline: flux-dev, flux-schnell or a config.json.")
     var config = "flux-dev"
 
-    @Flag(help: "gemm: the fast layers' FP8 GEMM with cuBLASLt's fast accumulation (see docs/hopper.md).")
-    var fastAccumulation = false
+    @Option(help: "gemm: where the fast layers' FP8 GEMM uses cuBLASLt's fast accumulation: promoted (nowhere), fast (everywhere) or mixed (depth ≤ \(FP8Accumulation.fastDepthLimit), the default; docs/hopper.md).")
+    var fp8Accumulation: FP8Accumulation = .mixed
 
     @Option(name: .customLong("stage"), help: "stages: vae, clip, t5 or t5-awq; repeat for several (default: all).")
     var stages: [String] = []
@@ -131,8 +131,8 @@ struct BenchCommand: ParsableCommand {
             var report = Report(device: "\(context.device.name) (\(context.device.computeCapability))")
             print("nunchaku bench \(part.rawValue) on \(report.device)")
             if part == .gemm || part == .all {
-                let engine = try CUDAW4A4FastEngine(context: context, fastAccumulation: fastAccumulation)
-                print("cuBLASLt \(engine.cublasLtVersion), FP8 fast accumulation \(engine.fastAccumulation)")
+                let engine = try CUDAW4A4FastEngine(context: context, accumulation: fp8Accumulation)
+                print("cuBLASLt \(engine.cublasLtVersion), FP8 accumulation \(engine.accumulation.rawValue)")
                 print("    M      N      K | bf16 ms   TF/s    | exact ms TF/s ×bf16 | fast ms  TF/s ×bf16 | prefetched ms TF/s ×bf16 | fast steps ms: low-rank quantize (fused) weights fp8-gemm")
                 report.gemm = try GEMMBenchmark.run(context: context, engine: engine, rows: rows, repetitions: repeats ?? 20) { print(line($0)) }
             }

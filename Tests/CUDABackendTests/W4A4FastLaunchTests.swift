@@ -14,4 +14,12 @@ import Testing
         #expect(CUDASVDQW4A4FastLinear.quantizeThreads(rows: 333, inFeatures: 3072, rank: 32) == 256)
         #expect(CUDASVDQW4A4FastLinear.quantizeThreads(rows: 4608, inFeatures: 1 << 20, rank: 32) == 1024)
     }
+
+    /// The FP8 GEMM's accumulation: `mixed` (the default) is fast exactly up to FLUX's width-3072 depths (3072 + R
+    /// padded to 128 stays ≤ 4096), promoted for the GELU-fed 12288 and 15360.
+    @Test func accumulationPolicyFollowsDepth() {
+        for depth in [3200, 3328, 4096] { #expect(FP8Accumulation.mixed.isFast(depth: depth)) }
+        for depth in [4224, 12416, 15488] { #expect(!FP8Accumulation.mixed.isFast(depth: depth)) }
+        #expect(FP8Accumulation.fast.isFast(depth: 15488) && !FP8Accumulation.promoted.isFast(depth: 128))
+    }
 }

@@ -76,7 +76,8 @@ public enum KernelRegistry {
                      kernelNames: ["bf16", "f16"].flatMap { ["w4a4_fp8_quantize_\($0)", "w4a4_fp8_quantize_\($0)_shifted",
                                                              "w4a4_fp8_quantize_lowrank_\($0)", "w4a4_fp8_quantize_lowrank_\($0)_shifted"] }),
         KernelSource(name: "w4a4_fp8_weights.cu", text: text(PackageResources.w4a4_fp8_weights_cu),
-                     kernelNames: ["w4a4_fp8_expand_weights_bf16", "w4a4_fp8_expand_weights_f16", "w4a4_fp8_expand_weights_nvfp4"]),
+                     kernelNames: ["w4a4_fp8_expand_weights_bf16", "w4a4_fp8_expand_weights_f16", "w4a4_fp8_expand_weights_nvfp4",
+                                  "w4a4_fp8_gated_channels_bf16", "w4a4_fp8_gated_channels_f16"]),
     ]
 
     /// The file that defines `kernel`, if any.

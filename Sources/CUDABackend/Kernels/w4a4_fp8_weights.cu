@@ -85,3 +85,26 @@ NK_DEVICE void w4a4_fp8_expand_nvfp4(const uint2* __restrict__ qweight, const u8
 NK_KERNEL void w4a4_fp8_expand_weights_bf16(W4A4_FP8_EXPAND_ARGS(u16)) { w4a4_fp8_expand_int4<NKBFloat16>(W4A4_FP8_EXPAND_PASS); }
 NK_KERNEL void w4a4_fp8_expand_weights_f16(W4A4_FP8_EXPAND_ARGS(u16)) { w4a4_fp8_expand_int4<NKFloat16>(W4A4_FP8_EXPAND_PASS); }
 NK_KERNEL void w4a4_fp8_expand_weights_nvfp4(W4A4_FP8_EXPAND_ARGS(u8)) { w4a4_fp8_expand_nvfp4(W4A4_FP8_EXPAND_PASS); }
+
+// The gated epilogue's channel vectors, made per forward (FLUX's gated residual `x + gate ⊙ layer(a)` folded into
+// the FP8 GEMM, whose C is x): scales_out[n] = channel_scales[n] · gate[n] in fp32, and when bias is given
+// bias_out[n] = round(bias[n] · gate[n]) in the 16-bit type (the epilogue adds the bias after the scales). One
+// thread per channel.
+template <class T>
+NK_DEVICE void w4a4_fp8_gated_channels(const u16* __restrict__ gate, const float* __restrict__ channel_scales,
+                                       const u16* __restrict__ bias, float* __restrict__ scales_out,
+                                       u16* __restrict__ bias_out, int n) {
+    const int channel = blockIdx.x * blockDim.x + threadIdx.x;
+    if (channel >= n) return;
+    const float factor = T::to_float(gate[channel]);
+    scales_out[channel] = channel_scales[channel] * factor;
+    if (bias != nullptr) bias_out[channel] = T::from_float(T::to_float(bias[channel]) * factor);
+}
+
+#define W4A4_FP8_GATED_ARGS                                                                                  \
+    const u16* __restrict__ gate, const float* __restrict__ channel_scales, const u16* __restrict__ bias, \
+        float* __restrict__ scales_out, u16* __restrict__ bias_out, int n
+#define W4A4_FP8_GATED_PASS gate, channel_scales, bias, scales_out, bias_out, n
+
+NK_KERNEL void w4a4_fp8_gated_channels_bf16(W4A4_FP8_GATED_ARGS) { w4a4_fp8_gated_channels<NKBFloat16>(W4A4_FP8_GATED_PASS); }
+NK_KERNEL void w4a4_fp8_gated_channels_f16(W4A4_FP8_GATED_ARGS) { w4a4_fp8_gated_channels<NKFloat16>(W4A4_FP8_GATED_PASS); }

@@ -9,6 +9,32 @@ public enum W4A4Numerics: String, Sendable, CaseIterable, Codable {
     case fast
 }
 
+/// How the fast path's FP8 GEMM sums along its depth (K + R, padded).
+public enum FP8Accumulation: String, Sendable, CaseIterable, Codable {
+    /// Partial sums promoted to fp32 registers along the whole depth (cuBLASLt's default): the most exact, about 10 %
+    /// slower.
+    case promoted
+    /// cuBLASLt's fast accumulation everywhere: partial sums stay in the tensor cores' reduced-precision accumulator.
+    /// On an H200 it gave 2.0e-3 against the CPU reference at K = 3072 but 1.1e-2 at K = 12288 with all-positive
+    /// (GELU-fed) inputs, whose sums grow coherently; docs/hopper.md.
+    case fast
+    /// Fast accumulation up to `fastDepthLimit` (FLUX's width-3072 inputs: most of the FLOPs), promoted above (the
+    /// long GELU-fed sums). The default.
+    case mixed
+
+    /// The longest depth `mixed` accumulates fast.
+    public static let fastDepthLimit = 4096
+
+    /// Whether a GEMM of `depth` uses fast accumulation.
+    public func isFast(depth: Int) -> Bool {
+        switch self {
+        case .promoted: false
+        case .fast: true
+        case .mixed: depth <= Self.fastDepthLimit
+        }
+    }
+}
+
 /// What the fast (FP8) W4A4 layers of one model share: a cuBLASLt handle with its workspace and plans (the
 /// low-rank projection in 16-bit, the main product in FP8 with outer-vector scales), and the weight prefetcher
 /// (a double-buffered e4m3 scratch and a side stream: each layer's weights are expanded while its predecessor
@@ -19,11 +45,8 @@ public final class CUDAW4A4FastEngine: Sendable {
     public static let minimumComputeCapability = ComputeCapability(major: 9, minor: 0)
 
     public let context: CUDAContext
-    /// Whether the FP8 GEMM uses cuBLASLt's fast accumulation (partial sums kept in the tensor cores' reduced-
-    /// precision accumulator along all of K instead of promoted to fp32). Off by default: on an H200 it gave a
-    /// relative error of 1.1e-2 at K = 12288 with all-positive (GELU-fed) inputs, where the sums grow coherently;
-    /// docs/hopper.md.
-    public let fastAccumulation: Bool
+    /// Where the FP8 GEMM uses cuBLASLt's fast accumulation (`FP8Accumulation.mixed` by default).
+    public let accumulation: FP8Accumulation
     let cublasLt: CUBLASLtMatmul
     let prefetcher: CUDAW4A4WeightPrefetcher
     private let lock = CUDALock()
@@ -31,10 +54,11 @@ public final class CUDAW4A4FastEngine: Sendable {
 
     /// Loads cuBLASLt for `context`.
     /// - Parameters:
+    ///   - accumulation: where the FP8 GEMM accumulates fast.
     ///   - prefetchWeights: the initial `prefetchesWeights`.
     ///   - fuseLowRank: the initial `fusesLowRank`.
     /// - Throws: `NunchakuError.unsupported` naming the GPU when it is older than sm_90; cuBLASLt load errors.
-    public init(context: CUDAContext, fastAccumulation: Bool = false, prefetchWeights: Bool = true, fuseLowRank: Bool = false) throws {
+    public init(context: CUDAContext, accumulation: FP8Accumulation = .mixed, prefetchWeights: Bool = true, fuseLowRank: Bool = false) throws {
         let capability = context.device.computeCapability
         guard capability >= Self.minimumComputeCapability else {
             throw NunchakuError.unsupported(
@@ -42,7 +66,7 @@ public final class CUDAW4A4FastEngine: Sendable {
                 reason: "needs \(Self.minimumComputeCapability) or newer (FP8 tensor cores); use the exact numerics")
         }
         self.context = context
-        self.fastAccumulation = fastAccumulation
+        self.accumulation = accumulation
         fusedLowRank = fuseLowRank
         cublasLt = try CUBLASLtMatmul(context: context)
         prefetcher = try CUDAW4A4WeightPrefetcher(context: context, enabled: prefetchWeights)
@@ -79,7 +103,7 @@ public final class CUDAW4A4FastEngine: Sendable {
                     bias: DeviceTensor?, gelu: Bool, accumulate: Bool, output: DeviceTensor, stream: CUDAStream) throws {
         let (m, k) = (codes.shape[0], codes.shape[1])
         let problem = CUBLASLtProblem(m: m, n: output.shape[1], k: k, dtype: output.dtype, hasBias: bias != nil, gelu: gelu,
-                                      fp8: .init(fastAccumulation: fastAccumulation), accumulate: accumulate)
+                                      fp8: .init(fastAccumulation: accumulation.isFast(depth: k)), accumulate: accumulate)
         try cublasLt.run(problem, x: codes.buffer.address, weight: weights.address, bias: bias?.buffer.address,
                          scales: (weight: columnScales.buffer.address, x: rowScales.buffer.address),
                          output: output.buffer.address, stream: stream)

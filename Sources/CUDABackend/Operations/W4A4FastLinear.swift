@@ -96,23 +96,27 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         try forward(x, gelu: false, accumulate: true, into: output, stream: stream)
     }
 
-    private func forward(_ x: DeviceTensor, gelu: Bool, accumulate: Bool, into output: DeviceTensor, stream: CUDAStream?) throws {
+    /// The forward behind the public ones; `channels` replaces the epilogue's per-channel scale and bias (the gated
+    /// forward's), nil keeps the layer's own.
+    func forward(_ x: DeviceTensor, gelu: Bool, accumulate: Bool, channels: W4A4FastChannels? = nil, into output: DeviceTensor,
+                 stream: CUDAStream?) throws {
         let stream = stream ?? x.buffer.stream
         try W4A4OperandCheck.tensor(x, dtype: activationDType.dtype, "\(name) fast W4A4", "input")
         let weights = try engine.prefetcher.begin(self, stream: stream)
         let activations = engine.fusesLowRank && fusedQuantizeSharedBytes != nil
             ? try quantizeFused(x, stream: stream)
             : try quantize(x, lowRank: try lowRank(x, stream: stream), stream: stream)
+        let channels = channels ?? W4A4FastChannels(scales: channelScales, bias: bias)
         switch weights {
         case let .prefetched(slot, ready):
             try stream.wait(for: ready)
-            try multiply(activations, weightBuffer: slot, gelu: gelu, accumulate: accumulate, into: output, stream: stream)
+            try multiply(activations, weightBuffer: slot, gelu: gelu, accumulate: accumulate, channels: channels, into: output, stream: stream)
         case let .inLine(slot):
             try expandWeights(into: slot, stream: stream)
-            try multiply(activations, weightBuffer: slot, gelu: gelu, accumulate: accumulate, into: output, stream: stream)
+            try multiply(activations, weightBuffer: slot, gelu: gelu, accumulate: accumulate, channels: channels, into: output, stream: stream)
         case .pool:
             try multiply(activations, weightBuffer: try foldedWeights(stream: stream).buffer, gelu: gelu, accumulate: accumulate,
-                         into: output, stream: stream)
+                         channels: channels, into: output, stream: stream)
         }
     }
 
@@ -271,12 +275,13 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         guard weights.shape == shape else {
             throw NunchakuError.shapeMismatch(context: "\(name) fast W4A4 GEMM folded weights", expected: shape, actual: weights.shape)
         }
-        try multiply(activations, weightBuffer: weights.buffer, gelu: gelu, accumulate: false, into: output, stream: stream)
+        try multiply(activations, weightBuffer: weights.buffer, gelu: gelu, accumulate: false,
+                     channels: W4A4FastChannels(scales: channelScales, bias: bias), into: output, stream: stream)
     }
 
-    /// Step 4 on the [N, depth] codes at the start of `weightBuffer`.
+    /// Step 4 on the [N, depth] codes at the start of `weightBuffer`, with `channels`' scale and bias.
     func multiply(_ activations: (codes: DeviceTensor, scales: DeviceTensor), weightBuffer: DeviceBuffer, gelu: Bool, accumulate: Bool,
-                  into output: DeviceTensor, stream: CUDAStream?) throws {
+                  channels: W4A4FastChannels, into output: DeviceTensor, stream: CUDAStream?) throws {
         let op = "\(name) fast W4A4 GEMM"
         let rows = activations.scales.elementCount
         for (tensor, shape, role) in [(activations.codes, [rows, parameters.gemmDepth], "codes"), (output, [rows, outFeatures], "output")]
@@ -284,8 +289,8 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
             throw NunchakuError.shapeMismatch(context: "\(op) \(role)", expected: shape, actual: tensor.shape)
         }
         try W4A4OperandCheck.tensor(output, dtype: activationDType.dtype, op, "output")
-        try engine.fp8Product(codes: activations.codes, weights: weightBuffer, rowScales: activations.scales, columnScales: channelScales,
-                              bias: bias, gelu: gelu, accumulate: accumulate, output: output,
+        try engine.fp8Product(codes: activations.codes, weights: weightBuffer, rowScales: activations.scales, columnScales: channels.scales,
+                              bias: channels.bias, gelu: gelu, accumulate: accumulate, output: output,
                               stream: stream ?? activations.codes.buffer.stream)
     }
 }

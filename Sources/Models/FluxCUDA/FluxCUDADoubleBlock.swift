@@ -42,11 +42,10 @@ struct FluxCUDADoubleBlock: Sendable {
         let mc = try contextModulation.table(conditioning, ops)
         let (contextAttention, imageAttention) = try attention(image: image, context: context, m: m, mc: mc, rotary: rotary,
                                                                      precision: precision, ops)
-        try ops.gatedAdd(try ops.linear(imageOut, imageAttention), gate: m.chunk(2), into: image)
-        try ops.gatedAdd(try imageMLP(try ops.layerNorm(image, m.adaLN(shift: 3, scale: 4)), ops), gate: m.chunk(5), into: image)
-        try ops.gatedAdd(try ops.linear(contextOut, contextAttention), gate: mc.chunk(2), into: context)
-        try ops.gatedAdd(
-            try contextMLP(try ops.layerNorm(context, mc.adaLN(shift: 3, scale: 4)), ops), gate: mc.chunk(5), into: context)
+        try ops.linearGatedAdd(imageOut, imageAttention, gate: m.chunk(2), into: image)
+        try imageMLP.gatedAdd(try ops.layerNorm(image, m.adaLN(shift: 3, scale: 4)), gate: m.chunk(5), into: image, ops)
+        try ops.linearGatedAdd(contextOut, contextAttention, gate: mc.chunk(2), into: context)
+        try contextMLP.gatedAdd(try ops.layerNorm(context, mc.adaLN(shift: 3, scale: 4)), gate: mc.chunk(5), into: context, ops)
     }
 
     /// Joint attention; returns the text part `[B, T, D]` and the image part `[B, N, D]`.

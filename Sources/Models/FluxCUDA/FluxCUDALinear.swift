@@ -78,6 +78,20 @@ enum FluxCUDALinear: Sendable {
         }
     }
 
+    /// `y ← y + gate ⊙ (x · Wᵀ + b)` for `y` `[1, S, N]` and one sample's `gate` from the layer's own GEMM epilogue
+    /// (the gate folded into its channel scale and bias, y as its C), or false when this form or the batch has none
+    /// (the caller then runs the layer and a gated add). Fast W4A4 layers do it for a batch of one.
+    func gatedAccumulate(_ x: DeviceTensor, gate: ModulationChunk, into y: DeviceTensor) throws -> Bool {
+        switch self {
+        case let .w4a4Fast(layer):
+            guard y.shape.first == 1, gate.table.shape.first == 1 else { return false }
+            try layer.forward(x, gate: gate, accumulatingInto: try y.reshaped([y.elementCount / layer.outFeatures, layer.outFeatures]))
+            return true
+        case let .adaptable(layer): return try layer.gatedAccumulate(x, gate: gate, into: y)
+        case .dense, .w4a4, .awq, .unloaded: return false
+        }
+    }
+
     /// `GELU(x · Wᵀ + b)` (tanh form) from the layer's own GEMM epilogue, or nil when this form has none (the
     /// caller then applies GELU as a separate pass). Fast W4A4 layers fuse it.
     func fusedGELU(_ x: DeviceTensor) throws -> DeviceTensor? {

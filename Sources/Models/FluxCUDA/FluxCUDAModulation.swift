@@ -40,7 +40,8 @@ struct FluxCUDAFeedForward: Sendable {
     let input: FluxCUDALinear
     let output: FluxCUDALinear
 
-    func callAsFunction(_ x: DeviceTensor, _ ops: FluxCUDAOps) throws -> DeviceTensor {
-        try ops.linear(output, try ops.linearGELU(input, x))
+    /// `residual ← residual + gate·output(GELU(input(x)))`.
+    func gatedAdd(_ x: DeviceTensor, gate: ModulationChunk, into residual: DeviceTensor, _ ops: FluxCUDAOps) throws {
+        try ops.linearGatedAdd(output, try ops.linearGELU(input, x), gate: gate, into: residual)
     }
 }

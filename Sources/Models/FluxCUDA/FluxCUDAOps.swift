@@ -42,6 +42,13 @@ struct FluxCUDAOps {
         try context.gatedAdd(residual: x3, gate: ModulationChunk(ones), update: y3, into: x3)
     }
 
+    /// `x ← x + gate·layer(y)`: in the layer's GEMM epilogue where it has one (fast W4A4, batch of one), else the
+    /// layer's output and a gated add.
+    func linearGatedAdd(_ layer: FluxCUDALinear, _ y: DeviceTensor, gate: ModulationChunk, into x: DeviceTensor) throws {
+        if try layer.gatedAccumulate(y, gate: gate, into: x) { return }
+        try gatedAdd(try linear(layer, y), gate: gate, into: x)
+    }
+
     /// `x ← x + gate·y` with a per-sample gate.
     func gatedAdd(_ y: DeviceTensor, gate: ModulationChunk, into x: DeviceTensor) throws {
         try context.gatedAdd(residual: x, gate: gate, update: y, into: x)

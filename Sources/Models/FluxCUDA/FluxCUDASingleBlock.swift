@@ -9,14 +9,22 @@ struct FluxCUDASingleBlock: Sendable {
         case joint(FluxCUDALinear)
         case split(attention: FluxCUDALinear, mlp: FluxCUDALinear)
 
-        func callAsFunction(attention: DeviceTensor, mlp: DeviceTensor, _ ops: FluxCUDAOps) throws -> DeviceTensor {
+        /// `tokens ← tokens + gate·projection(attention, mlp)`. Where the layers fold the gated residual into their
+        /// GEMM epilogues (fast W4A4, batch of one), each part is added onto the tokens; otherwise the parts' sum is
+        /// formed first and added by one gated add.
+        func gatedAdd(attention: DeviceTensor, mlp: DeviceTensor, gate: ModulationChunk, into tokens: DeviceTensor,
+                      _ ops: FluxCUDAOps) throws {
             switch self {
             case let .joint(layer):
-                return try ops.linear(layer, try ops.concatLastDimension([attention, mlp]))
+                try ops.linearGatedAdd(layer, try ops.concatLastDimension([attention, mlp]), gate: gate, into: tokens)
             case let .split(attentionLayer, mlpLayer):
+                if try attentionLayer.gatedAccumulate(attention, gate: gate, into: tokens) {
+                    try ops.linearGatedAdd(mlpLayer, mlp, gate: gate, into: tokens)
+                    return
+                }
                 let sum = try ops.linear(attentionLayer, attention)
                 if try !mlpLayer.accumulate(mlp, into: sum) { try ops.add(try ops.linear(mlpLayer, mlp), into: sum) }
-                return sum
+                try ops.gatedAdd(sum, gate: gate, into: tokens)
             }
         }
     }
@@ -49,17 +57,17 @@ struct FluxCUDASingleBlock: Sendable {
     func callAsFunction(_ tokens: DeviceTensor, conditioning: DeviceTensor, rotary: FluxCUDARotary, attention precision: AttentionPrecision,
                         _ ops: FluxCUDAOps) throws {
         let m = try modulation.table(conditioning, ops)   // shift, scale, gate
-        try ops.gatedAdd(try update(tokens, m, rotary, precision, ops), gate: m.chunk(2), into: tokens)
+        try update(tokens, m, rotary, precision, ops)
     }
 
-    /// `output(attention(x), GELU(mlp_in(x)))` for `x = LN(tokens)·scale + shift`.
+    /// `tokens ← tokens + gate·output(attention(x), GELU(mlp_in(x)))` for `x = LN(tokens)·scale + shift`.
     private func update(_ tokens: DeviceTensor, _ m: FluxCUDAModulationTable, _ rotary: FluxCUDARotary, _ precision: AttentionPrecision,
-                        _ ops: FluxCUDAOps) throws -> DeviceTensor {
+                        _ ops: FluxCUDAOps) throws {
         let normalized = try ops.layerNorm(tokens, m.adaLN(shift: 0, scale: 1))
         let mlp = try ops.linearGELU(mlpIn, normalized)
         let heads = try qkv.jointHeads(batch: tokens.shape[0], tokens: tokens.shape[1], like: tokens, ops)
         try qkv.write(normalized, into: heads, tokenOffset: 0, rotary: rotary, ops)
         let attention = try FluxCUDAAttention.attend(heads, precision: precision, ops)
-        return try output(attention: attention, mlp: mlp, ops)
+        try output.gatedAdd(attention: attention, mlp: mlp, gate: m.chunk(2), into: tokens, ops)
     }
 }

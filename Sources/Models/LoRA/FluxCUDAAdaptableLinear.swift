@@ -42,7 +42,6 @@ final class FluxCUDAAdaptableLinear: @unchecked Sendable {
         }
     }
 
-    /// Runs the base layer plus `branch` from now on (the base layer alone for nil).
     /// `base.fusedGELU(x)` while no LoRA branch is on the layer (a side branch is added after the GEMM, so GELU
     /// must wait for it); nil otherwise.
     func fusedGELU(_ x: DeviceTensor) throws -> DeviceTensor? {
@@ -56,6 +55,13 @@ final class FluxCUDAAdaptableLinear: @unchecked Sendable {
         return try base.accumulate(x, into: y)
     }
 
+    /// `base.gatedAccumulate(x, gate:, into: y)` while no LoRA branch is on the layer; false otherwise.
+    func gatedAccumulate(_ x: DeviceTensor, gate: ModulationChunk, into y: DeviceTensor) throws -> Bool {
+        guard case .base = lock.withLock({ current }) else { return false }
+        return try base.gatedAccumulate(x, gate: gate, into: y)
+    }
+
+    /// Runs the base layer plus `branch` from now on (the base layer alone for nil).
     func adapt(_ branch: LowRankBranch?) throws {
         guard let branch else {
             lock.withLock { current = .base }

@@ -11,12 +11,14 @@ import SVDQuant
 /// - `w4a4.fast.weights`: the 4-bit → e4m3 expansion with folded scales (INT4 group-64 scales; NVFP4 e2m1 codes ×
 ///   e4m3 micro-scales relative to a power-of-two channel unit) plus the low-rank columns: every byte compared;
 ///   same tolerance.
-/// - `w4a4.fast.linear`: all steps (cuBLASLt low-rank down, quantize, expand, cuBLASLt FP8 GEMM with promoted
-///   accumulation) against `W4A4FastReference.forward`. What differs is fp32 summation order (the FP8 GEMM's
-///   partial sums, the low-rank sums, which can move a bf16 rounding and so an e4m3 code) and the bf16 output
-///   rounding: measured 1.7e-3 against a float64 reference of the same codes on an H200 (2.0e-3 in this test with
-///   fast accumulation at K = 3072, but 1.1e-2 at K = 12288 with GELU-fed inputs, hence promoted sums); tolerance
-///   6e-3 (bf16) / 3e-3 (f16), far below the 3–4e-2 the FP8 activations themselves cost. The note gives the fast
+/// - `w4a4.fast.linear`: all steps (cuBLASLt low-rank down, quantize, expand, cuBLASLt FP8 GEMM with the engine's
+///   default `FP8Accumulation.mixed`: fast accumulation up to depth 4096, promoted above) against
+///   `W4A4FastReference.forward`. What differs is fp32 summation order (the FP8 GEMM's partial sums, the low-rank
+///   sums, which can move a bf16 rounding and so an e4m3 code), the fast accumulator's truncation, and the bf16
+///   output rounding: measured 1.7e-3 against a float64 reference of the same codes on an H200 with promoted sums
+///   (2.0e-3 with fast accumulation at K = 3072, but 1.1e-2 at K = 12288 with GELU-fed inputs, hence promoted sums
+///   there); tolerance 6e-3 (bf16) / 3e-3 (f16), far below the 3–4e-2 the FP8 activations themselves cost. The
+///   all-positive K = 3072 case is the fast accumulation's worst input at its limit. The note gives the fast
 ///   path's error against the exact path (GPU; for NVFP4 the e2m1-activation path) and both against the dense
 ///   BF16-equivalent layer (CPU, fp32).
 enum W4A4FastSelfTests {
@@ -27,6 +29,7 @@ enum W4A4FastSelfTests {
             for m in [1, 333, 4608] { cases.append(linear(layer, .bf16, m: m)) }
         }
         cases.append(linear(.int4(3072, 3072), .f16, m: 333))
+        cases.append(linear(.int4(3072, 3072, unsigned: true), .bf16, m: 4608))
         for layer in [W4A4SelfTestLayer.nvfp4(3072, 3072), .nvfp4(3072, 21504), .nvfp4(12288, 3072)] {
             cases.append(linear(layer, .bf16, m: 4608))
         }
@@ -37,6 +40,10 @@ enum W4A4FastSelfTests {
         // The output accumulated in the FP8 GEMM's epilogue (FLUX's split single-block output: mlp_fc2 onto out_proj).
         cases.append(accumulate(.int4(12288, 3072, unsigned: true), .bf16, m: 4608))
         cases.append(accumulate(.nvfp4(3072, 3072), .f16, m: 333))
+        // The gated residual folded into the epilogue (FLUX's attention and MLP outputs).
+        cases.append(accumulate(.int4(3072, 3072), .bf16, m: 4608, gated: true))
+        cases.append(accumulate(.int4(12288, 3072, unsigned: true), .bf16, m: 4608, gated: true))
+        cases.append(accumulate(.nvfp4(3072, 3072), .f16, m: 333, gated: true))
         // One warp per row (K = 3072), four warps (K = 12288, 15360); a last block with fewer rows than it holds (333).
         for layer in [W4A4SelfTestLayer.int4(3072, 3072), .int4(12288, 3072, unsigned: true), .int4(15360, 3072)] {
             for m in [1, 333, 4608] { cases.append(quantize(layer, .bf16, m: m)) }
@@ -92,25 +99,41 @@ enum W4A4FastSelfTests {
 
     /// `forward(x, accumulatingInto: y)` on random `y` against `round(y + W4A4FastReference.forward(x))` (the GPU
     /// rounds the sum once, the reference twice: within a bf16 step, far inside the tolerance; an epilogue that
-    /// ignored `y` would be off by about |y| / |y + layer(x)|).
-    static func accumulate(_ layer: W4A4SelfTestLayer, _ dtype: DType, m: Int) -> SelfTestCase {
-        SelfTestCase(kernel: "w4a4.fast.linear_accumulate", dtype: dtype, shape: W4A4SelfTests.shape(layer, m: m),
-                     tolerance: dtype == .bf16 ? 6e-3 : 3e-3) { env in
+    /// ignored `y` would be off by about |y| / |y + layer(x)|). `gated`: `forward(x, gate:, accumulatingInto: y)`
+    /// against `round(y + g ⊙ forward(x))` with a random gate in [−1.5, 1.5] (one gate left at zero; the second
+    /// chunk of a `[1, 2N]` table, so the chunk offset is exercised); the GPU also rounds the gated bias.
+    static func accumulate(_ layer: W4A4SelfTestLayer, _ dtype: DType, m: Int, gated: Bool = false) -> SelfTestCase {
+        SelfTestCase(kernel: gated ? "w4a4.fast.linear_gated" : "w4a4.fast.linear_accumulate", dtype: dtype,
+                     shape: W4A4SelfTests.shape(layer, m: m), tolerance: dtype == .bf16 ? 6e-3 : 3e-3) { env in
             let (gpu, weights) = try self.layer(layer, dtype, env)
+            let n = layer.outFeatures
             let x = env.randomTensor([m, layer.inFeatures], dtype, in: layer.inputRange)
-            let y = env.randomTensor([m, layer.outFeatures], dtype)
+            let y = env.randomTensor([m, n], dtype)
+            var gateTable = env.randomTensor([1, 2 * n], dtype, in: -1.5...1.5).tensor.floats()
+            gateTable[n + n / 2] = 0
+            let gate = gated
+                ? try DeviceTensor(uploading: try Tensor(gateTable, shape: [1, 2 * n]).converted(to: dtype), context: env.context, stream: env.stream)
+                : nil
             let gpuX = try env.upload(x)
             let output = try env.upload(y)
-            try gpu.forward(gpuX, accumulatingInto: output, stream: env.stream)
+            let launch = {
+                if let gate {
+                    try gpu.forward(gpuX, gate: ModulationChunk(gate, chunk: 1), accumulatingInto: output, stream: env.stream)
+                } else {
+                    try gpu.forward(gpuX, accumulatingInto: output, stream: env.stream)
+                }
+            }
+            try launch()
             let result = try env.download(output)
             let rows = SelfTestRows.sample(from: m, maximum: comparedRows, random: &env.random)
             let xRows = try W4A4SelfTestData.rows(x.tensor, rows)
             let yRows = try W4A4SelfTestData.rows(y.tensor, rows).floats()
             let layerOutput = W4A4FastReference.forward(xRows.floats(), rows: rows.count, qweight: weights.canonical.qweight, gpu.parameters)
-            let reference = zip(yRows, layerOutput).map { gpu.parameters.type.round($0 + $1) }
+            let gateValues = gated ? try Tensor(Array(gateTable[n...]), shape: [n]).converted(to: dtype).floats() : [Float](repeating: 1, count: n)
+            let reference = layerOutput.indices.map { gpu.parameters.type.round(yRows[$0] + gateValues[$0 % n] * layerOutput[$0]) }
             var comparison = SelfTestComparison()
-            try comparison.compare(result, rows: rows, width: layer.outFeatures, with: reference)
-            let milliseconds = try env.time { try gpu.forward(gpuX, accumulatingInto: output, stream: env.stream) }
+            try comparison.compare(result, rows: rows, width: n, with: reference)
+            let milliseconds = try env.time(launch)
             return SelfTestOutcome(comparison: comparison, milliseconds: milliseconds,
                                    note: W4A4SelfTests.rowsNote(rows.count, m) ?? "all rows")
         }
