@@ -45,8 +45,7 @@ public final class CUDAW4A4FastEngine: Sendable {
     public static let minimumComputeCapability = ComputeCapability(major: 9, minor: 0)
 
     public let context: CUDAContext
-    /// Where the FP8 GEMM uses cuBLASLt's fast accumulation (`FP8Accumulation.mixed` by default).
-    public let accumulation: FP8Accumulation
+    nonisolated(unsafe) private var fp8Accumulation: FP8Accumulation
     let cublasLt: CUBLASLtMatmul
     let prefetcher: CUDAW4A4WeightPrefetcher
     private let lock = CUDALock()
@@ -66,7 +65,7 @@ public final class CUDAW4A4FastEngine: Sendable {
                 reason: "needs \(Self.minimumComputeCapability) or newer (FP8 tensor cores); use the exact numerics")
         }
         self.context = context
-        self.accumulation = accumulation
+        fp8Accumulation = accumulation
         fusedLowRank = fuseLowRank
         cublasLt = try CUBLASLtMatmul(context: context)
         prefetcher = try CUDAW4A4WeightPrefetcher(context: context, enabled: prefetchWeights)
@@ -87,6 +86,13 @@ public final class CUDAW4A4FastEngine: Sendable {
     public var fusesLowRank: Bool {
         get { lock.withLock { fusedLowRank } }
         set { lock.withLock { fusedLowRank = newValue } }
+    }
+
+    /// Where the FP8 GEMM uses cuBLASLt's fast accumulation (`FP8Accumulation.mixed` by default); applies from the
+    /// next forward.
+    public var accumulation: FP8Accumulation {
+        get { lock.withLock { fp8Accumulation } }
+        set { lock.withLock { fp8Accumulation = newValue } }
     }
 
     /// How many weight expansions were queued ahead of their layer on the side stream so far.

@@ -12,6 +12,12 @@ public enum StepBenchmarkMode: String, Sendable, Codable, CaseIterable {
     case fast
     /// `fast` with the weight prefetch off (each layer expands its own weights in line): what the prefetch saves.
     case fastInLine = "fast-inline"
+    /// `fast` with the FP8 GEMMs' partial sums promoted along every depth (`FP8Accumulation.promoted`, the fast
+    /// mode's numerics before session 5): what the mixed accumulation saves.
+    case fastPromoted = "fast-promoted"
+
+    /// Whether the mode runs the fast W4A4 numerics.
+    var isFast: Bool { self != .bf16 && self != .exact }
 }
 
 /// One full FLUX transformer step measured: median GPU time of the timed steps, and the memory pool's peak.
@@ -60,8 +66,9 @@ public enum StepBenchmark {
                             imageTokens: [Int], textTokens: Int, steps: Int, cudaGraph: Bool,
                             progress: (StepBenchmarkRow) -> Void) throws -> [StepBenchmarkRow] {
         let checkpoint = try FluxRandomCheckpoint(config: config, format: mode == .bf16 ? .bf16 : .int4, seed: 0)
-        let loaded = try FluxCUDATransformer(random: checkpoint, context: context, numerics: [.fast, .fastInLine].contains(mode) ? .fast : .exact)
+        let loaded = try FluxCUDATransformer(random: checkpoint, context: context, numerics: mode.isFast ? .fast : .exact)
         loaded.fastEngine?.prefetchesWeights = mode != .fastInLine
+        if mode == .fastPromoted { loaded.fastEngine?.accumulation = .promoted }
         try context.synchronize()
         let weightBytes = try context.memoryPool.statistics().liveBytes
         var rows: [StepBenchmarkRow] = []
