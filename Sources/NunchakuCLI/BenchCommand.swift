@@ -20,7 +20,7 @@ struct BenchCommand: ParsableCommand {
 
         step: one FLUX.1-dev transformer step with random weights (batch 1, --tokens-text text tokens) at each \
         --tokens-image (1024 = 512×512 px, 4096 = 1024×1024 px): a BF16 model, then an INT4 model with exact, then \
-        with fast numerics (--modes; fast-inline: fast with the weight prefetch off; fast-promoted: fast with promoted FP8 accumulation everywhere), each loaded alone; median of --steps (default 5) steps after one warm-up, and \
+        with fast numerics (--modes; fast-inline: fast with the weight prefetch off; fast-promoted: fast with promoted FP8 accumulation everywhere; fast-heuristic: fast with cuBLASLt's first proposed FP8 algorithm instead of the fastest of its proposals), each loaded alone; median of --steps (default 5) steps after one warm-up, and \
         the memory pool's peak. The fast numerics need sm_90+. --cuda-graph also captures each step into a CUDA \
         graph and times its replays right after the eager steps (same model, same inputs): the time saved and \
         whether the output is bit-identical.
@@ -60,7 +60,7 @@ struct BenchCommand: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "step: attention operand formats, bf16 and/or fp8 (e4m3 operands, sm_90a); pipeline: one of them.")
     var attention: [AttentionPrecision] = [.bf16]
 
-    @Option(parsing: .upToNextOption, help: "step: bf16, exact, fast, fast-inline (fast without the weight prefetch), fast-promoted (fast with promoted FP8 sums everywhere).")
+    @Option(parsing: .upToNextOption, help: "step: bf16, exact, fast, fast-inline (fast without the weight prefetch), fast-promoted (fast with promoted FP8 sums everywhere), fast-heuristic (fast without timing cuBLASLt's FP8 algorithms).")
     var modes = ["bf16", "exact", "fast"]
 
     @Option(help: "step: timed steps per mode and size (default 5); pipeline: denoising steps (default 28 for dev, 4 for schnell).")
@@ -71,6 +71,9 @@ struct BenchCommand: ParsableCommand {
 
     @Option(help: "gemm: where the fast layers' FP8 GEMM uses cuBLASLt's fast accumulation: promoted (nowhere), fast (everywhere) or mixed (depth ≤ \(FP8Accumulation.fastDepthLimit), the default; docs/hopper.md).")
     var fp8Accumulation: FP8Accumulation = .mixed
+
+    @Flag(help: "gemm: the fast layers' FP8 GEMM with cuBLASLt's first proposed algorithm, not the fastest of its proposals timed on first use.")
+    var fp8Heuristic = false
 
     @Option(name: .customLong("stage"), help: "stages: vae, clip, t5 or t5-awq; repeat for several (default: all).")
     var stages: [String] = []
@@ -104,7 +107,7 @@ struct BenchCommand: ParsableCommand {
         }
         if part == .pipeline, attention.count != 1 { throw ValidationError("pipeline takes one --attention value") }
         for mode in modes where StepBenchmarkMode(rawValue: mode) == nil {
-            throw ValidationError("--modes takes bf16, exact, fast, fast-inline and fast-promoted, not \(mode)")
+            throw ValidationError("--modes takes bf16, exact, fast, fast-inline, fast-promoted and fast-heuristic, not \(mode)")
         }
         for stage in stages where StageBenchmark.Stage(rawValue: stage) == nil {
             throw ValidationError("unknown stage \(stage); use vae, clip, t5 or t5-awq")
@@ -131,8 +134,8 @@ struct BenchCommand: ParsableCommand {
             var report = Report(device: "\(context.device.name) (\(context.device.computeCapability))")
             print("nunchaku bench \(part.rawValue) on \(report.device)")
             if part == .gemm || part == .all {
-                let engine = try CUDAW4A4FastEngine(context: context, accumulation: fp8Accumulation)
-                print("cuBLASLt \(engine.cublasLtVersion), FP8 accumulation \(engine.accumulation.rawValue)")
+                let engine = try CUDAW4A4FastEngine(context: context, accumulation: fp8Accumulation, tuneGEMMs: !fp8Heuristic)
+                print("cuBLASLt \(engine.cublasLtVersion), FP8 accumulation \(engine.accumulation.rawValue), FP8 algorithms \(engine.tunesGEMMs ? "timed" : "heuristic")")
                 print("    M      N      K | bf16 ms   TF/s    | exact ms TF/s ×bf16 | fast ms  TF/s ×bf16 | prefetched ms TF/s ×bf16 | fast steps ms: low-rank quantize (fused) weights fp8-gemm")
                 report.gemm = try GEMMBenchmark.run(context: context, engine: engine, rows: rows, repetitions: repeats ?? 20) { print(line($0)) }
             }

@@ -1,7 +1,8 @@
 import NunchakuCore
 
-/// cuBLASLt behind `CUDAGEMM`: a handle, a workspace, and one plan (descriptors and the heuristic's algorithm) per
-/// shape, made on first use.
+/// cuBLASLt behind `CUDAGEMM`: a handle, a workspace, and one plan (descriptors and an algorithm) per shape, made on
+/// first use. The algorithm is the heuristic's first, or with `tunes` on, the fastest of its first `tuningCandidates`
+/// proposals timed on the first call's operands (`CUBLASLtMatmul+Tuning.swift`).
 ///
 /// Row-major `y[M, N] = x[M, K]·W[N, K]ᵀ` is the column-major product `yᵀ(N×M) = op(A)·B` with A = W read as a
 /// K×N column-major matrix (ld K) and transposed, B = x read as K×M column-major (ld K), C = D = y as N×M (ld N);
@@ -11,15 +12,24 @@ final class CUBLASLtMatmul: @unchecked Sendable {
 
     let library: CUBLASLt
     private let api: CUBLASLtAPI
-    private let context: CUDAContext
+    let context: CUDAContext
     private let handle: OpaquePointer
     private let workspace: DeviceBuffer
     private let lock = CUDALock()
     private var plans: [CUBLASLtProblem: Plan] = [:]
+    private var tuning: Bool
+
+    /// Whether plans made from now on time the heuristic's proposals and keep the fastest (plans already made keep
+    /// their algorithm; none is timed during a graph capture). Off: the heuristic's first proposal.
+    var tunes: Bool {
+        get { lock.withLock { tuning } }
+        set { lock.withLock { tuning = newValue } }
+    }
 
     /// Loads cuBLASLt, creates a handle on `context`'s device and allocates the workspace.
     /// - Throws: `NunchakuError.libraryNotFound`/`.symbolNotFound`, `CUDAError.driverCall` naming the cuBLASLt call.
-    init(context: CUDAContext) throws {
+    init(context: CUDAContext, tunes: Bool) throws {
+        tuning = tunes
         library = try CUBLASLt()
         api = try library.matmulAPI()
         self.context = context
@@ -51,18 +61,25 @@ final class CUBLASLtMatmul: @unchecked Sendable {
              scales: (weight: CUdeviceptr, x: CUdeviceptr)?, output: CUdeviceptr, stream: CUDAStream) throws {
         try lock.withLock {
             try context.handle.makeCurrent()
-            let plan = try plans[problem] ?? makePlan(problem, bias: bias, scales: scales)
+            let plan = try plans[problem] ?? makePlan(problem, operands: (x, weight, bias, scales), stream: stream)
             plans[problem] = plan
             try Self.setPointers(api, plan.operation, bias: bias, scales: scales)
-            var alpha: Float = 1
-            var beta: Float = problem.accumulate ? 1 : 0
-            let status = plan.heuristic.withUnsafeBytes { algorithm in
-                api.matmul(handle, plan.operation, &alpha, Self.raw(weight), plan.a, Self.raw(x), plan.b, &beta,
-                           Self.raw(output), plan.c, UnsafeMutableRawPointer(bitPattern: UInt(output)), plan.c,
-                           algorithm.baseAddress, UnsafeMutableRawPointer(bitPattern: UInt(workspace.address)),
-                           Self.workspaceBytes, stream.stream)
-            }
-            try Self.check(api, status, "cublasLtMatmul(\(problem))")
+            try Self.check(api, matmul(plan, algorithm: plan.heuristic, x: x, weight: weight, output: output, accumulate: problem.accumulate,
+                                       stream: stream), "cublasLtMatmul(\(problem))")
+        }
+    }
+
+    /// Queues one `cublasLtMatmul` of `plan` with `algorithm` (a heuristic result) into `output` (also C, with
+    /// beta 1 when `accumulate`); returns cuBLASLt's status.
+    func matmul(_ plan: Plan, algorithm: [UInt8], x: CUdeviceptr, weight: CUdeviceptr, output: CUdeviceptr, accumulate: Bool,
+                stream: CUDAStream) -> Int32 {
+        var alpha: Float = 1
+        var beta: Float = accumulate ? 1 : 0
+        return algorithm.withUnsafeBytes { algorithm in
+            api.matmul(handle, plan.operation, &alpha, Self.raw(weight), plan.a, Self.raw(x), plan.b, &beta,
+                       Self.raw(output), plan.c, UnsafeMutableRawPointer(bitPattern: UInt(output)), plan.c,
+                       algorithm.baseAddress, UnsafeMutableRawPointer(bitPattern: UInt(workspace.address)),
+                       Self.workspaceBytes, stream.stream)
         }
     }
 
@@ -81,8 +98,10 @@ final class CUBLASLtMatmul: @unchecked Sendable {
         }
     }
 
-    /// Descriptors for `key` and the first algorithm the heuristic proposes.
-    private func makePlan(_ key: CUBLASLtProblem, bias: CUdeviceptr?, scales: (weight: CUdeviceptr, x: CUdeviceptr)?) throws -> Plan {
+    /// Descriptors for `key` and its algorithm: the heuristic's first proposal, or with `tunes` (outside a graph
+    /// capture) the fastest of its first `tuningCandidates` on `operands`.
+    private func makePlan(_ key: CUBLASLtProblem, operands: TuningOperands, stream: CUDAStream) throws -> Plan {
+        let (bias, scales) = (operands.bias, operands.scales)
         let outputType = key.dtype == .bf16 ? CUBLASLtConstant.dataTypeBF16 : CUBLASLtConstant.dataTypeF16
         let operandType = key.fp8 == nil ? outputType : CUBLASLtConstant.dataTypeE4M3
         let plan = Plan(api: api)
@@ -124,17 +143,25 @@ final class CUBLASLtMatmul: @unchecked Sendable {
         var workspaceLimit = UInt64(Self.workspaceBytes)
         try Self.check(api, api.preferenceSetAttribute(preference, CUBLASLtConstant.preferenceMaxWorkspaceBytes, &workspaceLimit, 8),
                        "cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES)")
+        let tunes = tuning && !context.memoryPool.isCapturing
+        let requested = tunes ? Self.tuningCandidates : 1
+        var results = [UInt8](repeating: 0, count: requested * CUBLASLtConstant.heuristicResultBytes)
         var found: Int32 = 0
-        let status = plan.heuristic.withUnsafeMutableBytes { result in
-            api.algoGetHeuristic(handle, operation, a, b, c, c, preference, 1, result.baseAddress, &found)
+        let status = results.withUnsafeMutableBytes { result in
+            api.algoGetHeuristic(handle, operation, a, b, c, c, preference, Int32(requested), result.baseAddress, &found)
         }
         try Self.check(api, status, "cublasLtMatmulAlgoGetHeuristic(\(key))")
-        let state = plan.heuristic.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: CUBLASLtConstant.heuristicResultStateOffset, as: Int32.self) }
-        guard found > 0, state == CUBLASLtConstant.success else {
+        let usable = (0..<Int(found)).map { Array(results[($0 * CUBLASLtConstant.heuristicResultBytes)...].prefix(CUBLASLtConstant.heuristicResultBytes)) }
+            .filter { result in
+                result.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: CUBLASLtConstant.heuristicResultStateOffset, as: Int32.self) }
+                    == CUBLASLtConstant.success
+            }
+        guard let first = usable.first else {
             throw NunchakuError.unsupported(
                 context: "cuBLASLt \(key)",
-                reason: found > 0 ? "the heuristic's algorithm has status \(state)" : "the heuristic proposed no algorithm")
+                reason: found > 0 ? "none of the heuristic's \(found) algorithms is usable" : "the heuristic proposed no algorithm")
         }
+        plan.heuristic = usable.count > 1 ? try fastest(usable, plan: plan, key: key, operands: operands, stream: stream) : first
         return plan
     }
 
@@ -174,7 +201,7 @@ struct CUBLASLtProblem: Hashable, CustomStringConvertible {
 
 /// One shape's cuBLASLt descriptors and chosen algorithm (the heuristic's result struct, whose first 64 bytes are
 /// the algorithm); destroyed with the plan.
-private final class Plan {
+final class Plan {
     let api: CUBLASLtAPI
     var operation: OpaquePointer?
     var a: OpaquePointer?

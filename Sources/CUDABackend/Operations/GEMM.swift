@@ -2,7 +2,8 @@ import NunchakuCore
 
 /// Linear layers `y = x·Wᵀ + bias` for 16-bit activations on one GPU: cuBLASLt when the library loads, our own
 /// tensor-core kernel otherwise (or when asked for). Make one per context and keep it: it holds the cuBLASLt
-/// handle, its workspace and the plans chosen per shape.
+/// handle, its workspace and the plans chosen per shape (the fastest of cuBLASLt's proposals, timed on first use
+/// outside a graph capture; `CUBLASLtMatmul`).
 ///
 /// Use it from one stream at a time (the cuBLASLt workspace is shared by its launches).
 public final class CUDAGEMM: @unchecked Sendable {
@@ -21,7 +22,7 @@ public final class CUDAGEMM: @unchecked Sendable {
             return
         }
         do {
-            cublasLt = try CUBLASLtMatmul(context: context)
+            cublasLt = try CUBLASLtMatmul(context: context, tunes: true)
             cublasLtUnavailableReason = nil
         } catch {
             cublasLt = nil

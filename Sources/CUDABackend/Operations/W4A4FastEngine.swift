@@ -56,8 +56,10 @@ public final class CUDAW4A4FastEngine: Sendable {
     ///   - accumulation: where the FP8 GEMM accumulates fast.
     ///   - prefetchWeights: the initial `prefetchesWeights`.
     ///   - fuseLowRank: the initial `fusesLowRank`.
+    ///   - tuneGEMMs: the initial `tunesGEMMs`.
     /// - Throws: `NunchakuError.unsupported` naming the GPU when it is older than sm_90; cuBLASLt load errors.
-    public init(context: CUDAContext, accumulation: FP8Accumulation = .mixed, prefetchWeights: Bool = true, fuseLowRank: Bool = false) throws {
+    public init(context: CUDAContext, accumulation: FP8Accumulation = .mixed, prefetchWeights: Bool = true, fuseLowRank: Bool = false,
+                tuneGEMMs: Bool = true) throws {
         let capability = context.device.computeCapability
         guard capability >= Self.minimumComputeCapability else {
             throw NunchakuError.unsupported(
@@ -67,7 +69,7 @@ public final class CUDAW4A4FastEngine: Sendable {
         self.context = context
         fp8Accumulation = accumulation
         fusedLowRank = fuseLowRank
-        cublasLt = try CUBLASLtMatmul(context: context)
+        cublasLt = try CUBLASLtMatmul(context: context, tunes: tuneGEMMs)
         prefetcher = try CUDAW4A4WeightPrefetcher(context: context, enabled: prefetchWeights)
     }
 
@@ -93,6 +95,15 @@ public final class CUDAW4A4FastEngine: Sendable {
     public var accumulation: FP8Accumulation {
         get { lock.withLock { fp8Accumulation } }
         set { lock.withLock { fp8Accumulation = newValue } }
+    }
+
+    /// Whether each cuBLASLt shape of the fast layers (FP8 GEMMs, low-rank projections), on its first call outside a
+    /// graph capture, times cuBLASLt's first `CUBLASLtMatmul.tuningCandidates` proposed algorithms on its operands
+    /// and keeps the fastest (on by default, as for `CUDAGEMM`; up to 8 × 4 launches once per shape). Off: the
+    /// heuristic's first proposal. Applies to shapes not run yet.
+    public var tunesGEMMs: Bool {
+        get { cublasLt.tunes }
+        set { cublasLt.tunes = newValue }
     }
 
     /// How many weight expansions were queued ahead of their layer on the side stream so far.

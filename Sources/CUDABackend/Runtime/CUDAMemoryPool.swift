@@ -124,6 +124,10 @@ public final class CUDAMemoryPool: @unchecked Sendable {
         }
     }
 
+    /// Whether a CUDA graph capture (`CUDAGraph`) is running on this pool's device: work queued now is recorded,
+    /// not run, so nothing may wait for it.
+    var isCapturing: Bool { lock.withLock { capture != nil } }
+
     /// Starts recording allocations for a capture of `stream` (`CUDAGraph`). Until `endCapture`, allocations must
     /// be made on `stream`, and buffers made before are not freed when dropped.
     /// - Throws: `CUDAError.graphCapture` without stream-ordered pools (a synchronous `cuMemAlloc` cannot be
