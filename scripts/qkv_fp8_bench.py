@@ -5,12 +5,13 @@ amax and codes), straight from the kernel sources, on an H100/H200.
 
 1. Correctness: fresh random projections of two token streams (text at token 0, image after it, each with its own
    norm weights), outputs poisoned first: the fused q/k codes against a float64 reference of RMSNorm + RoPE times the
-   fixed factor 448 / bound (bound = √128 · max|w| · (1 + 2⁻⁷), the larger of the streams'), the bf16 v copy, the
-   per-(sample, head) max |v| and the transposed v codes and scales bit for bit.
+   fixed factor 448 / bound (bound = √128 · max|w| · (1 + 2⁻⁷), the larger of the streams'; at most 1e-5 of the codes
+   may differ, at rounding ties of the float64 reference), the bf16 v copy, the per-(sample, head) max |v| and the
+   transposed v codes and scales bit for bit.
 2. Error: fp8 attention (the `…_fp8_…` kernel of attention_wgmma.cu) on the operands of each scheme against float32
    attention of the unquantized heads (q, k rotated in float64, v), for norm weights uniform in [0.5, 1.5], with a few
    large entries, with outlier projection channels, and scaled up (a peaked softmax); plus the share of q/k codes
-   that are subnormal or zero under each scheme.
+   that are subnormal or zero under each scheme; a case fails if the new error passes 1.2x the old one.
 3. Speed at FLUX shapes (B = 1, H = 24): old (bf16 heads per stream + amax + codes) against new (memset + fp8 heads
    per stream + v codes), interleaved rounds; `--baseline DIR` also times DIR's (e.g. main's) bf16 heads kernel.
 
@@ -208,8 +209,10 @@ def main():
                 parts[i].append(part)
             offset += x.shape[1]
         rq, rk, rv = (torch.cat(p, dim=1) for p in parts)
-        # The float64 reference rounds differently from the kernel's float32 at rare ties: allow a few codes one
-        # step apart (same sign, or one of them zero).
+        # The float64 reference rounds differently from the kernel's float32 at rare ties (the Swift self-test
+        # attention.fp8.heads checks the exact float32 order bit for bit): a flipped bf16 rounding of a normalized value
+        # moves a small rotated value by a step of the larger one, which can be several e4m3 steps; allow 1e-5 of the
+        # codes to differ and report the largest difference in code steps.
         mismatches, worst = 0, 0
         for codes, reference, factor in ((q8, rq, factors[0]), (k8, rk, factors[1])):
             expected = (reference * factor).float().clamp(-448, 448).to(torch.float8_e4m3fn).view(torch.uint8)
@@ -224,8 +227,8 @@ def main():
         expected_scales = torch.stack([torch.full_like(amax, scale_values[0]), torch.full_like(amax, scale_values[1]), rscales[2]])
         scales_equal = torch.equal(scales, expected_scales)
         share = mismatches / (2 * q8.numel())
-        ok = value_equal and maxima_equal and vt_equal and scales_equal and share < 1e-4 and worst <= 1
-        print(f"B={batch} streams={sizes} H={heads}: q/k codes differing {mismatches} ({share:.1e}, worst {worst:.3f} rel), "
+        ok = value_equal and maxima_equal and vt_equal and scales_equal and share < 1e-5
+        print(f"B={batch} streams={sizes} H={heads}: q/k codes differing {mismatches} ({share:.1e}, at most {worst} steps), "
               f"v {value_equal}, maxima {maxima_equal}, v codes {vt_equal}, scales {scales_equal} -> {'ok' if ok else 'FAIL'}")
         results.append(dict(kind="codes", shape=[batch, list(sizes), heads], mismatches=mismatches, worst=worst,
                             value=value_equal, maxima=maxima_equal, value_codes=vt_equal, scales=scales_equal, ok=ok))

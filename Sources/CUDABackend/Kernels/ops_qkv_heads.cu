@@ -81,7 +81,10 @@ NK_DEVICE void qkv_heads(const u16* __restrict__ qkv, u16* __restrict__ query, u
     const int quads = headDim / 4;
     if (part == 2) {
         if constexpr (Codes) {
-            // D = 128: every lane holds four values of each head; copied, and each head's max |v| merged into its slot.
+            // D = 128: every lane holds four values of each head; copied, and each head's max |v| merged into its
+            // slot. Lanes 0-3 first read the four slots (from L2): a warp whose maximum is not larger than what the
+            // slot already holds skips its atomic (the slots only grow, so this never loses a maximum), which keeps
+            // the atomics on each slot's line from queueing (one per token otherwise).
             for (int first = 0; first < heads; first += kHeadsInFlight) {
                 uint2 packed[kHeadsInFlight];
 #pragma unroll
@@ -89,13 +92,17 @@ NK_DEVICE void qkv_heads(const u16* __restrict__ qkv, u16* __restrict__ query, u
                     packed[j] = first + j < heads ? *reinterpret_cast<const uint2*>(input + (first + j) * headDim + lane * 4)
                                                   : make_uint2(0, 0);
                 }
+                u32* slots = fp8.valueMaxima + (sample * heads + first) * fp8.maximaStride;
+                const u32 seen = lane < kHeadsInFlight && first + lane < heads ? __ldcg(slots + lane * fp8.maximaStride) : 0u;
 #pragma unroll
                 for (int j = 0; j < kHeadsInFlight; ++j) {
                     if (first + j >= heads) break;
                     *reinterpret_cast<uint2*>(value + row + (first + j) * headDim + lane * 4) = packed[j];
                     const float2 low = T::unpack2(packed[j].x), high = T::unpack2(packed[j].y);
-                    const float largest = warp_max(fmaxf(fmaxf(fabsf(low.x), fabsf(low.y)), fmaxf(fabsf(high.x), fabsf(high.y))));
-                    if (lane == 0) atomicMax(fp8.valueMaxima + (sample * heads + first + j) * fp8.maximaStride, __float_as_uint(largest));
+                    const u32 largest = __float_as_uint(
+                        warp_max(fmaxf(fmaxf(fabsf(low.x), fabsf(low.y)), fmaxf(fabsf(high.x), fabsf(high.y)))));
+                    const u32 known = __shfl_sync(0xFFFFFFFFu, seen, j);
+                    if (lane == 0 && largest > known) atomicMax(slots + j * fp8.maximaStride, largest);
                 }
             }
         } else {
