@@ -13,9 +13,10 @@ amax and codes), straight from the kernel sources, on an H100/H200.
    large entries, with outlier projection channels, and scaled up (a peaked softmax); plus the share of q/k codes
    that are subnormal or zero under each scheme; a case fails if the new error passes 1.2x the old one.
 3. Speed at FLUX shapes (B = 1, H = 24): old (bf16 heads per stream + amax + codes) against new (memset + fp8 heads
-   per stream + v codes), interleaved rounds; `--baseline DIR` also times DIR's (e.g. main's) bf16 heads kernel.
+   per stream + v codes), interleaved rounds; `--baseline DIR` also times DIR's (e.g. main's) bf16 heads kernel,
+   `--variant DIR` the new scheme with DIR's ops_qkv_heads.cu (a variant's copy of the kernel folder).
 
-    python3 scripts/qkv_fp8_bench.py [--rounds 3] [--baseline DIR] [--json FILE]
+    python3 scripts/qkv_fp8_bench.py [--rounds 3] [--baseline DIR] [--variant DIR] [--speed-only] [--json FILE]
 """
 import argparse
 import math
@@ -73,6 +74,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--baseline", help="a folder with another ops_qkv_heads.cu whose bf16 kernel is timed beside")
+    parser.add_argument("--variant", help="a folder with another ops_qkv_heads.cu whose fp8 kernel is timed beside")
+    parser.add_argument("--speed-only", action="store_true", help="skip the correctness and error sections")
     parser.add_argument("--json")
     args = parser.parse_args()
     nvrtc = base.load_nvrtc()
@@ -93,6 +96,10 @@ def main():
     if args.baseline:
         baseline_module = base.Module(base.compile_source(nvrtc, "ops_qkv_heads.cu", args.baseline)[0])
         baseline = baseline_module, baseline_module.function("nunchaku_qkv_heads_bf16", 0)
+    variant = None
+    if args.variant:
+        variant_module = base.Module(base.compile_source(nvrtc, "ops_qkv_heads.cu", args.variant)[0])
+        variant = variant_module, variant_module.function("nunchaku_qkv_heads_fp8_bf16", 0)
 
     def heads_bf16(streams, norms, cos, sin, q, k, v, module=heads_module, kernel=kernels["bf16"]):
         """Launcher of the bf16 heads kernel for every stream."""
@@ -120,7 +127,8 @@ def main():
                 ("p", scales.data_ptr()), ("i", tokens), ("i", fp8.padded(tokens))])
         return launch
 
-    def fused(streams, norms, cos, sin, q8, k8, v, vt8, scales, maxima, stride=MAXIMA_STRIDE):
+    def fused(streams, norms, cos, sin, q8, k8, v, vt8, scales, maxima, stride=MAXIMA_STRIDE, module=heads_module,
+              kernel=kernels["fp8_bf16"]):
         """Launcher of the new scheme: zero the maxima, fp8 heads per stream, then the v codes and scales."""
         batch, joint, heads, _ = v.shape
         query_bound = max(bound(wq) for wq, _ in norms)
@@ -142,7 +150,7 @@ def main():
         def heads_only():
             maxima.zero_()
             for blocks, a in launches:
-                heads_module.launch(kernels["fp8_bf16"], (blocks, 1, 1), (256, 1, 1), 0, stream, a)
+                module.launch(kernel, (blocks, 1, 1), (256, 1, 1), 0, stream, a)
 
         def values_only():
             operands.launch(value_kernel, ((fp8.padded(joint) + 63) // 64, heads, batch), (256, 1, 1), 0, stream, value_arguments)
@@ -194,8 +202,9 @@ def main():
         return streams, norms
 
     results = []
+    correctness = [] if args.speed_only else [(2, (77, 333), 3), (1, (512, 4096), 24), (1, (1,), 2)]
     print("\n== correctness: fused codes against a float64 reference; v, maxima, v codes and scales bit for bit")
-    for batch, sizes, heads in [(2, (77, 333), 3), (1, (512, 4096), 24), (1, (1,), 2)]:
+    for batch, sizes, heads in correctness:
         joint = sum(sizes)
         streams, norms = inputs(batch, sizes, heads)
         cos, sin = rotary_tables(joint, generator)
@@ -236,6 +245,8 @@ def main():
     print("\n== error: fp8 attention vs float32 attention of the unquantized heads (B=1, text 512 + image 4096, H=24)")
     cases = [("uniform w", dict()), ("4 large w entries", dict(weights="large")),
              ("outlier channels + large w", dict(weights="large", channels="outliers")), ("w x 2.5 (peaked)", dict(weight_scale=2.5))]
+    if args.speed_only:
+        cases = []
     for label, options in cases:
         sizes, heads, batch = (512, 4096), 24, 1
         joint = sum(sizes)
@@ -294,6 +305,9 @@ def main():
                      "new total, maxima stride 1": packed_total}
         if baseline is not None:
             functions["baseline heads bf16"] = heads_bf16(streams, norms, cos, sin, *old[:3], module=baseline[0], kernel=baseline[1])
+        if variant is not None:
+            functions["variant new total"] = fused(streams, norms, cos, sin, new[3], new[4], new[2], new[5], new[6], new[7],
+                                                   module=variant[0], kernel=variant[1])[0]
         rounds = {name: [] for name in functions}
         for _ in range(args.rounds):
             for name, function in functions.items():

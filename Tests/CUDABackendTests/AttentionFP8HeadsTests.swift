@@ -75,7 +75,7 @@ import Testing
         let queryBound = streams.map { AttentionFP8Launch.headBound(normWeight: $0.queryNorm) }.max()!
         let keyBound = streams.map { AttentionFP8Launch.headBound(normWeight: $0.keyNorm) }.max()!
         let result = AttentionFP8HeadsReference.heads(streams, batch: batch, jointTokens: joint, heads: heads,
-                                                       cos: try table.cosTensor.floats(), sin: try table.sinTensor.floats(),
+                                                       cos: table.cosTensor.floats(), sin: table.sinTensor.floats(),
                                                        queryBound: queryBound, keyBound: keyBound, dtype: .bf16)
         var joined = [[Float]](repeating: [Float](repeating: 0, count: batch * joint * width), count: 3)
         for stream in streams {
