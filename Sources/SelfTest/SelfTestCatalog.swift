@@ -11,6 +11,7 @@ public enum SelfTestCatalog {
         + TokenCopySelfTests.cases
         + AttentionSelfTests.cases
         + AttentionFP8SelfTests.cases
+        + AttentionFP8HeadsSelfTests.cases
         + GEMMSelfTests.cases
         + W4A4SelfTests.cases
         + W4A4FastSelfTests.cases

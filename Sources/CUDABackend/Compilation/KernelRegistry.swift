@@ -49,7 +49,7 @@ public enum KernelRegistry {
         KernelSource(name: "ops_rotary.cu", text: text(PackageResources.ops_rotary_cu),
                      kernelNames: ["nunchaku_rotary_bf16", "nunchaku_rotary_f16"]),
         KernelSource(name: "ops_qkv_heads.cu", text: text(PackageResources.ops_qkv_heads_cu),
-                     kernelNames: ["nunchaku_qkv_heads_bf16", "nunchaku_qkv_heads_f16"]),
+                     kernelNames: ["nunchaku_qkv_heads_bf16", "nunchaku_qkv_heads_f16", "nunchaku_qkv_heads_fp8_bf16", "nunchaku_qkv_heads_fp8_f16"]),
         KernelSource(name: "ops_tokens.cu", text: text(PackageResources.ops_tokens_cu),
                      kernelNames: ["nunchaku_copy_tokens_16b", "nunchaku_copy_tokens_1b"]),
         KernelSource(name: "attention_fa2.cu", text: text(PackageResources.attention_fa2_cu),
@@ -59,7 +59,7 @@ public enum KernelRegistry {
                      kernelNames: ["bf16", "f16"].flatMap { type in ["d64", "d128"].map { "nunchaku_attention_wgmma_\(type)_\($0)" } }
                         + ["nunchaku_attention_wgmma_fp8_bf16_d128", "nunchaku_attention_wgmma_fp8_f16_d128"]),
         KernelSource(name: "attention_fp8_operands.cu", text: text(PackageResources.attention_fp8_operands_cu),
-                     kernelNames: ["amax", "codes"].flatMap { pass in ["bf16", "f16"].map { "nunchaku_attention_fp8_\(pass)_\($0)" } }),
+                     kernelNames: ["amax", "codes", "value_codes"].flatMap { pass in ["bf16", "f16"].map { "nunchaku_attention_fp8_\(pass)_\($0)" } }),
         KernelSource(name: "gemm_mma.cu", text: text(PackageResources.gemm_mma_cu),
                      kernelNames: ["nunchaku_gemm_bf16", "nunchaku_gemm_f16"]),
         KernelSource(name: "encoder_attention.cu", text: text(PackageResources.encoder_attention_cu),

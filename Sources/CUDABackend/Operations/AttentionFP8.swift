@@ -14,14 +14,13 @@ public enum AttentionPrecision: String, Sendable, Codable, CaseIterable, CustomS
 /// The float8 operands of `CUDAContext.attentionFP8` for a self-attention over `[B, S, H, 128]` heads: q and k codes
 /// `[B, S, H, 128]`, v codes transposed `[B, H, 128, Spad]` (Spad = S rounded up to 16; each group of 16 keys
 /// permuted, `AttentionFP8Reference.valuePosition`), all `f8e4m3fn`, and scales float32 `[3, B, H]` (q, k, v:
-/// value ≈ code · scale). `CUDAContext.quantizeAttentionOperands` fills them.
+/// value ≈ code · scale). `CUDAContext.quantizeAttentionOperands` fills them from 16-bit heads; `AttentionFP8Heads`
+/// has them written by the QKV-heads pass.
 public struct AttentionFP8Operands: Sendable {
     public let query: DeviceTensor
     public let key: DeviceTensor
     public let valueTransposed: DeviceTensor
     public let scales: DeviceTensor
-    /// The first pass's per-chunk maxima, float32 `[3, B, H, chunks]`.
-    let partialMaxima: DeviceTensor
 
     /// Uninitialised operands for heads `[batch, tokens, heads, 128]`, on `context`'s default stream.
     public init(batch: Int, tokens: Int, heads: Int, context: CUDAContext) throws {
@@ -31,7 +30,6 @@ public struct AttentionFP8Operands: Sendable {
         valueTransposed = try DeviceTensor(shape: [batch, heads, d, AttentionFP8Launch.paddedTokens(tokens)], dtype: .f8e4m3fn,
                                            context: context)
         scales = try DeviceTensor(shape: [3, batch, heads], dtype: .f32, context: context)
-        partialMaxima = try DeviceTensor(shape: [3, batch, heads, AttentionFP8Launch.chunks(tokens)], dtype: .f32, context: context)
     }
 
     /// `[B, S, H]` of the heads these operands hold.
@@ -42,7 +40,7 @@ public struct AttentionFP8Operands: Sendable {
 public enum AttentionFP8Launch {
     /// The only head dimension the e4m3 kernel has (a tile row is one 128-byte swizzle span).
     public static let headDim = 128
-    /// Tokens per block of the operand passes.
+    /// Tokens per block of the operand passes (attention_fp8_operands.cu).
     static let chunkTokens = 64
     static let operandThreads = 256
     /// Dynamic shared memory of the e4m3 kernel: 128 query rows and three stages of K and V tiles, 128 × 128 bytes
@@ -102,12 +100,14 @@ extension CUDAContext {
         let inputs = [heads.query.argument, heads.key.argument, heads.value.argument]
         let block = CUDADim3(AttentionFP8Launch.operandThreads)
         let stream = stream ?? heads.query.buffer.stream
+        // The first pass's per-chunk maxima, float32 [3, B, H, chunks].
+        let partialMaxima = try DeviceTensor(shape: [3, batch, headCount, grid.x], dtype: .f32, context: self, stream: stream)
         let tokenCount = try OperandCheck.int32(tokens, op, "tokens")
         try kernels.kernel("nunchaku_attention_fp8_amax_\(suffix)").launch(
-            grid: grid, block: block, stream: stream, arguments: inputs + [operands.partialMaxima.argument, .int32(tokenCount)])
+            grid: grid, block: block, stream: stream, arguments: inputs + [partialMaxima.argument, .int32(tokenCount)])
         try kernels.kernel("nunchaku_attention_fp8_codes_\(suffix)").launch(
             grid: grid, block: block, stream: stream,
-            arguments: inputs + [operands.partialMaxima.argument, operands.query.argument, operands.key.argument,
+            arguments: inputs + [partialMaxima.argument, operands.query.argument, operands.key.argument,
                                  operands.valueTransposed.argument, operands.scales.argument, .int32(tokenCount),
                                  .int32(Int32(AttentionFP8Launch.paddedTokens(tokens)))])
     }

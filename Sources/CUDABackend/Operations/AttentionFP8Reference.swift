@@ -25,37 +25,66 @@ public enum AttentionFP8Reference {
     /// sample, head) amax = max |x|, scale = amax / 448, codes e4m3(x · (448 / amax)) (nearest-even, saturating;
     /// amax = 0 gives zero codes and scale).
     public static func quantize(query: [Float], key: [Float], value: [Float], batch: Int, tokens: Int, heads: Int) -> Operands {
-        let d = AttentionFP8Launch.headDim, padded = AttentionFP8Launch.paddedTokens(tokens)
-        var result = Operands(query: [], key: [], valueTransposed: [UInt8](repeating: 0, count: batch * heads * d * padded),
-                              scales: [Float](repeating: 0, count: 3 * batch * heads))
-        for (part, values) in [query, key, value].enumerated() {
-            var codes = [UInt8](repeating: 0, count: values.count)
-            for sample in 0..<batch {
+        let rows = [query, key].map { values in
+            let amax = maxima(values, batch: batch, tokens: tokens, heads: heads)
+            return (codes: rowCodes(values, factors: amax.map { $0 > 0 ? 448 / $0 : 0 }, batch: batch, tokens: tokens, heads: heads),
+                    scales: amax.map { $0 / 448 })
+        }
+        let v = valueCodes(value, batch: batch, tokens: tokens, heads: heads)
+        return Operands(query: rows[0].codes, key: rows[1].codes, valueTransposed: v.codes,
+                        scales: rows[0].scales + rows[1].scales + v.scales)
+    }
+
+    /// max |x| per (sample, head) of `[batch, tokens, heads, 128]` values: `[B·H]`.
+    static func maxima(_ values: [Float], batch: Int, tokens: Int, heads: Int) -> [Float] {
+        let d = AttentionFP8Launch.headDim
+        var result = [Float](repeating: 0, count: batch * heads)
+        for sample in 0..<batch {
+            for token in 0..<tokens {
                 for head in 0..<heads {
-                    var amax: Float = 0
-                    for token in 0..<tokens {
-                        let row = ((sample * tokens + token) * heads + head) * d
-                        for i in row..<(row + d) { amax = max(amax, abs(values[i])) }
-                    }
-                    let factor: Float = amax > 0 ? 448 / amax : 0
-                    result.scales[(part * batch + sample) * heads + head] = amax / 448
-                    for token in 0..<tokens {
-                        let row = ((sample * tokens + token) * heads + head) * d
-                        for dimension in 0..<d {
-                            let code = FloatFormats.e4m3fnBits(values[row + dimension] * factor, saturating: true)
-                            if part < 2 {
-                                codes[row + dimension] = code
-                            } else {
-                                let transposedRow = ((sample * heads + head) * d + dimension) * padded
-                                result.valueTransposed[transposedRow + valuePosition(token)] = code
-                            }
-                        }
+                    let row = ((sample * tokens + token) * heads + head) * d
+                    for i in row..<(row + d) { result[sample * heads + head] = max(result[sample * heads + head], abs(values[i])) }
+                }
+            }
+        }
+        return result
+    }
+
+    /// Codes e4m3(x · factor) (nearest-even, saturating) in the layout of `values` `[B, S, H, 128]`, with the
+    /// factor of each (sample, head) (`[B·H]`).
+    static func rowCodes(_ values: [Float], factors: [Float], batch: Int, tokens: Int, heads: Int) -> [UInt8] {
+        let d = AttentionFP8Launch.headDim
+        var codes = [UInt8](repeating: 0, count: values.count)
+        for sample in 0..<batch {
+            for token in 0..<tokens {
+                for head in 0..<heads {
+                    let row = ((sample * tokens + token) * heads + head) * d, factor = factors[sample * heads + head]
+                    for i in row..<(row + d) { codes[i] = FloatFormats.e4m3fnBits(values[i] * factor, saturating: true) }
+                }
+            }
+        }
+        return codes
+    }
+
+    /// The v codes of `value` `[batch, tokens, heads, 128]` with the dynamic scale: e4m3(v · (448 / amax)) per (sample,
+    /// head), transposed to `[B, H, 128, Spad]` and key-permuted (`valuePosition`), zero past S; and the scales
+    /// amax / 448 `[B·H]`.
+    public static func valueCodes(_ value: [Float], batch: Int, tokens: Int, heads: Int) -> (codes: [UInt8], scales: [Float]) {
+        let d = AttentionFP8Launch.headDim, padded = AttentionFP8Launch.paddedTokens(tokens)
+        let amax = maxima(value, batch: batch, tokens: tokens, heads: heads)
+        let codes = rowCodes(value, factors: amax.map { $0 > 0 ? 448 / $0 : 0 }, batch: batch, tokens: tokens, heads: heads)
+        var transposed = [UInt8](repeating: 0, count: batch * heads * d * padded)
+        for sample in 0..<batch {
+            for token in 0..<tokens {
+                for head in 0..<heads {
+                    let row = ((sample * tokens + token) * heads + head) * d
+                    for dimension in 0..<d {
+                        transposed[((sample * heads + head) * d + dimension) * padded + valuePosition(token)] = codes[row + dimension]
                     }
                 }
             }
-            if part == 0 { result.query = codes } else if part == 1 { result.key = codes }
         }
-        return result
+        return (transposed, amax.map { $0 / 448 })
     }
 
     /// The values the codes stand for: q, k and v `[B, S, H, 128]` (code · scale), for attention on exactly what the

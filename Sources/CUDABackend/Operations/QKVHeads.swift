@@ -22,6 +22,57 @@ public struct AttentionHeads: Sendable {
     }
 }
 
+/// The checked launch of `qkv_heads` for one stream: `[B, S, 3·H·D]` projections written into `[B, J, H, D]` joint
+/// heads at a token offset (both entry points of ops_qkv_heads.cu take these).
+struct QKVHeadsLaunch {
+    let batch: Int
+    let tokens: Int
+    let jointTokens: Int
+    let heads: Int
+    let headDim: Int
+    let tokenOffset: Int
+
+    /// Checks `qkv` against joint heads of `jointShape` and the norm and table operands.
+    /// - Throws: `NunchakuError` naming the operand whose dtype or shape is wrong, or the offset that does not fit.
+    init(qkv: DeviceTensor, jointShape: [Int], queryNorm: DeviceTensor, keyNorm: DeviceTensor, cos: DeviceTensor,
+         sin: DeviceTensor, tokenOffset: Int, _ op: String) throws {
+        try OperandCheck.rank(qkv, 3, op, "qkv")
+        guard jointShape.count == 4 else {
+            throw NunchakuError.invalidArgument(context: op, reason: "joint heads \(jointShape) must be [B, J, H, D]")
+        }
+        (batch, jointTokens, heads, headDim) = (jointShape[0], jointShape[1], jointShape[2], jointShape[3])
+        tokens = qkv.shape[1]
+        self.tokenOffset = tokenOffset
+        try OperandCheck.shape(qkv, [batch, tokens, 3 * heads * headDim], op, "qkv")
+        guard headDim % 4 == 0, headDim <= 128, tokenOffset >= 0, tokenOffset + tokens <= jointTokens else {
+            throw NunchakuError.invalidArgument(
+                context: op, reason: "head width \(headDim) must be a multiple of 4 up to 128 and tokens \(tokenOffset)..<\(tokenOffset + tokens) must lie in the \(jointTokens) joint tokens")
+        }
+        for (tensor, name, shape) in [(queryNorm, "queryNorm", [headDim]), (keyNorm, "keyNorm", [headDim]),
+                                      (cos, "cos", [jointTokens, headDim]), (sin, "sin", [jointTokens, headDim])] {
+            try OperandCheck.dtype(tensor, .f32, op, name)
+            try OperandCheck.shape(tensor, shape, op, name)
+        }
+    }
+
+    /// One warp per (token, part), walking the heads; 8 warps a block.
+    var units: Int { batch * tokens * 3 }
+    var isEmpty: Bool { units == 0 || heads == 0 }
+    var grid: CUDADim3 { CUDADim3((units + Self.unitsPerBlock - 1) / Self.unitsPerBlock) }
+    var block: CUDADim3 { CUDADim3(32 * Self.unitsPerBlock) }
+    static let unitsPerBlock = 8
+
+    /// units, S, H as kernel arguments.
+    func counts(_ op: String) throws -> [KernelArgument] {
+        [.int64(Int64(units)), .int32(try OperandCheck.int32(tokens, op, "tokens")), .int32(try OperandCheck.int32(heads, op, "heads"))]
+    }
+
+    /// J and the token offset as kernel arguments.
+    func placement(_ op: String) throws -> [KernelArgument] {
+        [.int32(try OperandCheck.int32(jointTokens, op, "joint tokens")), .int32(try OperandCheck.int32(tokenOffset, op, "token offset"))]
+    }
+}
+
 extension CUDAContext {
     /// One token stream's heads from its fused projection, in one pass: per-head RMSNorm of q and k
     /// (`x·rsqrt(mean(x²) + eps)·weight`, rounded to the activation format), RoPE on adjacent pairs with the table
@@ -37,37 +88,18 @@ extension CUDAContext {
                            stream: CUDAStream? = nil) throws {
         let op = "writeHeads"
         let suffix = try OperandCheck.suffix(qkv, op, "qkv")
-        try OperandCheck.rank(qkv, 3, op, "qkv")
-        try OperandCheck.rank(heads.query, 4, op, "query")
-        let (batch, jointTokens, headCount, headDim) = (heads.query.shape[0], heads.query.shape[1], heads.query.shape[2], heads.query.shape[3])
-        let tokens = qkv.shape[1]
-        try OperandCheck.shape(qkv, [batch, tokens, 3 * headCount * headDim], op, "qkv")
-        guard headDim % 4 == 0, headDim <= 128, tokenOffset >= 0, tokenOffset + tokens <= jointTokens else {
-            throw NunchakuError.invalidArgument(
-                context: op, reason: "head width \(headDim) must be a multiple of 4 up to 128 and tokens \(tokenOffset)..<\(tokenOffset + tokens) must lie in the \(jointTokens) joint tokens")
-        }
+        let launch = try QKVHeadsLaunch(qkv: qkv, jointShape: heads.query.shape, queryNorm: queryNorm, keyNorm: keyNorm, cos: cos,
+                                        sin: sin, tokenOffset: tokenOffset, op)
         for (tensor, name) in [(heads.query, "query"), (heads.key, "key"), (heads.value, "value")] {
             try OperandCheck.dtype(tensor, qkv.dtype, op, name)
             try OperandCheck.shape(tensor, heads.query.shape, op, name)
             try OperandCheck.distinct(tensor, qkv, op)
         }
-        for (tensor, name, shape) in [(queryNorm, "queryNorm", [headDim]), (keyNorm, "keyNorm", [headDim]),
-                                      (cos, "cos", [jointTokens, headDim]), (sin, "sin", [jointTokens, headDim])] {
-            try OperandCheck.dtype(tensor, .f32, op, name)
-            try OperandCheck.shape(tensor, shape, op, name)
-        }
-        // One warp per (token, part), walking the heads.
-        let units = batch * tokens * 3
-        guard units > 0, headCount > 0 else { return }
-        let unitsPerBlock = 8
+        guard !launch.isEmpty else { return }
         try kernels.kernel("nunchaku_qkv_heads_\(suffix)").launch(
-            grid: CUDADim3((units + unitsPerBlock - 1) / unitsPerBlock), block: CUDADim3(32 * unitsPerBlock),
-            stream: stream ?? qkv.buffer.stream,
+            grid: launch.grid, block: launch.block, stream: stream ?? qkv.buffer.stream,
             arguments: [qkv.argument, heads.query.argument, heads.key.argument, heads.value.argument, queryNorm.argument,
-                        keyNorm.argument, cos.argument, sin.argument, .int64(Int64(units)),
-                        .int32(try OperandCheck.int32(tokens, op, "tokens")), .int32(try OperandCheck.int32(headCount, op, "heads")),
-                        .int32(try OperandCheck.int32(headDim, op, "head width")),
-                        .int32(try OperandCheck.int32(jointTokens, op, "joint tokens")),
-                        .int32(try OperandCheck.int32(tokenOffset, op, "token offset")), .float(eps)])
+                        keyNorm.argument, cos.argument, sin.argument] + (try launch.counts(op))
+                + [.int32(try OperandCheck.int32(launch.headDim, op, "head width"))] + (try launch.placement(op)) + [.float(eps)])
     }
 }

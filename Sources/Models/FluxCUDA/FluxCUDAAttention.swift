@@ -18,33 +18,92 @@ struct FluxCUDARotary: Sendable {
     }
 }
 
-/// The fused `q ‖ k ‖ v` projection of one stream with its per-head RMSNorm weights (float32 `[d]`).
+/// A per-head RMSNorm weight on the GPU (float32 `[d]`) with the bound of every element of the heads it normalizes
+/// and RoPE rotates (`AttentionFP8Launch.headBound`), known at load: fp8 attention's fixed q and k scales.
+struct FluxCUDANormWeight: Sendable {
+    let weight: DeviceTensor
+    let bound: Float
+
+    /// Uploads `weight` (float32 `[d]`).
+    init(_ weight: Tensor, context: CUDAContext) throws {
+        self.weight = try DeviceTensor(uploading: weight, context: context)
+        bound = AttentionFP8Launch.headBound(normWeight: try weight.floats())
+    }
+}
+
+/// The fused `q ‖ k ‖ v` projection of one stream with its per-head RMSNorm weights.
 struct FluxCUDAQKV: Sendable {
     let projection: FluxCUDALinear
-    let queryNorm: DeviceTensor
-    let keyNorm: DeviceTensor
+    let queryNorm: FluxCUDANormWeight
+    let keyNorm: FluxCUDANormWeight
     let heads: Int
 
-    /// Empty joint heads `[B, tokens, H, d]` for the streams that will write into them.
-    func jointHeads(batch: Int, tokens: Int, like x: DeviceTensor, _ ops: FluxCUDAOps) throws -> AttentionHeads {
-        try AttentionHeads(batch: batch, tokens: tokens, heads: heads, headDim: queryNorm.shape[0], dtype: x.dtype,
-                           context: ops.context)
+    /// Joint heads of `tokens` tokens in `x`'s dtype, for the streams that will `write` into them.
+    func jointHeads(batch: Int, tokens: Int, like x: DeviceTensor, _ ops: FluxCUDAOps) throws -> FluxCUDAJointHeads {
+        FluxCUDAJointHeads(batch: batch, tokens: tokens, heads: heads, headDim: queryNorm.weight.shape[0], dtype: x.dtype)
     }
 
-    /// Projects `[B, S, D]` tokens and writes their heads into `joint` at `tokenOffset`: `RMSNorm(q)·w_q` and
-    /// `RMSNorm(k)·w_k` with RoPE at their joint positions, and v (one fused pass, `CUDAContext.writeHeads`).
-    func write(_ x: DeviceTensor, into joint: AttentionHeads, tokenOffset: Int, rotary: FluxCUDARotary,
+    /// Projects `[B, S, D]` tokens for rows `tokenOffset ..< tokenOffset + S` of `joint`; `FluxCUDAAttention.attend`
+    /// writes their heads (`RMSNorm(q)·w_q` and `RMSNorm(k)·w_k` with RoPE at their joint positions, and v) in the
+    /// format of its precision, in one pass per stream.
+    func write(_ x: DeviceTensor, into joint: FluxCUDAJointHeads, tokenOffset: Int, rotary: FluxCUDARotary,
                _ ops: FluxCUDAOps) throws {
-        try ops.context.writeHeads(of: try ops.linear(projection, x), queryNorm: queryNorm, keyNorm: keyNorm, cos: rotary.cos,
-                                   sin: rotary.sin, into: joint, tokenOffset: tokenOffset)
+        joint.streams.append(.init(projection: try ops.linear(projection, x), layer: self, tokenOffset: tokenOffset, rotary: rotary))
+    }
+}
+
+/// The input of one joint attention: the streams' projections, recorded by `FluxCUDAQKV.write`. Their heads are
+/// written once `FluxCUDAAttention.attend` knows the precision: 16-bit q, k, v, or (fp8) the attention kernel's e4m3
+/// operands straight from the projections, with no 16-bit q and k in between.
+final class FluxCUDAJointHeads {
+    struct Stream {
+        let projection: DeviceTensor
+        let layer: FluxCUDAQKV
+        let tokenOffset: Int
+        let rotary: FluxCUDARotary
+    }
+
+    let batch: Int
+    let tokens: Int
+    let heads: Int
+    let headDim: Int
+    let dtype: DType
+    fileprivate var streams: [Stream] = []
+
+    init(batch: Int, tokens: Int, heads: Int, headDim: Int, dtype: DType) {
+        (self.batch, self.tokens, self.heads, self.headDim, self.dtype) = (batch, tokens, heads, headDim, dtype)
     }
 }
 
 enum FluxCUDAAttention {
-    /// Attention over the whole joint sequence of normalized, rotated heads at `precision` (`.fp8`: the operands
-    /// quantized to e4m3 first); heads merged to `[B, S, D]`.
-    static func attend(_ heads: AttentionHeads, precision: AttentionPrecision, _ ops: FluxCUDAOps) throws -> DeviceTensor {
-        let output = try ops.context.attention(heads, precision: precision)
+    /// Attention over the whole joint sequence of normalized, rotated heads at `precision`, heads merged to
+    /// `[B, S, D]`. `.bf16`: 16-bit heads, then `attention`. `.fp8`: `AttentionFP8Heads` with the q and k scales of the
+    /// streams' larger norm bounds, the v codes, then `attentionFP8`.
+    static func attend(_ joint: FluxCUDAJointHeads, precision: AttentionPrecision, _ ops: FluxCUDAOps) throws -> DeviceTensor {
+        let context = ops.context
+        let output: DeviceTensor
+        switch precision {
+        case .bf16:
+            let heads = try AttentionHeads(batch: joint.batch, tokens: joint.tokens, heads: joint.heads, headDim: joint.headDim,
+                                           dtype: joint.dtype, context: context)
+            for stream in joint.streams {
+                try context.writeHeads(of: stream.projection, queryNorm: stream.layer.queryNorm.weight, keyNorm: stream.layer.keyNorm.weight,
+                                       cos: stream.rotary.cos, sin: stream.rotary.sin, into: heads, tokenOffset: stream.tokenOffset)
+            }
+            output = try context.attention(heads, precision: .bf16)
+        case .fp8:
+            let heads = try AttentionFP8Heads(
+                batch: joint.batch, tokens: joint.tokens, heads: joint.heads, dtype: joint.dtype,
+                queryBound: joint.streams.map(\.layer.queryNorm.bound).max() ?? 0,
+                keyBound: joint.streams.map(\.layer.keyNorm.bound).max() ?? 0, context: context)
+            for stream in joint.streams {
+                try context.writeHeads(of: stream.projection, queryNorm: stream.layer.queryNorm.weight, keyNorm: stream.layer.keyNorm.weight,
+                                       cos: stream.rotary.cos, sin: stream.rotary.sin, into: heads, tokenOffset: stream.tokenOffset)
+            }
+            try context.writeValueCodes(of: heads)
+            output = try DeviceTensor(shape: [joint.batch, joint.tokens, joint.heads, joint.headDim], dtype: joint.dtype, context: context)
+            try context.attentionFP8(heads.operands, into: output)
+        }
         let shape = output.shape
         return try output.reshaped([shape[0], shape[1], shape[2] * shape[3]])
     }

@@ -71,10 +71,11 @@ struct FluxCUDALayerLoader {
         }
     }
 
-    /// A `[count]` norm weight rounded to bf16 (as the CPU model holds it), uploaded as float32 for the kernel.
-    func normWeight(_ name: String, _ count: Int) throws -> DeviceTensor {
+    /// A `[count]` norm weight rounded to bf16 (as the CPU model holds it), uploaded as float32 for the kernel, with
+    /// the bound of the heads it normalizes.
+    func normWeight(_ name: String, _ count: Int) throws -> FluxCUDANormWeight {
         let weight = weights.tensor(name, shape: [count], dtypes: [.f32, .bf16, .f16, .f64])
-        return try DeviceTensor(uploading: weight.converted(to: .bf16).converted(to: .f32), context: context)
+        return try FluxCUDANormWeight(weight.converted(to: .bf16).converted(to: .f32), context: context)
     }
 
     /// Same-dtype tensors `[Nᵢ, …]` stacked along axis 0.
