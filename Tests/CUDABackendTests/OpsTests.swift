@@ -25,6 +25,17 @@ struct Operand: ShapedOperand {
         for name in names { #expect(KernelRegistry.source(defining: name) != nil, "\(name) is not registered") }
     }
 
+    /// A LayerNorm block holds its row in at most four chunks of eight values per thread.
+    @Test func layerNormBlockHoldsTheRowInRegisters() {
+        #expect(CUDAContext.layerNormThreads(width: 3072) == 128)
+        #expect(CUDAContext.layerNormThreads(width: 8) == 64)
+        #expect(CUDAContext.layerNormThreads(width: 4104) == 256)
+        #expect(CUDAContext.layerNormThreads(width: CUDAContext.layerNormMaximumWidth) == 1024)
+        for width in [8, 64, 3072, 4104, 12288, CUDAContext.layerNormMaximumWidth] {
+            #expect(CUDAContext.layerNormThreads(width: width) * 4 * 8 >= width)
+        }
+    }
+
     @Test func activationFormatsAreBF16AndF16Only() throws {
         #expect(try OperandCheck.suffix(Operand([4], .bf16), "op", "x") == "bf16")
         #expect(try OperandCheck.suffix(Operand([4], .f16), "op", "x") == "f16")

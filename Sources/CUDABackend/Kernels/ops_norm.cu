@@ -5,8 +5,13 @@
 // with vector loads (the Swift wrappers check this before launching).
 #include "ops_common.cuh"
 
-/// One block per row: mean, then the variance of the centred values (two passes, the second from cache, so no
-/// cancellation), then `y = (x − mean)·rstd`, and when `shift` and `scale` are given (both or neither)
+/// Chunks of eight values a LayerNorm thread holds in registers: the launch gives each row at least
+/// width / (8 · kLayerNormChunks) threads (`CUDAContext.layerNormThreads`).
+constexpr int kLayerNormChunks = 4;
+
+/// One block per row, the row read once into registers (chunk c of a thread is `threadIdx.x + c·blockDim.x`): mean,
+/// then the variance of the centred values (two passes over the registers, so no cancellation), then
+/// `y = (x − mean)·rstd`, and when `shift` and `scale` are given (both or neither)
 /// `y = y·(scaleOffset + scale[sample·scaleStride + i]) + shift[sample·shiftStride + i]` with
 /// `sample = row / tokensPerSample` (chunks of an adaLN modulation table, so the strides may exceed the width).
 template <class T>
@@ -18,44 +23,45 @@ NK_DEVICE void layer_norm(const u16* __restrict__ x, u16* __restrict__ y, const 
     const u16* input = x + row * width;
     u16* output = y + row * width;
     const int chunks = width / 8;
-
+    float values[kLayerNormChunks][8];
     float sum = 0.0f;
-    for (int chunk = threadIdx.x; chunk < chunks; chunk += blockDim.x) {
-        float values[8];
-        nk_load8<T>(input + chunk * 8, values);
 #pragma unroll
-        for (int i = 0; i < 8; ++i) sum += values[i];
+    for (int c = 0; c < kLayerNormChunks; ++c) {
+        const int chunk = threadIdx.x + c * blockDim.x;
+        if (chunk >= chunks) break;
+        nk_load8<T>(input + chunk * 8, values[c]);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) sum += values[c][i];
     }
     const float mean = nk_block_sum(sum, scratch) / (float)width;
-
     float squares = 0.0f;
-    for (int chunk = threadIdx.x; chunk < chunks; chunk += blockDim.x) {
-        float values[8];
-        nk_load8<T>(input + chunk * 8, values);
+#pragma unroll
+    for (int c = 0; c < kLayerNormChunks; ++c) {
+        if (threadIdx.x + c * blockDim.x >= chunks) break;
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
-            const float centred = values[i] - mean;
+            const float centred = values[c][i] - mean;
             squares += centred * centred;
         }
     }
     const float rstd = rsqrtf(nk_block_sum(squares, scratch) / (float)width + eps);
-
     const i64 sample = row / tokensPerSample;
     const u16* sampleShift = shift ? shift + sample * shiftStride : nullptr;
     const u16* sampleScale = scale ? scale + sample * scaleStride : nullptr;
-    for (int chunk = threadIdx.x; chunk < chunks; chunk += blockDim.x) {
-        float values[8];
-        nk_load8<T>(input + chunk * 8, values);
 #pragma unroll
-        for (int i = 0; i < 8; ++i) values[i] = (values[i] - mean) * rstd;
+    for (int c = 0; c < kLayerNormChunks; ++c) {
+        const int chunk = threadIdx.x + c * blockDim.x;
+        if (chunk >= chunks) break;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) values[c][i] = (values[c][i] - mean) * rstd;
         if (sampleShift && sampleScale) {
             float shifts[8], scales[8];
             nk_load8<T>(sampleShift + chunk * 8, shifts);
             nk_load8<T>(sampleScale + chunk * 8, scales);
 #pragma unroll
-            for (int i = 0; i < 8; ++i) values[i] = values[i] * (scaleOffset + scales[i]) + shifts[i];
+            for (int i = 0; i < 8; ++i) values[c][i] = values[c][i] * (scaleOffset + scales[i]) + shifts[i];
         }
-        nk_store8<T>(output + chunk * 8, values);
+        nk_store8<T>(output + chunk * 8, values[c]);
     }
 }
 

@@ -18,9 +18,9 @@ extension CUDAContext {
     /// LayerNorm over the last dimension without affine parameters, optionally fused with adaLN modulation:
     /// `y = (x − mean)/sqrt(var + eps)`, then `y·(scaleOffset + scale) + shift` when `modulation` is given.
     ///
-    /// `x` is `[B, S, D]` (bf16 or f16, D a multiple of 8), `output` the same shape and dtype, not `x`'s memory; the
-    /// modulation chunks are `[B, D]` vectors in the same dtype. Statistics are float32. Queued on `stream` (the
-    /// input's stream when nil).
+    /// `x` is `[B, S, D]` (bf16 or f16, D a multiple of 8 up to `layerNormMaximumWidth`), `output` the same shape and
+    /// dtype, not `x`'s memory; the modulation chunks are `[B, D]` vectors in the same dtype. Statistics are float32.
+    /// Queued on `stream` (the input's stream when nil).
     /// - Throws: `NunchakuError` naming the operand for a wrong dtype, shape or width, before launching.
     public func layerNorm(_ x: DeviceTensor, modulation: AdaLNModulation? = nil, eps: Float = 1e-6,
                           into output: DeviceTensor, stream: CUDAStream? = nil) throws {
@@ -28,6 +28,9 @@ extension CUDAContext {
         let suffix = try OperandCheck.suffix(x, op, "x")
         try OperandCheck.rank(x, 3, op, "x")
         let width = try OperandCheck.width(x, multipleOf: 8, op, "x")
+        guard width <= Self.layerNormMaximumWidth else {
+            throw NunchakuError.unsupported(context: "\(op) x \(x.shape)", reason: "rows wider than \(Self.layerNormMaximumWidth) values")
+        }
         try OperandCheck.dtype(output, x.dtype, op, "output")
         try OperandCheck.shape(output, x.shape, op, "output")
         try OperandCheck.distinct(output, x, op)
@@ -42,10 +45,22 @@ extension CUDAContext {
         let widthArgument = try OperandCheck.int32(width, op, "width")
         let tokensArgument = try OperandCheck.int32(tokens, op, "tokens")
         try kernels.kernel("nunchaku_layernorm_\(suffix)").launch(
-            grid: CUDADim3(batch * tokens), block: CUDADim3(256), stream: stream ?? x.buffer.stream,
+            grid: CUDADim3(batch * tokens), block: CUDADim3(Self.layerNormThreads(width: width)), stream: stream ?? x.buffer.stream,
             arguments: [x.argument, output.argument, .pointer(shift.address), .int64(Int64(shift.stride)),
                         .pointer(scale.address), .int64(Int64(scale.stride)), .float(modulation?.scaleOffset ?? 0),
                         .int32(widthArgument), .int32(tokensArgument), .float(eps)])
+    }
+
+    /// Values a LayerNorm row holds in registers at most: 1024 threads × 4 chunks of 8 (ops_norm.cu).
+    static let layerNormMaximumWidth = 1024 * 4 * 8
+
+    /// The LayerNorm block for rows of `width`: the smallest power of two from 64 whose threads hold the row in four
+    /// chunks of eight values each (3072 → 128 threads, three chunks each).
+    static func layerNormThreads(width: Int) -> Int {
+        let needed = (width / 8 + 3) / 4
+        var threads = 64
+        while threads < needed { threads *= 2 }
+        return threads
     }
 
     /// `layerNorm(_:modulation:eps:into:stream:)` into a new tensor allocated on the stream.

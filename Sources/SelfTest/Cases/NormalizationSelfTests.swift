@@ -13,6 +13,8 @@ enum NormalizationSelfTests {
             layerNorm(dtype, [2, 77, 3072], modulation: (chunks: 6, shift: 3, scale: 4, offset: 1)),
             layerNorm(dtype, [1, 512, 3072], modulation: (chunks: 2, shift: 0, scale: 1, offset: 0)),
             layerNorm(dtype, [3, 5, 64], modulation: (chunks: 3, shift: 2, scale: 0, offset: 1)),
+            // 513 chunks of 8 over 256 threads: one thread holds a third chunk, the others two.
+            layerNorm(dtype, [3, 7, 4104], modulation: nil),
             rmsNorm(dtype, [1, SelfTestShapes.fluxTokens, SelfTestShapes.fluxHeads, SelfTestShapes.fluxHeadDim]),
             rmsNorm(dtype, [2, 333, 24, 128]),
             rmsNorm(dtype, [2, 77, 4, 64]),
