@@ -116,6 +116,7 @@ def fa2_launch(d):
 
 def median_ms(function, repeats, batch=10):
     """Median over `repeats` of the mean time of `batch` back-to-back launches (hides the host launch cost)."""
+    import torch
     for _ in range(3):
         function()
     times = []
@@ -133,6 +134,7 @@ def median_ms(function, repeats, batch=10):
 
 def finish(json_path, results, timing):
     """Writes the checks and timings as JSON (when asked), prints the pass count and exits 1 if a check failed."""
+    import torch
     if json_path:
         json.dump(dict(device=torch.cuda.get_device_name(), checks=results, timing=timing), open(json_path, "w"), indent=1)
     failed = [r for r in results if not r["ok"]]

@@ -6,13 +6,19 @@ For each shape: fresh random bf16 q, k, v; the two operand passes against a PyTo
 quantization (codes and scales compared bit for bit, v transposed and permuted as the kernel expects); the attention
 output (poisoned with NaN first) against float32 attention of the original inputs (the error a user sees) and of
 the dequantized codes (the kernel alone), next to the bf16 wgmma kernel's error; for several P shifts (`--shifts`).
-Then times, interleaved in one process: the fp8 kernel alone, fp8 with its operand passes, the bf16 wgmma kernel and
-torch SDPA (cuDNN), at S = 4608 and 1536 (B = 1, H = 24, d = 128).
+Then times, interleaved in one process (at the app's P shift): the fp8 kernel alone, fp8 with its operand passes,
+the bf16 wgmma kernel and torch SDPA (cuDNN), at S = 4608 and 1536 (B = 1, H = 24, d = 128).
 
-    python3 scripts/attention_fp8_bench.py [--rounds 3] [--json FILE]
+`--variant FOLDER` (repeatable) also checks and times the kernels of a modified copy of the kernel folder: its fp8
+kernel at the app's P shift (errors as above), its bf16 kernel (error, and whether its output has the same bits as
+the checked-out kernel's), both timed in the same interleaved rounds. The sources compile in parallel.
+
+    python3 scripts/attention_fp8_bench.py [--rounds 3] [--json FILE] [--variant FOLDER ...]
 """
 import argparse
+import concurrent.futures
 import math
+import os
 import statistics
 
 import numpy as np
@@ -75,19 +81,31 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--shifts", default="0,8,8.807354922057604", help="log2 of the largest P before rounding")
+    parser.add_argument("--variant", action="append", default=[], help="a modified copy of the kernel folder")
     parser.add_argument("--json")
     args = parser.parse_args()
     nvrtc = base.load_nvrtc()
-    attention_cubin, log = base.compile_source(nvrtc, "attention_wgmma.cu")
-    print("\n".join(line for line in log.splitlines() if "fp8" in line or "C75" in line))
-    operands_cubin, _ = base.compile_source(nvrtc, "attention_fp8_operands.cu")
+    sources = [("attention_wgmma.cu", base.KERNELS), ("attention_fp8_operands.cu", base.KERNELS)]
+    sources += [("attention_wgmma.cu", folder) for folder in args.variant]
+    with concurrent.futures.ThreadPoolExecutor(len(sources)) as pool:  # NVRTC runs outside the GIL
+        compiled = list(pool.map(lambda source: base.compile_source(nvrtc, *source), sources))
+    for (name, folder), (_, log) in zip(sources, compiled):
+        if name == "attention_wgmma.cu":
+            print(folder + ":\n" + "\n".join(line for line in log.splitlines() if "fp8" in line or "C75" in line))
     stream = torch.cuda.current_stream().cuda_stream  # creates PyTorch's context, which the modules load into
-    attention, operands = base.Module(attention_cubin), base.Module(operands_cubin)
+    operands = base.Module(compiled[1][0])
     multiprocessors = torch.cuda.get_device_properties(0).multi_processor_count
     shared = 7 * 128 * 128 + 14 * 8 + 1024
-    fp8_kernel = attention.function("nunchaku_attention_wgmma_fp8_bf16_d128", shared)
     bf16_shared = base.wgmma_launch(128)["shared"]
-    bf16_kernel = attention.function("nunchaku_attention_wgmma_bf16_d128", bf16_shared)
+    # (label, fp8 kernel, bf16 kernel, module) of the checked-out kernel file, then of each variant.
+    kernels = []
+    for label, (cubin, _) in [("", compiled[0])] + [(" " + os.path.basename(os.path.normpath(folder)), compiled[2 + i])
+                                                     for i, folder in enumerate(args.variant)]:
+        module = base.Module(cubin)
+        kernels.append((label, module.function("nunchaku_attention_wgmma_fp8_bf16_d128", shared),
+                        module.function("nunchaku_attention_wgmma_bf16_d128", bf16_shared), module))
+    attention, fp8_kernel, bf16_kernel = kernels[0][3], kernels[0][1], kernels[0][2]
+    app_shift = 8.0  # AttentionFP8Launch.weightShift
     amax_kernel = operands.function("nunchaku_attention_fp8_amax_bf16", 0)
     codes_kernel = operands.function("nunchaku_attention_fp8_codes_bf16", 0)
     scale_log2 = 1.4426950408889634 / math.sqrt(128)
@@ -111,7 +129,7 @@ def main():
                 ("p", scales.data_ptr()), ("i", tokens), ("i", padded(tokens))])
         return launch, (q8, k8, vt8, scales)
 
-    def fp8_attention(q8, k8, vt8, scales, o, shift, keys):
+    def fp8_attention(q8, k8, vt8, scales, o, shift, keys, kernel=None):
         batch, queries, heads, d = o.shape
         spad = vt8.shape[-1]
         maps = [tiled_map(attention, x, 0, (d, heads, x.shape[1], batch), (d, heads * d, x.shape[1] * heads * d), (128, 1, 128, 1))
@@ -120,14 +138,16 @@ def main():
         units = (queries + 127) // 128 * heads * batch
         arguments = [("m", m) for m in maps] + [("p", o.data_ptr()), ("p", 0), ("i", queries), ("i", keys), ("i", heads),
                                                 ("i", batch), ("f", scale_log2), ("p", scales.data_ptr()), ("f", shift)]
-        return lambda: attention.launch(fp8_kernel, (min(units, multiprocessors), 1, 1), (384, 1, 1), shared, stream, arguments)
+        function = kernel or fp8_kernel
+        return lambda: attention.launch(function, (min(units, multiprocessors), 1, 1), (384, 1, 1), shared, stream, arguments)
 
-    def bf16_attention(q, k, v, o):
+    def bf16_attention(q, k, v, o, kernel=None):
         batch, queries, heads, d = q.shape
         units = (queries + 127) // 128 * heads * batch
         arguments = [("m", attention.tensor_map(x)) for x in (q, k, v)] + [
             ("p", o.data_ptr()), ("p", 0), ("i", queries), ("i", k.shape[1]), ("i", heads), ("i", batch), ("f", scale_log2)]
-        return lambda: attention.launch(bf16_kernel, (min(units, multiprocessors), 1, 1), (384, 1, 1), bf16_shared, stream, arguments)
+        function = kernel or bf16_kernel
+        return lambda: attention.launch(function, (min(units, multiprocessors), 1, 1), (384, 1, 1), bf16_shared, stream, arguments)
 
     shifts = [float(s) for s in args.shifts.split(",")]
     generator = torch.Generator(device="cuda").manual_seed(4321)
@@ -154,6 +174,7 @@ def main():
         bf16_attention(q, k, v, o)()
         torch.cuda.synchronize()
         bf16_error = float((o.float() - expected).norm() / expected.norm())
+        bf16_output = o
         label = f"B={batch} H={heads} S={tokens} q×{query_scale:g}"
         print(f"{label:28} operands: codes {'identical' if codes_equal else 'DIFFER'}, scales {'identical' if scales_equal else 'DIFFER'}; "
               f"bf16 kernel err {bf16_error:.2e}")
@@ -169,6 +190,24 @@ def main():
             results.append(dict(shape=[batch, heads, tokens], query_scale=query_scale, shift=shift, error=error,
                                 kernel_error=kernel_error, bf16_error=bf16_error, poison=poison, codes_equal=codes_equal,
                                 scales_equal=scales_equal, ok=ok))
+        for name, fp8_variant, bf16_variant, _ in kernels[1:]:
+            o = torch.full_like(q, float("nan"))
+            fp8_attention(q8, k8, vt8, scales, o, app_shift, tokens, fp8_variant)()
+            o16 = torch.full_like(q, float("nan"))
+            bf16_attention(q, k, v, o16, bf16_variant)()
+            torch.cuda.synchronize()
+            poison = int(torch.isnan(o).sum()) + int(torch.isnan(o16).sum())
+            error = float((o.float() - expected).norm() / expected.norm())
+            kernel_error = float((o.float() - expected_codes).norm() / expected_codes.norm())
+            variant_bf16_error = float((o16.float() - expected).norm() / expected.norm())
+            same_bits = torch.equal(o16.view(torch.int16), bf16_output.view(torch.int16))
+            ok = codes_equal and scales_equal and poison == 0 and error < 0.1
+            print(f"    variant{name} shift {app_shift:g}: fp8 err {error:.2e} (vs dequantized codes {kernel_error:.2e}); "
+                  f"bf16 err {variant_bf16_error:.2e}, {'same bits' if same_bits else 'other bits'}; poison {poison} "
+                  f"{'ok' if ok else 'FAIL'}")
+            results.append(dict(variant=name.strip(), shape=[batch, heads, tokens], query_scale=query_scale, shift=app_shift,
+                                error=error, kernel_error=kernel_error, bf16_error=variant_bf16_error,
+                                bf16_same_bits=same_bits, poison=poison, ok=ok))
 
     from torch.nn.attention import SDPBackend, sdpa_kernel
     print(f"\n== speed (median round of {args.rounds}, each the median of {args.repeats} x mean of 10 launches), TFLOP/s = 4*S*S*D*H / time")
@@ -178,7 +217,7 @@ def main():
         o = torch.empty_like(q)
         launch, (q8, k8, vt8, scales) = operand_passes(q, k, v)
         launch()
-        fp8 = fp8_attention(q8, k8, vt8, scales, o, shifts[-1], tokens)
+        fp8 = fp8_attention(q8, k8, vt8, scales, o, app_shift, tokens)
         qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
         sdpa = lambda: torch.nn.functional.scaled_dot_product_attention(qt, kt, vt)
 
@@ -187,6 +226,9 @@ def main():
             fp8()
         functions = {"fp8": (fp8, None), "fp8+operands": (fp8_with_operands, None), "operands": (launch, None),
                      "bf16 wgmma": (bf16_attention(q, k, v, o), None), "cudnn bf16": (sdpa, SDPBackend.CUDNN_ATTENTION)}
+        for name, fp8_variant, bf16_variant, _ in kernels[1:]:
+            functions["fp8" + name] = (fp8_attention(q8, k8, vt8, scales, o, app_shift, tokens, fp8_variant), None)
+            functions["bf16 wgmma" + name] = (bf16_attention(q, k, v, o, bf16_variant), None)
         rounds = {kind: [] for kind in functions}
         for _ in range(args.rounds):
             for kind, (function, backend) in functions.items():

@@ -80,7 +80,9 @@ struct AttentionWGMMACompileTests {
                                       extraOptions: ["--ptxas-options=-v"])
         let (cubin, _) = try compiler.build(source, for: CUDATarget(architecture: 90, architectureSpecific: true))
         let log = cubin.log
-        #expect(log.components(separatedBy: "0 bytes spill stores, 0 bytes spill loads").count - 1 == source.kernelNames.count, "\(log)")
+        // No spills and no stack frame (a register array indexed at run time would land in local memory).
+        #expect(log.components(separatedBy: "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads").count - 1 ==
+                source.kernelNames.count, "\(log)")
         for warning in ["C7508", "C7513", "C7515"] { #expect(!log.contains(warning), "\(log)") }
 
         let (ptx, _) = try compiler.build(source, for: CUDATarget(architecture: 90, architectureSpecific: true, output: .ptx))
