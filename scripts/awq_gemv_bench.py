@@ -13,9 +13,11 @@ the kernel file when given (--baseline: a folder holding an older awq_gemv.cu wi
 
     python3 scripts/awq_gemv_bench.py --compile-only                 # anywhere with NVRTC: the ptxas reports
     python3 scripts/awq_gemv_bench.py [--baseline OLD_KERNELS_DIR]   # on the GPU: checks, then timings
+    ncu -k regex:awq_gemv_rows1 python3 scripts/awq_gemv_bench.py --profile   # the single-row kernel alone
 """
 import argparse
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -25,12 +27,15 @@ from attention_bench import KERNELS, compile_source, load_nvrtc  # noqa: E402
 
 # name: (ROWS, C) of the awq_gemv template, instantiated for bf16 and f16 beside the file's own kernels.
 VARIANTS = {f"r{rows}c{c}": (rows, c) for rows in (1, 2, 4) for c in (1, 2, 4)}
+TEMPLATE_VARIANTS = set(VARIANTS)
 TYPES = {"bf16": "NKBFloat16", "f16": "NKFloat16"}
 
 
-def variant_source():
-    lines = ['#include "awq_gemv.cu"']
+def variant_source(extra=None):
+    lines = ['#include "awq_gemv.cu"'] + ([open(extra).read()] if extra else [])
     for name, (rows, c) in VARIANTS.items():
+        if name not in TEMPLATE_VARIANTS:
+            continue
         for suffix, trait in TYPES.items():
             lines.append(f"NK_KERNEL void v_{name}_{suffix}(AWQ_GEMV_ARGS) {{ awq_gemv<{trait}, {rows}, {c}>(AWQ_GEMV_PASS); }}")
     # Reads `count` 16-byte vectors once (the codes' share of the layer's bytes), as the GEMV streams its codes.
@@ -41,12 +46,19 @@ def variant_source():
     return "\n".join(lines) + "\n"
 
 
-def compile_variants():
+def add_extra_variants(extra):
+    """Adds the kernels `v_<name>_bf16` / `_f16` that file `extra` defines (name = letter, rows, "c", channels per
+    warp, anything: "x1c2m") to VARIANTS: experiments launched like the file's own kernels."""
+    for name in sorted(set(re.findall(r"\bv_([a-z](\d+)c(\d+)\w*?)_bf16\b", open(extra).read()))):
+        VARIANTS[name[0]] = (int(name[1]), int(name[2]))
+
+
+def compile_variants(extra=None):
     folder = tempfile.mkdtemp(prefix="awq_gemv_")
     for name in os.listdir(KERNELS):
         os.symlink(os.path.join(os.path.abspath(KERNELS), name), os.path.join(folder, name))
     with open(os.path.join(folder, "awq_variants.cu"), "w") as f:
-        f.write(variant_source())
+        f.write(variant_source(extra))
     return compile_source(load_nvrtc(), "awq_variants.cu", folder=folder)
 
 
@@ -159,7 +171,7 @@ class Bench:
         for variant in self.kernels:
             ok &= self.check(variant, 18432, 3072, 77, t.bfloat16, 6)
             ok &= self.check(variant, 64, 32768, 3, t.float16, 0)
-        for variant in ["r1c2", "r1c4"]:
+        for variant in [v for v in ("r1c2", "r1c4") if v in VARIANTS]:  # persistent grids
             ok &= self.check(variant, 18432, 3072, 1, t.bfloat16, 6, grid_cap=2)
             ok &= self.check(variant, 9216, 3072, 4, t.float16, 0, grid_cap=3)
         return ok
@@ -192,13 +204,13 @@ class Bench:
             k = 3072
             layers = [self.layer(n, k, t.bfloat16) for _ in range(4)]
             weight_bytes = n * k // 2 + 2 * n * (k // 64) * 2 + n * 2
-            for m in [1, 2, 3, 4, 8, 77]:
+            for m in [1, 2, 4] if not VARIANTS else [1, 2, 3, 4, 8, 77]:
                 x = (t.rand(m, k, device=self.dev) * 2 - 1).to(t.bfloat16)
                 out = t.empty(m, n, dtype=t.bfloat16, device=self.dev)
                 row = {}
                 candidates = [(v, None) for v in self.kernels] + [(v, None) for v in VARIANTS if m <= 4 or VARIANTS[v][0] == 4]
                 if m == 1:
-                    candidates += [(v, cap) for v in ["r1c2", "r1c4"] for cap in (3, 4)]
+                    candidates += [(v, cap) for v in ("r1c2", "r1c4") if v in VARIANTS for cap in (3, 4)]
                 for variant, cap in candidates:
                     if m == 77 and variant.startswith("r"):
                         continue
@@ -254,14 +266,28 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--compile-only", action="store_true")
     parser.add_argument("--skip-overlap", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="only the file's kernels (and the baseline), fewer sizes")
+    parser.add_argument("--profile", action="store_true", help="only 3 launches of the M = 1, N = 18432 layer (for ncu)")
     parser.add_argument("--baseline", help="a kernel folder whose awq_gemv.cu has the old awq_gemv_bf16 / _f16")
+    parser.add_argument("--extra", help="a .cu file of experimental kernels v_<letter><rows>c<channels>…_bf16 / _f16")
     args = parser.parse_args()
-    cubin, log = compile_variants()
+    if args.extra:
+        add_extra_variants(args.extra)
+    cubin, log = compile_variants(args.extra)
     report = [line for line in log.splitlines() if "registers" in line or "spill" in line or "Compiling entry" in line]
     print("\n".join(report))
     if args.compile_only:
         return 0
+    if args.quick:
+        VARIANTS.clear()
     bench = Bench(cubin, args.baseline)
+    if args.profile:
+        layer, x = bench.layer(18432, 3072, bench.torch.bfloat16), bench.torch.ones(1, 3072, dtype=bench.torch.bfloat16, device=bench.dev)
+        out = bench.torch.empty(1, 18432, dtype=bench.torch.bfloat16, device=bench.dev)
+        for _ in range(3):
+            bench.launch("new", layer, x, out, 0)
+        bench.torch.cuda.synchronize()
+        return 0
     ok = bench.check_all()
     bench.time_all()
     if not args.skip_overlap:

@@ -5,13 +5,14 @@
 // hadd(y, bias).
 //
 // The work is streaming the codes (N·K/2 bytes) once per block of ROWS rows of x (the FLUX modulation has one row:
-// its batch's temb). Each warp owns C output channels at a time and walks their K in steps of 1024 codes (a lane's
-// 16-byte run of 32 codes per channel), loading the next step's C runs, scales and zeros before it computes the
-// current one; when a task (C channels × K) ends, the warp reduces and stores its C·ROWS outputs and moves on by
-// the grid's warp count. x is staged once per block in shared memory, each 16-byte vector holding the 8 values one
-// code word needs in the order its nibbles come out: (x0,x4), (x1,x5), (x2,x6), (x3,x7). A nibble pair becomes exact
-// 16-bit values without integer-to-float conversions: (word >> 4s) & 0x000F000F or'ed into the bits of 2^m (bf16 128,
-// f16 1024; their unit step is 1) is the pair 2^m + n, and subtracting 2^m is exact.
+// its batch's temb). Each warp owns C output channels at a time (a task) and walks their K in steps of 1024 codes
+// (a lane's 16-byte run of 32 codes per channel), loading the next step's C runs, scales and zeros (during a task's
+// last step: the next task's first) before it computes the current one; when a task ends, the warp reduces and
+// stores its C·ROWS outputs and moves on by the grid's warp count. x is staged once per block in shared memory, each
+// 16-byte vector holding the 8 values one code word needs in the order its nibbles come out: (x0,x4), (x1,x5),
+// (x2,x6), (x3,x7). A nibble pair becomes exact 16-bit values without integer-to-float conversions:
+// (word >> 4s) & 0x000F000F or'ed into the bits of 2^m (bf16 128, f16 1024; their unit step is 1) is the pair
+// 2^m + n, and subtracting 2^m is exact.
 //
 // Layouts (Layouts/AWQDeviceLayout.swift): x [M, K]; codes u8 [N, K/2], unsigned, low nibble = even k (the canonical
 // layout); scales and zeros transposed to [N, K/64]; bias [N] or null. Output: `chunks` = 0 writes [M, N] in natural
@@ -50,30 +51,10 @@ NK_DEVICE uint4 awq_code_load(const u8* __restrict__ p) {
     return v;
 }
 
-/// The codes, scales and zeros (each duplicated into a pair) of channels task·C … task·C + C − 1 at step `step`
-/// for this lane; zeros where the lane's run lies past K.
-template <int C>
-NK_DEVICE void awq_load_step(const u8* __restrict__ codes, const u16* __restrict__ scales, const u16* __restrict__ zeros,
-                             int k, int task, int step, int lane, uint4 (&run)[C], u32 (&scale)[C], u32 (&zero)[C]) {
-    const int k0 = step * 1024 + lane * 32;
-    const u8* run_base = codes + (i64)task * C * (k / 2) + k0 / 2;
-    const i64 group_base = (i64)task * C * (k / 64) + k0 / 64;
-#pragma unroll
-    for (int c = 0; c < C; c++) {
-        if (k0 < k) {
-            run[c] = awq_code_load(run_base + c * (k / 2));
-            scale[c] = nk_dup16(scales[group_base + c * (k / 64)]);
-            zero[c] = nk_dup16(zeros[group_base + c * (k / 64)]);
-        } else {
-            run[c] = make_uint4(0, 0, 0, 0);
-            scale[c] = zero[c] = 0;
-        }
-    }
-}
-
 /// Stages rows row0 … row0 + rows_here − 1 of x in shared memory: vector (r, step, j, lane) = the pairs
 /// (x[k0+8j+s], x[k0+8j+s+4]), s = 0…3, k0 = step·1024 + lane·32. Every thread of the block takes part.
-NK_DEVICE void awq_stage_x(uint4* __restrict__ staged, const u16* __restrict__ x, int row0, int rows_here, int k, int steps) {
+NK_DEVICE void awq_stage_x(uint4* __restrict__ staged, const u16* __restrict__ x, int row0, int rows_here, int k,
+                           int steps) {
     const int vectors = k / 8;
     for (int index = threadIdx.x; index < rows_here * vectors; index += blockDim.x) {
         const int r = index / vectors, q = index % vectors;
@@ -157,36 +138,60 @@ NK_DEVICE void awq_gemv(const u16* __restrict__ x, const u8* __restrict__ codes,
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int row0 = blockIdx.y * ROWS, rows_here = min(ROWS, rows - row0);
     const int steps = (k + 1023) / 1024, tasks = n / C, task_stride = gridDim.x * AWQ_WARPS;
-    int task = blockIdx.x * AWQ_WARPS + warp, step = 0;
+    const int half_k = k / 2, groups = k / 64;
+    int task = blockIdx.x * AWQ_WARPS + warp;
 
+    // This lane's pointers into the current task's first channel: its run of codes, its group's scale and zero.
+    const u8* run_pointer = codes + (i64)task * C * half_k + lane * 16;
+    const u16* scale_pointer = scales + (i64)task * C * groups + lane / 2;
+    const u16* zero_pointer = zeros + (i64)task * C * groups + lane / 2;
+    const i64 run_stride = (i64)task_stride * C * half_k, group_stride = (i64)task_stride * C * groups;
     uint4 next_run[C];
     u32 next_scale[C], next_zero[C];
-    if (task < tasks) awq_load_step<C>(codes, scales, zeros, k, task, 0, lane, next_run, next_scale, next_zero);
+    // Loads step `step` of the task at the given pointers into next_*: zeros where this lane's run lies past K.
+    auto load = [&](const u8* runs, const u16* task_scales, const u16* task_zeros, int step) {
+        const bool inside = step * 1024 + lane * 32 < k;
+#pragma unroll
+        for (int c = 0; c < C; c++) {
+            if (inside) {
+                next_run[c] = awq_code_load(runs + step * 512 + c * half_k);
+                next_scale[c] = nk_dup16(task_scales[step * 16 + c * groups]);
+                next_zero[c] = nk_dup16(task_zeros[step * 16 + c * groups]);
+            } else {
+                next_run[c] = make_uint4(0, 0, 0, 0);
+                next_scale[c] = next_zero[c] = 0;
+            }
+        }
+    };
+    if (task < tasks) load(run_pointer, scale_pointer, zero_pointer, 0);
     awq_stage_x(awq_staged_x, x, row0, rows_here, k, steps);
     __syncthreads();
 
     float sum[C][ROWS][2] = {};
     while (task < tasks) {
-        uint4 run[C];
-        u32 scale[C], zero[C];
+        const int next_task = task + task_stride;
+        for (int step = 0; step < steps; step++) {
+            uint4 run[C];
+            u32 scale[C], zero[C];
 #pragma unroll
-        for (int c = 0; c < C; c++) {
-            run[c] = next_run[c];
-            scale[c] = next_scale[c];
-            zero[c] = next_zero[c];
+            for (int c = 0; c < C; c++) {
+                run[c] = next_run[c];
+                scale[c] = next_scale[c];
+                zero[c] = next_zero[c];
+            }
+            // The next step, or the next task's first step, is in flight while this one is computed.
+            if (step + 1 < steps)
+                load(run_pointer, scale_pointer, zero_pointer, step + 1);
+            else if (next_task < tasks)
+                load(run_pointer + run_stride, scale_pointer + group_stride, zero_pointer + group_stride, 0);
+            if (step * 1024 + lane * 32 < k)
+                awq_accumulate<T, ROWS, C>(run, scale, zero, awq_staged_x, step, steps, lane, rows_here, sum);
         }
-        int following_task = task, following_step = step + 1;
-        if (following_step == steps) {
-            following_step = 0;
-            following_task += task_stride;
-        }
-        if (following_task < tasks)
-            awq_load_step<C>(codes, scales, zeros, k, following_task, following_step, lane, next_run, next_scale, next_zero);
-        if (step * 1024 + lane * 32 < k)
-            awq_accumulate<T, ROWS, C>(run, scale, zero, awq_staged_x, step, steps, lane, rows_here, sum);
-        if (step == steps - 1) awq_finish_task<T, ROWS, C>(sum, lane, task, row0, rows_here, bias, out, rows, n, chunks);
-        task = following_task;
-        step = following_step;
+        awq_finish_task<T, ROWS, C>(sum, lane, task, row0, rows_here, bias, out, rows, n, chunks);
+        task = next_task;
+        run_pointer += run_stride;
+        scale_pointer += group_stride;
+        zero_pointer += group_stride;
     }
 }
 
@@ -197,8 +202,12 @@ NK_DEVICE void awq_gemv(const u16* __restrict__ x, const u8* __restrict__ codes,
 
 // By rows per block, 2 channels per warp (Operations/AWQGEMVLaunch.swift; measured on an H200: docs/hopper.md).
 // One row: at most 64 registers, so 4 blocks (32 warps) fit an SM.
-NK_KERNEL void __launch_bounds__(256, 4) awq_gemv_rows1_bf16(AWQ_GEMV_ARGS) { awq_gemv<NKBFloat16, 1, 2>(AWQ_GEMV_PASS); }
-NK_KERNEL void __launch_bounds__(256, 4) awq_gemv_rows1_f16(AWQ_GEMV_ARGS) { awq_gemv<NKFloat16, 1, 2>(AWQ_GEMV_PASS); }
+NK_KERNEL void __launch_bounds__(256, 4) awq_gemv_rows1_bf16(AWQ_GEMV_ARGS) {
+    awq_gemv<NKBFloat16, 1, 2>(AWQ_GEMV_PASS);
+}
+NK_KERNEL void __launch_bounds__(256, 4) awq_gemv_rows1_f16(AWQ_GEMV_ARGS) {
+    awq_gemv<NKFloat16, 1, 2>(AWQ_GEMV_PASS);
+}
 NK_KERNEL void awq_gemv_rows2_bf16(AWQ_GEMV_ARGS) { awq_gemv<NKBFloat16, 2, 2>(AWQ_GEMV_PASS); }
 NK_KERNEL void awq_gemv_rows2_f16(AWQ_GEMV_ARGS) { awq_gemv<NKFloat16, 2, 2>(AWQ_GEMV_PASS); }
 NK_KERNEL void awq_gemv_rows4_bf16(AWQ_GEMV_ARGS) { awq_gemv<NKBFloat16, 4, 2>(AWQ_GEMV_PASS); }
