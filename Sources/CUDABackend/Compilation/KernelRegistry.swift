@@ -40,7 +40,8 @@ public enum KernelRegistry {
                      kernelNames: ["bf16", "f16"].flatMap { type in
                          ["int4_s4", "int4_s8", "int4_unsigned_s4", "int4_unsigned_s8", "nvfp4"].map { "w4a4_gemm_\(type)_\($0)" }
                      }),
-        KernelSource(name: "awq_gemv.cu", text: text(PackageResources.awq_gemv_cu), kernelNames: ["awq_gemv_bf16", "awq_gemv_f16"]),
+        KernelSource(name: "awq_gemv.cu", text: text(PackageResources.awq_gemv_cu),
+                     kernelNames: ["bf16", "f16"].flatMap { type in [1, 2, 4].map { "awq_gemv_rows\($0)_\(type)" } }),
         KernelSource(name: "ops_norm.cu", text: text(PackageResources.ops_norm_cu),
                      kernelNames: ["nunchaku_layernorm_bf16", "nunchaku_layernorm_f16", "nunchaku_rmsnorm_bf16", "nunchaku_rmsnorm_f16"]),
         KernelSource(name: "ops_elementwise.cu", text: text(PackageResources.ops_elementwise_cu),

@@ -4,8 +4,7 @@ import SVDQuant
 /// An AWQ W4A16 linear (adaLN modulation layers) on a CUDA GPU, with the semantics of the CPU reference
 /// `AWQW4A16Linear` (awq_gemv.cu): outputs in natural channel order, the folded "+1" of the scale chunks kept.
 ///
-/// Built for a few rows (one warp per output channel, up to 8 rows per warp); any M works, re-reading the weights
-/// once per 8 rows.
+/// Built for a few rows (`AWQGEMVLaunch`: the codes are streamed once per block of up to 4 rows); any M works.
 public final class CUDAAWQW4A16Linear: Sendable {
     /// How `forward` lays out its output.
     public enum OutputLayout: Sendable, Equatable {
@@ -71,9 +70,11 @@ public final class CUDAAWQW4A16Linear: Sendable {
         }
         try W4A4OperandCheck.tensor(output, dtype: activationDType.dtype, op, "output")
         let chunks = layout == .chunks ? shape[0] : 0
-        let kernel = try context.kernels.kernel("awq_gemv_\(activationDType)")
+        let plan = AWQGEMVLaunch(rows: rows, outFeatures: outFeatures, inFeatures: inFeatures, type: activationDType)
+        let kernel = try context.kernels.kernel(plan.kernelName)
+        if plan.sharedMemoryBytes > AWQGEMVLaunch.sharedMemoryLimit { try kernel.setMaxDynamicSharedMemory(plan.sharedMemoryBytes) }
         try kernel.launch(
-            grid: CUDADim3((outFeatures + 7) / 8, (rows + 7) / 8), block: CUDADim3(256), stream: stream ?? x.buffer.stream,
+            grid: plan.grid, block: plan.block, sharedMemoryBytes: plan.sharedMemoryBytes, stream: stream ?? x.buffer.stream,
             arguments: [x.argument, codes.argument, scales.argument, zeros.argument, bias?.argument ?? .pointer(0),
                         output.argument, .int32(Int32(rows)), .int32(Int32(outFeatures)), .int32(Int32(inFeatures)),
                         .int32(Int32(chunks))])

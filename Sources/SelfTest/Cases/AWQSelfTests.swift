@@ -2,19 +2,26 @@ import CUDABackend
 import NunchakuCore
 import SVDQuant
 
-/// `awq.gemv`: the AWQ W4A16 kernel (awq_gemv.cu) against the CPU reference `AWQW4A16Linear`, for FLUX's adaLN
-/// modulation layers (3072 → 18432 in 6 chunks, 3072 → 9216 in 3) at a few rows, in the natural layout and in the
-/// chunk-major layout (`[S, M, N/S]`, compared with the CPU output split into its chunks). Dequantization and
+/// `awq.gemv`: the AWQ W4A16 kernels (awq_gemv.cu, chosen by AWQGEMVLaunch) against the CPU reference
+/// `AWQW4A16Linear`, for FLUX's adaLN modulation layers (3072 → 18432 in 6 chunks, 3072 → 9216 in 3) at 1, 2 and 4
+/// rows (one, two and four rows per block), 3, 5 and 9 rows (a block's last rows empty), 77 rows (20 row blocks),
+/// ragged layers the layout allows (K a multiple of 64 but not of 1024, N a multiple of 4 but not of the channels a
+/// block owns) and a K whose row of x needs more than the default shared memory (32768), in the natural layout and
+/// in the chunk-major layout (`[S, M, N/S]`, compared with the CPU output split into its chunks). Dequantization and
 /// products are the same half-precision operations; the fp32 sum runs in another order (per lane, then a warp
 /// reduction), which moves an output across a rounding boundary rarely: tolerance 1e-3 (bf16) / 5e-4 (f16).
 enum AWQSelfTests {
     static let cases: [SelfTestCase] =
         [(18432, 6), (9216, 3)].flatMap { layer in
-            [1, 4].flatMap { m in
+            [1, 2, 4].flatMap { m in
                 [gemv(.bf16, m: m, n: layer.0, chunks: layer.1, .natural), gemv(.f16, m: m, n: layer.0, chunks: layer.1, .chunks)]
             }
         }
-        + [gemv(.bf16, m: 77, n: 18432, chunks: 6, .chunks), gemv(.bf16, m: 1, n: 18432, chunks: 6, .chunks)]
+        + [gemv(.bf16, m: 1, n: 18432, chunks: 6, .chunks), gemv(.bf16, m: 3, n: 18432, chunks: 6, .chunks),
+           gemv(.bf16, m: 5, n: 9216, chunks: 3, .natural), gemv(.bf16, m: 77, n: 18432, chunks: 6, .chunks)]
+        + [gemv(.bf16, m: 1, n: 1004, k: 1088, chunks: 4, .natural), gemv(.f16, m: 3, n: 1004, k: 1088, chunks: 4, .chunks),
+           gemv(.bf16, m: 9, n: 1004, k: 1088, chunks: 4, .natural), gemv(.bf16, m: 2, n: 20, k: 192, chunks: 2, .chunks),
+           gemv(.f16, m: 3, n: 64, k: 32768, chunks: 2, .natural)]
 
     static let inFeatures = 3072
 
@@ -32,11 +39,11 @@ enum AWQSelfTests {
             layout: .canonical, modulation: try ModulationInterleave(chunks: chunks))
     }
 
-    static func gemv(_ dtype: DType, m: Int, n: Int, chunks: Int, _ layout: CUDAAWQW4A16Linear.OutputLayout) -> SelfTestCase {
-        let shape = "M=\(m) N=\(n) K=\(inFeatures)" + (layout == .chunks ? " chunks=\(chunks)" : "")
+    static func gemv(_ dtype: DType, m: Int, n: Int, k: Int = inFeatures, chunks: Int, _ layout: CUDAAWQW4A16Linear.OutputLayout) -> SelfTestCase {
+        let shape = "M=\(m) N=\(n) K=\(k)" + (layout == .chunks ? " chunks=\(chunks)" : "")
         return SelfTestCase(kernel: "awq.gemv", dtype: dtype, shape: shape, tolerance: dtype == .bf16 ? 1e-3 : 5e-4) { env in
-            let k = inFeatures, groups = k / 64
-            let weights = try Self.weights(n: n, chunks: chunks, &env.random)
+            let groups = k / 64
+            let weights = try Self.weights(n: n, chunks: chunks, inFeatures: k, &env.random)
             let gpu = try CUDAAWQW4A16Linear(weights: weights, activationDType: ActivationDType(dtype), context: env.context, stream: env.stream)
             let x = env.randomTensor([m, k], dtype)
             let gpuX = try env.upload(x)
