@@ -16,6 +16,7 @@ public enum SelfTestCatalog {
         + W4A4SelfTests.cases
         + W4A4FastSelfTests.cases
         + W4A4FastFusedSelfTests.cases
+        + W4A4FastLowRankSelfTests.cases
         + AWQSelfTests.cases
         + FluxSelfTests.cases
         + FluxGraphSelfTests.cases

@@ -15,6 +15,25 @@ import Testing
         #expect(CUDASVDQW4A4FastLinear.quantizeThreads(rows: 4608, inFeatures: 1 << 20, rank: 32) == 1024)
     }
 
+    /// The low-rank down-projection's kernel only where it beat cuBLAS on an H200 (docs/hopper.md): up to 512 rows,
+    /// K ≤ 3072, R = 16…128 in steps of 16; 8 rows per block up to R = 64, 16 above; 16 warps; shared memory for
+    /// the warps' partial sums (40 floats per row).
+    @Test func lowRankDownKernelOnlyWhereItWins() throws {
+        let text = try #require(CUDASVDQW4A4FastLinear.lowRankDownLaunch(rows: 512, inFeatures: 3072, rank: 32))
+        #expect(text.rowsPerBlock == 8 && text.warps == 16 && text.sharedBytes == 16 * 8 * 40 * 4)
+        let single = try #require(CUDASVDQW4A4FastLinear.lowRankDownLaunch(rows: 1, inFeatures: 3072, rank: 64))
+        #expect(single.rowsPerBlock == 8)
+        let wide = try #require(CUDASVDQW4A4FastLinear.lowRankDownLaunch(rows: 333, inFeatures: 3072, rank: 128))
+        #expect(wide.rowsPerBlock == 16 && wide.sharedBytes == 16 * 16 * 40 * 4)
+        #expect(CUDASVDQW4A4FastLinear.lowRankDownLaunch(rows: 513, inFeatures: 3072, rank: 32) == nil)
+        #expect(CUDASVDQW4A4FastLinear.lowRankDownLaunch(rows: 4608, inFeatures: 3072, rank: 32) == nil)
+        #expect(CUDASVDQW4A4FastLinear.lowRankDownLaunch(rows: 512, inFeatures: 12288, rank: 32) == nil)
+        #expect(CUDASVDQW4A4FastLinear.lowRankDownLaunch(rows: 333, inFeatures: 3072, rank: 256) == nil)
+        #expect(CUDASVDQW4A4FastLinear.lowRankDownLaunch(rows: 333, inFeatures: 3072, rank: 40) == nil)
+        #expect(CUDASVDQW4A4FastLinear.lowRankDownLaunch(rows: 333, inFeatures: 3080, rank: 32) == nil)
+        #expect(CUDASVDQW4A4FastLinear.lowRankDownLaunch(rows: 0, inFeatures: 3072, rank: 32) == nil)
+    }
+
     /// The FP8 GEMM's accumulation: `mixed` (the default) is fast exactly up to FLUX's width-3072 depths (3072 + R
     /// padded to 128 stays ≤ 4096), promoted for the GELU-fed 12288 and 15360.
     @Test func accumulationPolicyFollowsDepth() {

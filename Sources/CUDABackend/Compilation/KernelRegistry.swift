@@ -76,6 +76,8 @@ public enum KernelRegistry {
         KernelSource(name: "w4a4_fp8_quantize.cu", text: text(PackageResources.w4a4_fp8_quantize_cu),
                      kernelNames: ["bf16", "f16"].flatMap { ["w4a4_fp8_quantize_\($0)", "w4a4_fp8_quantize_\($0)_shifted",
                                                              "w4a4_fp8_quantize_lowrank_\($0)", "w4a4_fp8_quantize_lowrank_\($0)_shifted"] }),
+        KernelSource(name: "w4a4_fp8_lowrank_down.cu", text: text(PackageResources.w4a4_fp8_lowrank_down_cu),
+                     kernelNames: ["bf16", "f16"].flatMap { ["w4a4_fp8_lowrank_down_\($0)_m8", "w4a4_fp8_lowrank_down_\($0)_m16"] }),
         KernelSource(name: "w4a4_fp8_weights.cu", text: text(PackageResources.w4a4_fp8_weights_cu),
                      kernelNames: ["w4a4_fp8_expand_weights_bf16", "w4a4_fp8_expand_weights_f16", "w4a4_fp8_expand_weights_nvfp4",
                                   "w4a4_fp8_gated_channels_bf16", "w4a4_fp8_gated_channels_f16"]),

@@ -2,8 +2,9 @@ import NunchakuCore
 import SVDQuant
 
 /// An SVDQuant W4A4 linear (INT4 or NVFP4) with the fast (FP8, Hopper) numerics: the 4-bit codes stay 4-bit on the
-/// GPU; each forward runs the low-rank down-projection (cuBLASLt, 16-bit) and the activation pass (w4a4_fp8_quantize.cu:
-/// smoothing, per-token e4m3 of the input and of the low-rank values) — or both as one pass, `quantizeFused`, when
+/// GPU; each forward runs the low-rank down-projection (16-bit: w4a4_fp8_lowrank_down.cu for few rows, else
+/// cuBLASLt) and the activation pass (w4a4_fp8_quantize.cu: smoothing, per-token e4m3 of the input and of the
+/// low-rank values) — or both as one pass, `quantizeFused`, when
 /// the engine's `fusesLowRank` is on —, the weight expansion into an e4m3 scratch
 /// with the group scales folded in (w4a4_fp8_weights.cu), and one cuBLASLt FP8 GEMM over `gemmDepth` columns with the
 /// per-token and per-channel scales and the bias in its epilogue. `W4A4FastReference` is its CPU reference;
@@ -120,17 +121,45 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         }
     }
 
-    /// Step 1: `x · proj_down` [M, R] in the layer's dtype (cuBLASLt, fp32 accumulation).
+    /// Step 1: `x · proj_down` [M, R] in the layer's dtype (fp32 accumulation): w4a4_fp8_lowrank_down.cu for the
+    /// shapes where it is faster (`lowRankDownLaunch`), else cuBLASLt.
     public func lowRank(_ x: DeviceTensor, stream: CUDAStream? = nil) throws -> DeviceTensor {
+        let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, "\(name) fast W4A4 low-rank")
+        let stream = stream ?? x.buffer.stream
+        let result = try DeviceTensor(shape: [rows, parameters.rank], dtype: activationDType.dtype, context: engine.context, stream: stream)
+        try lowRank(x, into: result, stream: stream)
+        return result
+    }
+
+    /// Step 1 writing every element of `result` ([M, R] in the layer's dtype).
+    public func lowRank(_ x: DeviceTensor, into result: DeviceTensor, stream: CUDAStream? = nil) throws {
         let op = "\(name) fast W4A4 low-rank"
         let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, op)
         try W4A4OperandCheck.tensor(x, dtype: activationDType.dtype, op, "input")
+        try checkOperands([(result, [rows, parameters.rank], activationDType.dtype, "output")], op)
         let stream = stream ?? x.buffer.stream
-        let result = try DeviceTensor(shape: [rows, parameters.rank], dtype: activationDType.dtype, context: engine.context, stream: stream)
-        if parameters.rank > 0 {
+        guard parameters.rank > 0, rows > 0 else { return }
+        if let launch = Self.lowRankDownLaunch(rows: rows, inFeatures: inFeatures, rank: parameters.rank) {
+            let kernel = try engine.context.kernels.kernel("w4a4_fp8_lowrank_down_\(activationDType)_m\(launch.rowsPerBlock)")
+            try kernel.launch(
+                grid: CUDADim3((rows + launch.rowsPerBlock - 1) / launch.rowsPerBlock, (parameters.rank + 31) / 32),
+                block: CUDADim3(32 * launch.warps), sharedMemoryBytes: launch.sharedBytes, stream: stream,
+                arguments: [x.argument, projDownTransposed.argument, result.argument, .int32(Int32(rows)), .int32(Int32(inFeatures)),
+                            .int32(Int32(parameters.rank))])
+        } else {
             try engine.linear(try x.reshaped([rows, inFeatures]), weight: projDownTransposed, output: result, stream: stream)
         }
-        return result
+    }
+
+    /// The geometry of w4a4_fp8_lowrank_down.cu for M = `rows`, or nil where cuBLASLt is faster (H200, CUDA graphs,
+    /// against torch.matmul on the same inputs, docs/hopper.md): the kernel wins for few rows (M = 512, K = 3072:
+    /// 6.5 against 6.8–7.5 µs; M = 333: 5.3–6.6 against 7.2–7.6 µs at R = 16–128; M = 1: 4.2 against 5.8 µs), and loses for
+    /// M ≥ 1536, K = 12288 or R = 256. 16 warps split K; 8 rows per block up to R = 64, 16 rows above.
+    public static func lowRankDownLaunch(rows: Int, inFeatures: Int, rank: Int) -> (rowsPerBlock: Int, warps: Int, sharedBytes: Int)? {
+        guard rows >= 1, rows <= 512, inFeatures >= 32, inFeatures <= 3072, inFeatures % 32 == 0, rank >= 16, rank <= 128, rank % 16 == 0
+        else { return nil }
+        let rowsPerBlock = rank <= 64 ? 8 : 16, warps = 16
+        return (rowsPerBlock, warps, warps * rowsPerBlock * 40 * 4)
     }
 
     /// Step 2 (w4a4_fp8_quantize.cu): e4m3 codes [M, depth] and per-token scales f32 [M], allocated on `stream`.
