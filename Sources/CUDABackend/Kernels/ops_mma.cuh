@@ -27,6 +27,13 @@ NK_DEVICE void nk_mma_16816<nk_f16>(float (&d)[4], const u32 (&a)[4], u32 b0, u3
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+/// `nk_mma_16816` for a 16-bit type that says `is_bf16` (w4a4_half.cuh's NKBFloat16 / NKFloat16).
+template <class T>
+NK_DEVICE void nk_mma_16816_half(float (&d)[4], const u32 (&a)[4], u32 b0, u32 b1) {
+    if (T::is_bf16) nk_mma_16816<nk_bf16>(d, a, b0, b1);
+    else nk_mma_16816<nk_f16>(d, a, b0, b1);
+}
+
 /// The shared-memory address (32-bit, as ldmatrix and cp.async take it) of a generic pointer into shared memory.
 NK_DEVICE u32 nk_shared_address(const void* pointer) {
     u32 address;

@@ -34,13 +34,6 @@ NK_DEVICE uint4 w4a4_lowrank_down_stream(const uint4* address) {
 
 NK_DEVICE u32 w4a4_lowrank_down_word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 
-/// D += A·B for one m16n8k16 tile of `T` operands.
-template <class T>
-NK_DEVICE void w4a4_lowrank_down_mma(float (&d)[4], const u32 (&a)[4], u32 b0, u32 b1) {
-    if (T::is_bf16) nk_mma_16816<nk_bf16>(d, a, b0, b1);
-    else nk_mma_16816<nk_f16>(d, a, b0, b1);
-}
-
 template <class T, int MT, int NT, int ROWS>
 NK_DEVICE void w4a4_lowrank_down_block(const u16* __restrict__ x, const u16* __restrict__ proj_down_t,
                                        u16* __restrict__ out, int m, int k, int rank, float* partial) {
@@ -102,7 +95,7 @@ NK_DEVICE void w4a4_lowrank_down_block(const u16* __restrict__ x, const u16* __r
                                              w4a4_lowrank_down_word(a[u][i][1], 2 * s + 1) & high};
 #pragma unroll
                     for (int j = 0; j < NT; j++)
-                        w4a4_lowrank_down_mma<T>(acc[i][j], fragment, w4a4_lowrank_down_word(b[u][j], 2 * s),
+                        nk_mma_16816_half<T>(acc[i][j], fragment, w4a4_lowrank_down_word(b[u][j], 2 * s),
                                                  w4a4_lowrank_down_word(b[u][j], 2 * s + 1));
                 }
             }

@@ -142,13 +142,6 @@ NK_KERNEL void w4a4_fp8_quantize_f16_shifted(W4A4_FP8_QUANTIZE_ARGS) { w4a4_fp8_
 #define W4A4_FP8_FUSED_ROWS 16
 #define W4A4_FP8_FUSED_SLICES 4
 
-/// D += A·B for one m16n8k16 tile of `T` operands.
-template <class T>
-NK_DEVICE void w4a4_fp8_mma(float (&d)[4], const u32 (&a)[4], u32 b0, u32 b1) {
-    if (T::is_bf16) nk_mma_16816<nk_bf16>(d, a, b0, b1);
-    else nk_mma_16816<nk_f16>(d, a, b0, b1);
-}
-
 /// One warp's partial sums of L: `TILES` n-tiles from `first_tile`, K steps [begin, end), into `out` [16, R].
 template <class T, int TILES>
 NK_DEVICE void w4a4_fp8_lowrank_slice(const u16* tile, int stride, const u16* __restrict__ proj_down_t, int k,
@@ -180,7 +173,7 @@ NK_DEVICE void w4a4_fp8_lowrank_slice(const u16* tile, int stride, const u16* __
                 u32 a[4];
                 nk_ldmatrix_x4(a, a_row + (step + j) * 16);
 #pragma unroll
-                for (int t = 0; t < TILES; t++) w4a4_fp8_mma<T>(accumulators[t], a, b[j][t][0], b[j][t][1]);
+                for (int t = 0; t < TILES; t++) nk_mma_16816_half<T>(accumulators[t], a, b[j][t][0], b[j][t][1]);
             }
         }
     }
