@@ -132,6 +132,25 @@ def median_ms(function, repeats, batch=10):
 
 
 
+def graph_time_us(launch, reps=20):
+    """Microseconds per launch of `launch(i, stream)`: 3 warm-up launches, then `reps` launches captured in a CUDA
+    graph on a side stream, the median of 7 replays (the harnesses of the W4A4 passes use it)."""
+    import torch
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        for i in range(3): launch(i, s)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g, stream=s):
+        for i in range(reps): launch(i, s)
+    times = []
+    for _ in range(7):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record(); g.replay(); b.record(); torch.cuda.synchronize()
+        times.append(a.elapsed_time(b) / reps)
+    return statistics.median(times) * 1e3
+
+
 def finish(json_path, results, timing):
     """Writes the checks and timings as JSON (when asked), prints the pass count and exits 1 if a check failed."""
     import torch

@@ -4,28 +4,14 @@ checked against a torch reference (float64 low-rank sums rounded to the activati
 quantization: every code within one e4m3 step, padding zero, every byte written) and against the two-pass path
 (cuBLAS low-rank GEMM + w4a4_fp8_quantize), and timed against the two passes (a CUDA graph of 20 launches, median
 of 7 replays). Needs torch with CUDA and NVRTC (sm_90); run from anywhere: python3 scripts/w4a4_fused_quantize_bench.py"""
-import os, sys, statistics
+import os, sys
 import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attention_bench import load_nvrtc, compile_source, Module  # noqa: E402
+from attention_bench import load_nvrtc, compile_source, Module, graph_time_us as gtime  # noqa: E402
 dev = torch.device("cuda"); torch.zeros(1, device=dev)
 mod = Module(compile_source(load_nvrtc(), "w4a4_fp8_quantize.cu")[0])
 P = lambda t: ("p", t.data_ptr()); I = lambda v: ("i", int(v))
 
-def gtime(launch, reps=20):
-    s = torch.cuda.Stream()
-    with torch.cuda.stream(s):
-        for i in range(3): launch(i, s)
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g, stream=s):
-        for i in range(reps): launch(i, s)
-    times = []
-    for _ in range(7):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record(); g.replay(); b.record(); torch.cuda.synchronize()
-        times.append(a.elapsed_time(b) / reps)
-    return statistics.median(times) * 1e3
 
 def ordinal(c):
     c = c.to(torch.int32)

@@ -5,10 +5,10 @@ activation dtype (at most one 16-bit step off, every value written, the same bit
 against torch.matmul (cuBLAS) on the same inputs (a CUDA graph over enough input copies that x comes from HBM,
 median of 7 replays). Prints, per shape, the best geometry, the one `W4A4LowRankDownLaunch` picks, and cuBLAS.
 Needs torch with CUDA and NVRTC (sm_90); run from anywhere: python3 scripts/w4a4_lowrank_down_bench.py [kernel folder]"""
-import os, sys, statistics
+import os, sys
 import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attention_bench import KERNELS, load_nvrtc, compile_source, Module  # noqa: E402
+from attention_bench import KERNELS, load_nvrtc, compile_source, Module, graph_time_us as gtime  # noqa: E402
 
 dev = torch.device("cuda"); torch.zeros(1, device=dev)
 folder = sys.argv[1] if len(sys.argv) > 1 else KERNELS
@@ -17,20 +17,6 @@ P = lambda t: ("p", t.data_ptr()); I = lambda v: ("i", int(v))
 STRIDE = 40
 
 
-def gtime(launch, reps):
-    s = torch.cuda.Stream()
-    with torch.cuda.stream(s):
-        for i in range(3): launch(i, s)
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g, stream=s):
-        for i in range(reps): launch(i, s)
-    times = []
-    for _ in range(7):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record(); g.replay(); b.record(); torch.cuda.synchronize()
-        times.append(a.elapsed_time(b) / reps)
-    return statistics.median(times) * 1e3
 
 
 def ordinal(v):
