@@ -69,6 +69,16 @@ def reference_heads(stream, wq, wk, cos, sin, offset, dtype):
     return result + [stream[:, :, 2]]
 
 
+
+def joint_reference_heads(streams, norms, cos, sin, batch, heads):
+    """`reference_heads` of each stream, joined along the tokens in stream order: q, k, v [B, J, H, D] (bf16)."""
+    parts, offset = [[], [], []], 0
+    for x, (wq, wk) in zip(streams, norms):
+        for i, part in enumerate(reference_heads(x.view(batch, x.shape[1], 3, heads, D), wq, wk, cos, sin, offset, torch.bfloat16)):
+            parts[i].append(part)
+        offset += x.shape[1]
+    return tuple(torch.cat(p, dim=1) for p in parts)
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
@@ -213,12 +223,7 @@ def main():
         launch, _, _, factors, scale_values = fused(streams, norms, cos, sin, q8, k8, v, vt8, scales, maxima)
         launch()
         torch.cuda.synchronize()
-        parts, offset = [[], [], []], 0
-        for x, (wq, wk) in zip(streams, norms):
-            for i, part in enumerate(reference_heads(x.view(batch, x.shape[1], 3, heads, D), wq, wk, cos, sin, offset, torch.bfloat16)):
-                parts[i].append(part)
-            offset += x.shape[1]
-        rq, rk, rv = (torch.cat(p, dim=1) for p in parts)
+        rq, rk, rv = joint_reference_heads(streams, norms, cos, sin, batch, heads)
         # The float64 reference rounds differently from the kernel's float32 at rare ties (the Swift self-test
         # attention.fp8.heads checks the exact float32 order bit for bit): a flipped bf16 rounding of a normalized value
         # moves a small rotated value by a step of the larger one, which can be several e4m3 steps; allow 1e-5 of the
@@ -254,12 +259,7 @@ def main():
         joint = sum(sizes)
         streams, norms = inputs(batch, sizes, heads, **options)
         cos, sin = rotary_tables(joint, generator)
-        parts, offset = [[], [], []], 0
-        for x, (wq, wk) in zip(streams, norms):
-            for i, part in enumerate(reference_heads(x.view(batch, x.shape[1], 3, heads, D), wq, wk, cos, sin, offset, torch.bfloat16)):
-                parts[i].append(part)
-            offset += x.shape[1]
-        rq, rk, rv = (torch.cat(p, dim=1) for p in parts)
+        rq, rk, rv = joint_reference_heads(streams, norms, cos, sin, batch, heads)
         expected = fp8.attention_reference(rq.float(), rk.float(), rv)
         errors, subnormal = {}, {}
         # old: bf16 heads, then the two passes
