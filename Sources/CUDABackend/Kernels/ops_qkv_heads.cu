@@ -160,20 +160,14 @@ NK_KERNEL void nunchaku_qkv_heads_f16(const u16* qkv, u16* query, u16* key, u16*
 
 // D = 128. queryCodes, keyCodes [B, J, H, 128] e4m3; value [B, J, H, 128] bf16 / f16; valueMaxima u32 with a slot
 // every maximaStride words per (sample, head), zero (or an earlier stream's maxima) on entry.
-NK_KERNEL void nunchaku_qkv_heads_fp8_bf16(const u16* qkv, u8* queryCodes, u8* keyCodes, u16* value, u32* valueMaxima,
-                                           int maximaStride, float queryFactor, float keyFactor, const float* queryNorm,
-                                           const float* keyNorm, const float* cosines, const float* sines, i64 units,
-                                           int tokens, int heads, int jointTokens, int tokenOffset, float eps) {
-    qkv_heads<nk_bf16, true>(qkv, nullptr, nullptr, value,
-                             FP8HeadsOutput{queryCodes, keyCodes, valueMaxima, maximaStride, queryFactor, keyFactor},
-                             queryNorm, keyNorm, cosines, sines, units, tokens, heads, 128, jointTokens, tokenOffset, eps);
-}
+#define QKV_HEADS_FP8_ARGS                                                                                      \
+    const u16 *qkv, u8 *queryCodes, u8 *keyCodes, u16 *value, u32 *valueMaxima, int maximaStride, float queryFactor, \
+        float keyFactor, const float *queryNorm, const float *keyNorm, const float *cosines, const float *sines,      \
+        i64 units, int tokens, int heads, int jointTokens, int tokenOffset, float eps
+#define QKV_HEADS_FP8_PASS(T)                                                                                            \
+    qkv_heads<T, true>(qkv, nullptr, nullptr, value,                                                                     \
+                       FP8HeadsOutput{queryCodes, keyCodes, valueMaxima, maximaStride, queryFactor, keyFactor}, queryNorm, \
+                       keyNorm, cosines, sines, units, tokens, heads, 128, jointTokens, tokenOffset, eps)
 
-NK_KERNEL void nunchaku_qkv_heads_fp8_f16(const u16* qkv, u8* queryCodes, u8* keyCodes, u16* value, u32* valueMaxima,
-                                          int maximaStride, float queryFactor, float keyFactor, const float* queryNorm,
-                                          const float* keyNorm, const float* cosines, const float* sines, i64 units,
-                                          int tokens, int heads, int jointTokens, int tokenOffset, float eps) {
-    qkv_heads<nk_f16, true>(qkv, nullptr, nullptr, value,
-                            FP8HeadsOutput{queryCodes, keyCodes, valueMaxima, maximaStride, queryFactor, keyFactor},
-                            queryNorm, keyNorm, cosines, sines, units, tokens, heads, 128, jointTokens, tokenOffset, eps);
-}
+NK_KERNEL void nunchaku_qkv_heads_fp8_bf16(QKV_HEADS_FP8_ARGS) { QKV_HEADS_FP8_PASS(nk_bf16); }
+NK_KERNEL void nunchaku_qkv_heads_fp8_f16(QKV_HEADS_FP8_ARGS) { QKV_HEADS_FP8_PASS(nk_f16); }

@@ -70,29 +70,17 @@ enum AttentionFP8HeadsSelfTests {
                     description: "value \(shape): element \(index) is \(value[index]), the projection has \(expected.value[index])")
             }
 
-            let dequantized = AttentionFP8Reference.dequantize(expected.operands, batch: batch, tokens: joint, heads: heads)
-            let queries = SelfTestRows.sample(from: joint, maximum: AttentionSelfTests.comparedQueries, random: &env.random)
-            let kernelReference = try AttentionSelfTests.referenceRows(
-                query: dequantized.query, key: Tensor(dequantized.key, shape: shape), value: Tensor(dequantized.value, shape: shape),
-                keyMask: nil, tokens: queries)
-            var comparison = SelfTestComparison()
-            try comparison.compare(result, rows: kernelReference.rows, width: heads * d, with: kernelReference.values)
-            let inputReference = try AttentionSelfTests.referenceRows(
-                query: expected.query, key: Tensor(expected.key, shape: shape), value: Tensor(expected.value, shape: shape),
-                keyMask: nil, tokens: queries)
-            var inputComparison = SelfTestComparison()
-            try inputComparison.compare(result, rows: inputReference.rows, width: heads * d, with: inputReference.values)
-            guard inputComparison.relativeError <= AttentionFP8SelfTests.inputTolerance else {
-                throw AttentionFP8SelfTests.OperandMismatch(
-                    description: "error against attention of the unquantized heads \(inputComparison.relativeError) > \(AttentionFP8SelfTests.inputTolerance)")
-            }
+            let checked = try AttentionFP8SelfTests.compareOutput(
+                result, operands: expected.operands,
+                inputs: (expected.query, Tensor(expected.key, shape: shape), Tensor(expected.value, shape: shape)),
+                keyMask: nil, inputsName: "the unquantized heads", env)
             let milliseconds = try env.time { try write(try makeHeads()) }
             // Read the projections, write q and k codes and v, read v, write the v codes.
             let elements = Double(batch * joint * heads * d)
             let bytes = elements * (3 * SelfTestShapes.bytes(1, dtype) + 2 + 2 * SelfTestShapes.bytes(1, dtype) + 1)
-            let note = "operands bit-exact; vs unquantized heads e=" + SelfTestTable.scientific(inputComparison.relativeError)
-                + (queries.count < joint ? "; CPU checks \(queries.count) of \(joint) queries" : "")
-            return SelfTestOutcome(comparison: comparison, milliseconds: milliseconds, bytes: bytes, note: note)
+            let note = "operands bit-exact; vs unquantized heads e=" + SelfTestTable.scientific(checked.inputError)
+                + (checked.queries < joint ? "; CPU checks \(checked.queries) of \(joint) queries" : "")
+            return SelfTestOutcome(comparison: checked.comparison, milliseconds: milliseconds, bytes: bytes, note: note)
         }
     }
 

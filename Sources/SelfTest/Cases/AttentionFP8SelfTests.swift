@@ -54,26 +54,39 @@ enum AttentionFP8SelfTests {
             let expected = AttentionFP8Reference.quantize(query: inputs[0].values, key: inputs[1].values, value: inputs[2].values,
                                                           batch: batch, tokens: tokens, heads: heads)
             try checkOperands(operands, expected: expected, env)
-            let dequantized = AttentionFP8Reference.dequantize(expected, batch: batch, tokens: tokens, heads: heads)
-            let queries = SelfTestRows.sample(from: tokens, maximum: AttentionSelfTests.comparedQueries, random: &env.random)
-            let kernelReference = try AttentionSelfTests.referenceRows(
-                query: dequantized.query, key: Tensor(dequantized.key, shape: shape), value: Tensor(dequantized.value, shape: shape),
-                keyMask: mask, tokens: queries)
-            var comparison = SelfTestComparison()
-            try comparison.compare(result, rows: kernelReference.rows, width: heads * d, with: kernelReference.values)
-            let inputReference = try AttentionSelfTests.referenceRows(
-                query: inputs[0].values, key: inputs[1].float32, value: inputs[2].float32, keyMask: mask, tokens: queries)
-            var inputComparison = SelfTestComparison()
-            try inputComparison.compare(result, rows: inputReference.rows, width: heads * d, with: inputReference.values)
-            guard inputComparison.relativeError <= inputTolerance else {
-                throw OperandMismatch(description: "error against the 16-bit inputs' attention \(inputComparison.relativeError) > \(inputTolerance)")
-            }
+            let checked = try compareOutput(result, operands: expected, inputs: (inputs[0].values, inputs[1].float32, inputs[2].float32),
+                                            keyMask: mask, inputsName: "the 16-bit inputs", env)
             let milliseconds = try env.time(launch)
             let flops = 4 * Double(batch * heads) * Double(tokens) * Double(tokens) * Double(d)
-            let note = "operands bit-exact; vs 16-bit inputs e=" + SelfTestTable.scientific(inputComparison.relativeError)
-                + (queries.count < tokens ? "; CPU checks \(queries.count) of \(tokens) queries" : "")
-            return SelfTestOutcome(comparison: comparison, milliseconds: milliseconds, flops: flops, note: note)
+            let note = "operands bit-exact; vs 16-bit inputs e=" + SelfTestTable.scientific(checked.inputError)
+                + (checked.queries < tokens ? "; CPU checks \(checked.queries) of \(tokens) queries" : "")
+            return SelfTestOutcome(comparison: checked.comparison, milliseconds: milliseconds, flops: flops, note: note)
         }
+    }
+
+    /// The fp8 kernel's `result` `[B, S, H·D]` on sampled queries against CPU attention of the dequantized `operands`
+    /// (the returned comparison) and of the unquantized `inputs` (q `[B, S, H, D]` values, k and v tensors), whose
+    /// relative error must stay within `inputTolerance`, else `OperandMismatch` naming `inputsName`.
+    static func compareOutput(_ result: SelfTestOutput, operands: AttentionFP8Reference.Operands, inputs: (query: [Float], key: Tensor, value: Tensor),
+                              keyMask: Tensor?, inputsName: String, _ env: SelfTestEnvironment)
+        throws -> (comparison: SelfTestComparison, inputError: Double, queries: Int) {
+        let shape = inputs.key.shape
+        let (batch, tokens, heads, width) = (shape[0], shape[1], shape[2], shape[2] * shape[3])
+        let dequantized = AttentionFP8Reference.dequantize(operands, batch: batch, tokens: tokens, heads: heads)
+        let queries = SelfTestRows.sample(from: tokens, maximum: AttentionSelfTests.comparedQueries, random: &env.random)
+        let kernelReference = try AttentionSelfTests.referenceRows(
+            query: dequantized.query, key: Tensor(dequantized.key, shape: shape), value: Tensor(dequantized.value, shape: shape),
+            keyMask: keyMask, tokens: queries)
+        var comparison = SelfTestComparison()
+        try comparison.compare(result, rows: kernelReference.rows, width: width, with: kernelReference.values)
+        let inputReference = try AttentionSelfTests.referenceRows(
+            query: inputs.query, key: inputs.key, value: inputs.value, keyMask: keyMask, tokens: queries)
+        var inputComparison = SelfTestComparison()
+        try inputComparison.compare(result, rows: inputReference.rows, width: width, with: inputReference.values)
+        guard inputComparison.relativeError <= inputTolerance else {
+            throw OperandMismatch(description: "error against attention of \(inputsName) \(inputComparison.relativeError) > \(inputTolerance)")
+        }
+        return (comparison, inputComparison.relativeError, queries.count)
     }
 
     /// Throws `OperandMismatch` naming the first code or scale of the GPU's operands that differs from `expected`.
