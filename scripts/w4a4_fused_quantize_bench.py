@@ -37,7 +37,7 @@ for M, K, R, shifted, dt in [(4608, 3072, 32, False, torch.bfloat16), (4608, 307
     xs[0][min(5, M - 1)].zero_()
     codes = torch.full((M, depth), 0xFF, dtype=torch.uint8, device=dev); scales = torch.full((M,), float("nan"), device=dev)
     launch = lambda i, st: mod.launch(fused, ((M + 15) // 16, 1, 1), (256, 1, 1), smem, st.cuda_stream if st else 0,
-                                      [P(xs[i % 3]), P(inv), P(pd), P(ib), P(codes), P(scales), I(M), I(K), I(R), I(depth)])
+                                      [P(xs[i % 3]), P(inv), P(pd), P(ib), P(codes), P(scales), I(M), I(K), I(R), I(depth), I(0)])
     launch(0, None); torch.cuda.synchronize()
     # Reference: fp64 low-rank sums rounded to dt, fp32 quantization.
     x = xs[0].float()
@@ -61,7 +61,7 @@ for M, K, R, shifted, dt in [(4608, 3072, 32, False, torch.bfloat16), (4608, 307
     codes2 = torch.full_like(codes, 0xFF); scales2 = torch.full_like(scales, float("nan"))
     needed, threads = max((K + 63) // 64 if M >= 1024 else 256, R, 64), 64   # CUDASVDQW4A4FastLinear.quantizeThreads
     while threads < needed and threads < 1024: threads *= 2
-    mod.launch(old, (M, 1, 1), (threads, 1, 1), 0, 0, [P(xs[0]), P(inv), P(lr), P(ib), P(codes2), P(scales2), I(K), I(R), I(depth)])
+    mod.launch(old, (M, 1, 1), (threads, 1, 1), 0, 0, [P(xs[0]), P(inv), P(lr), P(ib), P(codes2), P(scales2), I(K), I(R), I(depth), I(0)])
     torch.cuda.synchronize()
     vs_two_pass = int((codes != codes2).sum())
     good = int(t_steps.max()) <= 1 and int(l_steps.max()) <= 1 and pad_bad == 0 and unwritten == 0
@@ -69,7 +69,7 @@ for M, K, R, shifted, dt in [(4608, 3072, 32, False, torch.bfloat16), (4608, 307
     lrs = [torch.empty(M, R, dtype=dt, device=dev) for _ in range(3)]
     def two_pass(i, st):
         torch.matmul(xs[i % 3], pd.T, out=lrs[i % 3])
-        mod.launch(old, (M, 1, 1), (threads, 1, 1), 0, st.cuda_stream, [P(xs[i % 3]), P(inv), P(lrs[i % 3]), P(ib), P(codes2), P(scales2), I(K), I(R), I(depth)])
+        mod.launch(old, (M, 1, 1), (threads, 1, 1), 0, st.cuda_stream, [P(xs[i % 3]), P(inv), P(lrs[i % 3]), P(ib), P(codes2), P(scales2), I(K), I(R), I(depth), I(0)])
     def low_rank(i, st): torch.matmul(xs[i % 3], pd.T, out=lrs[i % 3])
     tf, t2, tl = gtime(launch), gtime(two_pass), gtime(low_rank)
     print(f"M={M} K={K} R={R} {suffix}: {'OK' if good else 'FAIL'} rows rescaled {int((~same_scale).sum())}, input codes one step off {int(t_steps.sum())}, "

@@ -17,6 +17,7 @@ public enum SelfTestCatalog {
         + W4A4FastSelfTests.cases
         + W4A4FastFusedSelfTests.cases
         + W4A4FastLowRankSelfTests.cases
+        + W4A4FastSharedInputSelfTests.cases
         + AWQSelfTests.cases
         + FluxSelfTests.cases
         + FluxGraphSelfTests.cases

@@ -9,14 +9,17 @@
 // (IEEE division, nearest-even, saturating; an all-zero row gets scale 0 and zero codes). The CPU reference
 // (`W4A4FastReference`) does the same operations, so codes and scales are bit-identical. Rows are `depth` codes long:
 // K + R rounded up to a multiple of 128 with zero codes (cuBLASLt's promoted FP8 accumulation is 15% slower on a
-// ragged K, research notes in docs/hopper.md).
+// ragged K, research notes in docs/hopper.md). The low-rank codes start at column K + lowrank_offset (0 for a layer
+// alone; a layer that shares its activation pass with others has their low-rank columns around its own, zero
+// here). Layers that share one pass (`CUDAW4A4FastSharedInput`) run it once with their low-rank values and
+// inverse betas concatenated: one amax over t and every layer's l.
 //
 // Grid: one block per row; block: 32…1024 threads (a multiple of 32, at least R), each taking 8 consecutive values
 // per step and keeping its first eight steps in registers (K ≤ 64 · threads is read once; longer rows re-read the
 // rest). The host gives short rows small blocks, so more rows are in flight per multiprocessor (one barrier per
 // block; none with 32 threads). x [M, K] row-major (bf16/f16), inverse_smooth f32 [K], low_rank [M, R] (bf16/f16),
 // inverse_beta f32 [R], codes u8 [M, depth], scales f32 [M].
-// K and R must be multiples of 8, R ≤ 256, depth a multiple of 8 and at least K + R.
+// K and R must be multiples of 8, R ≤ 256, depth a multiple of 8 and at least K + lowrank_offset + R.
 #include "w4a4_half.cuh"
 #include "w4a4_fp8.cuh"
 #include "ops_mma.cuh"
@@ -73,7 +76,8 @@ NK_DEVICE float w4a4_fp8_block_max(float value) {
 template <class T, bool SHIFTED>
 NK_DEVICE void w4a4_fp8_quantize(const u16* __restrict__ x, const float* __restrict__ inverse_smooth,
                                  const u16* __restrict__ low_rank, const float* __restrict__ inverse_beta,
-                                 u8* __restrict__ codes, float* __restrict__ scales, int k, int rank, int depth) {
+                                 u8* __restrict__ codes, float* __restrict__ scales, int k, int rank, int depth,
+                                 int lowrank_offset) {
     const i64 row = blockIdx.x;
     const uint4* input = reinterpret_cast<const uint4*>(x + row * k);
     const float4* inverse = reinterpret_cast<const float4*>(inverse_smooth);
@@ -108,15 +112,17 @@ NK_DEVICE void w4a4_fp8_quantize(const u16* __restrict__ x, const float* __restr
     }
     for (int v = threadIdx.x + W4A4_FP8_CACHED_STEPS * (int)blockDim.x; v < vectors; v += blockDim.x)
         output[v] = w4a4_fp8_codes8<T, SHIFTED>(input[v], inverse, v, factor);
-    // Codes of the low-rank values (thread c < R holds value c), then the zero padding.
+    // Codes of the low-rank values (thread c < R holds value c) at K + lowrank_offset + c, zeros in the other columns.
     for (int c = threadIdx.x; c < depth - k; c += blockDim.x)
-        row_codes[k + c] = c < rank ? (u8)(nk_e4m3x2(lora * factor, 0.0f) & 0xFFu) : (u8)0;
+        if (c < lowrank_offset || c >= lowrank_offset + rank) row_codes[k + c] = 0;
+    if ((int)threadIdx.x < rank) row_codes[k + lowrank_offset + threadIdx.x] = (u8)(nk_e4m3x2(lora * factor, 0.0f) & 0xFFu);
 }
 
 #define W4A4_FP8_QUANTIZE_ARGS                                                                         \
     const u16* __restrict__ x, const float* __restrict__ inverse_smooth, const u16* __restrict__ low_rank, \
-        const float* __restrict__ inverse_beta, u8* __restrict__ codes, float* __restrict__ scales, int k, int rank, int depth
-#define W4A4_FP8_QUANTIZE_PASS x, inverse_smooth, low_rank, inverse_beta, codes, scales, k, rank, depth
+        const float* __restrict__ inverse_beta, u8* __restrict__ codes, float* __restrict__ scales, int k, int rank, int depth, \
+        int lowrank_offset
+#define W4A4_FP8_QUANTIZE_PASS x, inverse_smooth, low_rank, inverse_beta, codes, scales, k, rank, depth, lowrank_offset
 
 NK_KERNEL void w4a4_fp8_quantize_bf16(W4A4_FP8_QUANTIZE_ARGS) { w4a4_fp8_quantize<NKBFloat16, false>(W4A4_FP8_QUANTIZE_PASS); }
 NK_KERNEL void w4a4_fp8_quantize_bf16_shifted(W4A4_FP8_QUANTIZE_ARGS) { w4a4_fp8_quantize<NKBFloat16, true>(W4A4_FP8_QUANTIZE_PASS); }
@@ -138,7 +144,8 @@ NK_KERNEL void w4a4_fp8_quantize_f16_shifted(W4A4_FP8_QUANTIZE_ARGS) { w4a4_fp8_
 //    row's amax over |t| and |l|; scale and codes as in `w4a4_fp8_quantize`, written from shared memory.
 // The codes of t are those of the two-pass path bit for bit when l's amax matches; l may differ from it where the
 // two sums of L round to different 16-bit values (the GEMMs add in other orders).
-// K a multiple of 16, R a multiple of 16 up to 256, depth a multiple of 8 and at least K + R.
+// K a multiple of 16, R a multiple of 16 up to 256, depth a multiple of 8 and at least K + lowrank_offset + R (the
+// low-rank codes at K + lowrank_offset, as in `w4a4_fp8_quantize`).
 #define W4A4_FP8_FUSED_ROWS 16
 #define W4A4_FP8_FUSED_SLICES 4
 
@@ -192,7 +199,7 @@ template <class T, bool SHIFTED>
 NK_DEVICE void w4a4_fp8_quantize_lowrank(const u16* __restrict__ x, const float* __restrict__ inverse_smooth,
                                          const u16* __restrict__ proj_down_t, const float* __restrict__ inverse_beta,
                                          u8* __restrict__ codes, float* __restrict__ scales, int m, int k, int rank,
-                                         int depth) {
+                                         int depth, int lowrank_offset) {
     extern __shared__ __align__(16) u8 w4a4_fp8_fused_shared[];
     const int stride = k + 8;
     u16* tile = reinterpret_cast<u16*>(w4a4_fp8_fused_shared);
@@ -254,15 +261,17 @@ NK_DEVICE void w4a4_fp8_quantize_lowrank(const u16* __restrict__ x, const float*
     uint2* output = reinterpret_cast<uint2*>(row_codes);
     for (int v = column; v < vectors; v += 16) output[v] = w4a4_fp8_codes8<T, SHIFTED>(source[v], inverse, v, factor);
     const float* l = partial + local_row * rank;
-    for (int c = column; c < depth - k; c += 16)
-        row_codes[k + c] = c < rank ? (u8)(nk_e4m3x2(l[c] * factor, 0.0f) & 0xFFu) : (u8)0;
+    for (int c = column; c < depth - k; c += 16) {
+        const int r = c - lowrank_offset;
+        row_codes[k + c] = r >= 0 && r < rank ? (u8)(nk_e4m3x2(l[r] * factor, 0.0f) & 0xFFu) : (u8)0;
+    }
 }
 
 #define W4A4_FP8_FUSED_ARGS                                                                                      \
     const u16* __restrict__ x, const float* __restrict__ inverse_smooth, const u16* __restrict__ proj_down_t,     \
         const float* __restrict__ inverse_beta, u8* __restrict__ codes, float* __restrict__ scales, int m, int k, \
-        int rank, int depth
-#define W4A4_FP8_FUSED_PASS x, inverse_smooth, proj_down_t, inverse_beta, codes, scales, m, k, rank, depth
+        int rank, int depth, int lowrank_offset
+#define W4A4_FP8_FUSED_PASS x, inverse_smooth, proj_down_t, inverse_beta, codes, scales, m, k, rank, depth, lowrank_offset
 
 NK_KERNEL void __launch_bounds__(256, 2) w4a4_fp8_quantize_lowrank_bf16(W4A4_FP8_FUSED_ARGS) {
     w4a4_fp8_quantize_lowrank<NKBFloat16, false>(W4A4_FP8_FUSED_PASS);

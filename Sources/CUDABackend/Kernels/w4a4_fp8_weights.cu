@@ -9,28 +9,29 @@
 // E2M1 code's value times two (0, ±1, ±2, ±3, ±4, ±6, ±8, ±12), unit[n] a power of two ≥ max_g micro[g, n] · 6/448:
 // the products are exact in fp32, so the only rounding is the final one to e4m3.
 //
-// Columns K..K+R of each output row are the layer's low-rank up-projection, already in float8 (made at upload,
-// `up_codes` [N, R]): copied, so one GEMM computes both branches (w4a4_fp8_quantize.cu); columns K+R..depth are
-// zero (the padding of K + R to a multiple of 128).
+// Columns K+offset..K+offset+R of each output row are the layer's low-rank up-projection, already in float8 (made
+// at upload, `up_codes` [N, R]): copied, so one GEMM computes both branches (w4a4_fp8_quantize.cu); the other
+// columns past K are zero (the padding of K + R to a multiple of 128, and, when layers share one activation pass,
+// the columns of the other layers' low-rank values: offset > 0 or more columns after R).
 //
 // Grid: one thread per 16 output columns (8 bytes of the canonical qweight [N, K/2], low nibble first, one group
 // scale; or 16 bytes of up_codes; or zeros), one 16-byte store; 32-bit indices (N · depth < 2^31). Scales are
-// [N, K/G] (transposed at upload, so a warp's scale loads are contiguous). out u8 [N, depth]; K, R and depth
-// multiples of 16.
+// [N, K/G] (transposed at upload, so a warp's scale loads are contiguous). out u8 [N, depth]; K, R, offset and
+// depth multiples of 16, K + offset + R ≤ depth.
 #include "w4a4_half.cuh"
 #include "w4a4_fp8.cuh"
 
 /// Where output unit `slot` (16 columns) lies: its row, its unit in the row; copies the low-rank codes or zeros
 /// of units past K and returns false for those.
 NK_DEVICE bool w4a4_fp8_weight_unit(const uint4* __restrict__ up_codes, uint4* __restrict__ out, int n, int k,
-                                    int rank, int depth, int& row, int& unit) {
+                                    int rank, int depth, int offset, int& row, int& unit) {
     const u32 units = (u32)depth / 16, slot = blockIdx.x * blockDim.x + threadIdx.x;
     if (slot >= (u32)n * units) return false;
     row = (int)(slot / units);
     unit = (int)(slot - (u32)row * units);
-    const int up_unit = unit - k / 16;
-    if (up_unit < 0) return true;
-    out[slot] = up_unit < rank / 16 ? up_codes[row * (rank / 16) + up_unit] : make_uint4(0, 0, 0, 0);
+    if (unit < k / 16) return true;
+    const int up_unit = unit - (k + offset) / 16;
+    out[slot] = up_unit >= 0 && up_unit < rank / 16 ? up_codes[row * (rank / 16) + up_unit] : make_uint4(0, 0, 0, 0);
     return false;
 }
 
@@ -45,9 +46,9 @@ NK_DEVICE uint4 w4a4_fp8_pack16(const float v[16], float ratio) {
 template <class T>
 NK_DEVICE void w4a4_fp8_expand_int4(const uint2* __restrict__ qweight, const u16* __restrict__ wscales,
                                     const float* __restrict__ units, const uint4* __restrict__ up_codes,
-                                    uint4* __restrict__ out, int n, int k, int rank, int depth) {
+                                    uint4* __restrict__ out, int n, int k, int rank, int depth, int offset) {
     int row, unit;
-    if (!w4a4_fp8_weight_unit(up_codes, out, n, k, rank, depth, row, unit)) return;
+    if (!w4a4_fp8_weight_unit(up_codes, out, n, k, rank, depth, offset, row, unit)) return;
     const float scale = units[row];
     const float ratio = scale > 0.0f ? __fdiv_rn(T::to_float(wscales[row * (k / 64) + unit / 4]), scale) : 0.0f;
     const uint2 words = qweight[row * (k / 16) + unit];
@@ -62,9 +63,9 @@ NK_DEVICE void w4a4_fp8_expand_int4(const uint2* __restrict__ qweight, const u16
 
 NK_DEVICE void w4a4_fp8_expand_nvfp4(const uint2* __restrict__ qweight, const u8* __restrict__ micro_scales,
                                      const float* __restrict__ units, const uint4* __restrict__ up_codes,
-                                     uint4* __restrict__ out, int n, int k, int rank, int depth) {
+                                     uint4* __restrict__ out, int n, int k, int rank, int depth, int offset) {
     int row, unit;
-    if (!w4a4_fp8_weight_unit(up_codes, out, n, k, rank, depth, row, unit)) return;
+    if (!w4a4_fp8_weight_unit(up_codes, out, n, k, rank, depth, offset, row, unit)) return;
     const float ratio = nk_e4m3_value(micro_scales[row * (k / 16) + unit]) * __fdiv_rn(0.5f, units[row]);
     const uint2 words = qweight[row * (k / 16) + unit];
     float v[16];
@@ -79,8 +80,8 @@ NK_DEVICE void w4a4_fp8_expand_nvfp4(const uint2* __restrict__ qweight, const u8
 
 #define W4A4_FP8_EXPAND_ARGS(SCALE)                                                                            \
     const uint2* __restrict__ qweight, const SCALE* __restrict__ wscales, const float* __restrict__ units, \
-        const uint4* __restrict__ up_codes, uint4* __restrict__ out, int n, int k, int rank, int depth
-#define W4A4_FP8_EXPAND_PASS qweight, wscales, units, up_codes, out, n, k, rank, depth
+        const uint4* __restrict__ up_codes, uint4* __restrict__ out, int n, int k, int rank, int depth, int offset
+#define W4A4_FP8_EXPAND_PASS qweight, wscales, units, up_codes, out, n, k, rank, depth, offset
 
 NK_KERNEL void w4a4_fp8_expand_weights_bf16(W4A4_FP8_EXPAND_ARGS(u16)) { w4a4_fp8_expand_int4<NKBFloat16>(W4A4_FP8_EXPAND_PASS); }
 NK_KERNEL void w4a4_fp8_expand_weights_f16(W4A4_FP8_EXPAND_ARGS(u16)) { w4a4_fp8_expand_int4<NKFloat16>(W4A4_FP8_EXPAND_PASS); }

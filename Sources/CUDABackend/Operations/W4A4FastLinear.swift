@@ -21,12 +21,8 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
     let weightUnits: DeviceTensor
     /// f32 [N]: the epilogue's per-channel scale.
     let channelScales: DeviceTensor
-    /// f32 [K].
-    let inverseSmooth: DeviceTensor
-    /// [R, K] in the activation dtype.
-    let projDownTransposed: DeviceTensor
-    /// f32 [R].
-    let inverseBeta: DeviceTensor
+    /// Steps 1 and 2 over the layer's own low-rank columns (smoothing, `proj_down`ᵀ [R, K], `1/beta`).
+    let input: W4A4FastInputPass
     /// u8 [N, R].
     let upCodes: DeviceTensor
     /// [N] in the activation dtype.
@@ -38,12 +34,13 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
     public var activationDType: ActivationDType { parameters.type }
 
     /// Folds (`W4A4FastParameters`) and uploads `weights` for activations of `activationDType` (the weights' own
-    /// dtype when nil).
-    /// - Throws: the folding's errors (rank, zero `wcscales`), allocation and copy errors.
-    public init(weights: SVDQW4A4Weights, activationDType: ActivationDType? = nil, engine: CUDAW4A4FastEngine,
-                stream: CUDAStream? = nil) throws {
+    /// dtype when nil), its low-rank columns placed as `lowRankColumns` says (nil: alone; layers that will share
+    /// one activation pass take `W4A4FastLowRankColumns.shared(ranks:)`, `CUDAW4A4FastSharedInput`).
+    /// - Throws: the folding's errors (rank, zero `wcscales`, columns), allocation and copy errors.
+    public init(weights: SVDQW4A4Weights, activationDType: ActivationDType? = nil, lowRankColumns: W4A4FastLowRankColumns? = nil,
+                engine: CUDAW4A4FastEngine, stream: CUDAStream? = nil) throws {
         let type = activationDType ?? weights.weightDType
-        let p = try W4A4FastParameters(weights: weights, type: type)
+        let p = try W4A4FastParameters(weights: weights, type: type, lowRankColumns: lowRankColumns)
         let context = engine.context
         let stream = stream ?? context.defaultStream
         let n = p.outFeatures, k = p.inFeatures, r = p.rank
@@ -62,9 +59,10 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         }
         weightUnits = try floats(p.weightUnits, [n])
         channelScales = try floats(p.channelScales, [n])
-        inverseSmooth = try floats(p.inverseSmooth, [k])
-        projDownTransposed = try halves(p.projDownTransposed, [r, k])
-        inverseBeta = try floats(p.inverseBeta, [r])
+        input = W4A4FastInputPass(
+            engine: engine, type: type, inFeatures: k, rank: r, lowRankOffset: p.lowRankColumns.offset, depth: p.gemmDepth,
+            shifted: p.shifted, inverseSmooth: try floats(p.inverseSmooth, [k]), projDownTransposed: try halves(p.projDownTransposed, [r, k]),
+            inverseBeta: try floats(p.inverseBeta, [r]))
         upCodes = try upload(Tensor(shape: [n, r], dtype: .u8, bytes: p.upCodes))
         bias = try p.bias.map { try halves($0, [n]) }
         parameters = p
@@ -106,8 +104,15 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         let weights = try engine.prefetcher.begin(self, stream: stream)
         let activations = engine.fusesLowRank && fusedQuantizeSharedBytes != nil
             ? try quantizeFused(x, stream: stream)
-            : try quantize(x, lowRank: try lowRank(x, stream: stream), stream: stream)
-        let channels = channels ?? W4A4FastChannels(scales: channelScales, bias: bias)
+            : try input.activations(x, stream: stream, "\(name) fast W4A4")
+        try multiply(activations, weights: weights, gelu: gelu, accumulate: accumulate,
+                     channels: channels ?? W4A4FastChannels(scales: channelScales, bias: bias), into: output, stream: stream)
+    }
+
+    /// Step 4 on `weights` as the prefetcher gave them (waiting for a prefetch, expanding in line, or into a pool
+    /// scratch).
+    func multiply(_ activations: (codes: DeviceTensor, scales: DeviceTensor), weights: CUDAW4A4WeightPrefetcher.Weights, gelu: Bool,
+                  accumulate: Bool, channels: W4A4FastChannels, into output: DeviceTensor, stream: CUDAStream) throws {
         switch weights {
         case let .prefetched(slot, ready):
             try stream.wait(for: ready)
@@ -133,22 +138,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
 
     /// Step 1 writing every element of `result` ([M, R] in the layer's dtype).
     public func lowRank(_ x: DeviceTensor, into result: DeviceTensor, stream: CUDAStream? = nil) throws {
-        let op = "\(name) fast W4A4 low-rank"
-        let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, op)
-        try W4A4OperandCheck.tensor(x, dtype: activationDType.dtype, op, "input")
-        try checkOperands([(result, [rows, parameters.rank], activationDType.dtype, "output")], op)
-        let stream = stream ?? x.buffer.stream
-        guard parameters.rank > 0, rows > 0 else { return }
-        if let launch = Self.lowRankDownLaunch(rows: rows, inFeatures: inFeatures, rank: parameters.rank) {
-            let kernel = try engine.context.kernels.kernel("w4a4_fp8_lowrank_down_\(activationDType)_m\(launch.rowsPerBlock)")
-            try kernel.launch(
-                grid: CUDADim3((rows + launch.rowsPerBlock - 1) / launch.rowsPerBlock, (parameters.rank + 31) / 32),
-                block: CUDADim3(32 * launch.warps), sharedMemoryBytes: launch.sharedBytes, stream: stream,
-                arguments: [x.argument, projDownTransposed.argument, result.argument, .int32(Int32(rows)), .int32(Int32(inFeatures)),
-                            .int32(Int32(parameters.rank))])
-        } else {
-            try engine.linear(try x.reshaped([rows, inFeatures]), weight: projDownTransposed, output: result, stream: stream)
-        }
+        try input.lowRank(x, into: result, stream: stream ?? x.buffer.stream, "\(name) fast W4A4 low-rank")
     }
 
     /// The geometry of w4a4_fp8_lowrank_down.cu for M = `rows`, or nil where cuBLASLt is faster (H200, CUDA graphs,
@@ -175,18 +165,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
     /// Step 2 writing every byte of `result` (codes u8 [M, depth], scales f32 [M]).
     public func quantize(_ x: DeviceTensor, lowRank: DeviceTensor, into result: (codes: DeviceTensor, scales: DeviceTensor),
                          stream: CUDAStream? = nil) throws {
-        let op = "\(name) fast W4A4 quantize"
-        let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, op)
-        try W4A4OperandCheck.tensor(x, dtype: activationDType.dtype, op, "input")
-        try checkOperands([(lowRank, [rows, parameters.rank], activationDType.dtype, "low-rank values"),
-                           (result.codes, [rows, parameters.gemmDepth], DType.u8, "codes"), (result.scales, [rows], DType.f32, "scales")], op)
-        let kernel = try engine.context.kernels.kernel("w4a4_fp8_quantize_\(activationDType)\(parameters.shifted ? "_shifted" : "")")
-        try kernel.launch(
-            grid: CUDADim3(rows), block: CUDADim3(Self.quantizeThreads(rows: rows, inFeatures: inFeatures, rank: parameters.rank)),
-            stream: stream ?? x.buffer.stream,
-            arguments: [x.argument, inverseSmooth.argument, lowRank.argument, inverseBeta.argument, result.codes.argument,
-                        result.scales.argument, .int32(Int32(inFeatures)), .int32(Int32(parameters.rank)),
-                        .int32(Int32(parameters.gemmDepth))])
+        try input.quantize(x, lowRank: lowRank, into: result, stream: stream ?? x.buffer.stream, "\(name) fast W4A4 quantize")
     }
 
     /// Steps 1 and 2 in one pass that reads x once (w4a4_fp8_quantize.cu, `w4a4_fp8_quantize_lowrank`: 16 rows per
@@ -214,24 +193,17 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         }
         let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, op)
         try W4A4OperandCheck.tensor(x, dtype: activationDType.dtype, op, "input")
-        try checkOperands([(result.codes, [rows, parameters.gemmDepth], DType.u8, "codes"), (result.scales, [rows], DType.f32, "scales")], op)
+        try W4A4FastInputPass.checkOperands(
+            [(result.codes, [rows, parameters.gemmDepth], DType.u8, "codes"), (result.scales, [rows], DType.f32, "scales")], op)
         guard rows > 0 else { return }
         let kernel = try engine.context.kernels.kernel("w4a4_fp8_quantize_lowrank_\(activationDType)\(parameters.shifted ? "_shifted" : "")")
         try kernel.setMaxDynamicSharedMemory(sharedBytes)
         try kernel.launch(
             grid: CUDADim3((rows + Self.fusedRowsPerBlock - 1) / Self.fusedRowsPerBlock), block: CUDADim3(256),
             sharedMemoryBytes: sharedBytes, stream: stream ?? x.buffer.stream,
-            arguments: [x.argument, inverseSmooth.argument, projDownTransposed.argument, inverseBeta.argument, result.codes.argument,
-                        result.scales.argument, .int32(Int32(rows)), .int32(Int32(inFeatures)), .int32(Int32(parameters.rank)),
-                        .int32(Int32(parameters.gemmDepth))])
-    }
-
-    /// Each operand's shape and dtype, as `op`'s `role`.
-    private func checkOperands(_ operands: [(DeviceTensor, [Int], DType, String)], _ op: String) throws {
-        for (tensor, shape, dtype, role) in operands {
-            guard tensor.shape == shape else { throw NunchakuError.shapeMismatch(context: "\(op) \(role)", expected: shape, actual: tensor.shape) }
-            try W4A4OperandCheck.tensor(tensor, dtype: dtype, op, role)
-        }
+            arguments: [x.argument, input.inverseSmooth.argument, input.projDownTransposed.argument, input.inverseBeta.argument,
+                        result.codes.argument, result.scales.argument, .int32(Int32(rows)), .int32(Int32(inFeatures)),
+                        .int32(Int32(parameters.rank)), .int32(Int32(parameters.gemmDepth)), .int32(Int32(parameters.lowRankColumns.offset))])
     }
 
     /// Rows per block of the fused pass (one mma.sync tile).
@@ -293,7 +265,8 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         try kernel.launch(
             grid: CUDADim3((slots + 255) / 256), block: CUDADim3(256), stream: stream,
             arguments: [qweight.argument, groupScales.argument, weightUnits.argument, upCodes.argument, buffer.argument,
-                        .int32(Int32(n)), .int32(Int32(inFeatures)), .int32(Int32(parameters.rank)), .int32(Int32(depth))])
+                        .int32(Int32(n)), .int32(Int32(inFeatures)), .int32(Int32(parameters.rank)), .int32(Int32(depth)),
+                        .int32(Int32(parameters.lowRankColumns.offset))])
     }
 
     /// Step 4: the FP8 GEMM with scales and bias (and GELU when `gelu` is set), into `output` [M, N] of the

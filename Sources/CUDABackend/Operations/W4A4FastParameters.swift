@@ -13,6 +13,9 @@ import SVDQuant
 /// - The low-rank branch rides in the same GEMM as R extra K columns: activations `lowRank[m, r] / beta[r]`,
 ///   weights `e4m3(proj_up[n, r] · beta[r] / c[n])` (made here), with `beta[r] = 256 · min_n |c[n]| / |proj_up[n, r]|`
 ///   so the weight codes stay ≤ 256 in magnitude.
+/// - Layers that read the same input may share one activation pass (`CUDAW4A4FastSharedInput`): their GEMM rows
+///   then hold every sharing layer's low-rank columns after K (`lowRankColumns`), and a layer's weights are zero
+///   where the others' low-rank columns are.
 public struct W4A4FastParameters: Sendable {
     /// Largest |code| of the folded low-rank weights (leaves headroom under e4m3's 448).
     public static let upCodeTarget: Float = 256
@@ -43,16 +46,26 @@ public struct W4A4FastParameters: Sendable {
     public let bias: [Float]?
     /// [R, K]: `proj_down` transposed, in `type` (the rows of the low-rank GEMM's weight).
     public let projDownTransposed: [Float]
+    /// Where this layer's R low-rank columns lie among the low-rank columns of its GEMM rows.
+    public let lowRankColumns: W4A4FastLowRankColumns
 
-    /// Folds `weights` for activations of `type`.
+    /// Folds `weights` for activations of `type`, its low-rank columns placed as `lowRankColumns` says (alone: the
+    /// layer's own R columns right after K).
     /// - Throws: `NunchakuError.unsupported` naming the layer for a rank that is not a multiple of 16 or above 256;
-    ///   `.invalidArgument` when a smoothing factor is 0 in `type`, or a `wcscales` element is 0 or not finite.
-    public init(weights: SVDQW4A4Weights, type: ActivationDType) throws {
+    ///   `.invalidArgument` when a smoothing factor is 0 in `type`, a `wcscales` element is 0 or not finite, or
+    ///   `lowRankColumns` does not hold the layer's R columns at a multiple of 16.
+    public init(weights: SVDQW4A4Weights, type: ActivationDType, lowRankColumns: W4A4FastLowRankColumns? = nil) throws {
         let name = weights.name
         let tensors = weights.canonical
         let n = weights.outFeatures, k = weights.inFeatures, r = weights.rank
         guard r % 16 == 0, r <= Self.maxRank else {
             throw NunchakuError.unsupported(context: name, reason: "rank \(r): the fast (FP8) path needs a multiple of 16 up to \(Self.maxRank)")
+        }
+        let columns = lowRankColumns ?? W4A4FastLowRankColumns(offset: 0, total: r)
+        guard columns.offset >= 0, columns.offset % 16 == 0, columns.offset + r <= columns.total, columns.total <= Self.maxRank else {
+            throw NunchakuError.invalidArgument(
+                context: "\(name) low-rank columns",
+                reason: "\(r) columns at offset \(columns.offset) of \(columns.total): the offset must be a multiple of 16 and the columns within a total up to \(Self.maxRank)")
         }
         func values(_ tensor: Tensor) -> [Float] {
             let floats = tensor.floats()
@@ -102,6 +115,7 @@ public struct W4A4FastParameters: Sendable {
         self.upCodes = upCodes
         bias = tensors.bias.map(values)
         projDownTransposed = DeviceHalfValues.transposed(values(tensors.projDown), rows: k, columns: r)
+        self.lowRankColumns = columns
     }
 
     /// `u[n]` from the group scales [K/G, N]: INT4 `max_g |s| · 8/448`; NVFP4 the power of two at or above
@@ -124,7 +138,36 @@ public struct W4A4FastParameters: Sendable {
     /// The group size of the 4-bit codes: 64 (INT4) or 16 (NVFP4).
     public var groupSize: Int { precision.groupSize }
 
-    /// The inner dimension of the fast path's single FP8 GEMM: K + R rounded up to a multiple of 128 (zero codes
-    /// pad it; cuBLASLt's promoted FP8 accumulation was measured 15% slower on a ragged K).
-    public var gemmDepth: Int { (inFeatures + rank + 127) / 128 * 128 }
+    /// The inner dimension of the fast path's single FP8 GEMM: K plus the low-rank columns (R alone), rounded up to
+    /// a multiple of 128 (zero codes pad it; cuBLASLt's promoted FP8 accumulation was measured 15% slower on a
+    /// ragged K).
+    public var gemmDepth: Int { (inFeatures + lowRankColumns.total + 127) / 128 * 128 }
+
+    /// The column of the GEMM rows where this layer's low-rank columns start.
+    public var firstLowRankColumn: Int { inFeatures + lowRankColumns.offset }
+}
+
+/// The low-rank columns of a fast W4A4 layer's GEMM rows (after its K input columns): `total` columns, of which the
+/// layer's own R start at `offset`. Alone a layer has `offset` 0 and `total` R; layers sharing one activation pass
+/// (`CUDAW4A4FastSharedInput`) place their ranks one after the other, each with the same `total`.
+public struct W4A4FastLowRankColumns: Sendable, Equatable {
+    /// Low-rank columns of other layers before this layer's own (a multiple of 16).
+    public let offset: Int
+    /// All low-rank columns of the rows.
+    public let total: Int
+
+    public init(offset: Int, total: Int) {
+        self.offset = offset
+        self.total = total
+    }
+
+    /// The columns of layers of `ranks` sharing one activation pass, in that order.
+    public static func shared(ranks: [Int]) -> [W4A4FastLowRankColumns] {
+        let total = ranks.reduce(0, +)
+        var offset = 0
+        return ranks.map { rank in
+            defer { offset += rank }
+            return W4A4FastLowRankColumns(offset: offset, total: total)
+        }
+    }
 }

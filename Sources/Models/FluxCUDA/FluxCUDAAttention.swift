@@ -48,7 +48,12 @@ struct FluxCUDAQKV: Sendable {
     /// format of its precision, in one pass per stream.
     func write(_ x: DeviceTensor, into joint: FluxCUDAJointHeads, tokenOffset: Int, rotary: FluxCUDARotary,
                _ ops: FluxCUDAOps) throws {
-        joint.streams.append(.init(projection: try ops.linear(projection, x), layer: self, tokenOffset: tokenOffset, rotary: rotary))
+        write(projection: try ops.linear(projection, x), into: joint, tokenOffset: tokenOffset, rotary: rotary)
+    }
+
+    /// `write` of a projection `[B, S, 3D]` this layer's `projection` already made (a shared activation pass).
+    func write(projection: DeviceTensor, into joint: FluxCUDAJointHeads, tokenOffset: Int, rotary: FluxCUDARotary) {
+        joint.streams.append(.init(projection: projection, layer: self, tokenOffset: tokenOffset, rotary: rotary))
     }
 }
 

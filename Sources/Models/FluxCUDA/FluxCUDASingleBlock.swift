@@ -32,6 +32,8 @@ struct FluxCUDASingleBlock: Sendable {
     let modulation: FluxCUDAModulation
     let qkv: FluxCUDAQKV
     let mlpIn: FluxCUDALinear
+    /// `mlpIn` and `qkv`'s projection with one activation pass (fast W4A4 layers with the same smoothing).
+    let sharedInput: FluxCUDASharedInput?
     let output: OutputProjection
 
     init(index: Int, config: FluxConfig, loader: FluxCUDALayerLoader) throws {
@@ -39,10 +41,12 @@ struct FluxCUDASingleBlock: Sendable {
         let (width, hidden, headDim) = (config.innerDim, config.mlpHiddenDim, config.attentionHeadDim)
         modulation = try FluxCUDAModulation(
             name: names.modulationName, width: width, chunkCount: 3, layout: names.modulation, loader: loader)
+        let inputs = try loader.singleBlockInputs(qkv: names.qkv, mlpIn: names.mlpIn, width: width, hidden: hidden)
         qkv = FluxCUDAQKV(
-            projection: try loader.qkv(names.qkv, width: width), queryNorm: try loader.normWeight(names.queryNorm, headDim),
+            projection: inputs.qkv, queryNorm: try loader.normWeight(names.queryNorm, headDim),
             keyNorm: try loader.normWeight(names.keyNorm, headDim), heads: config.numAttentionHeads)
-        mlpIn = try loader.projection(names.mlpIn, width, hidden)
+        mlpIn = inputs.mlpIn
+        sharedInput = inputs.shared
         switch names.output {
         case let .joint(name):
             output = .joint(try loader.projection(name, width + hidden, width))
@@ -64,9 +68,15 @@ struct FluxCUDASingleBlock: Sendable {
     private func update(_ tokens: DeviceTensor, _ m: FluxCUDAModulationTable, _ rotary: FluxCUDARotary, _ precision: AttentionPrecision,
                         _ ops: FluxCUDAOps) throws {
         let normalized = try ops.layerNorm(tokens, m.adaLN(shift: 0, scale: 1))
-        let mlp = try ops.linearGELU(mlpIn, normalized)
         let heads = try qkv.jointHeads(batch: tokens.shape[0], tokens: tokens.shape[1], like: tokens, ops)
-        try qkv.write(normalized, into: heads, tokenOffset: 0, rotary: rotary, ops)
+        let mlp: DeviceTensor
+        if let shared = try sharedInput?(normalized) {
+            mlp = shared.mlp
+            qkv.write(projection: shared.qkv, into: heads, tokenOffset: 0, rotary: rotary)
+        } else {
+            mlp = try ops.linearGELU(mlpIn, normalized)
+            try qkv.write(normalized, into: heads, tokenOffset: 0, rotary: rotary, ops)
+        }
         let attention = try FluxCUDAAttention.attend(heads, precision: precision, ops)
         try output.gatedAdd(attention: attention, mlp: mlp, gate: m.chunk(2), into: tokens, ops)
     }

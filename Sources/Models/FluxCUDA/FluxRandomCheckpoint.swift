@@ -11,7 +11,9 @@ import SVDQuant
 /// - SVDQuant W4A4 layers (`int4`, `nvfp4`): uniform 4-bit codes; INT4 group scales (1 ± ½)·p/8 with p = 1/√K, so
 ///   weights have an RMS of about 0.6p; NVFP4 micro-scales 1–1.875 (e4m3) with a per-tensor `wtscale` p/8, or, for
 ///   the fused QKV layers (as Nunchaku's converter writes them), per-channel `wcscales` (1 ± ½)·p/8 instead;
-///   smoothing factors 1 ± ½; low-rank `proj_down` ±p, `proj_up` ±¼; bias ±⅛;
+///   smoothing factors 1 ± ½ (a single block's `mlp_fc1` takes its `qkv_proj`'s vector: both read the same
+///   normalized tokens, and DeepCompressor smooths them with one vector); low-rank `proj_down` ±p, `proj_up` ±¼;
+///   bias ±⅛;
 /// - AWQ W4A16 adaLN layers: uniform codes, scales (1 ± ½)·p/8, zeros −8·scale, bias ±⅛; outputs interleaved
 ///   with the +1 folded into the scale chunks' bias, as Nunchaku stores them;
 /// - RMSNorm weights 1 ± ¼.
@@ -121,10 +123,17 @@ public struct FluxRandomCheckpoint: Sendable {
         let tensors = SVDQW4A4Tensors(
             qweight: values.bytes("\(name).qweight", shape: [n, k / 2]), wscales: wscales, wtscale: wtscale,
             wcscales: wcscales, bias: values.uniform("\(name).bias", shape: [n], center: 0, halfWidth: 0.125),
-            smooth: values.uniform("\(name).smooth", shape: [k], center: 1, halfWidth: 0.5),
+            smooth: values.uniform("\(Self.smoothingLayer(name)).smooth", shape: [k], center: 1, halfWidth: 0.5),
             projDown: values.uniform("\(name).lora_down", shape: [k, rank], center: 0, halfWidth: p),
             projUp: values.uniform("\(name).lora_up", shape: [n, rank], center: 0, halfWidth: 0.25))
         return try SVDQW4A4Weights(name: name, tensors: tensors, layout: .canonical(vectorOrder: .natural), actUnsigned: actUnsigned)
+    }
+
+    /// The layer whose smoothing vector `name` uses: a single block's `mlp_fc1` shares its `qkv_proj`'s (the same
+    /// input; research/nunchaku-internals.md §1.4), every other layer has its own.
+    static func smoothingLayer(_ name: String) -> String {
+        guard name.hasPrefix("single_transformer_blocks."), name.hasSuffix(".mlp_fc1") else { return name }
+        return name.dropLast("mlp_fc1".count) + "qkv_proj"
     }
 
     /// An adaLN layer as Nunchaku stores it: outputs interleaved (stored channel `d·S + s` is chunk s), the +1 folded

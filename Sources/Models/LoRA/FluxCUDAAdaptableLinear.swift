@@ -42,6 +42,12 @@ final class FluxCUDAAdaptableLinear: @unchecked Sendable {
         }
     }
 
+    /// Whether a LoRA branch is on the layer (false: it runs as `base`).
+    var hasBranch: Bool {
+        if case .base = lock.withLock({ current }) { return false }
+        return true
+    }
+
     /// `base.fusedGELU(x)` while no LoRA branch is on the layer (a side branch is added after the GEMM, so GELU
     /// must wait for it); nil otherwise.
     func fusedGELU(_ x: DeviceTensor) throws -> DeviceTensor? {

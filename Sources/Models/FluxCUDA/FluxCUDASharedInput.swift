@@ -1,0 +1,60 @@
+import CUDABackend
+import NunchakuCore
+import SVDQuant
+
+/// A single block's `mlp_fc1` and `qkv_proj` running on one fast W4A4 activation pass (`CUDAW4A4FastSharedInput`:
+/// one low-rank down-projection and one quantize pass over the block's normalized tokens, then both FP8 GEMMs).
+/// While a LoRA branch is on either layer it steps aside and the block runs them separately (each layer alone is
+/// still correct with the shared layout of its low-rank columns).
+struct FluxCUDASharedInput: Sendable {
+    /// The layers `[mlp_fc1, qkv_proj]`, in the order of their low-rank columns and GEMMs.
+    let pass: CUDAW4A4FastSharedInput
+    /// The same two layers as the model holds them (LoRA targets).
+    let layers: [FluxCUDAAdaptableLinear]
+
+    /// `(GELU(mlp_fc1(x)), qkv_proj(x))` for `x` `[B, S, D]`, or nil while a LoRA branch is on either layer.
+    func callAsFunction(_ x: DeviceTensor) throws -> (mlp: DeviceTensor, qkv: DeviceTensor)? {
+        guard !layers.contains(where: \.hasBranch) else { return nil }
+        let outputs = try pass.forward(x, gelu: [true, false])
+        return (outputs[0], outputs[1])
+    }
+}
+
+extension FluxCUDALayerLoader {
+    /// A single block's QKV projection and MLP input layer. With the fast numerics, a fused SVDQuant `qkv_proj`
+    /// and an SVDQuant `mlp_fc1` whose smoothing factors are the same bit for bit (DeepCompressor's checkpoints;
+    /// `CUDAW4A4FastSharedInput.lowRankColumns(sharing:type:)` decides) are made to share their activation pass;
+    /// otherwise each layer is made alone, as `qkv(_:width:)` and `projection` make them.
+    func singleBlockInputs(qkv names: QKVNames, mlpIn: String, width: Int, hidden: Int) throws
+        -> (qkv: FluxCUDALinear, mlpIn: FluxCUDALinear, shared: FluxCUDASharedInput?) {
+        guard case let .fused(qkvName) = names, fastEngine != nil else {
+            return (try qkv(names, width: width), try projection(mlpIn, width, hidden), nil)
+        }
+        let quantization = layout.projectionQuantization(inputFollowsGELU: false)
+        let specs = [LinearLayerSpec(name: mlpIn, inFeatures: width, outFeatures: hidden, quantization: quantization),
+                     LinearLayerSpec(name: qkvName, inFeatures: width, outFeatures: 3 * width, quantization: quantization)]
+        let hosts = try specs.map { try source.hostLinear($0, weights: weights) }
+        let quantized = hosts.compactMap { host -> SVDQW4A4Weights? in
+            if case let .w4a4(weights) = host { return weights }
+            return nil
+        }
+        let columns = quantized.count == 2 ? CUDAW4A4FastSharedInput.lowRankColumns(sharing: quantized, type: .bf16) : nil
+        let layers = try zip(hosts, specs).enumerated().map { index, item in
+            adaptable.register(
+                try FluxCUDALinear(item.0, spec: item.1, context: context, fastEngine: fastEngine, lowRankColumns: columns?[index]),
+                name: item.1.name, context: context)
+        }
+        return (layers[1], layers[0], columns == nil ? nil : try Self.sharedInput(layers))
+    }
+
+    /// The shared pass of `layers` (adaptable fast W4A4 layers made with shared low-rank columns; nil for others).
+    private static func sharedInput(_ layers: [FluxCUDALinear]) throws -> FluxCUDASharedInput? {
+        var adaptable: [FluxCUDAAdaptableLinear] = [], fast: [CUDASVDQW4A4FastLinear] = []
+        for layer in layers {
+            guard case let .adaptable(wrapper) = layer, case let .w4a4Fast(base) = wrapper.base else { return nil }
+            adaptable.append(wrapper)
+            fast.append(base)
+        }
+        return FluxCUDASharedInput(pass: try CUDAW4A4FastSharedInput(fast), layers: adaptable)
+    }
+}
