@@ -50,6 +50,7 @@ public final class CUDAW4A4FastEngine: Sendable {
     let prefetcher: CUDAW4A4WeightPrefetcher
     private let lock = CUDALock()
     nonisolated(unsafe) private var fusedLowRank: Bool
+    nonisolated(unsafe) private var sharedInputs = true
 
     /// Loads cuBLASLt for `context`.
     /// - Parameters:
@@ -88,6 +89,13 @@ public final class CUDAW4A4FastEngine: Sendable {
     public var fusesLowRank: Bool {
         get { lock.withLock { fusedLowRank } }
         set { lock.withLock { fusedLowRank = newValue } }
+    }
+
+    /// Whether layers made to share one activation pass (`CUDAW4A4FastSharedInput`) use it in the models that hold
+    /// them (on by default). Off: each runs its own passes (the same layout, so a baseline for what sharing saves).
+    public var sharesInputPasses: Bool {
+        get { lock.withLock { sharedInputs } }
+        set { lock.withLock { sharedInputs = newValue } }
     }
 
     /// Where the FP8 GEMM uses cuBLASLt's fast accumulation (`FP8Accumulation.mixed` by default); applies from the

@@ -4,17 +4,18 @@ import SVDQuant
 
 /// A single block's `mlp_fc1` and `qkv_proj` running on one fast W4A4 activation pass (`CUDAW4A4FastSharedInput`:
 /// one low-rank down-projection and one quantize pass over the block's normalized tokens, then both FP8 GEMMs).
-/// While a LoRA branch is on either layer it steps aside and the block runs them separately (each layer alone is
-/// still correct with the shared layout of its low-rank columns).
+/// While a LoRA branch is on either layer, or the engine's `sharesInputPasses` is off, it steps aside and the block
+/// runs them separately (each layer alone is still correct with the shared layout of its low-rank columns).
 struct FluxCUDASharedInput: Sendable {
     /// The layers `[mlp_fc1, qkv_proj]`, in the order of their low-rank columns and GEMMs.
     let pass: CUDAW4A4FastSharedInput
     /// The same two layers as the model holds them (LoRA targets).
     let layers: [FluxCUDAAdaptableLinear]
 
-    /// `(GELU(mlp_fc1(x)), qkv_proj(x))` for `x` `[B, S, D]`, or nil while a LoRA branch is on either layer.
+    /// `(GELU(mlp_fc1(x)), qkv_proj(x))` for `x` `[B, S, D]`, or nil while a LoRA branch is on either layer or the
+    /// engine does not share input passes.
     func callAsFunction(_ x: DeviceTensor) throws -> (mlp: DeviceTensor, qkv: DeviceTensor)? {
-        guard !layers.contains(where: \.hasBranch) else { return nil }
+        guard pass.layers[0].engine.sharesInputPasses, !layers.contains(where: \.hasBranch) else { return nil }
         let outputs = try pass.forward(x, gelu: [true, false])
         return (outputs[0], outputs[1])
     }

@@ -18,6 +18,9 @@ public enum StepBenchmarkMode: String, Sendable, Codable, CaseIterable {
     /// `fast` with cuBLASLt's first proposed algorithm for every FP8 GEMM (`CUDAW4A4FastEngine.tunesGEMMs` off):
     /// what timing its proposals saves.
     case fastHeuristic = "fast-heuristic"
+    /// `fast` with each single block's `qkv_proj` and `mlp_fc1` running their own low-rank and quantize passes
+    /// (`CUDAW4A4FastEngine.sharesInputPasses` off): what sharing one activation pass saves.
+    case fastSeparate = "fast-separate"
 
     /// Whether the mode runs the fast W4A4 numerics.
     var isFast: Bool { self != .bf16 && self != .exact }
@@ -73,6 +76,7 @@ public enum StepBenchmark {
         loaded.fastEngine?.prefetchesWeights = mode != .fastInLine
         if mode == .fastPromoted { loaded.fastEngine?.accumulation = .promoted }
         if mode == .fastHeuristic { loaded.fastEngine?.tunesGEMMs = false }
+        if mode == .fastSeparate { loaded.fastEngine?.sharesInputPasses = false }
         try context.synchronize()
         let weightBytes = try context.memoryPool.statistics().liveBytes
         var rows: [StepBenchmarkRow] = []
