@@ -72,20 +72,23 @@ struct FluxCUDAOps {
         return output
     }
 
-    /// `x` `[B, S, …]` cut along the token axis into pieces of `sizes` tokens.
+    /// `x` `[B, S, …]` cut along the token axis into pieces of `sizes` tokens. For a batch of one the pieces are
+    /// views of `x` (its token rows are contiguous: no copy; writes to a piece change `x`), else copies.
     func splitTokens(_ x: DeviceTensor, sizes: [Int]) throws -> [DeviceTensor] {
+        if x.shape.first == 1, sizes.reduce(0, +) == x.shape[1] {
+            let tokens = try x.reshaped(Array(x.shape.dropFirst()))
+            var start = 0
+            return try sizes.map { size in
+                defer { start += size }
+                let piece = try tokens.rows(start ..< start + size)
+                return try piece.reshaped([1] + piece.shape)
+            }
+        }
         let pieces = try sizes.map {
             try DeviceTensor(shape: [x.shape[0], $0] + x.shape.dropFirst(2), dtype: x.dtype, context: context)
         }
         try context.splitTokens(x, into: pieces)
         return pieces
-    }
-
-    /// `x` `[..., P·W]` cut along the last dimension into `count` equal pieces `[..., W]`.
-    func splitLastDimension(_ x: DeviceTensor, count: Int) throws -> [DeviceTensor] {
-        let leading = Array(x.shape.dropLast()), width = (x.shape.last ?? 0) / count
-        let rows = try x.reshaped([leading.reduce(1, *), count, width])
-        return try splitTokens(rows, sizes: Array(repeating: 1, count: count)).map { try $0.reshaped(leading + [width]) }
     }
 
     /// Parts `[..., Wᵢ]` with equal leading dimensions joined along the last dimension (each Wᵢ a multiple of 8):
