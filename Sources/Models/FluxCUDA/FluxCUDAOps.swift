@@ -49,6 +49,20 @@ struct FluxCUDAOps {
         try gatedAdd(try linear(layer, y), gate: gate, into: x)
     }
 
+    /// `uses`' gates, each carrying the gated epilogue vectors of its fast W4A4 layers (`FluxCUDALinear.gatedFastLayer`)
+    /// made ahead by one launch per four layers (`CUDASVDQW4A4FastLinear.prepareGates`), for gates of one sample;
+    /// otherwise the gates as they are (each layer then makes its own, or takes the gated-add path).
+    func preparedGates(_ uses: [(gate: ModulationChunk, layers: [FluxCUDALinear])]) throws -> [ModulationChunk] {
+        let jobs = uses.flatMap { use in use.layers.compactMap(\.gatedFastLayer).map { (layer: $0, gate: use.gate) } }
+        guard !jobs.isEmpty, uses.allSatisfy({ $0.gate.table.shape.first == 1 }) else { return uses.map(\.gate) }
+        let prepared = try CUDASVDQW4A4FastLinear.prepareGates(jobs, stream: context.defaultStream)
+        return uses.map {
+            var gate = $0.gate
+            gate.prepared = prepared
+            return gate
+        }
+    }
+
     /// `x ← x + gate·y` with a per-sample gate.
     func gatedAdd(_ y: DeviceTensor, gate: ModulationChunk, into x: DeviceTensor) throws {
         try context.gatedAdd(residual: x, gate: gate, update: y, into: x)
