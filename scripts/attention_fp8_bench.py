@@ -11,7 +11,8 @@ the bf16 wgmma kernel and torch SDPA (cuDNN), at S = 4608 and 1536 (B = 1, H = 2
 
 `--variant FOLDER` (repeatable) also checks and times the kernels of a modified copy of the kernel folder: its fp8
 kernel at the app's P shift (errors as above), its bf16 kernel (error, and whether its output has the same bits as
-the checked-out kernel's), both timed in the same interleaved rounds. The sources compile in parallel.
+the checked-out kernel's), both timed in the same interleaved rounds. The sources compile in parallel. A copy may change
+the fp8 key tile (`fp8_geometry`).
 
     python3 scripts/attention_fp8_bench.py [--rounds 3] [--json FILE] [--variant FOLDER ...]
 """
@@ -19,6 +20,7 @@ import argparse
 import concurrent.futures
 import math
 import os
+import re
 import statistics
 
 import numpy as np
@@ -27,8 +29,9 @@ import torch
 import attention_bench as base
 
 
-def tiled_map(module, tensor, data_type, dims, strides, box):
-    """A 128-byte CUtensorMap (tiled, 128-byte swizzle, 256-byte L2 promotion, zero fill) of `tensor`."""
+def tiled_map(module, tensor, data_type, dims, strides, box, swizzle=3):
+    """A 128-byte CUtensorMap (tiled, `swizzle` 3 = 128-byte or 2 = 64-byte, 256-byte L2 promotion, zero fill) of
+    `tensor`."""
     import ctypes
     storage = ctypes.create_string_buffer(128 + 64)
     aligned = (ctypes.addressof(storage) + 63) // 64 * 64
@@ -36,9 +39,24 @@ def tiled_map(module, tensor, data_type, dims, strides, box):
     module.check(module.cuda.cuTensorMapEncodeTiled(
         ctypes.c_void_p(aligned), ctypes.c_int(data_type), ctypes.c_uint32(rank), ctypes.c_void_p(tensor.data_ptr()),
         (ctypes.c_uint64 * rank)(*dims), (ctypes.c_uint64 * (rank - 1))(*strides), (ctypes.c_uint32 * rank)(*box),
-        (ctypes.c_uint32 * rank)(*([1] * rank)), ctypes.c_int(0), ctypes.c_int(3), ctypes.c_int(3), ctypes.c_int(0)),
+        (ctypes.c_uint32 * rank)(*([1] * rank)), ctypes.c_int(0), ctypes.c_int(swizzle), ctypes.c_int(3), ctypes.c_int(0)),
         "cuTensorMapEncodeTiled")
     return ctypes.string_at(aligned, 128)
+
+
+def fp8_geometry(folder):
+    """The e4m3 kernel's launch geometry for `folder`'s attention_wgmma.cu: keys per tile, shared memory (128 query
+    rows, K and V rings of 128-byte rows, the mbarriers, 1024 bytes of alignment slack) and the v map's box and
+    swizzle. The checked-out kernel (AttentionFP8Launch mirrors it) has 128 keys, `kStages` stages and 128-key v boxes
+    with the 128-byte swizzle. A variant copy may declare `kFP8KeysPerTile` (and `kFP8Stages`): it is launched with K
+    boxes of that many rows and v boxes of 64 keys with the 64-byte swizzle, the layout of the larger-key-tile
+    experiment (docs/hopper-attention.md)."""
+    text = open(os.path.join(folder, "attention_wgmma.cu")).read()
+    declared = re.search(r"constexpr int kFP8KeysPerTile = (\d+);", text)
+    stages = int(re.search(r"constexpr int k(?:FP8)?Stages = (\d+);", text).group(1))
+    keys = int(declared.group(1)) if declared else 128
+    return dict(keys=keys, shared=128 * 128 + 2 * stages * keys * 128 + (2 + 4 * stages) * 8 + 1024,
+                value_box=64 if declared else 128, value_swizzle=2 if declared else 3)
 
 
 def padded(tokens):
@@ -95,15 +113,16 @@ def main():
     stream = torch.cuda.current_stream().cuda_stream  # creates PyTorch's context, which the modules load into
     operands = base.Module(compiled[1][0])
     multiprocessors = torch.cuda.get_device_properties(0).multi_processor_count
-    shared = 7 * 128 * 128 + 14 * 8 + 1024
     bf16_shared = base.wgmma_launch(128)["shared"]
-    # (label, fp8 kernel, bf16 kernel, module) of the checked-out kernel file, then of each variant.
+    # (label, (fp8 kernel, its geometry), bf16 kernel, module) of the checked-out kernel file, then of each variant.
     kernels = []
-    for label, (cubin, _) in [("", compiled[0])] + [(" " + os.path.basename(os.path.normpath(folder)), compiled[2 + i])
-                                                     for i, folder in enumerate(args.variant)]:
+    for label, folder, (cubin, _) in [("", base.KERNELS, compiled[0])] + [
+            (" " + os.path.basename(os.path.normpath(folder)), folder, compiled[2 + i]) for i, folder in enumerate(args.variant)]:
         module = base.Module(cubin)
-        kernels.append((label, module.function("nunchaku_attention_wgmma_fp8_bf16_d128", shared),
+        geometry = fp8_geometry(folder)
+        kernels.append((label, (module.function("nunchaku_attention_wgmma_fp8_bf16_d128", geometry["shared"]), geometry),
                         module.function("nunchaku_attention_wgmma_bf16_d128", bf16_shared), module))
+        print(f"fp8 kernel{label}: {geometry}")
     attention, fp8_kernel, bf16_kernel = kernels[0][3], kernels[0][1], kernels[0][2]
     app_shift = 8.0  # AttentionFP8Launch.weightShift
     amax_kernel = operands.function("nunchaku_attention_fp8_amax_bf16", 0)
@@ -130,16 +149,18 @@ def main():
         return launch, (q8, k8, vt8, scales)
 
     def fp8_attention(q8, k8, vt8, scales, o, shift, keys, kernel=None):
+        function, geometry = kernel or fp8_kernel
         batch, queries, heads, d = o.shape
         spad = vt8.shape[-1]
-        maps = [tiled_map(attention, x, 0, (d, heads, x.shape[1], batch), (d, heads * d, x.shape[1] * heads * d), (128, 1, 128, 1))
-                for x in (q8, k8)]
-        maps.append(tiled_map(attention, vt8, 0, (spad, d, heads, batch), (spad, d * spad, heads * d * spad), (128, 128, 1, 1)))
+        maps = [tiled_map(attention, x, 0, (d, heads, x.shape[1], batch), (d, heads * d, x.shape[1] * heads * d), (128, 1, rows, 1))
+                for x, rows in ((q8, 128), (k8, geometry["keys"]))]
+        maps.append(tiled_map(attention, vt8, 0, (spad, d, heads, batch), (spad, d * spad, heads * d * spad),
+                              (geometry["value_box"], 128, 1, 1), geometry["value_swizzle"]))
         units = (queries + 127) // 128 * heads * batch
         arguments = [("m", m) for m in maps] + [("p", o.data_ptr()), ("p", 0), ("i", queries), ("i", keys), ("i", heads),
                                                 ("i", batch), ("f", scale_log2), ("p", scales.data_ptr()), ("f", shift)]
-        function = kernel or fp8_kernel
-        return lambda: attention.launch(function, (min(units, multiprocessors), 1, 1), (384, 1, 1), shared, stream, arguments)
+        return lambda: attention.launch(function, (min(units, multiprocessors), 1, 1), (384, 1, 1), geometry["shared"], stream,
+                                        arguments)
 
     def bf16_attention(q, k, v, o, kernel=None):
         batch, queries, heads, d = q.shape

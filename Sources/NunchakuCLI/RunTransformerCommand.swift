@@ -38,7 +38,9 @@ struct RunTransformerCommand: ParsableCommand {
             e4m3 activations, the 4-bit weights expanded per layer with their group scales folded in, one cuBLASLt \
             FP8 GEMM with the low-rank branch (docs/hopper.md); exact (the default) keeps Nunchaku's numerics. \
             --compare-dense also runs the CPU model with SVDQuant layers as their dense equivalents (bf16) and prints \
-            the error against it. --attention fp8 (with --device cuda, sm_90a) runs attention on e4m3 q, k, v and P \
+            the error against it; --fp8-accumulation picks where the FP8 GEMMs accumulate fast. --dequantize with \
+            --device cuda and --random-weights int4|nvfp4 runs that dense-equivalent model on the GPU instead (bf16 \
+            on cuBLASLt; write it with --output and compare other runs with --compare: the end-to-end error at full size). --attention fp8 (with --device cuda, sm_90a) runs attention on e4m3 q, k, v and P \
             with per-(sample, head) scales (docs/hopper-attention.md).
 
             --cuda-graph (with --device cuda) then captures the step into a CUDA graph, times --steps replays the \
@@ -106,6 +108,9 @@ struct RunTransformerCommand: ParsableCommand {
     @Option(help: "With --device cuda: exact (Nunchaku's W4A4 numerics) or fast (FP8 on sm_90+, INT4 checkpoints).")
     var numerics: Numerics = .exact
 
+    @Option(help: "With --numerics fast: where the FP8 GEMMs use cuBLASLt's fast accumulation: mixed (depth ≤ \(FP8Accumulation.fastDepthLimit), the default), fast (everywhere) or promoted (nowhere); docs/hopper.md.")
+    var fp8Accumulation: FP8Accumulation = .mixed
+
     @Option(help: "With --device cuda: attention operands bf16 (the default) or fp8 (e4m3, sm_90a).")
     var attention: AttentionPrecision = .bf16
 
@@ -125,10 +130,12 @@ struct RunTransformerCommand: ParsableCommand {
         }
         if device == .cuda {
             guard dtype != .f32 else { throw ValidationError("--device cuda computes in bf16; drop --dtype f32") }
-            guard !dequantize else { throw ValidationError("--dequantize is a CPU reference mode; the GPU runs the 4-bit kernels") }
+            guard !dequantize || (randomWeights != nil && randomWeights != .bf16 && numerics == .exact) else {
+                throw ValidationError("--dequantize with --device cuda runs the dense equivalent of a --random-weights int4|nvfp4 model (no --numerics fast); for checkpoints on disk it is a CPU reference mode")
+            }
             guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
-        } else if compareCPU || compareDense || numerics == .fast || cudaGraph || attention == .fp8 {
-            throw ValidationError("--compare-cpu, --compare-dense, --numerics fast, --attention fp8 and --cuda-graph are for --device cuda runs")
+        } else if compareCPU || compareDense || numerics == .fast || cudaGraph || attention == .fp8 || fp8Accumulation != .mixed {
+            throw ValidationError("--compare-cpu, --compare-dense, --numerics fast, --fp8-accumulation, --attention fp8 and --cuda-graph are for --device cuda runs")
         }
     }
 
@@ -167,7 +174,9 @@ struct RunTransformerCommand: ParsableCommand {
         let gpu = try CUDAContext(deviceIndex: 0)
         var loaded: FluxCUDATransformer?
         let loading = try clock.measure {
-            if let randomWeights {
+            if let randomWeights, dequantize {
+                loaded = try FluxCUDATransformer(denseEquivalentOf: try randomCheckpoint(randomWeights), context: gpu, attention: attention)
+            } else if let randomWeights {
                 loaded = try FluxCUDATransformer(random: try randomCheckpoint(randomWeights), context: gpu, numerics: w4a4Numerics,
                                                  attention: attention)
             } else {
@@ -176,10 +185,13 @@ struct RunTransformerCommand: ParsableCommand {
             }
         }
         guard let transformer = loaded else { return }
+        transformer.fastEngine?.accumulation = fp8Accumulation
         try transformer.loras.apply(loras)
         let weights = try gpu.memoryPool.statistics()
         print(try modelDescription())
-        print("GPU: \(gpu.device.name) (sm_\(gpu.device.computeCapability.major)\(gpu.device.computeCapability.minor)), dense GEMM \(transformer.denseGEMM.rawValue), W4A4 numerics \(transformer.numerics.rawValue), attention \(transformer.attention)")
+        print("GPU: \(gpu.device.name) (sm_\(gpu.device.computeCapability.major)\(gpu.device.computeCapability.minor)), dense GEMM \(transformer.denseGEMM.rawValue), "
+              + (dequantize ? "SVDQuant layers as their dense equivalents" : "W4A4 numerics \(transformer.numerics.rawValue)")
+              + (transformer.fastEngine.map { ", FP8 accumulation \($0.accumulation.rawValue)" } ?? "") + ", attention \(transformer.attention)")
         print("loaded in \(format(loading)); on the GPU: \(gib(weights.liveBytes)) in \(weights.liveBuffers) buffers (weights\(transformer.denseGEMM == .cublasLt ? " + the 32 MiB cuBLASLt workspace" : ""))")
         for arguments in try forwardArguments() {
             let uploaded = try FluxCUDAInputs(config: transformer.config, context: gpu, inputs: arguments)

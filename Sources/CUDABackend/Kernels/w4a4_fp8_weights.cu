@@ -89,23 +89,40 @@ NK_KERNEL void w4a4_fp8_expand_weights_nvfp4(W4A4_FP8_EXPAND_ARGS(u8)) { w4a4_fp
 
 // The gated epilogue's channel vectors, made per forward (FLUX's gated residual `x + gate ⊙ layer(a)` folded into
 // the FP8 GEMM, whose C is x): scales_out[n] = channel_scales[n] · gate[n] in fp32, and when bias is given
-// bias_out[n] = round(bias[n] · gate[n]) in the 16-bit type (the epilogue adds the bias after the scales). One
-// thread per channel.
+// bias_out[n] = round(bias[n] · gate[n]) in the 16-bit type (the epilogue adds the bias after the scales). Up to
+// four layers' vectors per launch (a block's gated layers, once its modulation is known): job blockIdx.y (the grid
+// has one row per job given; the other slots are never read), one thread per channel.
+struct W4A4FP8GatedJob {
+    const u16* gate;
+    const float* channel_scales;
+    const u16* bias;
+    float* scales_out;
+    u16* bias_out;
+    int n;
+};
+
 template <class T>
-NK_DEVICE void w4a4_fp8_gated_channels(const u16* __restrict__ gate, const float* __restrict__ channel_scales,
-                                       const u16* __restrict__ bias, float* __restrict__ scales_out,
-                                       u16* __restrict__ bias_out, int n) {
+NK_DEVICE void w4a4_fp8_gated_channels(const W4A4FP8GatedJob& job) {
     const int channel = blockIdx.x * blockDim.x + threadIdx.x;
-    if (channel >= n) return;
-    const float factor = T::to_float(gate[channel]);
-    scales_out[channel] = channel_scales[channel] * factor;
-    if (bias != nullptr) bias_out[channel] = T::from_float(T::to_float(bias[channel]) * factor);
+    if (channel >= job.n) return;
+    const float factor = T::to_float(job.gate[channel]);
+    job.scales_out[channel] = job.channel_scales[channel] * factor;
+    if (job.bias != nullptr) job.bias_out[channel] = T::from_float(T::to_float(job.bias[channel]) * factor);
 }
 
-#define W4A4_FP8_GATED_ARGS                                                                                  \
-    const u16* __restrict__ gate, const float* __restrict__ channel_scales, const u16* __restrict__ bias, \
-        float* __restrict__ scales_out, u16* __restrict__ bias_out, int n
-#define W4A4_FP8_GATED_PASS gate, channel_scales, bias, scales_out, bias_out, n
+#define W4A4_FP8_GATED_JOB_ARGS(i)                                                                               \
+    const u16 *gate##i, const float *channel_scales##i, const u16 *bias##i, float *scales_out##i, u16 *bias_out##i, \
+        int n##i
+#define W4A4_FP8_GATED_ARGS                                                                                        \
+    W4A4_FP8_GATED_JOB_ARGS(0), W4A4_FP8_GATED_JOB_ARGS(1), W4A4_FP8_GATED_JOB_ARGS(2), W4A4_FP8_GATED_JOB_ARGS(3)
+#define W4A4_FP8_GATED_JOB(i) W4A4FP8GatedJob{gate##i, channel_scales##i, bias##i, scales_out##i, bias_out##i, n##i}
+#define W4A4_FP8_GATED_DISPATCH(T)                                                          \
+    switch (blockIdx.y) {                                                                   \
+        case 0: w4a4_fp8_gated_channels<T>(W4A4_FP8_GATED_JOB(0)); break;                   \
+        case 1: w4a4_fp8_gated_channels<T>(W4A4_FP8_GATED_JOB(1)); break;                   \
+        case 2: w4a4_fp8_gated_channels<T>(W4A4_FP8_GATED_JOB(2)); break;                   \
+        default: w4a4_fp8_gated_channels<T>(W4A4_FP8_GATED_JOB(3)); break;                  \
+    }
 
-NK_KERNEL void w4a4_fp8_gated_channels_bf16(W4A4_FP8_GATED_ARGS) { w4a4_fp8_gated_channels<NKBFloat16>(W4A4_FP8_GATED_PASS); }
-NK_KERNEL void w4a4_fp8_gated_channels_f16(W4A4_FP8_GATED_ARGS) { w4a4_fp8_gated_channels<NKFloat16>(W4A4_FP8_GATED_PASS); }
+NK_KERNEL void w4a4_fp8_gated_channels_bf16(W4A4_FP8_GATED_ARGS) { W4A4_FP8_GATED_DISPATCH(NKBFloat16) }
+NK_KERNEL void w4a4_fp8_gated_channels_f16(W4A4_FP8_GATED_ARGS) { W4A4_FP8_GATED_DISPATCH(NKFloat16) }

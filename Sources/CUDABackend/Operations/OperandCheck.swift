@@ -85,6 +85,9 @@ extension CUDAContext {
 public struct ModulationChunk: Sendable {
     public let table: DeviceTensor
     public let chunk: Int
+    /// Gated epilogue vectors made ahead from this gate for fast W4A4 layers (`CUDASVDQW4A4FastLinear.prepareGates`);
+    /// a layer without an entry makes its own.
+    public var prepared: W4A4FastPreparedGates?
 
     public init(_ table: DeviceTensor, chunk: Int = 0) {
         self.table = table

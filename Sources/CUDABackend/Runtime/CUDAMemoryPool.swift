@@ -212,7 +212,8 @@ public final class CUDAMemoryPool: @unchecked Sendable {
     }
 }
 
-/// Device memory owned by a `CUDAMemoryPool`: freed, in the order of `stream`, when the last reference goes.
+/// Device memory owned by a `CUDAMemoryPool`: freed, in the order of `stream`, when the last reference goes. A
+/// view (`view(byteOffset:byteCount:)`) is a range of another buffer and keeps that buffer alive instead.
 ///
 /// Work that uses the buffer on another stream must be ordered before the free: record an event there and make
 /// `stream` wait for it (or synchronise) before dropping the buffer.
@@ -223,16 +224,37 @@ public final class DeviceBuffer: @unchecked Sendable {
     /// The stream the buffer was allocated on and will be freed on.
     public let stream: CUDAStream
     let pool: CUDAMemoryPool
+    /// The buffer a view lies in (nil for an allocation of its own, which `deinit` returns to the pool).
+    private let viewed: DeviceBuffer?
 
     init(address: CUdeviceptr, byteCount: Int, pool: CUDAMemoryPool, stream: CUDAStream) {
         self.address = address
         self.byteCount = byteCount
         self.pool = pool
         self.stream = stream
+        viewed = nil
+    }
+
+    private init(viewing buffer: DeviceBuffer, byteOffset: Int, byteCount: Int) {
+        address = buffer.address + CUdeviceptr(byteOffset)
+        self.byteCount = byteCount
+        pool = buffer.pool
+        stream = buffer.stream
+        viewed = buffer
     }
 
     deinit {
-        pool.release(address, byteCount: byteCount, stream: stream)
+        if viewed == nil { pool.release(address, byteCount: byteCount, stream: stream) }
+    }
+
+    /// `byteCount` bytes of this buffer from `byteOffset`, as a buffer that shares its memory and keeps it alive.
+    /// - Throws: `CUDAError.invalidArgument` when the range does not lie inside this buffer.
+    public func view(byteOffset: Int, byteCount: Int) throws -> DeviceBuffer {
+        guard byteOffset >= 0, byteCount >= 0, byteOffset + byteCount <= self.byteCount else {
+            throw CUDAError.invalidArgument(
+                context: "DeviceBuffer.view", reason: "\(byteCount) bytes at offset \(byteOffset) do not fit a buffer of \(self.byteCount) bytes")
+        }
+        return DeviceBuffer(viewing: self, byteOffset: byteOffset, byteCount: byteCount)
     }
 
     /// This buffer's address as a kernel argument.

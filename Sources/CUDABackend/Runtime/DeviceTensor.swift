@@ -63,6 +63,18 @@ public struct DeviceTensor: Sendable {
         return DeviceTensor(buffer: buffer, shape: newShape, dtype: dtype)
     }
 
+    /// Rows `range` of the first dimension, as a tensor that shares this one's memory (no copy): the rows of a
+    /// row-major tensor are contiguous. Writes through it change this tensor.
+    /// - Throws: `NunchakuError.invalidArgument` for a scalar or a range outside `0..<shape[0]`.
+    public func rows(_ range: Range<Int>) throws -> DeviceTensor {
+        guard let count = shape.first, range.lowerBound >= 0, range.upperBound <= count else {
+            throw NunchakuError.invalidArgument(context: "DeviceTensor.rows", reason: "rows \(range) are not inside shape \(shape)")
+        }
+        let rowBytes = dtype.byteCount(forElements: shape.dropFirst().reduce(1, *))
+        let view = try buffer.view(byteOffset: range.lowerBound * rowBytes, byteCount: range.count * rowBytes)
+        return DeviceTensor(buffer: view, shape: [range.count] + shape.dropFirst(), dtype: dtype)
+    }
+
     private init(buffer: DeviceBuffer, shape: [Int], dtype: DType) {
         self.buffer = buffer
         self.shape = shape

@@ -27,7 +27,7 @@ struct FluxCUDANormWeight: Sendable {
     /// Uploads `weight` (float32 `[d]`).
     init(_ weight: Tensor, context: CUDAContext) throws {
         self.weight = try DeviceTensor(uploading: weight, context: context)
-        bound = AttentionFP8Launch.headBound(normWeight: try weight.floats())
+        bound = AttentionFP8Launch.headBound(normWeight: weight.floats())
     }
 }
 

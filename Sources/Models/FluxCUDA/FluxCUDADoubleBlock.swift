@@ -42,10 +42,12 @@ struct FluxCUDADoubleBlock: Sendable {
         let mc = try contextModulation.table(conditioning, ops)
         let (contextAttention, imageAttention) = try attention(image: image, context: context, m: m, mc: mc, rotary: rotary,
                                                                      precision: precision, ops)
-        try ops.linearGatedAdd(imageOut, imageAttention, gate: m.chunk(2), into: image)
-        try imageMLP.gatedAdd(try ops.layerNorm(image, m.adaLN(shift: 3, scale: 4)), gate: m.chunk(5), into: image, ops)
-        try ops.linearGatedAdd(contextOut, contextAttention, gate: mc.chunk(2), into: context)
-        try contextMLP.gatedAdd(try ops.layerNorm(context, mc.adaLN(shift: 3, scale: 4)), gate: mc.chunk(5), into: context, ops)
+        let gates = try ops.preparedGates([(m.chunk(2), [imageOut]), (m.chunk(5), [imageMLP.output]), (mc.chunk(2), [contextOut]),
+                                           (mc.chunk(5), [contextMLP.output])])
+        try ops.linearGatedAdd(imageOut, imageAttention, gate: gates[0], into: image)
+        try imageMLP.gatedAdd(try ops.layerNorm(image, m.adaLN(shift: 3, scale: 4)), gate: gates[1], into: image, ops)
+        try ops.linearGatedAdd(contextOut, contextAttention, gate: gates[2], into: context)
+        try contextMLP.gatedAdd(try ops.layerNorm(context, mc.adaLN(shift: 3, scale: 4)), gate: gates[3], into: context, ops)
     }
 
     /// Joint attention; returns the text part `[B, T, D]` and the image part `[B, N, D]`.

@@ -95,6 +95,16 @@ enum FluxCUDALinear: Sendable {
         }
     }
 
+    /// The fast W4A4 layer whose GEMM epilogue takes this layer's gated residual (`gatedAccumulate`), if any: this
+    /// layer when it is one, the base of an adaptable one while no LoRA branch is on it.
+    var gatedFastLayer: CUDASVDQW4A4FastLinear? {
+        switch self {
+        case let .w4a4Fast(layer): layer
+        case let .adaptable(layer): layer.gatedFastLayer
+        case .dense, .w4a4, .awq, .unloaded: nil
+        }
+    }
+
     /// `GELU(x · Wᵀ + b)` (tanh form) from the layer's own GEMM epilogue, or nil when this form has none (the
     /// caller then applies GELU as a separate pass). Fast W4A4 layers fuse it.
     func fusedGELU(_ x: DeviceTensor) throws -> DeviceTensor? {

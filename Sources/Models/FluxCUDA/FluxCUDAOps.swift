@@ -49,6 +49,20 @@ struct FluxCUDAOps {
         try gatedAdd(try linear(layer, y), gate: gate, into: x)
     }
 
+    /// `uses`' gates, each carrying the gated epilogue vectors of its fast W4A4 layers (`FluxCUDALinear.gatedFastLayer`)
+    /// made ahead by one launch per four layers (`CUDASVDQW4A4FastLinear.prepareGates`), for gates of one sample;
+    /// otherwise the gates as they are (each layer then makes its own, or takes the gated-add path).
+    func preparedGates(_ uses: [(gate: ModulationChunk, layers: [FluxCUDALinear])]) throws -> [ModulationChunk] {
+        let jobs = uses.flatMap { use in use.layers.compactMap(\.gatedFastLayer).map { (layer: $0, gate: use.gate) } }
+        guard !jobs.isEmpty, uses.allSatisfy({ $0.gate.table.shape.first == 1 }) else { return uses.map(\.gate) }
+        let prepared = try CUDASVDQW4A4FastLinear.prepareGates(jobs, stream: context.defaultStream)
+        return uses.map {
+            var gate = $0.gate
+            gate.prepared = prepared
+            return gate
+        }
+    }
+
     /// `x ← x + gate·y` with a per-sample gate.
     func gatedAdd(_ y: DeviceTensor, gate: ModulationChunk, into x: DeviceTensor) throws {
         try context.gatedAdd(residual: x, gate: gate, update: y, into: x)
@@ -72,20 +86,23 @@ struct FluxCUDAOps {
         return output
     }
 
-    /// `x` `[B, S, …]` cut along the token axis into pieces of `sizes` tokens.
+    /// `x` `[B, S, …]` cut along the token axis into pieces of `sizes` tokens. For a batch of one the pieces are
+    /// views of `x` (its token rows are contiguous: no copy; writes to a piece change `x`), else copies.
     func splitTokens(_ x: DeviceTensor, sizes: [Int]) throws -> [DeviceTensor] {
+        if x.shape.first == 1, sizes.reduce(0, +) == x.shape[1] {
+            let tokens = try x.reshaped(Array(x.shape.dropFirst()))
+            var start = 0
+            return try sizes.map { size in
+                defer { start += size }
+                let piece = try tokens.rows(start ..< start + size)
+                return try piece.reshaped([1] + piece.shape)
+            }
+        }
         let pieces = try sizes.map {
             try DeviceTensor(shape: [x.shape[0], $0] + x.shape.dropFirst(2), dtype: x.dtype, context: context)
         }
         try context.splitTokens(x, into: pieces)
         return pieces
-    }
-
-    /// `x` `[..., P·W]` cut along the last dimension into `count` equal pieces `[..., W]`.
-    func splitLastDimension(_ x: DeviceTensor, count: Int) throws -> [DeviceTensor] {
-        let leading = Array(x.shape.dropLast()), width = (x.shape.last ?? 0) / count
-        let rows = try x.reshaped([leading.reduce(1, *), count, width])
-        return try splitTokens(rows, sizes: Array(repeating: 1, count: count)).map { try $0.reshaped(leading + [width]) }
     }
 
     /// Parts `[..., Wᵢ]` with equal leading dimensions joined along the last dimension (each Wᵢ a multiple of 8):

@@ -9,6 +9,14 @@ struct FluxCUDASingleBlock: Sendable {
         case joint(FluxCUDALinear)
         case split(attention: FluxCUDALinear, mlp: FluxCUDALinear)
 
+        /// The layers of the projection.
+        var layers: [FluxCUDALinear] {
+            switch self {
+            case let .joint(layer): [layer]
+            case let .split(attention, mlp): [attention, mlp]
+            }
+        }
+
         /// `tokens ← tokens + gate·projection(attention, mlp)`. Where the layers fold the gated residual into their
         /// GEMM epilogues (fast W4A4, batch of one), each part is added onto the tokens; otherwise the parts' sum is
         /// formed first and added by one gated add.
@@ -78,6 +86,7 @@ struct FluxCUDASingleBlock: Sendable {
             try qkv.write(normalized, into: heads, tokenOffset: 0, rotary: rotary, ops)
         }
         let attention = try FluxCUDAAttention.attend(heads, precision: precision, ops)
-        try output.gatedAdd(attention: attention, mlp: mlp, gate: m.chunk(2), into: tokens, ops)
+        let gate = try ops.preparedGates([(m.chunk(2), output.layers)])[0]
+        try output.gatedAdd(attention: attention, mlp: mlp, gate: gate, into: tokens, ops)
     }
 }

@@ -67,6 +67,12 @@ final class FluxCUDAAdaptableLinear: @unchecked Sendable {
         return try base.gatedAccumulate(x, gate: gate, into: y)
     }
 
+    /// `base.gatedFastLayer` while no LoRA branch is on the layer; nil otherwise.
+    var gatedFastLayer: CUDASVDQW4A4FastLinear? {
+        guard case .base = lock.withLock({ current }) else { return nil }
+        return base.gatedFastLayer
+    }
+
     /// Runs the base layer plus `branch` from now on (the base layer alone for nil).
     func adapt(_ branch: LowRankBranch?) throws {
         guard let branch else {

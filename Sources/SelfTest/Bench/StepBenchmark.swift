@@ -15,6 +15,9 @@ public enum StepBenchmarkMode: String, Sendable, Codable, CaseIterable {
     /// `fast` with the FP8 GEMMs' partial sums promoted along every depth (`FP8Accumulation.promoted`, the fast
     /// mode's numerics before session 5): what the mixed accumulation saves.
     case fastPromoted = "fast-promoted"
+    /// `fast` with cuBLASLt's fast accumulation at every depth (`FP8Accumulation.fast`, the GELU-fed K = 12288
+    /// GEMMs included): what promoting those sums costs.
+    case fastUnpromoted = "fast-unpromoted"
     /// `fast` with cuBLASLt's first proposed algorithm for every FP8 GEMM (`CUDAW4A4FastEngine.tunesGEMMs` off):
     /// what timing its proposals saves.
     case fastHeuristic = "fast-heuristic"
@@ -75,6 +78,7 @@ public enum StepBenchmark {
         let loaded = try FluxCUDATransformer(random: checkpoint, context: context, numerics: mode.isFast ? .fast : .exact)
         loaded.fastEngine?.prefetchesWeights = mode != .fastInLine
         if mode == .fastPromoted { loaded.fastEngine?.accumulation = .promoted }
+        if mode == .fastUnpromoted { loaded.fastEngine?.accumulation = .fast }
         if mode == .fastHeuristic { loaded.fastEngine?.tunesGEMMs = false }
         if mode == .fastSeparate { loaded.fastEngine?.sharesInputPasses = false }
         try context.synchronize()

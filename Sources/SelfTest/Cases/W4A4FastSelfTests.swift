@@ -41,7 +41,7 @@ enum W4A4FastSelfTests {
         cases.append(accumulate(.int4(12288, 3072, unsigned: true), .bf16, m: 4608))
         cases.append(accumulate(.nvfp4(3072, 3072), .f16, m: 333))
         // The gated residual folded into the epilogue (FLUX's attention and MLP outputs).
-        cases.append(accumulate(.int4(3072, 3072), .bf16, m: 4608, gated: true))
+        cases.append(accumulate(.int4(3072, 3072), .bf16, m: 4608, gated: true, preparedGate: true))
         cases.append(accumulate(.int4(12288, 3072, unsigned: true), .bf16, m: 4608, gated: true))
         cases.append(accumulate(.nvfp4(3072, 3072), .f16, m: 333, gated: true))
         // One warp per row (K = 3072), four warps (K = 12288, 15360); a last block with fewer rows than it holds (333).
@@ -102,7 +102,9 @@ enum W4A4FastSelfTests {
     /// ignored `y` would be off by about |y| / |y + layer(x)|). `gated`: `forward(x, gate:, accumulatingInto: y)`
     /// against `round(y + g ⊙ forward(x))` with a random gate in [−1.5, 1.5] (one gate left at zero; the second
     /// chunk of a `[1, 2N]` table, so the chunk offset is exercised); the GPU also rounds the gated bias.
-    static func accumulate(_ layer: W4A4SelfTestLayer, _ dtype: DType, m: Int, gated: Bool = false) -> SelfTestCase {
+    /// `preparedGate`: the gate's channel vectors made ahead by `prepareGates` as the second of two jobs (the first
+    /// for the table's other chunk, which the forward must not take).
+    static func accumulate(_ layer: W4A4SelfTestLayer, _ dtype: DType, m: Int, gated: Bool = false, preparedGate: Bool = false) -> SelfTestCase {
         SelfTestCase(kernel: gated ? "w4a4.fast.linear_gated" : "w4a4.fast.linear_accumulate", dtype: dtype,
                      shape: W4A4SelfTests.shape(layer, m: m), tolerance: dtype == .bf16 ? 6e-3 : 3e-3) { env in
             let (gpu, weights) = try self.layer(layer, dtype, env)
@@ -112,13 +114,18 @@ enum W4A4FastSelfTests {
             var gateTable = env.randomTensor([1, 2 * n], dtype, in: -1.5...1.5).tensor.floats()
             gateTable[n + n / 2] = 0
             let gate = gated
-                ? try DeviceTensor(uploading: try Tensor(gateTable, shape: [1, 2 * n]).converted(to: dtype), context: env.context, stream: env.stream)
+                ? try DeviceTensor(uploading: Tensor(gateTable, shape: [1, 2 * n]).converted(to: dtype), context: env.context, stream: env.stream)
                 : nil
+            var gateChunk = gate.map { ModulationChunk($0, chunk: 1) }
+            if preparedGate, let table = gate, let chunk = gateChunk {
+                gateChunk?.prepared = try CUDASVDQW4A4FastLinear.prepareGates([(gpu, ModulationChunk(table, chunk: 0)), (gpu, chunk)],
+                                                                              stream: env.stream)
+            }
             let gpuX = try env.upload(x)
             let output = try env.upload(y)
             let launch = {
-                if let gate {
-                    try gpu.forward(gpuX, gate: ModulationChunk(gate, chunk: 1), accumulatingInto: output, stream: env.stream)
+                if let gateChunk {
+                    try gpu.forward(gpuX, gate: gateChunk, accumulatingInto: output, stream: env.stream)
                 } else {
                     try gpu.forward(gpuX, accumulatingInto: output, stream: env.stream)
                 }
@@ -129,13 +136,13 @@ enum W4A4FastSelfTests {
             let xRows = try W4A4SelfTestData.rows(x.tensor, rows)
             let yRows = try W4A4SelfTestData.rows(y.tensor, rows).floats()
             let layerOutput = W4A4FastReference.forward(xRows.floats(), rows: rows.count, qweight: weights.canonical.qweight, gpu.parameters)
-            let gateValues = gated ? try Tensor(Array(gateTable[n...]), shape: [n]).converted(to: dtype).floats() : [Float](repeating: 1, count: n)
+            let gateValues = gated ? Tensor(Array(gateTable[n...]), shape: [n]).converted(to: dtype).floats() : [Float](repeating: 1, count: n)
             let reference = layerOutput.indices.map { gpu.parameters.type.round(yRows[$0] + gateValues[$0 % n] * layerOutput[$0]) }
             var comparison = SelfTestComparison()
             try comparison.compare(result, rows: rows, width: n, with: reference)
             let milliseconds = try env.time(launch)
             return SelfTestOutcome(comparison: comparison, milliseconds: milliseconds,
-                                   note: W4A4SelfTests.rowsNote(rows.count, m) ?? "all rows")
+                                   note: (preparedGate ? "gate vectors made ahead, job 2 of 2; " : "") + (W4A4SelfTests.rowsNote(rows.count, m) ?? "all rows"))
         }
     }
 
