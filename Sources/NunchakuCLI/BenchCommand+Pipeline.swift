@@ -16,9 +16,10 @@ extension BenchCommand {
         let transformer = try FluxConfig.named(config)
         let random = FluxRandomPipeline.fullSize(transformer: transformer, transformerFormat: .int4, t5Weights: t5)
         let attention = self.attention.first ?? .bf16
-        print("pipeline: random \(config) INT4 (\(numerics.rawValue) numerics, \(attention) attention), CLIP-L, T5-XXL \(t5.rawValue), FLUX VAE; "
+        print("pipeline: random \(config) INT4 (\(numerics.rawValue) numerics\(numerics == .fast ? ", FP8 accumulation \(fp8Accumulation.rawValue)" : ""), \(attention) attention), CLIP-L, T5-XXL \(t5.rawValue), FLUX VAE; "
               + "sizes \(size.map { "\($0)²" }.joined(separator: ", "))")
-        let report = try FluxPipelineBenchmark.run(random, device: .cuda(context), numerics: numerics, attention: attention, sizes: size,
+        let report = try FluxPipelineBenchmark.run(random, device: .cuda(context), numerics: numerics, attention: attention,
+                                                   fp8Accumulation: fp8Accumulation, sizes: size,
                                                    steps: steps) {
             print("  \($0)")
         }

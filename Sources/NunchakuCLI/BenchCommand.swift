@@ -69,7 +69,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "step, pipeline: flux-dev, flux-schnell or a config.json.")
     var config = "flux-dev"
 
-    @Option(help: "gemm: where the fast layers' FP8 GEMM uses cuBLASLt's fast accumulation: promoted (nowhere), fast (everywhere) or mixed (depth ≤ \(FP8Accumulation.fastDepthLimit), the default; docs/hopper.md).")
+    @Option(help: "gemm, pipeline: where the fast layers' FP8 GEMM uses cuBLASLt's fast accumulation: promoted (nowhere), fast (everywhere) or mixed (depth ≤ \(FP8Accumulation.fastDepthLimit), the default; docs/hopper.md).")
     var fp8Accumulation: FP8Accumulation = .mixed
 
     @Flag(help: "gemm: the fast layers' FP8 GEMM with cuBLASLt's first proposed algorithm, not the fastest of its proposals timed on first use.")

@@ -134,6 +134,7 @@ struct RunTransformerCommand: ParsableCommand {
                 throw ValidationError("--dequantize with --device cuda runs the dense equivalent of a --random-weights int4|nvfp4 model (no --numerics fast); for checkpoints on disk it is a CPU reference mode")
             }
             guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
+            guard numerics == .fast || fp8Accumulation == .mixed else { throw ValidationError("--fp8-accumulation is for --numerics fast runs") }
         } else if compareCPU || compareDense || numerics == .fast || cudaGraph || attention == .fp8 || fp8Accumulation != .mixed {
             throw ValidationError("--compare-cpu, --compare-dense, --numerics fast, --fp8-accumulation, --attention fp8 and --cuda-graph are for --device cuda runs")
         }

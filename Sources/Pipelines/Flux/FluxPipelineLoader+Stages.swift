@@ -25,8 +25,9 @@ extension FluxPipelineLoader {
         case .cpu:
             return (try FluxTransformer(files: files, computeDType: options.dtype, quantizedLayers: options.quantizedLayers), files.source)
         case .cuda(let context):
-            return (try FluxCUDATransformer(files: files, context: context, numerics: options.numerics, attention: options.attention),
-                    files.source)
+            let transformer = try FluxCUDATransformer(files: files, context: context, numerics: options.numerics, attention: options.attention)
+            transformer.fastEngine?.accumulation = options.fp8Accumulation
+            return (transformer, files.source)
         }
     }
 

@@ -49,11 +49,12 @@ public struct FluxRandomPipeline: Sendable {
     /// Builds the four models on `device` (bf16) and the pipeline around them.
     /// - Parameter numerics: the GPU transformer's W4A4 numerics (the CPU has only `.exact`).
     /// - Parameter attention: the GPU transformer's attention operands (the CPU has only `.bf16`).
+    /// - Parameter fp8Accumulation: with `.fast` numerics, where the FP8 GEMMs accumulate fast.
     /// - Parameter progress: one `.loading` report per model, as `FluxPipelineLoader`.
     /// - Throws: `FluxPipelineError.invalidSetting` for fast numerics on the CPU; `NunchakuError` when the configs do
     ///   not fit together or a model cannot be built.
     public func makePipeline(device: FluxPipelineDevice, numerics: W4A4Numerics = .exact, attention: AttentionPrecision = .bf16,
-                             progress: FluxPipelineProgressHandler? = nil) throws -> FluxPipeline {
+                             fp8Accumulation: FP8Accumulation = .mixed, progress: FluxPipelineProgressHandler? = nil) throws -> FluxPipeline {
         let options = FluxPipelineLoadOptions(device: device, dtype: .bf16, numerics: numerics, attention: attention)
         try FluxPipelineLoader.checkDevice(options)
         try FluxPipelineLoader.checkCompatibility(transformer: transformer, transformerSource: "random \(transformerFormat) FLUX",
@@ -65,6 +66,7 @@ public struct FluxRandomPipeline: Sendable {
         case .cpu: try FluxTransformer(random: checkpoint, computeDType: .bf16)
         case .cuda(let context): try FluxCUDATransformer(random: checkpoint, context: context, numerics: numerics, attention: attention)
         }
+        (transformerModel as? FluxCUDATransformer)?.fastEngine?.accumulation = fp8Accumulation
         try reporter.report(1, "text_encoder")
         let clipWeights = RandomStageWeights(shapes: clip.weightShapes, seed: seed &+ 1)
         let clipModel: any CLIPTextEncoding = switch device {
