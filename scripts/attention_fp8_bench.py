@@ -10,9 +10,13 @@ Then times, interleaved in one process (at the app's P shift): the fp8 kernel al
 the bf16 wgmma kernel and torch SDPA (cuDNN), at S = 4608 and 1536 (B = 1, H = 24, d = 128).
 
 `--variant FOLDER` (repeatable) also checks and times the kernels of a modified copy of the kernel folder: its fp8
-kernel at the app's P shift (errors as above), its bf16 kernel (error, and whether its output has the same bits as
-the checked-out kernel's), both timed in the same interleaved rounds. The sources compile in parallel. A copy may change
-the fp8 key tile (`fp8_geometry`).
+kernel at the app's P shift (errors as above, and how many outputs differ from the checked-out kernel's), its bf16
+kernel (error, and whether its output has the same bits as the checked-out kernel's), both timed in the same
+interleaved rounds. The sources compile in parallel. A copy may change the fp8 key tile, or split the last round of
+work units along the keys (`fp8_geometry`; scripts/variants/attention_wgmma_last_round_split.patch): a split copy
+gets its workspace, must give the checked-out kernel's bits outside the split units (and everywhere without its
+workspace), and is also timed without the split (`--diagnose-split`: and without the counters' memset).
+`--timing-shapes` picks the timed S × H (B = 1).
 
     python3 scripts/attention_fp8_bench.py [--rounds 3] [--json FILE] [--variant FOLDER ...]
 """
@@ -50,13 +54,39 @@ def fp8_geometry(folder):
     swizzle. The checked-out kernel (AttentionFP8Launch mirrors it) has 128 keys, `kStages` stages and 128-key v boxes
     with the 128-byte swizzle. A variant copy may declare `kFP8KeysPerTile` (and `kFP8Stages`): it is launched with K
     boxes of that many rows and v boxes of 64 keys with the 64-byte swizzle, the layout of the larger-key-tile
-    experiment (docs/hopper-attention.md)."""
+    experiment (docs/hopper-attention.md). `split`: the copy's e4m3 entry points take the last-round split workspace
+    (two more pointers; scripts/variants/attention_wgmma_last_round_split.patch)."""
     text = open(os.path.join(folder, "attention_wgmma.cu")).read()
     declared = re.search(r"constexpr int kFP8KeysPerTile = (\d+);", text)
     stages = int(re.search(r"constexpr int k(?:FP8)?Stages = (\d+);", text).group(1))
     keys = int(declared.group(1)) if declared else 128
     return dict(keys=keys, shared=128 * 128 + 2 * stages * keys * 128 + (2 + 4 * stages) * 8 + 1024,
-                value_box=64 if declared else 128, value_swizzle=2 if declared else 3)
+                value_box=64 if declared else 128, value_swizzle=2 if declared else 3,
+                split="u32* splitCounters, float* splitSlots" in text)
+
+
+def split_workspace(units, tiles, grid):
+    """The last-round split workspace of a variant copy with the split (its kernel's `Schedule`,
+    scripts/variants/attention_wgmma_last_round_split.patch): u32 counters (one per split unit and consumer warp) and
+    float32 slots ((tiles − 1) // run + 2 per split unit, 256 threads × 68 values each; run: the split tiles per
+    block); (0, 0) without a split."""
+    tail = units % grid
+    if tail == 0 or units < grid:
+        return 0, 0
+    run = (tail * tiles + grid - 1) // grid
+    return tail * 8, tail * ((tiles - 1) // run + 2) * 256 * 68
+
+
+def split_rows(batch, tokens, heads, multiprocessors):
+    """[B, S, H] booleans, True where a query belongs to a unit of the split last round (units: 128 queries of one
+    (sample, head), query blocks fastest; the grid has min(units, multiprocessors) blocks)."""
+    blocks = (tokens + 127) // 128
+    units = blocks * heads * batch
+    grid = min(units, multiprocessors)
+    whole = units - units % grid
+    index = ((torch.arange(batch)[:, None, None] * heads + torch.arange(heads)[None, None, :]) * blocks
+             + (torch.arange(tokens) // 128)[None, :, None])
+    return (index >= whole).cuda()
 
 
 def padded(tokens):
@@ -100,6 +130,10 @@ def main():
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--shifts", default="0,8,8.807354922057604", help="log2 of the largest P before rounding")
     parser.add_argument("--variant", action="append", default=[], help="a modified copy of the kernel folder")
+    parser.add_argument("--timing-shapes", default="4608x24,1536x24",
+                        help="S x H of the timed shapes (B = 1); e.g. 4608x22 (792 units: 6 whole rounds on 132 SMs)")
+    parser.add_argument("--diagnose-split", action="store_true",
+                        help="also time split variants without the counters' memset (no merges: wrong output)")
     parser.add_argument("--json")
     args = parser.parse_args()
     nvrtc = base.load_nvrtc()
@@ -148,7 +182,10 @@ def main():
                 ("p", scales.data_ptr()), ("i", tokens), ("i", padded(tokens))])
         return launch, (q8, k8, vt8, scales)
 
-    def fp8_attention(q8, k8, vt8, scales, o, shift, keys, kernel=None):
+    def fp8_attention(q8, k8, vt8, scales, o, shift, keys, kernel=None, split=True, zero=True):
+        """A launcher of an fp8 kernel; a kernel with the last-round split gets its workspace (counters zeroed before
+        each launch, as the app's memset does) unless `split` is False. `zero` False skips the zeroing after the first
+        launch: no piece merges any more (wrong output), for timing the split without its memset and merges."""
         function, geometry = kernel or fp8_kernel
         batch, queries, heads, d = o.shape
         spad = vt8.shape[-1]
@@ -157,10 +194,23 @@ def main():
         maps.append(tiled_map(attention, vt8, 0, (spad, d, heads, batch), (spad, d * spad, heads * d * spad),
                               (geometry["value_box"], 128, 1, 1), geometry["value_swizzle"]))
         units = (queries + 127) // 128 * heads * batch
+        grid = min(units, multiprocessors)
         arguments = [("m", m) for m in maps] + [("p", o.data_ptr()), ("p", 0), ("i", queries), ("i", keys), ("i", heads),
                                                 ("i", batch), ("f", scale_log2), ("p", scales.data_ptr()), ("f", shift)]
-        return lambda: attention.launch(function, (min(units, multiprocessors), 1, 1), (384, 1, 1), geometry["shared"], stream,
-                                        arguments)
+        if not geometry["split"]:
+            return lambda: attention.launch(function, (grid, 1, 1), (384, 1, 1), geometry["shared"], stream, arguments)
+        counter_count, slot_count = split_workspace(units, (keys + 127) // 128, grid) if split else (0, 0)
+        counters = torch.empty(max(counter_count, 1), dtype=torch.int32, device="cuda")
+        slots = torch.empty(max(slot_count, 1), dtype=torch.float32, device="cuda")
+        arguments = arguments + [("p", counters.data_ptr() if counter_count else 0), ("p", slots.data_ptr() if slot_count else 0)]
+        zeroed = []
+
+        def launch():
+            if counter_count and (zero or not zeroed):
+                counters.zero_()
+                zeroed.append(True)
+            attention.launch(function, (grid, 1, 1), (384, 1, 1), geometry["shared"], stream, arguments)
+        return launch
 
     def bf16_attention(q, k, v, o, kernel=None):
         batch, queries, heads, d = q.shape
@@ -174,8 +224,10 @@ def main():
     generator = torch.Generator(device="cuda").manual_seed(4321)
     results = []
     # (B, H, S, query scale): FLUX 1024² and 512², ragged lengths (tails, Spad > S), a peaked softmax (q × 4).
+    # Split by a last-round split copy (more units than multiprocessors, not a whole number of rounds): 4608, 1536,
+    # 3000 × 2 samples (ragged key tail in the split units), 700 × 40 heads (runs of 5 tiles over 6-tile units).
     cases = [(1, 24, 4608, 1.0), (1, 24, 1536, 1.0), (2, 3, 333, 1.0), (1, 2, 1, 1.0), (2, 5, 700, 1.0), (1, 24, 4608, 4.0),
-             (1, 4, 1000, 4.0)]
+             (1, 4, 1000, 4.0), (2, 24, 3000, 1.0), (1, 40, 700, 1.0)]
     print("\n== correctness (relative L2 error; vs fp32 attention of the bf16 inputs, and of the dequantized codes)")
     for batch, heads, tokens, query_scale in cases:
         q = (torch.randn(batch, tokens, heads, 128, device="cuda", generator=generator) * query_scale).bfloat16()
@@ -211,6 +263,8 @@ def main():
             results.append(dict(shape=[batch, heads, tokens], query_scale=query_scale, shift=shift, error=error,
                                 kernel_error=kernel_error, bf16_error=bf16_error, poison=poison, codes_equal=codes_equal,
                                 scales_equal=scales_equal, ok=ok))
+            if shift == app_shift:
+                fp8_output = o
         for name, fp8_variant, bf16_variant, _ in kernels[1:]:
             o = torch.full_like(q, float("nan"))
             fp8_attention(q8, k8, vt8, scales, o, app_shift, tokens, fp8_variant)()
@@ -222,19 +276,34 @@ def main():
             kernel_error = float((o.float() - expected_codes).norm() / expected_codes.norm())
             variant_bf16_error = float((o16.float() - expected).norm() / expected.norm())
             same_bits = torch.equal(o16.view(torch.int16), bf16_output.view(torch.int16))
+            differ = o.view(torch.int16) != fp8_output.view(torch.int16)
             ok = codes_equal and scales_equal and poison == 0 and error < 0.1
-            print(f"    variant{name} shift {app_shift:g}: fp8 err {error:.2e} (vs dequantized codes {kernel_error:.2e}); "
+            check = dict(variant=name.strip(), shape=[batch, heads, tokens], query_scale=query_scale, shift=app_shift,
+                         error=error, kernel_error=kernel_error, bf16_error=variant_bf16_error, bf16_same_bits=same_bits,
+                         fp8_differing=int(differ.sum()), poison=poison)
+            split_note = ""
+            if fp8_variant[1]["split"]:
+                # Outside the split units (the last round's) the split launch must give the checked-out kernel's
+                # bits, and without its workspace (no split) every bit.
+                check["fp8_differing_outside_split"] = int((differ & ~split_rows(batch, tokens, heads, multiprocessors)[..., None]).sum())
+                unsplit = torch.full_like(q, float("nan"))
+                fp8_attention(q8, k8, vt8, scales, unsplit, app_shift, tokens, fp8_variant, split=False)()
+                torch.cuda.synchronize()
+                check["unsplit_same_bits"] = torch.equal(unsplit.view(torch.int16), fp8_output.view(torch.int16))
+                ok = ok and check["fp8_differing_outside_split"] == 0 and check["unsplit_same_bits"]
+                split_note = (f" ({check['fp8_differing_outside_split']} outside the split units; unsplit: "
+                              f"{'same bits' if check['unsplit_same_bits'] else 'other bits'})")
+            print(f"    variant{name} shift {app_shift:g}: fp8 err {error:.2e} (vs dequantized codes {kernel_error:.2e}), "
+                  f"{check['fp8_differing']} of {o.numel()} outputs differ from the checked-out kernel's{split_note}; "
                   f"bf16 err {variant_bf16_error:.2e}, {'same bits' if same_bits else 'other bits'}; poison {poison} "
                   f"{'ok' if ok else 'FAIL'}")
-            results.append(dict(variant=name.strip(), shape=[batch, heads, tokens], query_scale=query_scale, shift=app_shift,
-                                error=error, kernel_error=kernel_error, bf16_error=variant_bf16_error,
-                                bf16_same_bits=same_bits, poison=poison, ok=ok))
+            results.append(dict(check, ok=ok))
 
     from torch.nn.attention import SDPBackend, sdpa_kernel
     print(f"\n== speed (median round of {args.rounds}, each the median of {args.repeats} x mean of 10 launches), TFLOP/s = 4*S*S*D*H / time")
     timing = []
-    for tokens in [4608, 1536]:
-        q, k, v = (torch.randn(1, tokens, 24, 128, device="cuda", generator=generator).bfloat16() for _ in range(3))
+    for tokens, heads in (tuple(int(n) for n in shape.split("x")) for shape in args.timing_shapes.split(",")):
+        q, k, v = (torch.randn(1, tokens, heads, 128, device="cuda", generator=generator).bfloat16() for _ in range(3))
         o = torch.empty_like(q)
         launch, (q8, k8, vt8, scales) = operand_passes(q, k, v)
         launch()
@@ -249,21 +318,32 @@ def main():
                      "bf16 wgmma": (bf16_attention(q, k, v, o), None), "cudnn bf16": (sdpa, SDPBackend.CUDNN_ATTENTION)}
         for name, fp8_variant, bf16_variant, _ in kernels[1:]:
             functions["fp8" + name] = (fp8_attention(q8, k8, vt8, scales, o, app_shift, tokens, fp8_variant), None)
+            if fp8_variant[1]["split"]:
+                functions[f"fp8{name} unsplit"] = (fp8_attention(q8, k8, vt8, scales, o, app_shift, tokens, fp8_variant, split=False), None)
+                if args.diagnose_split:
+                    functions[f"fp8{name} no memset/merge"] = (
+                        fp8_attention(q8, k8, vt8, scales, o, app_shift, tokens, fp8_variant, zero=False), None)
             functions["bf16 wgmma" + name] = (bf16_attention(q, k, v, o, bf16_variant), None)
         rounds = {kind: [] for kind in functions}
-        for _ in range(args.rounds):
-            for kind, (function, backend) in functions.items():
+        kinds = list(functions)
+        for round_index in range(args.rounds):
+            # Each round starts one kernel later, so every kernel takes every place in turn. (Identical launches still
+            # differed by up to 5 % with the kernel timed before them: compare kernels over several calls or orders;
+            # docs/hopper-attention.md, "Splitting the last round".)
+            start = round_index % len(kinds)
+            for kind in kinds[start:] + kinds[:start]:
+                function, backend = functions[kind]
                 if backend is None:
                     rounds[kind].append(base.median_ms(function, args.repeats))
                 else:
                     with sdpa_kernel(backend):
                         rounds[kind].append(base.median_ms(function, args.repeats))
-        flops = 4 * tokens * tokens * 128 * 24
+        flops = 4 * tokens * tokens * 128 * heads
         tflops = lambda ms: flops / ms / 1e9
-        print(f"S={tokens}: " + ", ".join(
+        print(f"S={tokens} H={heads}: " + ", ".join(
             f"{kind} {statistics.median(times):.3f} ms = {tflops(statistics.median(times)):.0f} TFLOP/s "
             f"({tflops(max(times)):.0f}-{tflops(min(times)):.0f})" for kind, times in rounds.items()))
-        timing.append(dict(sequence=tokens, rounds=rounds))
+        timing.append(dict(sequence=tokens, heads=heads, rounds=rounds))
     base.finish(args.json, results, timing)
 
 
