@@ -33,32 +33,4 @@ import Testing
         #expect(KernelRegistry.source(defining: "nunchaku_convert_f32_to_bf16")?.name == "convert.cu")
         #expect(KernelRegistry.source(defining: "no_such_kernel") == nil)
     }
-
-    /// A kernel launched with programmatic stream serialization may start before the kernel ahead of it has finished,
-    /// so it must wait for that grid before it touches memory: exactly the listed kernels begin with the wait.
-    @Test func gridDependentKernelsBeginWithTheWait() {
-        for source in KernelRegistry.sources {
-            #expect(source.gridDependentKernels.isSubset(of: Set(source.kernelNames)), "\(source.name)")
-            let waiting = source.kernelNames.filter { Self.body(of: $0, in: source.text)?.hasPrefix("NK_GRID_DEPENDENCY_WAIT();") == true }
-            #expect(Set(waiting) == source.gridDependentKernels, "\(source.name)")
-        }
-        #expect(KernelRegistry.source(defining: "w4a4_fp8_gated_channels_bf16")?.gridDependentKernels.contains("w4a4_fp8_gated_channels_bf16") == true)
-    }
-
-    /// The text of kernel `name`'s body after its opening brace, leading whitespace dropped.
-    static func body(of name: String, in text: String) -> Substring? {
-        guard let declaration = text.range(of: " \(name)(") else { return nil }
-        var depth = 0
-        var index = text.index(before: declaration.upperBound)
-        while index < text.endIndex {
-            if text[index] == "(" { depth += 1 }
-            if text[index] == ")" {
-                depth -= 1
-                if depth == 0 { break }
-            }
-            index = text.index(after: index)
-        }
-        guard let brace = text[index...].firstIndex(of: "{") else { return nil }
-        return text[text.index(after: brace)...].drop { $0 == " " || $0 == "\n" }
-    }
 }

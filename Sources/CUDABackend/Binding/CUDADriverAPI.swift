@@ -70,13 +70,6 @@ struct CUDADriverAPI: @unchecked Sendable {
         CUfunction?, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, CUstream?,
         UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> CUresult
 
-    /// `cuLaunchKernelEx(config, function, parameters, extra)` with `config` a `CUlaunchConfig` (`ProgrammaticLaunch`
-    /// lays it out). Nil with a driver older than CUDA 12.
-    typealias LaunchKernelEx = @convention(c) (
-        UnsafeRawPointer?, CUfunction?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
-        UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> CUresult
-    let cuLaunchKernelEx: LaunchKernelEx?
-
     /// `cuTensorMapEncodeTiled(map, dataType, rank, globalAddress, globalDim, globalStrides, boxDim, elementStrides,
     /// interleave, swizzle, l2Promotion, oobFill)`; the enums are C `int`s. Nil with a driver older than CUDA 12.
     typealias TensorMapEncodeTiled = @convention(c) (
@@ -146,6 +139,5 @@ struct CUDADriverAPI: @unchecked Sendable {
         cuFuncSetAttribute = try resolve("cuFuncSetAttribute")
         cuLaunchKernel = try resolve("cuLaunchKernel")
         cuTensorMapEncodeTiled = library.address(of: "cuTensorMapEncodeTiled").map { unsafeBitCast($0, to: TensorMapEncodeTiled.self) }
-        cuLaunchKernelEx = library.address(of: "cuLaunchKernelEx").map { unsafeBitCast($0, to: LaunchKernelEx.self) }
     }
 }

@@ -11,9 +11,6 @@ public struct KernelSource: Sendable, Hashable {
     public let text: String
     /// The `extern "C"` kernel entry points the file defines.
     public let kernelNames: [String]
-    /// Those of `kernelNames` that begin with `NK_GRID_DEPENDENCY_WAIT()` (before any memory access): launched with
-    /// programmatic stream serialization where the GPU has it (`CUDAContext.programmaticDependentLaunch`).
-    public var gridDependentKernels: Set<String> = []
 }
 
 /// Every embedded kernel file. To add a kernel file: put it in `Sources/CUDABackend/Kernels/`, add an
@@ -44,19 +41,16 @@ public enum KernelRegistry {
                          ["int4_s4", "int4_s8", "int4_unsigned_s4", "int4_unsigned_s8", "nvfp4"].map { "w4a4_gemm_\(type)_\($0)" }
                      }),
         KernelSource(name: "awq_gemv.cu", text: text(PackageResources.awq_gemv_cu),
-                     kernelNames: ["bf16", "f16"].flatMap { type in [1, 2, 4].map { "awq_gemv_rows\($0)_\(type)" } },
-                     gridDependentKernels: Set(["bf16", "f16"].flatMap { type in [1, 2, 4].map { "awq_gemv_rows\($0)_\(type)" } })),
+                     kernelNames: ["bf16", "f16"].flatMap { type in [1, 2, 4].map { "awq_gemv_rows\($0)_\(type)" } }),
         KernelSource(name: "ops_norm.cu", text: text(PackageResources.ops_norm_cu),
-                     kernelNames: ["nunchaku_layernorm_bf16", "nunchaku_layernorm_f16", "nunchaku_rmsnorm_bf16", "nunchaku_rmsnorm_f16"],
-                     gridDependentKernels: ["nunchaku_layernorm_bf16", "nunchaku_layernorm_f16"]),
+                     kernelNames: ["nunchaku_layernorm_bf16", "nunchaku_layernorm_f16", "nunchaku_rmsnorm_bf16", "nunchaku_rmsnorm_f16"]),
         KernelSource(name: "ops_elementwise.cu", text: text(PackageResources.ops_elementwise_cu),
                      kernelNames: ["nunchaku_gelu_tanh_bf16", "nunchaku_gelu_tanh_f16", "nunchaku_silu_bf16", "nunchaku_silu_f16",
                                    "nunchaku_gated_add_bf16", "nunchaku_gated_add_f16"]),
         KernelSource(name: "ops_rotary.cu", text: text(PackageResources.ops_rotary_cu),
                      kernelNames: ["nunchaku_rotary_bf16", "nunchaku_rotary_f16"]),
         KernelSource(name: "ops_qkv_heads.cu", text: text(PackageResources.ops_qkv_heads_cu),
-                     kernelNames: ["nunchaku_qkv_heads_bf16", "nunchaku_qkv_heads_f16", "nunchaku_qkv_heads_fp8_bf16", "nunchaku_qkv_heads_fp8_f16"],
-                     gridDependentKernels: ["nunchaku_qkv_heads_fp8_bf16", "nunchaku_qkv_heads_fp8_f16"]),
+                     kernelNames: ["nunchaku_qkv_heads_bf16", "nunchaku_qkv_heads_f16", "nunchaku_qkv_heads_fp8_bf16", "nunchaku_qkv_heads_fp8_f16"]),
         KernelSource(name: "ops_tokens.cu", text: text(PackageResources.ops_tokens_cu),
                      kernelNames: ["nunchaku_copy_tokens_16b", "nunchaku_copy_tokens_1b"]),
         KernelSource(name: "attention_fa2.cu", text: text(PackageResources.attention_fa2_cu),
@@ -64,12 +58,9 @@ public enum KernelRegistry {
                                    "nunchaku_attention_f16_d64", "nunchaku_attention_f16_d128"]),
         KernelSource(name: "attention_wgmma.cu", text: text(PackageResources.attention_wgmma_cu),
                      kernelNames: ["bf16", "f16"].flatMap { type in ["d64", "d128"].map { "nunchaku_attention_wgmma_\(type)_\($0)" } }
-                        + ["nunchaku_attention_wgmma_fp8_bf16_d128", "nunchaku_attention_wgmma_fp8_f16_d128"],
-                     gridDependentKernels: Set(["bf16", "f16"].flatMap { type in ["d64", "d128"].map { "nunchaku_attention_wgmma_\(type)_\($0)" } }
-                        + ["nunchaku_attention_wgmma_fp8_bf16_d128", "nunchaku_attention_wgmma_fp8_f16_d128"])),
+                        + ["nunchaku_attention_wgmma_fp8_bf16_d128", "nunchaku_attention_wgmma_fp8_f16_d128"]),
         KernelSource(name: "attention_fp8_operands.cu", text: text(PackageResources.attention_fp8_operands_cu),
-                     kernelNames: ["amax", "codes", "value_codes"].flatMap { pass in ["bf16", "f16"].map { "nunchaku_attention_fp8_\(pass)_\($0)" } },
-                     gridDependentKernels: ["nunchaku_attention_fp8_value_codes_bf16", "nunchaku_attention_fp8_value_codes_f16"]),
+                     kernelNames: ["amax", "codes", "value_codes"].flatMap { pass in ["bf16", "f16"].map { "nunchaku_attention_fp8_\(pass)_\($0)" } }),
         KernelSource(name: "gemm_mma.cu", text: text(PackageResources.gemm_mma_cu),
                      kernelNames: ["nunchaku_gemm_bf16", "nunchaku_gemm_f16"]),
         KernelSource(name: "encoder_attention.cu", text: text(PackageResources.encoder_attention_cu),
@@ -86,12 +77,10 @@ public enum KernelRegistry {
                      kernelNames: ["bf16", "f16"].flatMap { ["w4a4_fp8_quantize_\($0)", "w4a4_fp8_quantize_\($0)_shifted",
                                                              "w4a4_fp8_quantize_lowrank_\($0)", "w4a4_fp8_quantize_lowrank_\($0)_shifted"] }),
         KernelSource(name: "w4a4_fp8_lowrank_down.cu", text: text(PackageResources.w4a4_fp8_lowrank_down_cu),
-                     kernelNames: ["bf16", "f16"].flatMap { ["w4a4_fp8_lowrank_down_\($0)_m8", "w4a4_fp8_lowrank_down_\($0)_m16"] },
-                     gridDependentKernels: Set(["bf16", "f16"].flatMap { ["w4a4_fp8_lowrank_down_\($0)_m8", "w4a4_fp8_lowrank_down_\($0)_m16"] })),
+                     kernelNames: ["bf16", "f16"].flatMap { ["w4a4_fp8_lowrank_down_\($0)_m8", "w4a4_fp8_lowrank_down_\($0)_m16"] }),
         KernelSource(name: "w4a4_fp8_weights.cu", text: text(PackageResources.w4a4_fp8_weights_cu),
                      kernelNames: ["w4a4_fp8_expand_weights_bf16", "w4a4_fp8_expand_weights_f16", "w4a4_fp8_expand_weights_nvfp4",
-                                  "w4a4_fp8_gated_channels_bf16", "w4a4_fp8_gated_channels_f16"],
-                     gridDependentKernels: ["w4a4_fp8_gated_channels_bf16", "w4a4_fp8_gated_channels_f16"]),
+                                  "w4a4_fp8_gated_channels_bf16", "w4a4_fp8_gated_channels_f16"]),
     ]
 
     /// The file that defines `kernel`, if any.

@@ -198,13 +198,11 @@ NK_KERNEL void __launch_bounds__(kThreads) nunchaku_attention_fp8_codes_f16(
 NK_KERNEL void __launch_bounds__(kThreads) nunchaku_attention_fp8_value_codes_bf16(
     const u16* v, const u32* valueMaxima, int maximaStride, u8* valueCodes, float* scales, int tokens, int paddedTokens,
     float queryScale, float keyScale) {
-    NK_GRID_DEPENDENCY_WAIT();
     fp8_value_codes<nk_bf16>(v, valueMaxima, maximaStride, valueCodes, scales, tokens, paddedTokens, queryScale, keyScale);
 }
 
 NK_KERNEL void __launch_bounds__(kThreads) nunchaku_attention_fp8_value_codes_f16(
     const u16* v, const u32* valueMaxima, int maximaStride, u8* valueCodes, float* scales, int tokens, int paddedTokens,
     float queryScale, float keyScale) {
-    NK_GRID_DEPENDENCY_WAIT();
     fp8_value_codes<nk_f16>(v, valueMaxima, maximaStride, valueCodes, scales, tokens, paddedTokens, queryScale, keyScale);
 }

@@ -503,22 +503,18 @@ NK_DEVICE void attention(const nk_tensor_map* queryMap, const nk_tensor_map* key
         int heads, int batch, float scaleLog2
 
 NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_bf16_d64(NK_ATTENTION_PARAMETERS) {
-    NK_GRID_DEPENDENCY_WAIT();
     NK_ATTENTION_BODY(nk_bf16, 64);
 }
 
 NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_bf16_d128(NK_ATTENTION_PARAMETERS) {
-    NK_GRID_DEPENDENCY_WAIT();
     NK_ATTENTION_BODY(nk_bf16, 128);
 }
 
 NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_f16_d64(NK_ATTENTION_PARAMETERS) {
-    NK_GRID_DEPENDENCY_WAIT();
     NK_ATTENTION_BODY(nk_f16, 64);
 }
 
 NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_f16_d128(NK_ATTENTION_PARAMETERS) {
-    NK_GRID_DEPENDENCY_WAIT();
     NK_ATTENTION_BODY(nk_f16, 128);
 }
 
@@ -528,11 +524,9 @@ NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_f16_d128(
 #define NK_ATTENTION_FP8_PARAMETERS NK_ATTENTION_PARAMETERS, const float* scales, float weightShift
 
 NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_fp8_bf16_d128(NK_ATTENTION_FP8_PARAMETERS) {
-    NK_GRID_DEPENDENCY_WAIT();
     NK_ATTENTION_FP8_BODY(nk_bf16);
 }
 
 NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_fp8_f16_d128(NK_ATTENTION_FP8_PARAMETERS) {
-    NK_GRID_DEPENDENCY_WAIT();
     NK_ATTENTION_FP8_BODY(nk_f16);
 }

@@ -203,14 +203,12 @@ NK_DEVICE void awq_gemv(const u16* __restrict__ x, const u8* __restrict__ codes,
 // By rows per block, 2 channels per warp (Operations/AWQGEMVLaunch.swift; measured on an H200: docs/hopper.md).
 // One row: at most 64 registers, so 4 blocks (32 warps) fit an SM.
 NK_KERNEL void __launch_bounds__(256, 4) awq_gemv_rows1_bf16(AWQ_GEMV_ARGS) {
-    NK_GRID_DEPENDENCY_WAIT();
     awq_gemv<NKBFloat16, 1, 2>(AWQ_GEMV_PASS);
 }
 NK_KERNEL void __launch_bounds__(256, 4) awq_gemv_rows1_f16(AWQ_GEMV_ARGS) {
-    NK_GRID_DEPENDENCY_WAIT();
     awq_gemv<NKFloat16, 1, 2>(AWQ_GEMV_PASS);
 }
-NK_KERNEL void awq_gemv_rows2_bf16(AWQ_GEMV_ARGS) { NK_GRID_DEPENDENCY_WAIT(); awq_gemv<NKBFloat16, 2, 2>(AWQ_GEMV_PASS); }
-NK_KERNEL void awq_gemv_rows2_f16(AWQ_GEMV_ARGS) { NK_GRID_DEPENDENCY_WAIT(); awq_gemv<NKFloat16, 2, 2>(AWQ_GEMV_PASS); }
-NK_KERNEL void awq_gemv_rows4_bf16(AWQ_GEMV_ARGS) { NK_GRID_DEPENDENCY_WAIT(); awq_gemv<NKBFloat16, 4, 2>(AWQ_GEMV_PASS); }
-NK_KERNEL void awq_gemv_rows4_f16(AWQ_GEMV_ARGS) { NK_GRID_DEPENDENCY_WAIT(); awq_gemv<NKFloat16, 4, 2>(AWQ_GEMV_PASS); }
+NK_KERNEL void awq_gemv_rows2_bf16(AWQ_GEMV_ARGS) { awq_gemv<NKBFloat16, 2, 2>(AWQ_GEMV_PASS); }
+NK_KERNEL void awq_gemv_rows2_f16(AWQ_GEMV_ARGS) { awq_gemv<NKFloat16, 2, 2>(AWQ_GEMV_PASS); }
+NK_KERNEL void awq_gemv_rows4_bf16(AWQ_GEMV_ARGS) { awq_gemv<NKBFloat16, 4, 2>(AWQ_GEMV_PASS); }
+NK_KERNEL void awq_gemv_rows4_f16(AWQ_GEMV_ARGS) { awq_gemv<NKFloat16, 4, 2>(AWQ_GEMV_PASS); }

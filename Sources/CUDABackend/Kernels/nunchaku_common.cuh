@@ -26,24 +26,6 @@ static_assert(sizeof(u16) == 2 && sizeof(u32) == 4 && sizeof(i64) == 8, "unexpec
 /// A kernel entry point with an unmangled name, so the host looks it up by its plain name.
 #define NK_KERNEL extern "C" __global__
 
-/// Programmatic dependent launch (sm_90+). A kernel listed in its file's `gridDependentKernels` (KernelRegistry) is
-/// launched so that its blocks may be scheduled while the kernel before it in the stream is still running; it must
-/// begin with NK_GRID_DEPENDENCY_WAIT(), which returns once that grid has completed and its writes are visible, before
-/// it reads or writes any global memory. NK_GRID_DEPENDENCY_WAIT() also lets the next such kernel's blocks be
-/// scheduled once every block of this one has started (`griddepcontrol.launch_dependents`). Both are no-ops below
-/// sm_90 and for kernels launched plainly.
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#define NK_GRID_DEPENDENCY_WAIT()                                \
-    do {                                                         \
-        asm volatile("griddepcontrol.wait;" ::: "memory");       \
-        asm volatile("griddepcontrol.launch_dependents;" :::);   \
-    } while (0)
-#else
-#define NK_GRID_DEPENDENCY_WAIT() \
-    do {                          \
-    } while (0)
-#endif
-
 // MARK: bfloat16 (stored as its 16 raw bits)
 
 /// The exact float value of bfloat16 bits.

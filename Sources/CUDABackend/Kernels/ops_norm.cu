@@ -67,13 +67,11 @@ NK_DEVICE void layer_norm(const u16* __restrict__ x, u16* __restrict__ y, const 
 
 NK_KERNEL void nunchaku_layernorm_bf16(const u16* x, u16* y, const u16* shift, i64 shiftStride, const u16* scale,
                                          i64 scaleStride, float scaleOffset, int width, int tokensPerSample, float eps) {
-    NK_GRID_DEPENDENCY_WAIT();
     layer_norm<nk_bf16>(x, y, shift, shiftStride, scale, scaleStride, scaleOffset, width, tokensPerSample, eps);
 }
 
 NK_KERNEL void nunchaku_layernorm_f16(const u16* x, u16* y, const u16* shift, i64 shiftStride, const u16* scale,
                                         i64 scaleStride, float scaleOffset, int width, int tokensPerSample, float eps) {
-    NK_GRID_DEPENDENCY_WAIT();
     layer_norm<nk_f16>(x, y, shift, shiftStride, scale, scaleStride, scaleOffset, width, tokensPerSample, eps);
 }
 

@@ -169,5 +169,5 @@ NK_KERNEL void nunchaku_qkv_heads_f16(const u16* qkv, u16* query, u16* key, u16*
                        FP8HeadsOutput{queryCodes, keyCodes, valueMaxima, maximaStride, queryFactor, keyFactor}, queryNorm, \
                        keyNorm, cosines, sines, units, tokens, heads, 128, jointTokens, tokenOffset, eps)
 
-NK_KERNEL void nunchaku_qkv_heads_fp8_bf16(QKV_HEADS_FP8_ARGS) { NK_GRID_DEPENDENCY_WAIT(); QKV_HEADS_FP8_PASS(nk_bf16); }
-NK_KERNEL void nunchaku_qkv_heads_fp8_f16(QKV_HEADS_FP8_ARGS) { NK_GRID_DEPENDENCY_WAIT(); QKV_HEADS_FP8_PASS(nk_f16); }
+NK_KERNEL void nunchaku_qkv_heads_fp8_bf16(QKV_HEADS_FP8_ARGS) { QKV_HEADS_FP8_PASS(nk_bf16); }
+NK_KERNEL void nunchaku_qkv_heads_fp8_f16(QKV_HEADS_FP8_ARGS) { QKV_HEADS_FP8_PASS(nk_f16); }

@@ -137,7 +137,7 @@ NK_DEVICE void w4a4_lowrank_down(const u16* __restrict__ x, const u16* __restric
 #define W4A4_LOWRANK_DOWN_ARGS const u16* __restrict__ x, const u16* __restrict__ proj_down_t, u16* __restrict__ out, int m, int k, int rank
 #define W4A4_LOWRANK_DOWN_PASS x, proj_down_t, out, m, k, rank
 
-NK_KERNEL void w4a4_fp8_lowrank_down_bf16_m8(W4A4_LOWRANK_DOWN_ARGS) { NK_GRID_DEPENDENCY_WAIT(); w4a4_lowrank_down<NKBFloat16, 1, 8>(W4A4_LOWRANK_DOWN_PASS); }
-NK_KERNEL void w4a4_fp8_lowrank_down_bf16_m16(W4A4_LOWRANK_DOWN_ARGS) { NK_GRID_DEPENDENCY_WAIT(); w4a4_lowrank_down<NKBFloat16, 1, 16>(W4A4_LOWRANK_DOWN_PASS); }
-NK_KERNEL void w4a4_fp8_lowrank_down_f16_m8(W4A4_LOWRANK_DOWN_ARGS) { NK_GRID_DEPENDENCY_WAIT(); w4a4_lowrank_down<NKFloat16, 1, 8>(W4A4_LOWRANK_DOWN_PASS); }
-NK_KERNEL void w4a4_fp8_lowrank_down_f16_m16(W4A4_LOWRANK_DOWN_ARGS) { NK_GRID_DEPENDENCY_WAIT(); w4a4_lowrank_down<NKFloat16, 1, 16>(W4A4_LOWRANK_DOWN_PASS); }
+NK_KERNEL void w4a4_fp8_lowrank_down_bf16_m8(W4A4_LOWRANK_DOWN_ARGS) { w4a4_lowrank_down<NKBFloat16, 1, 8>(W4A4_LOWRANK_DOWN_PASS); }
+NK_KERNEL void w4a4_fp8_lowrank_down_bf16_m16(W4A4_LOWRANK_DOWN_ARGS) { w4a4_lowrank_down<NKBFloat16, 1, 16>(W4A4_LOWRANK_DOWN_PASS); }
+NK_KERNEL void w4a4_fp8_lowrank_down_f16_m8(W4A4_LOWRANK_DOWN_ARGS) { w4a4_lowrank_down<NKFloat16, 1, 8>(W4A4_LOWRANK_DOWN_PASS); }
+NK_KERNEL void w4a4_fp8_lowrank_down_f16_m16(W4A4_LOWRANK_DOWN_ARGS) { w4a4_lowrank_down<NKFloat16, 1, 16>(W4A4_LOWRANK_DOWN_PASS); }

@@ -124,5 +124,5 @@ NK_DEVICE void w4a4_fp8_gated_channels(const W4A4FP8GatedJob& job) {
         default: w4a4_fp8_gated_channels<T>(W4A4_FP8_GATED_JOB(3)); break;                  \
     }
 
-NK_KERNEL void w4a4_fp8_gated_channels_bf16(W4A4_FP8_GATED_ARGS) { NK_GRID_DEPENDENCY_WAIT(); W4A4_FP8_GATED_DISPATCH(NKBFloat16) }
-NK_KERNEL void w4a4_fp8_gated_channels_f16(W4A4_FP8_GATED_ARGS) { NK_GRID_DEPENDENCY_WAIT(); W4A4_FP8_GATED_DISPATCH(NKFloat16) }
+NK_KERNEL void w4a4_fp8_gated_channels_bf16(W4A4_FP8_GATED_ARGS) { W4A4_FP8_GATED_DISPATCH(NKBFloat16) }
+NK_KERNEL void w4a4_fp8_gated_channels_f16(W4A4_FP8_GATED_ARGS) { W4A4_FP8_GATED_DISPATCH(NKFloat16) }

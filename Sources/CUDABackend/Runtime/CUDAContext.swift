@@ -1,5 +1,3 @@
-import Foundation
-
 /// The driver's primary context of one device, retained while any stream, buffer, module or kernel made from it lives.
 ///
 /// Every object of the runtime holds this (not `CUDAContext`), so a `CUDAContext` can own its pool, default stream
@@ -9,14 +7,6 @@ final class ContextHandle: @unchecked Sendable {
     let device: CUdevice
     let deviceIndex: Int
     let context: CUcontext
-    private let launchLock = NSLock()
-    private var programmaticLaunchOn = false
-
-    /// Whether grid-dependent kernels are launched with programmatic stream serialization (`CUDAKernel.launch`).
-    var programmaticLaunch: Bool {
-        get { launchLock.withLock { programmaticLaunchOn } }
-        set { launchLock.withLock { programmaticLaunchOn = newValue } }
-    }
 
     init(driver: CUDADriver, deviceIndex: Int) throws {
         self.driver = driver
@@ -76,22 +66,6 @@ public final class CUDAContext: @unchecked Sendable {
         defaultStream = try CUDAStream(handle: handle)
         memoryPool = try CUDAMemoryPool(handle: handle, usePools: device.supportsMemoryPools)
         kernels = KernelLibrary(handle: handle, device: device, compiler: compiler)
-        handle.programmaticLaunch = supportsProgrammaticDependentLaunch
-    }
-
-    /// Whether this GPU and driver can launch a kernel while the one before it in the stream finishes (sm_90+ and
-    /// `cuLaunchKernelEx`).
-    public var supportsProgrammaticDependentLaunch: Bool {
-        device.computeCapability.major >= 9 && handle.driver.api.cuLaunchKernelEx != nil
-    }
-
-    /// Whether the kernels that begin by waiting for the preceding grid (`KernelSource.gridDependentKernels`) are
-    /// launched with programmatic stream serialization, so their blocks may be scheduled while the kernel before
-    /// them finishes; their wait keeps the stream's order for memory. On by default where supported; setting it off
-    /// gives plain stream order (to measure what it saves).
-    public var programmaticDependentLaunch: Bool {
-        get { handle.programmaticLaunch }
-        set { handle.programmaticLaunch = newValue && supportsProgrammaticDependentLaunch }
     }
 
     /// The driver this context runs on.

@@ -21,9 +21,6 @@ public struct CUDAKernel: @unchecked Sendable {
     let function: CUfunction
     /// Keeps the module loaded while the kernel can be launched.
     let module: CUDAModule
-    /// Whether the kernel begins with `NK_GRID_DEPENDENCY_WAIT()` (`KernelSource.gridDependentKernels`), so it may be
-    /// launched with programmatic stream serialization.
-    let waitsForPrecedingGrid: Bool
 
     /// Queues the kernel on `stream`.
     /// - Parameters:
@@ -44,15 +41,8 @@ public struct CUDAKernel: @unchecked Sendable {
         }
         let pack = try KernelArgumentPack(arguments)
         try handle.makeCurrent()
-        let api = handle.driver.api
-        if waitsForPrecedingGrid, handle.programmaticLaunch, let launchEx = api.cuLaunchKernelEx {
-            let config = ProgrammaticLaunchConfig(grid: grid, block: block, sharedMemoryBytes: sharedMemoryBytes, stream: stream.stream)
-            let result = pack.withParameterPointers { parameters in config.withPointer { launchEx($0, function, parameters, nil) } }
-            try handle.driver.check(result, "cuLaunchKernelEx(\(name), grid \(grid), block \(block), shared \(sharedMemoryBytes) bytes, programmatic)")
-            return
-        }
         let result = pack.withParameterPointers { parameters in
-            api.cuLaunchKernel(
+            handle.driver.api.cuLaunchKernel(
                 function, UInt32(grid.x), UInt32(grid.y), UInt32(grid.z), UInt32(block.x), UInt32(block.y), UInt32(block.z),
                 UInt32(sharedMemoryBytes), stream.stream, parameters, nil)
         }

@@ -56,7 +56,6 @@ final class CUDAModule: @unchecked Sendable {
             let (errorName, _) = handle.driver.describe(result)
             throw CUDAError.kernelNotFound(name: name, detail: "\(label) does not define it (\(errorName))")
         }
-        return CUDAKernel(name: name, handle: handle, function: function, module: self,
-                          waitsForPrecedingGrid: KernelRegistry.source(defining: name)?.gridDependentKernels.contains(name) ?? false)
+        return CUDAKernel(name: name, handle: handle, function: function, module: self)
     }
 }

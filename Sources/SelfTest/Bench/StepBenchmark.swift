@@ -24,9 +24,6 @@ public enum StepBenchmarkMode: String, Sendable, Codable, CaseIterable {
     /// `fast` with each single block's `qkv_proj` and `mlp_fc1` running their own low-rank and quantize passes
     /// (`CUDAW4A4FastEngine.sharesInputPasses` off): what sharing one activation pass saves.
     case fastSeparate = "fast-separate"
-    /// `fast` with every kernel launched in plain stream order (`CUDAContext.programmaticDependentLaunch` off): what
-    /// letting the next kernel's blocks start while one finishes saves.
-    case fastSerialLaunch = "fast-serial-launch"
 
     /// Whether the mode runs the fast W4A4 numerics.
     var isFast: Bool { self != .bf16 && self != .exact }
@@ -84,9 +81,6 @@ public enum StepBenchmark {
         if mode == .fastUnpromoted { loaded.fastEngine?.accumulation = .fast }
         if mode == .fastHeuristic { loaded.fastEngine?.tunesGEMMs = false }
         if mode == .fastSeparate { loaded.fastEngine?.sharesInputPasses = false }
-        let programmatic = context.programmaticDependentLaunch
-        context.programmaticDependentLaunch = programmatic && mode != .fastSerialLaunch
-        defer { context.programmaticDependentLaunch = programmatic }
         try context.synchronize()
         let weightBytes = try context.memoryPool.statistics().liveBytes
         var rows: [StepBenchmarkRow] = []
