@@ -8,6 +8,7 @@ import os, sys
 import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from attention_bench import load_nvrtc, compile_source, Module, graph_time_us as gtime  # noqa: E402
+from w4a4_quantize_bench import production  # noqa: E402
 dev = torch.device("cuda"); torch.zeros(1, device=dev)
 mod = Module(compile_source(load_nvrtc(), "w4a4_fp8_quantize.cu")[0])
 P = lambda t: ("p", t.data_ptr()); I = lambda v: ("i", int(v))
@@ -29,7 +30,8 @@ for M, K, R, shifted, dt in [(4608, 3072, 32, False, torch.bfloat16), (4608, 307
     depth = (K + R + 127) // 128 * 128
     suffix = ("bf16" if dt == torch.bfloat16 else "f16") + ("_shifted" if shifted else "")
     smem = 16 * (K + 8) * 2 + 4 * 16 * R * 4
-    fused, old = mod.function("w4a4_fp8_quantize_lowrank_" + suffix, smem), mod.function("w4a4_fp8_quantize_" + suffix, 0)
+    variant, threads = production(M, K, R)   # the two-pass path's quantize launch
+    fused, old = mod.function("w4a4_fp8_quantize_lowrank_" + suffix, smem), mod.function(f"w4a4_fp8_quantize_{suffix}_{variant}", 0)
     xs = [((torch.rand(M, K, device=dev) * 2 - 1) * (1.5 if shifted else 1)).to(dt) for _ in range(3)]
     pd = (torch.randn(R, K, device=dev) * 0.05).to(dt)          # proj_down transposed [R, K]
     inv = (1 / (torch.rand(K, device=dev) * 1.5 + 0.5).to(dt).float()).contiguous()
@@ -56,11 +58,9 @@ for M, K, R, shifted, dt in [(4608, 3072, 32, False, torch.bfloat16), (4608, 307
     l_steps = (ordinal(codes[:, K:K + R]) - ordinal(ref[:, K:K + R])).abs()
     pad_bad = int((codes[:, K + R:] != 0).sum())
     unwritten = int((codes == 0xFF).sum()) + int(scales.isnan().sum())
-    # Two-pass path on the same input: cuBLAS low-rank (bf16 output) + the old quantize kernel.
+    # Two-pass path on the same input: cuBLAS low-rank (bf16 output) + the quantize kernel.
     lr = (xs[0] @ pd.T).contiguous()
     codes2 = torch.full_like(codes, 0xFF); scales2 = torch.full_like(scales, float("nan"))
-    needed, threads = max((K + 63) // 64 if M >= 1024 else 256, R, 64), 64   # CUDASVDQW4A4FastLinear.quantizeThreads
-    while threads < needed and threads < 1024: threads *= 2
     mod.launch(old, (M, 1, 1), (threads, 1, 1), 0, 0, [P(xs[0]), P(inv), P(lr), P(ib), P(codes2), P(scales2), I(K), I(R), I(depth), I(0)])
     torch.cuda.synchronize()
     vs_two_pass = int((codes != codes2).sum())

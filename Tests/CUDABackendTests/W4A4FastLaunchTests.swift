@@ -1,18 +1,27 @@
 @testable import CUDABackend
 import Testing
 
-/// The fast W4A4 quantize kernel's block choice (measured on an H200, docs/hopper.md): small blocks for many short
-/// rows, 256 threads for few rows or long ones, never fewer threads than the rank, at most 1024.
+/// The fast W4A4 quantize kernel's variant and block per shape class (measured on an H200, docs/hopper.md): the
+/// factor-keeping variants for rows up to 3072 values (64 threads from 1024 rows, else 128), `wide` for longer rows
+/// of many tokens with the smallest power-of-two block holding the row in registers, `plain` with 256 threads for
+/// longer rows of few tokens; never fewer threads than the rank, at most 1024.
 @Suite struct W4A4FastLaunchTests {
-    @Test func quantizeBlockFollowsRowsLengthAndRank() {
-        #expect(CUDASVDQW4A4FastLinear.quantizeThreads(rows: 4608, inFeatures: 3072, rank: 32) == 64)
-        #expect(CUDASVDQW4A4FastLinear.quantizeThreads(rows: 4608, inFeatures: 4096, rank: 32) == 64)
-        #expect(CUDASVDQW4A4FastLinear.quantizeThreads(rows: 4608, inFeatures: 4160, rank: 32) == 128)
-        #expect(CUDASVDQW4A4FastLinear.quantizeThreads(rows: 4608, inFeatures: 12288, rank: 32) == 256)
-        #expect(CUDASVDQW4A4FastLinear.quantizeThreads(rows: 4608, inFeatures: 15360, rank: 32) == 256)
-        #expect(CUDASVDQW4A4FastLinear.quantizeThreads(rows: 4608, inFeatures: 3072, rank: 128) == 128)
-        #expect(CUDASVDQW4A4FastLinear.quantizeThreads(rows: 333, inFeatures: 3072, rank: 32) == 256)
-        #expect(CUDASVDQW4A4FastLinear.quantizeThreads(rows: 4608, inFeatures: 1 << 20, rank: 32) == 1024)
+    @Test func quantizeLaunchFollowsRowsLengthAndRank() {
+        typealias Launch = CUDASVDQW4A4FastLinear.QuantizeLaunch
+        let launch = CUDASVDQW4A4FastLinear.quantizeLaunch
+        #expect(launch(4608, 3072, 32) == Launch(variant: "kept6", threads: 64))
+        #expect(launch(4608, 3072, 64) == Launch(variant: "kept6", threads: 64))
+        #expect(launch(1024, 1024, 32) == Launch(variant: "kept6", threads: 64))
+        #expect(launch(1023, 3072, 32) == Launch(variant: "kept3", threads: 128))
+        #expect(launch(1, 3072, 128) == Launch(variant: "kept3", threads: 128))
+        #expect(launch(4608, 3072, 128) == Launch(variant: "wide", threads: 128))
+        #expect(launch(333, 3072, 256) == Launch(variant: "plain", threads: 256))
+        #expect(launch(4608, 4096, 32) == Launch(variant: "wide", threads: 64))
+        #expect(launch(4608, 4160, 32) == Launch(variant: "wide", threads: 128))
+        #expect(launch(4608, 12288, 32) == Launch(variant: "wide", threads: 256))
+        #expect(launch(4608, 15360, 32) == Launch(variant: "wide", threads: 256))
+        #expect(launch(333, 12288, 64) == Launch(variant: "plain", threads: 256))
+        #expect(launch(4608, 1 << 20, 32) == Launch(variant: "wide", threads: 1024))
     }
 
     /// The low-rank down-projection's kernel only where it beat cuBLAS on an H200 (docs/hopper.md): up to 512 rows,

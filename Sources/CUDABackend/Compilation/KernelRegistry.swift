@@ -74,8 +74,11 @@ public enum KernelRegistry {
         KernelSource(name: "groupnorm.cu", text: text(PackageResources.groupnorm_cu),
                      kernelNames: ["nunchaku_groupnorm_sums_bf16", "nunchaku_groupnorm_finalize", "nunchaku_groupnorm_apply_bf16"]),
         KernelSource(name: "w4a4_fp8_quantize.cu", text: text(PackageResources.w4a4_fp8_quantize_cu),
-                     kernelNames: ["bf16", "f16"].flatMap { ["w4a4_fp8_quantize_\($0)", "w4a4_fp8_quantize_\($0)_shifted",
-                                                             "w4a4_fp8_quantize_lowrank_\($0)", "w4a4_fp8_quantize_lowrank_\($0)_shifted"] }),
+                     kernelNames: ["bf16", "f16"].flatMap { type in
+                         ["", "_shifted"].flatMap { shift in
+                             ["kept6", "kept3", "wide", "plain"].map { "w4a4_fp8_quantize_\(type)\(shift)_\($0)" } + ["w4a4_fp8_quantize_lowrank_\(type)\(shift)"]
+                         }
+                     }),
         KernelSource(name: "w4a4_fp8_lowrank_down.cu", text: text(PackageResources.w4a4_fp8_lowrank_down_cu),
                      kernelNames: ["bf16", "f16"].flatMap { ["w4a4_fp8_lowrank_down_\($0)_m8", "w4a4_fp8_lowrank_down_\($0)_m16"] }),
         KernelSource(name: "w4a4_fp8_weights.cu", text: text(PackageResources.w4a4_fp8_weights_cu),

@@ -15,49 +15,90 @@
 // inverse betas concatenated: one amax over t and every layer's l.
 //
 // Grid: one block per row; block: 32…1024 threads (a multiple of 32, at least R), each taking 8 consecutive values
-// per step and keeping its first eight steps in registers (K ≤ 64 · threads is read once; longer rows re-read the
-// rest). The host gives short rows small blocks, so more rows are in flight per multiprocessor (one barrier per
-// block; none with 32 threads). x [M, K] row-major (bf16/f16), inverse_smooth f32 [K], low_rank [M, R] (bf16/f16),
-// inverse_beta f32 [R], codes u8 [M, depth], scales f32 [M].
+// per step (16-byte loads, 8-byte code stores, coalesced across the warp) and keeping its first STEPS steps in
+// registers (longer rows re-read the rest); one barrier per block (none with 32 threads). Four variants, chosen per
+// shape by `CUDASVDQW4A4FastLinear.quantizeLaunch` from H200 timings (docs/hopper.md, "Session 6: quantize pass"):
+// `kept6` / `kept3` also keep the smoothing factors of their steps in registers (read once per row instead of twice)
+// and read x around L1 (`ld.global.nc.L1::no_allocate`), for rows up to 3072 values with 64 / 128 threads; `wide`
+// (8 steps, x around L1, codes stored evict-first with `st.global.cs`) for longer rows of many tokens; `plain`
+// (8 steps, no hints) for longer rows of few tokens, whose x is usually still in L2. All four compute the same fp32
+// operations in the same order, so their codes and scales are identical. x [M, K] row-major (bf16/f16),
+// inverse_smooth f32 [K], low_rank [M, R] (bf16/f16), inverse_beta f32 [R], codes u8 [M, depth], scales f32 [M].
 // K and R must be multiples of 8, R ≤ 256, depth a multiple of 8 and at least K + lowrank_offset + R.
 #include "w4a4_half.cuh"
 #include "w4a4_fp8.cuh"
 #include "ops_mma.cuh"
 
-#define W4A4_FP8_CACHED_STEPS 8
-
-/// Eight smoothed values of one 16-byte load.
-template <class T, bool SHIFTED>
-NK_DEVICE void w4a4_fp8_smooth8(uint4 values, const float4* inverse, int v, float t[8]) {
+/// The eight smoothing factors 1/smooth of one 16-byte load of x.
+NK_DEVICE void w4a4_fp8_factors8(const float4* inverse, int v, float f[8]) {
     const float4 a = inverse[2 * v], b = inverse[2 * v + 1];
-    const float factors[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+    f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+}
+
+/// Eight smoothed values of one 16-byte load, `f` their factors.
+template <class T, bool SHIFTED>
+NK_DEVICE void w4a4_fp8_smooth8(uint4 values, const float f[8], float t[8]) {
     const u32 words[4] = {values.x, values.y, values.z, values.w};
 #pragma unroll
     for (int i = 0; i < 8; i++) {
         float value = T::to_float((i & 1) ? nk_high16(words[i / 2]) : nk_low16(words[i / 2]));
         if (SHIFTED) value += 0.171875f;
-        t[i] = value * factors[i];
+        t[i] = value * f[i];
     }
 }
 
-/// The largest |t| of eight values.
+/// Eight smoothed values of one 16-byte load, the factors read from `inverse`.
 template <class T, bool SHIFTED>
-NK_DEVICE float w4a4_fp8_amax8(uint4 values, const float4* inverse, int v) {
-    float t[8];
-    w4a4_fp8_smooth8<T, SHIFTED>(values, inverse, v, t);
+NK_DEVICE void w4a4_fp8_smooth8(uint4 values, const float4* inverse, int v, float t[8]) {
+    float f[8];
+    w4a4_fp8_factors8(inverse, v, f);
+    w4a4_fp8_smooth8<T, SHIFTED>(values, f, t);
+}
+
+/// The largest |t| of eight values.
+NK_DEVICE float w4a4_fp8_amax8(const float t[8]) {
     float amax = 0.0f;
 #pragma unroll
     for (int i = 0; i < 8; i++) amax = fmaxf(amax, fabsf(t[i]));
     return amax;
 }
 
-/// The eight codes of eight values, `factor` = 448 / amax.
+/// The largest |t| of eight values of one 16-byte load.
+template <class T, bool SHIFTED>
+NK_DEVICE float w4a4_fp8_amax8(uint4 values, const float4* inverse, int v) {
+    float t[8];
+    w4a4_fp8_smooth8<T, SHIFTED>(values, inverse, v, t);
+    return w4a4_fp8_amax8(t);
+}
+
+/// The eight codes of eight smoothed values, `factor` = 448 / amax.
+NK_DEVICE uint2 w4a4_fp8_codes8(const float t[8], float factor) {
+    return make_uint2(nk_e4m3_pack4(t[0] * factor, t[1] * factor, t[2] * factor, t[3] * factor),
+                      nk_e4m3_pack4(t[4] * factor, t[5] * factor, t[6] * factor, t[7] * factor));
+}
+
+/// The eight codes of one 16-byte load, `factor` = 448 / amax.
 template <class T, bool SHIFTED>
 NK_DEVICE uint2 w4a4_fp8_codes8(uint4 values, const float4* inverse, int v, float factor) {
     float t[8];
     w4a4_fp8_smooth8<T, SHIFTED>(values, inverse, v, t);
-    return make_uint2(nk_e4m3_pack4(t[0] * factor, t[1] * factor, t[2] * factor, t[3] * factor),
-                      nk_e4m3_pack4(t[4] * factor, t[5] * factor, t[6] * factor, t[7] * factor));
+    return w4a4_fp8_codes8(t, factor);
+}
+
+/// A 16-byte load of x; `STREAM`: not allocated in L1 (each value is read once).
+template <bool STREAM>
+NK_DEVICE uint4 w4a4_fp8_load_input(const uint4* address) {
+    if (!STREAM) return *address;
+    uint4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(address));
+    return r;
+}
+
+/// An 8-byte store of codes; `STREAM`: marked evict-first (`st.global.cs`).
+template <bool STREAM>
+NK_DEVICE void w4a4_fp8_store_codes(uint2* address, uint2 value) {
+    if (STREAM) asm volatile("st.global.cs.v2.u32 [%0], {%1, %2};" ::"l"(address), "r"(value.x), "r"(value.y) : "memory");
+    else *address = value;
 }
 
 /// The maximum of `value` over the block (every thread gets it).
@@ -73,7 +114,10 @@ NK_DEVICE float w4a4_fp8_block_max(float value) {
     return result;
 }
 
-template <class T, bool SHIFTED>
+/// One row per block. The first `STEPS` 16-byte loads of each thread stay in registers (the rest of a longer row is
+/// read twice); `KEEP`: their smoothing factors too, read once instead of once per use; `LOAD_STREAM` /
+/// `STORE_STREAM`: the cache hints of `w4a4_fp8_load_input` / `w4a4_fp8_store_codes`.
+template <class T, bool SHIFTED, int STEPS, bool KEEP, bool LOAD_STREAM, bool STORE_STREAM>
 NK_DEVICE void w4a4_fp8_quantize(const u16* __restrict__ x, const float* __restrict__ inverse_smooth,
                                  const u16* __restrict__ low_rank, const float* __restrict__ inverse_beta,
                                  u8* __restrict__ codes, float* __restrict__ scales, int k, int rank, int depth,
@@ -81,24 +125,41 @@ NK_DEVICE void w4a4_fp8_quantize(const u16* __restrict__ x, const float* __restr
     const i64 row = blockIdx.x;
     const uint4* input = reinterpret_cast<const uint4*>(x + row * k);
     const float4* inverse = reinterpret_cast<const float4*>(inverse_smooth);
-    const int vectors = k / 8;
+    const int vectors = k / 8, threads = blockDim.x;
 
+    float factors[KEEP ? STEPS : 1][8];
+    if (KEEP) {
+#pragma unroll
+        for (int j = 0; j < STEPS; j++) {
+            const int v = threadIdx.x + j * threads;
+            if (v < vectors) w4a4_fp8_factors8(inverse, v, factors[KEEP ? j : 0]);
+        }
+    }
+    uint4 cached[STEPS];
+#pragma unroll
+    for (int j = 0; j < STEPS; j++) {
+        const int v = threadIdx.x + j * threads;
+        if (v < vectors) cached[j] = w4a4_fp8_load_input<LOAD_STREAM>(input + v);
+    }
     // Thread r < R holds the row's low-rank value r, already divided by beta.
     const float lora = threadIdx.x < rank ? T::to_float(low_rank[row * rank + threadIdx.x]) * inverse_beta[threadIdx.x] : 0.0f;
-    uint4 cached[W4A4_FP8_CACHED_STEPS];
+    // The smoothed values of cached step j.
+    auto smoothed = [&](int j, int v, float t[8]) {
+        if (KEEP) w4a4_fp8_smooth8<T, SHIFTED>(cached[j], factors[KEEP ? j : 0], t);
+        else w4a4_fp8_smooth8<T, SHIFTED>(cached[j], inverse, v, t);
+    };
     float amax = fabsf(lora);
 #pragma unroll
-    for (int j = 0; j < W4A4_FP8_CACHED_STEPS; j++) {
-        const int v = threadIdx.x + j * (int)blockDim.x;
-        if (v < vectors) cached[j] = input[v];
+    for (int j = 0; j < STEPS; j++) {
+        const int v = threadIdx.x + j * threads;
+        if (v < vectors) {
+            float t[8];
+            smoothed(j, v, t);
+            amax = fmaxf(amax, w4a4_fp8_amax8(t));
+        }
     }
-#pragma unroll
-    for (int j = 0; j < W4A4_FP8_CACHED_STEPS; j++) {
-        const int v = threadIdx.x + j * (int)blockDim.x;
-        if (v < vectors) amax = fmaxf(amax, w4a4_fp8_amax8<T, SHIFTED>(cached[j], inverse, v));
-    }
-    for (int v = threadIdx.x + W4A4_FP8_CACHED_STEPS * (int)blockDim.x; v < vectors; v += blockDim.x)
-        amax = fmaxf(amax, w4a4_fp8_amax8<T, SHIFTED>(input[v], inverse, v));
+    for (int v = threadIdx.x + STEPS * threads; v < vectors; v += threads)
+        amax = fmaxf(amax, w4a4_fp8_amax8<T, SHIFTED>(w4a4_fp8_load_input<LOAD_STREAM>(input + v), inverse, v));
     amax = w4a4_fp8_block_max(amax);
     const float factor = amax > 0.0f ? __fdiv_rn(W4A4_FP8_MAX, amax) : 0.0f;
     if (threadIdx.x == 0) scales[row] = __fdiv_rn(amax, W4A4_FP8_MAX);
@@ -106,14 +167,18 @@ NK_DEVICE void w4a4_fp8_quantize(const u16* __restrict__ x, const float* __restr
     u8* row_codes = codes + row * depth;
     uint2* output = reinterpret_cast<uint2*>(row_codes);
 #pragma unroll
-    for (int j = 0; j < W4A4_FP8_CACHED_STEPS; j++) {
-        const int v = threadIdx.x + j * (int)blockDim.x;
-        if (v < vectors) output[v] = w4a4_fp8_codes8<T, SHIFTED>(cached[j], inverse, v, factor);
+    for (int j = 0; j < STEPS; j++) {
+        const int v = threadIdx.x + j * threads;
+        if (v < vectors) {
+            float t[8];
+            smoothed(j, v, t);
+            w4a4_fp8_store_codes<STORE_STREAM>(output + v, w4a4_fp8_codes8(t, factor));
+        }
     }
-    for (int v = threadIdx.x + W4A4_FP8_CACHED_STEPS * (int)blockDim.x; v < vectors; v += blockDim.x)
-        output[v] = w4a4_fp8_codes8<T, SHIFTED>(input[v], inverse, v, factor);
+    for (int v = threadIdx.x + STEPS * threads; v < vectors; v += threads)
+        w4a4_fp8_store_codes<STORE_STREAM>(output + v, w4a4_fp8_codes8<T, SHIFTED>(w4a4_fp8_load_input<LOAD_STREAM>(input + v), inverse, v, factor));
     // Codes of the low-rank values (thread c < R holds value c) at K + lowrank_offset + c, zeros in the other columns.
-    for (int c = threadIdx.x; c < depth - k; c += blockDim.x)
+    for (int c = threadIdx.x; c < depth - k; c += threads)
         if (c < lowrank_offset || c >= lowrank_offset + rank) row_codes[k + c] = 0;
     if ((int)threadIdx.x < rank) row_codes[k + lowrank_offset + threadIdx.x] = (u8)(nk_e4m3x2(lora * factor, 0.0f) & 0xFFu);
 }
@@ -123,11 +188,60 @@ NK_DEVICE void w4a4_fp8_quantize(const u16* __restrict__ x, const float* __restr
         const float* __restrict__ inverse_beta, u8* __restrict__ codes, float* __restrict__ scales, int k, int rank, int depth, \
         int lowrank_offset
 #define W4A4_FP8_QUANTIZE_PASS x, inverse_smooth, low_rank, inverse_beta, codes, scales, k, rank, depth, lowrank_offset
-
-NK_KERNEL void w4a4_fp8_quantize_bf16(W4A4_FP8_QUANTIZE_ARGS) { w4a4_fp8_quantize<NKBFloat16, false>(W4A4_FP8_QUANTIZE_PASS); }
-NK_KERNEL void w4a4_fp8_quantize_bf16_shifted(W4A4_FP8_QUANTIZE_ARGS) { w4a4_fp8_quantize<NKBFloat16, true>(W4A4_FP8_QUANTIZE_PASS); }
-NK_KERNEL void w4a4_fp8_quantize_f16(W4A4_FP8_QUANTIZE_ARGS) { w4a4_fp8_quantize<NKFloat16, false>(W4A4_FP8_QUANTIZE_PASS); }
-NK_KERNEL void w4a4_fp8_quantize_f16_shifted(W4A4_FP8_QUANTIZE_ARGS) { w4a4_fp8_quantize<NKFloat16, true>(W4A4_FP8_QUANTIZE_PASS); }
+// The variants (STEPS, KEEP, LOAD_STREAM, STORE_STREAM), one per shape class (CUDASVDQW4A4FastLinear.quantizeLaunch,
+// measured on an H200 in docs/hopper.md).
+#define W4A4_FP8_KEPT6 6, true, true, false
+#define W4A4_FP8_KEPT3 3, true, true, false
+#define W4A4_FP8_WIDE 8, false, true, true
+#define W4A4_FP8_PLAIN 8, false, false, false
+NK_KERNEL void w4a4_fp8_quantize_bf16_kept6(W4A4_FP8_QUANTIZE_ARGS) {
+    w4a4_fp8_quantize<NKBFloat16, false, W4A4_FP8_KEPT6>(W4A4_FP8_QUANTIZE_PASS);
+}
+NK_KERNEL void w4a4_fp8_quantize_bf16_shifted_kept6(W4A4_FP8_QUANTIZE_ARGS) {
+    w4a4_fp8_quantize<NKBFloat16, true, W4A4_FP8_KEPT6>(W4A4_FP8_QUANTIZE_PASS);
+}
+NK_KERNEL void w4a4_fp8_quantize_f16_kept6(W4A4_FP8_QUANTIZE_ARGS) {
+    w4a4_fp8_quantize<NKFloat16, false, W4A4_FP8_KEPT6>(W4A4_FP8_QUANTIZE_PASS);
+}
+NK_KERNEL void w4a4_fp8_quantize_f16_shifted_kept6(W4A4_FP8_QUANTIZE_ARGS) {
+    w4a4_fp8_quantize<NKFloat16, true, W4A4_FP8_KEPT6>(W4A4_FP8_QUANTIZE_PASS);
+}
+NK_KERNEL void w4a4_fp8_quantize_bf16_kept3(W4A4_FP8_QUANTIZE_ARGS) {
+    w4a4_fp8_quantize<NKBFloat16, false, W4A4_FP8_KEPT3>(W4A4_FP8_QUANTIZE_PASS);
+}
+NK_KERNEL void w4a4_fp8_quantize_bf16_shifted_kept3(W4A4_FP8_QUANTIZE_ARGS) {
+    w4a4_fp8_quantize<NKBFloat16, true, W4A4_FP8_KEPT3>(W4A4_FP8_QUANTIZE_PASS);
+}
+NK_KERNEL void w4a4_fp8_quantize_f16_kept3(W4A4_FP8_QUANTIZE_ARGS) {
+    w4a4_fp8_quantize<NKFloat16, false, W4A4_FP8_KEPT3>(W4A4_FP8_QUANTIZE_PASS);
+}
+NK_KERNEL void w4a4_fp8_quantize_f16_shifted_kept3(W4A4_FP8_QUANTIZE_ARGS) {
+    w4a4_fp8_quantize<NKFloat16, true, W4A4_FP8_KEPT3>(W4A4_FP8_QUANTIZE_PASS);
+}
+NK_KERNEL void w4a4_fp8_quantize_bf16_wide(W4A4_FP8_QUANTIZE_ARGS) {
+    w4a4_fp8_quantize<NKBFloat16, false, W4A4_FP8_WIDE>(W4A4_FP8_QUANTIZE_PASS);
+}
+NK_KERNEL void w4a4_fp8_quantize_bf16_shifted_wide(W4A4_FP8_QUANTIZE_ARGS) {
+    w4a4_fp8_quantize<NKBFloat16, true, W4A4_FP8_WIDE>(W4A4_FP8_QUANTIZE_PASS);
+}
+NK_KERNEL void w4a4_fp8_quantize_f16_wide(W4A4_FP8_QUANTIZE_ARGS) {
+    w4a4_fp8_quantize<NKFloat16, false, W4A4_FP8_WIDE>(W4A4_FP8_QUANTIZE_PASS);
+}
+NK_KERNEL void w4a4_fp8_quantize_f16_shifted_wide(W4A4_FP8_QUANTIZE_ARGS) {
+    w4a4_fp8_quantize<NKFloat16, true, W4A4_FP8_WIDE>(W4A4_FP8_QUANTIZE_PASS);
+}
+NK_KERNEL void w4a4_fp8_quantize_bf16_plain(W4A4_FP8_QUANTIZE_ARGS) {
+    w4a4_fp8_quantize<NKBFloat16, false, W4A4_FP8_PLAIN>(W4A4_FP8_QUANTIZE_PASS);
+}
+NK_KERNEL void w4a4_fp8_quantize_bf16_shifted_plain(W4A4_FP8_QUANTIZE_ARGS) {
+    w4a4_fp8_quantize<NKBFloat16, true, W4A4_FP8_PLAIN>(W4A4_FP8_QUANTIZE_PASS);
+}
+NK_KERNEL void w4a4_fp8_quantize_f16_plain(W4A4_FP8_QUANTIZE_ARGS) {
+    w4a4_fp8_quantize<NKFloat16, false, W4A4_FP8_PLAIN>(W4A4_FP8_QUANTIZE_PASS);
+}
+NK_KERNEL void w4a4_fp8_quantize_f16_shifted_plain(W4A4_FP8_QUANTIZE_ARGS) {
+    w4a4_fp8_quantize<NKFloat16, true, W4A4_FP8_PLAIN>(W4A4_FP8_QUANTIZE_PASS);
+}
 
 // ---- The fused pass: the low-rank down-projection and the quantization in one read of x ----
 //

@@ -51,10 +51,10 @@ struct W4A4FastInputPass: Sendable {
         try Self.checkOperands([(lowRank, [rows, rank], type.dtype, "low-rank values"),
                                 (result.codes, [rows, depth], DType.u8, "codes"), (result.scales, [rows], DType.f32, "scales")], op)
         guard rows > 0 else { return }
-        let kernel = try engine.context.kernels.kernel("w4a4_fp8_quantize_\(type)\(shifted ? "_shifted" : "")")
+        let launch = CUDASVDQW4A4FastLinear.quantizeLaunch(rows: rows, inFeatures: inFeatures, rank: rank)
+        let kernel = try engine.context.kernels.kernel("w4a4_fp8_quantize_\(type)\(shifted ? "_shifted" : "")_\(launch.variant)")
         try kernel.launch(
-            grid: CUDADim3(rows), block: CUDADim3(CUDASVDQW4A4FastLinear.quantizeThreads(rows: rows, inFeatures: inFeatures, rank: rank)),
-            stream: stream,
+            grid: CUDADim3(rows), block: CUDADim3(launch.threads), stream: stream,
             arguments: [x.argument, inverseSmooth.argument, lowRank.argument, inverseBeta.argument, result.codes.argument,
                         result.scales.argument, .int32(Int32(inFeatures)), .int32(Int32(rank)), .int32(Int32(depth)),
                         .int32(Int32(lowRankOffset))])

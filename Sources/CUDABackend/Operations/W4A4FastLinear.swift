@@ -218,15 +218,28 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         return bytes <= Self.maximumSharedBytes ? bytes : nil
     }
 
-    /// The quantize kernel's block (one per row): with many rows, the smallest power of two from 64 whose threads
-    /// hold the row in registers (64 values each), so more rows are in flight per multiprocessor (H200, M = 4608,
-    /// K = 3072: 17 µs with 64 threads against 27 µs with 256); 256 for fewer rows (M = 333: 3.1 µs against 4.1 µs
-    /// with 64). Never fewer threads than the rank (one low-rank value per thread), at most 1024.
-    static func quantizeThreads(rows: Int, inFeatures: Int, rank: Int) -> Int {
-        let needed = max(rows >= 1024 ? (inFeatures + 63) / 64 : 256, rank, 64)
+    /// The quantize kernel (w4a4_fp8_quantize.cu, one block per row): its variant's name suffix and its block.
+    struct QuantizeLaunch: Equatable {
+        /// `kept6` / `kept3`: the row's first 6 / 3 loads per thread and their smoothing factors in registers, x read
+        /// around L1; `wide`: 8 loads per thread in registers, x read around L1 and the codes stored evict-first;
+        /// `plain`: 8 loads in registers, no cache hints.
+        let variant: String
+        let threads: Int
+    }
+
+    /// The quantize launch per shape class, as measured on an H200 (docs/hopper.md, "Session 6: quantize pass").
+    /// Rows up to 3072 values with R ≤ 64 / 128: `kept6` with 64 threads from 1024 rows (M = 4608, K = 3072: 13.0 µs
+    /// against 17.8 µs for the plain kernel), else `kept3` with 128 (M = 333: 2.9 against 3.6). Longer rows or larger
+    /// ranks: the smallest power of two from 64 threads that holds the row in registers (64 values each) from 1024
+    /// rows, with `wide` (K = 12288: 52.3 against 55.9 µs); 256 threads `plain` for fewer rows. Never fewer threads
+    /// than the rank (one low-rank value per thread), at most 1024.
+    static func quantizeLaunch(rows: Int, inFeatures: Int, rank: Int) -> QuantizeLaunch {
+        let many = rows >= 1024
+        if inFeatures <= 3072 && rank <= (many ? 64 : 128) { return QuantizeLaunch(variant: many ? "kept6" : "kept3", threads: many ? 64 : 128) }
+        let needed = max(many ? (inFeatures + 63) / 64 : 256, rank, 64)
         var threads = 64
         while threads < needed && threads < 1024 { threads *= 2 }
-        return threads
+        return QuantizeLaunch(variant: many ? "wide" : "plain", threads: threads)
     }
 
     /// Step 3 (w4a4_fp8_weights.cu): the e4m3 weight scratch [N, depth], allocated on `stream` from the pool.

@@ -44,10 +44,13 @@ enum W4A4FastSelfTests {
         cases.append(accumulate(.int4(3072, 3072), .bf16, m: 4608, gated: true, preparedGate: true))
         cases.append(accumulate(.int4(12288, 3072, unsigned: true), .bf16, m: 4608, gated: true))
         cases.append(accumulate(.nvfp4(3072, 3072), .f16, m: 333, gated: true))
-        // One warp per row (K = 3072), four warps (K = 12288, 15360); a last block with fewer rows than it holds (333).
+        // Each launch variant (`CUDASVDQW4A4FastLinear.quantizeLaunch`): kept3 (K = 3072, M = 1, 333), kept6 (K = 3072,
+        // M = 4608), plain (K = 12288, 15360 at M = 1, 333), wide (K = 12288, 15360 at M = 4608), bf16 and f16.
         for layer in [W4A4SelfTestLayer.int4(3072, 3072), .int4(12288, 3072, unsigned: true), .int4(15360, 3072)] {
             for m in [1, 333, 4608] { cases.append(quantize(layer, .bf16, m: m)) }
         }
+        cases.append(quantize(.int4(3072, 3072), .f16, m: 4608))
+        cases.append(quantize(.int4(12288, 3072, unsigned: true), .f16, m: 4608))
         for layer in [W4A4SelfTestLayer.int4(3072, 3072), .int4(12288, 3072, unsigned: true), .nvfp4(3072, 3072), .nvfp4(12288, 3072)] {
             cases.append(weights(layer, .bf16))
         }
