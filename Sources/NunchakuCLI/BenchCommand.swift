@@ -107,7 +107,7 @@ struct BenchCommand: ParsableCommand {
         }
         if part == .pipeline, attention.count != 1 { throw ValidationError("pipeline takes one --attention value") }
         for mode in modes where StepBenchmarkMode(rawValue: mode) == nil {
-            throw ValidationError("--modes takes bf16, exact, fast, fast-inline, fast-promoted, fast-unpromoted, fast-heuristic and fast-separate, not \(mode)")
+            throw ValidationError("--modes takes \(StepBenchmarkMode.allCases.map(\.rawValue).joined(separator: ", ")), not \(mode)")
         }
         for stage in stages where StageBenchmark.Stage(rawValue: stage) == nil {
             throw ValidationError("unknown stage \(stage); use vae, clip, t5 or t5-awq")
