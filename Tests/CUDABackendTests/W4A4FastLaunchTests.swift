@@ -50,4 +50,11 @@ import Testing
         for depth in [4224, 12416, 15488] { #expect(!FP8Accumulation.mixed.isFast(depth: depth)) }
         #expect(FP8Accumulation.fast.isFast(depth: 15488) && !FP8Accumulation.promoted.isFast(depth: 128))
     }
+
+    /// The weight expansion's threads each fold two units of 16 columns for INT4 (one 16-byte code load; K is a
+    /// multiple of 64, so both units share a group) and one for NVFP4, as w4a4_fp8_weights.cu indexes them.
+    @Test func expansionUnitsFollowPrecision() {
+        #expect(CUDASVDQW4A4FastLinear.expansionUnitsPerThread(.int4) == 2)
+        #expect(CUDASVDQW4A4FastLinear.expansionUnitsPerThread(.nvfp4) == 1)
+    }
 }

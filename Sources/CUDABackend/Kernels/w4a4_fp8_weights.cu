@@ -14,24 +14,32 @@
 // columns past K are zero (the padding of K + R to a multiple of 128, and, when layers share one activation pass,
 // the columns of the other layers' low-rank values: offset > 0 or more columns after R).
 //
-// Grid: one thread per 16 output columns (8 bytes of the canonical qweight [N, K/2], low nibble first, one group
-// scale; or 16 bytes of up_codes; or zeros), one 16-byte store; 32-bit indices (N · depth < 2^31). Scales are
-// [N, K/G] (transposed at upload, so a warp's scale loads are contiguous). out u8 [N, depth]; K, R, offset and
-// depth multiples of 16, K + offset + R ≤ depth.
+// Grid: one thread per U × 16 output columns, U = 2 for INT4 (16 bytes of the canonical qweight [N, K/2], low
+// nibble first, one group scale, two 16-byte stores: 20 % faster than U = 1 at FLUX's shapes, docs/hopper.md
+// "Session 6: weight expansion") and U = 1 for NVFP4 (8 bytes, one micro-scale; U = 2 was not faster); columns past
+// K are 16 bytes of up_codes or zeros per unit. 32-bit indices (N · depth < 2^31). Scales are [N, K/G] (transposed
+// at upload, so a warp's scale loads are contiguous). out u8 [N, depth]; K a multiple of 16 · U (INT4: of 64), R
+// and offset multiples of 16, depth of 128, K + offset + R ≤ depth.
 #include "w4a4_half.cuh"
 #include "w4a4_fp8.cuh"
 
-/// Where output unit `slot` (16 columns) lies: its row, its unit in the row; copies the low-rank codes or zeros
-/// of units past K and returns false for those.
-NK_DEVICE bool w4a4_fp8_weight_unit(const uint4* __restrict__ up_codes, uint4* __restrict__ out, int n, int k,
-                                    int rank, int depth, int offset, int& row, int& unit) {
-    const u32 units = (u32)depth / 16, slot = blockIdx.x * blockDim.x + threadIdx.x;
-    if (slot >= (u32)n * units) return false;
-    row = (int)(slot / units);
-    unit = (int)(slot - (u32)row * units);
-    if (unit < k / 16) return true;
-    const int up_unit = unit - (k + offset) / 16;
-    out[slot] = up_unit >= 0 && up_unit < rank / 16 ? up_codes[row * (rank / 16) + up_unit] : make_uint4(0, 0, 0, 0);
+/// Where this thread's U output units (16 columns each) lie: its row and first unit; copies the low-rank codes or
+/// zeros of units past K and returns false for those (K / 16 is a multiple of U: the U units are all before K or
+/// all past it).
+template <int U>
+NK_DEVICE bool w4a4_fp8_weight_units(const uint4* __restrict__ up_codes, uint4* __restrict__ out, int n, int k,
+                                     int rank, int depth, int offset, int& row, int& first) {
+    const u32 per_row = (u32)depth / (16 * U), slot = blockIdx.x * blockDim.x + threadIdx.x;
+    if (slot >= (u32)n * per_row) return false;
+    row = (int)(slot / per_row);
+    first = (int)(slot - (u32)row * per_row) * U;
+    if (first < k / 16) return true;
+#pragma unroll
+    for (int j = 0; j < U; j++) {
+        const int up_unit = first + j - (k + offset) / 16;
+        out[row * (depth / 16) + first + j] =
+            up_unit >= 0 && up_unit < rank / 16 ? up_codes[row * (rank / 16) + up_unit] : make_uint4(0, 0, 0, 0);
+    }
     return false;
 }
 
@@ -43,29 +51,34 @@ NK_DEVICE uint4 w4a4_fp8_pack16(const float v[16], float ratio) {
                       nk_e4m3_pack4(v[12] * ratio, v[13] * ratio, v[14] * ratio, v[15] * ratio));
 }
 
-template <class T>
-NK_DEVICE void w4a4_fp8_expand_int4(const uint2* __restrict__ qweight, const u16* __restrict__ wscales,
-                                    const float* __restrict__ units, const uint4* __restrict__ up_codes,
-                                    uint4* __restrict__ out, int n, int k, int rank, int depth, int offset) {
-    int row, unit;
-    if (!w4a4_fp8_weight_unit(up_codes, out, n, k, rank, depth, offset, row, unit)) return;
-    const float scale = units[row];
-    const float ratio = scale > 0.0f ? __fdiv_rn(T::to_float(wscales[row * (k / 64) + unit / 4]), scale) : 0.0f;
-    const uint2 words = qweight[row * (k / 16) + unit];
+/// 16 signed INT4 codes (two words, low nibble first) times `ratio`, as e4m3.
+NK_DEVICE uint4 w4a4_fp8_int4_unit(u32 low, u32 high, float ratio) {
     float v[16];
 #pragma unroll
-    for (int i = 0; i < 16; i++) {
-        const u32 word = i < 8 ? words.x : words.y;
-        v[i] = (float)((int)(word << (28 - 4 * (i % 8))) >> 28);
-    }
-    out[row * (depth / 16) + unit] = w4a4_fp8_pack16(v, ratio);
+    for (int i = 0; i < 16; i++) v[i] = (float)((int)((i < 8 ? low : high) << (28 - 4 * (i % 8))) >> 28);
+    return w4a4_fp8_pack16(v, ratio);
+}
+
+/// Two units per thread: both lie in one 64-group (first is even), so one scale and one 16-byte code load.
+template <class T>
+NK_DEVICE void w4a4_fp8_expand_int4(const uint4* __restrict__ qweight, const u16* __restrict__ wscales,
+                                    const float* __restrict__ units, const uint4* __restrict__ up_codes,
+                                    uint4* __restrict__ out, int n, int k, int rank, int depth, int offset) {
+    int row, first;
+    if (!w4a4_fp8_weight_units<2>(up_codes, out, n, k, rank, depth, offset, row, first)) return;
+    const float scale = units[row];
+    const float ratio = scale > 0.0f ? __fdiv_rn(T::to_float(wscales[row * (k / 64) + first / 4]), scale) : 0.0f;
+    const uint4 words = qweight[row * (k / 32) + first / 2];
+    uint4* target = out + row * (depth / 16) + first;
+    target[0] = w4a4_fp8_int4_unit(words.x, words.y, ratio);
+    target[1] = w4a4_fp8_int4_unit(words.z, words.w, ratio);
 }
 
 NK_DEVICE void w4a4_fp8_expand_nvfp4(const uint2* __restrict__ qweight, const u8* __restrict__ micro_scales,
                                      const float* __restrict__ units, const uint4* __restrict__ up_codes,
                                      uint4* __restrict__ out, int n, int k, int rank, int depth, int offset) {
     int row, unit;
-    if (!w4a4_fp8_weight_unit(up_codes, out, n, k, rank, depth, offset, row, unit)) return;
+    if (!w4a4_fp8_weight_units<1>(up_codes, out, n, k, rank, depth, offset, row, unit)) return;
     const float ratio = nk_e4m3_value(micro_scales[row * (k / 16) + unit]) * __fdiv_rn(0.5f, units[row]);
     const uint2 words = qweight[row * (k / 16) + unit];
     float v[16];
@@ -78,14 +91,14 @@ NK_DEVICE void w4a4_fp8_expand_nvfp4(const uint2* __restrict__ qweight, const u8
     out[row * (depth / 16) + unit] = w4a4_fp8_pack16(v, ratio);
 }
 
-#define W4A4_FP8_EXPAND_ARGS(SCALE)                                                                            \
-    const uint2* __restrict__ qweight, const SCALE* __restrict__ wscales, const float* __restrict__ units, \
+#define W4A4_FP8_EXPAND_ARGS(CODES, SCALE)                                                                     \
+    const CODES* __restrict__ qweight, const SCALE* __restrict__ wscales, const float* __restrict__ units, \
         const uint4* __restrict__ up_codes, uint4* __restrict__ out, int n, int k, int rank, int depth, int offset
 #define W4A4_FP8_EXPAND_PASS qweight, wscales, units, up_codes, out, n, k, rank, depth, offset
 
-NK_KERNEL void w4a4_fp8_expand_weights_bf16(W4A4_FP8_EXPAND_ARGS(u16)) { w4a4_fp8_expand_int4<NKBFloat16>(W4A4_FP8_EXPAND_PASS); }
-NK_KERNEL void w4a4_fp8_expand_weights_f16(W4A4_FP8_EXPAND_ARGS(u16)) { w4a4_fp8_expand_int4<NKFloat16>(W4A4_FP8_EXPAND_PASS); }
-NK_KERNEL void w4a4_fp8_expand_weights_nvfp4(W4A4_FP8_EXPAND_ARGS(u8)) { w4a4_fp8_expand_nvfp4(W4A4_FP8_EXPAND_PASS); }
+NK_KERNEL void w4a4_fp8_expand_weights_bf16(W4A4_FP8_EXPAND_ARGS(uint4, u16)) { w4a4_fp8_expand_int4<NKBFloat16>(W4A4_FP8_EXPAND_PASS); }
+NK_KERNEL void w4a4_fp8_expand_weights_f16(W4A4_FP8_EXPAND_ARGS(uint4, u16)) { w4a4_fp8_expand_int4<NKFloat16>(W4A4_FP8_EXPAND_PASS); }
+NK_KERNEL void w4a4_fp8_expand_weights_nvfp4(W4A4_FP8_EXPAND_ARGS(uint2, u8)) { w4a4_fp8_expand_nvfp4(W4A4_FP8_EXPAND_PASS); }
 
 // The gated epilogue's channel vectors, made per forward (FLUX's gated residual `x + gate ⊙ layer(a)` folded into
 // the FP8 GEMM, whose C is x): scales_out[n] = channel_scales[n] · gate[n] in fp32, and when bias is given

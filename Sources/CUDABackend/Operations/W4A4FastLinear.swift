@@ -269,7 +269,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         guard buffer.byteCount >= foldedByteCount else {
             throw NunchakuError.invalidArgument(context: "\(op) output", reason: "\(buffer.byteCount) bytes for \(foldedByteCount)")
         }
-        let slots = n * depth / 16
+        let slots = n * depth / (16 * Self.expansionUnitsPerThread(parameters.precision))
         guard n * depth < Int(Int32.max) else {
             throw NunchakuError.unsupported(context: op, reason: "\(n) × \(depth) weight codes; the expansion kernel indexes with 32 bits")
         }
@@ -281,6 +281,10 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
                         .int32(Int32(n)), .int32(Int32(inFeatures)), .int32(Int32(parameters.rank)), .int32(Int32(depth)),
                         .int32(Int32(parameters.lowRankColumns.offset))])
     }
+
+    /// Units of 16 output columns per thread of w4a4_fp8_weights.cu (scripts/w4a4_expand_bench.py mirrors it):
+    /// two for INT4 (one 16-byte code load), one for NVFP4.
+    static func expansionUnitsPerThread(_ precision: SVDQuantPrecision) -> Int { precision == .nvfp4 ? 1 : 2 }
 
     /// Step 4: the FP8 GEMM with scales and bias (and GELU when `gelu` is set), into `output` [M, N] of the
     /// layer's dtype.
