@@ -14,15 +14,15 @@ public struct W4A4FastPreparedGates: Sendable {
         let gateAddress: CUdeviceptr
         let scales: DeviceTensor
         let bias: DeviceTensor?
+
+        var channels: W4A4FastChannels { W4A4FastChannels(scales: scales, bias: bias) }
     }
 
     let entries: [Entry]
 
     /// The vectors made for `layer` and the gate at `gateAddress`, if any.
     func channels(for layer: CUDASVDQW4A4FastLinear, gateAddress: CUdeviceptr) -> W4A4FastChannels? {
-        entries.first { $0.layer == ObjectIdentifier(layer) && $0.gateAddress == gateAddress }.map {
-            W4A4FastChannels(scales: $0.scales, bias: $0.bias)
-        }
+        entries.first { $0.layer == ObjectIdentifier(layer) && $0.gateAddress == gateAddress }?.channels
     }
 }
 
@@ -40,8 +40,7 @@ extension CUDASVDQW4A4FastLinear {
         let gateAddress = try gate.resolve(batch: 1, width: outFeatures, dtype: activationDType.dtype, "\(name) fast W4A4 gated forward",
                                            "gate").address
         let channels = try gate.prepared?.channels(for: self, gateAddress: gateAddress)
-            ?? Self.prepareGates([(self, gate)], stream: stream).channels(for: self, gateAddress: gateAddress)
-        guard let channels else { throw NunchakuError.invalidArgument(context: name, reason: "no gated channel vectors were made") }
+            ?? Self.prepareGroup([(self, gate)], stream: stream)[0].channels
         try forward(x, gelu: false, accumulate: true, channels: channels, into: output, stream: stream)
     }
 
