@@ -26,6 +26,8 @@ struct CUDADriverAPI: @unchecked Sendable {
     let cuMemGetInfo: @convention(c) (UnsafeMutablePointer<Int>?, UnsafeMutablePointer<Int>?) -> CUresult
 
     let cuStreamCreate: @convention(c) (UnsafeMutablePointer<CUstream?>?, UInt32) -> CUresult
+    let cuStreamCreateWithPriority: @convention(c) (UnsafeMutablePointer<CUstream?>?, UInt32, Int32) -> CUresult
+    let cuCtxGetStreamPriorityRange: @convention(c) (UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> CUresult
     let cuStreamDestroy: @convention(c) (CUstream?) -> CUresult
     let cuStreamSynchronize: @convention(c) (CUstream?) -> CUresult
     let cuStreamWaitEvent: @convention(c) (CUstream?, CUevent?, UInt32) -> CUresult
@@ -101,6 +103,8 @@ struct CUDADriverAPI: @unchecked Sendable {
         cuCtxSynchronize = try resolve("cuCtxSynchronize")
         cuMemGetInfo = try resolve("cuMemGetInfo_v2")
         cuStreamCreate = try resolve("cuStreamCreate")
+        cuStreamCreateWithPriority = try resolve("cuStreamCreateWithPriority")
+        cuCtxGetStreamPriorityRange = try resolve("cuCtxGetStreamPriorityRange")
         cuStreamDestroy = try resolve("cuStreamDestroy_v2")
         cuStreamSynchronize = try resolve("cuStreamSynchronize")
         cuStreamWaitEvent = try resolve("cuStreamWaitEvent")

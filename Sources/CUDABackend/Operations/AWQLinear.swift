@@ -33,7 +33,7 @@ public final class CUDAAWQW4A16Linear: Sendable {
     /// Uploads `weights` for activations of `activationDType` (the weights' own dtype when nil).
     public init(weights: AWQW4A16Weights, activationDType: ActivationDType? = nil, context: CUDAContext, stream: CUDAStream? = nil) throws {
         let type = activationDType ?? weights.weightDType
-        let stream = stream ?? context.defaultStream
+        let stream = stream ?? context.currentStream
         let n = weights.outFeatures, groups = weights.inFeatures / weights.groupSize
         func upload(_ tensor: Tensor) throws -> DeviceTensor { try DeviceTensor(uploading: tensor, context: context, stream: stream) }
         let (scaleBits, zeroBits) = AWQDeviceLayout.scalesAndZeros(weights, as: type)
@@ -54,7 +54,7 @@ public final class CUDAAWQW4A16Linear: Sendable {
     ///   on a layer without modulation chunks (before launch).
     public func forward(_ x: DeviceTensor, layout: OutputLayout = .natural, stream: CUDAStream? = nil) throws -> DeviceTensor {
         let output = try DeviceTensor(shape: try outputShape(x, layout), dtype: activationDType.dtype, context: context,
-                                      stream: stream ?? x.buffer.stream)
+                                      stream: stream ?? x.buffer.workStream)
         try forward(x, layout: layout, into: output, stream: stream)
         return output
     }
@@ -74,7 +74,7 @@ public final class CUDAAWQW4A16Linear: Sendable {
         let kernel = try context.kernels.kernel(plan.kernelName)
         if plan.sharedMemoryBytes > AWQGEMVLaunch.sharedMemoryLimit { try kernel.setMaxDynamicSharedMemory(plan.sharedMemoryBytes) }
         try kernel.launch(
-            grid: plan.grid, block: plan.block, sharedMemoryBytes: plan.sharedMemoryBytes, stream: stream ?? x.buffer.stream,
+            grid: plan.grid, block: plan.block, sharedMemoryBytes: plan.sharedMemoryBytes, stream: stream ?? x.buffer.workStream,
             arguments: [x.argument, codes.argument, scales.argument, zeros.argument, bias?.argument ?? .pointer(0),
                         output.argument, .int32(Int32(rows)), .int32(Int32(outFeatures)), .int32(Int32(inFeatures)),
                         .int32(Int32(chunks))])

@@ -22,13 +22,13 @@ extension CUDAContext {
         guard count > 0 else { return }
         let (grid, block) = gridStrideLaunch(items: (count + 7) / 8)
         try kernels.kernel("nunchaku_\(activation.rawValue)_\(suffix)").launch(
-            grid: grid, block: block, stream: stream ?? x.buffer.stream,
+            grid: grid, block: block, stream: stream ?? x.buffer.workStream,
             arguments: [x.argument, output.argument, .int64(Int64(count))])
     }
 
     /// `apply(_:to:into:stream:)` into a new tensor allocated on the stream.
     public func apply(_ activation: CUDAActivation, to x: DeviceTensor, stream: CUDAStream? = nil) throws -> DeviceTensor {
-        let output = try DeviceTensor(shape: x.shape, dtype: x.dtype, context: self, stream: stream ?? x.buffer.stream)
+        let output = try DeviceTensor(shape: x.shape, dtype: x.dtype, context: self, stream: stream ?? x.buffer.workStream)
         try apply(activation, to: x, into: output, stream: stream)
         return output
     }
@@ -55,7 +55,7 @@ extension CUDAContext {
         guard rows > 0 else { return }
         let (grid, block) = gridStrideLaunch(items: rows * width / 8)
         try kernels.kernel("nunchaku_gated_add_\(suffix)").launch(
-            grid: grid, block: block, stream: stream ?? residual.buffer.stream,
+            grid: grid, block: block, stream: stream ?? residual.buffer.workStream,
             arguments: [residual.argument, update.argument, output.argument, .pointer(factor.address),
                         .int64(Int64(factor.stride)), .int64(Int64(rows)), .int32(try OperandCheck.int32(width, op, "width")),
                         .int32(try OperandCheck.int32(tokens, op, "tokens"))])

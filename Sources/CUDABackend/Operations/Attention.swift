@@ -36,13 +36,13 @@ extension CUDAContext {
         try kernel.setMaxDynamicSharedMemory(launch.sharedMemoryBytes)
         try kernel.launch(
             grid: launch.grid, block: CUDADim3(launch.threadsPerBlock),
-            sharedMemoryBytes: launch.sharedMemoryBytes, stream: stream ?? query.buffer.stream, arguments: arguments)
+            sharedMemoryBytes: launch.sharedMemoryBytes, stream: stream ?? query.buffer.workStream, arguments: arguments)
     }
 
     /// `attention(query:key:value:keyMask:kernel:into:stream:)` into a new tensor allocated on the stream.
     public func attention(query: DeviceTensor, key: DeviceTensor, value: DeviceTensor, keyMask: DeviceTensor? = nil,
                           kernel: AttentionKernel? = nil, stream: CUDAStream? = nil) throws -> DeviceTensor {
-        let output = try DeviceTensor(shape: query.shape, dtype: query.dtype, context: self, stream: stream ?? query.buffer.stream)
+        let output = try DeviceTensor(shape: query.shape, dtype: query.dtype, context: self, stream: stream ?? query.buffer.workStream)
         try attention(query: query, key: key, value: value, keyMask: keyMask, kernel: kernel, into: output, stream: stream)
         return output
     }

@@ -99,7 +99,7 @@ extension CUDAContext {
         }
         let inputs = [heads.query.argument, heads.key.argument, heads.value.argument]
         let block = CUDADim3(AttentionFP8Launch.operandThreads)
-        let stream = stream ?? heads.query.buffer.stream
+        let stream = stream ?? heads.query.buffer.workStream
         // The first pass's per-chunk maxima, float32 [3, B, H, chunks].
         let partialMaxima = try DeviceTensor(shape: [3, batch, headCount, grid.x], dtype: .f32, context: self, stream: stream)
         let tokenCount = try OperandCheck.int32(tokens, op, "tokens")
@@ -135,7 +135,7 @@ extension CUDAContext {
         try kernel.setMaxDynamicSharedMemory(AttentionFP8Launch.sharedMemoryBytes)
         try kernel.launch(
             grid: CUDADim3(min(units, max(1, device.multiprocessorCount))), block: CUDADim3(AttentionWGMMALaunch.threadsPerBlock),
-            sharedMemoryBytes: AttentionFP8Launch.sharedMemoryBytes, stream: stream ?? output.buffer.stream,
+            sharedMemoryBytes: AttentionFP8Launch.sharedMemoryBytes, stream: stream ?? output.buffer.workStream,
             arguments: maps + [output.argument, keyMask.map(\.argument) ?? .pointer(0), .int32(Int32(tokens)), .int32(Int32(tokens)),
                                .int32(Int32(heads)), .int32(Int32(batch)), .float(geometry.scaleLog2), operands.scales.argument,
                                .float(AttentionFP8Launch.weightShift)])

@@ -85,7 +85,7 @@ extension CUDAContext {
         guard !launch.isEmpty else { return }
         let query = AttentionFP8Heads.factorAndScale(bound: heads.queryBound), key = AttentionFP8Heads.factorAndScale(bound: heads.keyBound)
         try kernels.kernel("nunchaku_qkv_heads_fp8_\(suffix)").launch(
-            grid: launch.grid, block: launch.block, stream: stream ?? qkv.buffer.stream,
+            grid: launch.grid, block: launch.block, stream: stream ?? qkv.buffer.workStream,
             arguments: [qkv.argument, heads.operands.query.argument, heads.operands.key.argument, heads.value.argument,
                         heads.valueMaxima.argument, .int32(Int32(AttentionFP8Launch.maximaStride)), .float(query.factor),
                         .float(key.factor), queryNorm.argument, keyNorm.argument, cos.argument, sin.argument]
@@ -107,7 +107,7 @@ extension CUDAContext {
         let padded = AttentionFP8Launch.paddedTokens(tokens)
         try kernels.kernel("nunchaku_attention_fp8_value_codes_\(suffix)").launch(
             grid: CUDADim3(AttentionFP8Launch.chunks(padded), headCount, batch), block: CUDADim3(AttentionFP8Launch.operandThreads),
-            stream: stream ?? heads.value.buffer.stream,
+            stream: stream ?? heads.value.buffer.workStream,
             arguments: [heads.value.argument, heads.valueMaxima.argument, .int32(Int32(AttentionFP8Launch.maximaStride)),
                         heads.operands.valueTransposed.argument, heads.operands.scales.argument,
                         .int32(try OperandCheck.int32(tokens, op, "tokens")), .int32(try OperandCheck.int32(padded, op, "padded tokens")),

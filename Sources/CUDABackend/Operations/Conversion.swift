@@ -5,7 +5,7 @@ extension CUDAContext {
     /// bfloat16 → float32 (exact). Queued on `stream` (the input's stream when nil).
     /// - Throws: `NunchakuError.unsupported` for other dtype pairs; build, allocation and launch errors.
     public func convert(_ input: DeviceTensor, to dtype: DType, stream: CUDAStream? = nil) throws -> DeviceTensor {
-        let stream = stream ?? input.buffer.stream
+        let stream = stream ?? input.buffer.workStream
         let output = try DeviceTensor(shape: input.shape, dtype: dtype, context: self, stream: stream)
         try convert(input, into: output, stream: stream)
         return output
@@ -26,7 +26,7 @@ extension CUDAContext {
         }
         guard input.elementCount > 0 else { return }
         let (grid, block) = conversionLaunchShape(elementCount: input.elementCount)
-        try kernels.kernel(kernelName).launch(grid: grid, block: block, stream: stream ?? input.buffer.stream,
+        try kernels.kernel(kernelName).launch(grid: grid, block: block, stream: stream ?? input.buffer.workStream,
                                               arguments: [input.argument, output.argument, .int64(Int64(input.elementCount))])
     }
 

@@ -60,7 +60,7 @@ extension CUDAContext {
         if sharedBytes > 48 * 1024 { try kernel.setMaxDynamicSharedMemory(sharedBytes) }
         try kernel.launch(
             grid: CUDADim3((tokens + 15) / 16, heads, batch), block: CUDADim3(128), sharedMemoryBytes: sharedBytes,
-            stream: stream ?? qkv.buffer.stream,
+            stream: stream ?? qkv.buffer.workStream,
             arguments: [qkv.argument, output.argument, positionBias?.argument ?? .pointer(0),
                         .int32(try OperandCheck.int32(tokens, op, "tokens")), .int32(Int32(heads)), .int32(Int32(headDim)),
                         .int64(Int64(layout.rowStride)), .int64(Int64(layout.keyOffset)), .int64(Int64(layout.valueOffset)),

@@ -10,7 +10,7 @@ extension CUDAContext {
             try OperandCheck.shape(tensor, a.shape, op, name)
         }
         try OperandCheck.distinct(output, b, op)
-        try launchElementwise("nunchaku_encoder_add_bf16", items: (a.elementCount + 7) / 8, stream: stream ?? a.buffer.stream,
+        try launchElementwise("nunchaku_encoder_add_bf16", items: (a.elementCount + 7) / 8, stream: stream ?? a.buffer.workStream,
                               arguments: [a.argument, b.argument, output.argument, .int64(Int64(a.elementCount))])
     }
 
@@ -21,7 +21,7 @@ extension CUDAContext {
         try OperandCheck.dtype(x, .bf16, op, "x")
         try OperandCheck.dtype(output, .bf16, op, "output")
         try OperandCheck.shape(output, x.shape, op, "output")
-        try launchElementwise("nunchaku_encoder_quick_gelu_bf16", items: x.elementCount, stream: stream ?? x.buffer.stream,
+        try launchElementwise("nunchaku_encoder_quick_gelu_bf16", items: x.elementCount, stream: stream ?? x.buffer.workStream,
                               arguments: [x.argument, output.argument, .int64(Int64(x.elementCount))])
     }
 
@@ -36,7 +36,7 @@ extension CUDAContext {
         try OperandCheck.shape(output, Array(fused.shape.dropLast()) + [doubled / 2], op, "output")
         try OperandCheck.distinct(output, fused, op)
         let rows = fused.elementCount / doubled
-        try launchElementwise("nunchaku_encoder_gated_gelu_bf16", items: output.elementCount, stream: stream ?? fused.buffer.stream,
+        try launchElementwise("nunchaku_encoder_gated_gelu_bf16", items: output.elementCount, stream: stream ?? fused.buffer.workStream,
                               arguments: [fused.argument, output.argument, .int64(Int64(rows)),
                                           .int32(try OperandCheck.int32(doubled / 2, op, "features"))])
     }

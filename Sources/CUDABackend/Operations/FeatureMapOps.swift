@@ -15,7 +15,7 @@ extension CUDAContext {
                 context: op, reason: "pixels \(firstPixel)..<\(firstPixel + count) of \(height)×\(width) into patches \(patches.shape)")
         }
         let offset = UInt64(sample * height * width * channels * 2)
-        try launchElementwise("nunchaku_conv_im2col3x3_bf16", items: count * 9 * channels / 8, stream: stream ?? input.buffer.stream,
+        try launchElementwise("nunchaku_conv_im2col3x3_bf16", items: count * 9 * channels / 8, stream: stream ?? input.buffer.workStream,
                               arguments: [.pointer(input.buffer.address + offset), patches.argument, .int32(Int32(height)),
                                           .int32(Int32(width)), .int32(Int32(channels)), .int64(Int64(firstPixel)), .int64(Int64(count))])
     }
@@ -32,7 +32,7 @@ extension CUDAContext {
         for sample in 0..<batch {
             let inOffset = UInt64(sample * height * width * channels * 2)
             try launchElementwise("nunchaku_conv_upsample2x_bf16", items: 4 * height * width * channels / 8,
-                                  stream: stream ?? input.buffer.stream,
+                                  stream: stream ?? input.buffer.workStream,
                                   arguments: [.pointer(input.buffer.address + inOffset), .pointer(output.buffer.address + 4 * inOffset),
                                               .int32(Int32(height)), .int32(Int32(width)), .int32(Int32(channels))])
         }

@@ -49,7 +49,7 @@ public final class CUDAGEMM: @unchecked Sendable {
             try OperandCheck.distinct(output, tensor, "linear \(name)")
         }
         guard geometry.m > 0 else { return }
-        let stream = stream ?? x.buffer.stream
+        let stream = stream ?? x.buffer.workStream
         switch implementation ?? defaultImplementation {
         case .mma:
             let kernel = try context.kernels.kernel(geometry.kernelName)
@@ -71,7 +71,7 @@ public final class CUDAGEMM: @unchecked Sendable {
     public func linear(_ x: DeviceTensor, weight: DeviceTensor, bias: DeviceTensor? = nil,
                        using implementation: GEMMImplementation? = nil, stream: CUDAStream? = nil) throws -> DeviceTensor {
         let shape = Array(x.shape.dropLast()) + [weight.shape.first ?? 0]
-        let output = try DeviceTensor(shape: shape, dtype: x.dtype, context: context, stream: stream ?? x.buffer.stream)
+        let output = try DeviceTensor(shape: shape, dtype: x.dtype, context: context, stream: stream ?? x.buffer.workStream)
         try linear(x, weight: weight, bias: bias, into: output, using: implementation, stream: stream)
         return output
     }

@@ -29,7 +29,7 @@ extension CUDAContext {
         try OperandCheck.shape(output, x.shape, op, "output")
         try OperandCheck.distinct(output, x, op)
         guard batch * pixels > 0 else { return }
-        let stream = stream ?? x.buffer.stream
+        let stream = stream ?? x.buffer.workStream
         let entries = batch * groups
         let sums = try DeviceTensor(shape: [2, entries], dtype: .f64, context: self, stream: stream)
         let statistics = try DeviceTensor(shape: [entries, 2], dtype: .f32, context: self, stream: stream)

@@ -45,7 +45,7 @@ extension CUDAContext {
         let widthArgument = try OperandCheck.int32(width, op, "width")
         let tokensArgument = try OperandCheck.int32(tokens, op, "tokens")
         try kernels.kernel("nunchaku_layernorm_\(suffix)").launch(
-            grid: CUDADim3(batch * tokens), block: CUDADim3(Self.layerNormThreads(width: width)), stream: stream ?? x.buffer.stream,
+            grid: CUDADim3(batch * tokens), block: CUDADim3(Self.layerNormThreads(width: width)), stream: stream ?? x.buffer.workStream,
             arguments: [x.argument, output.argument, .pointer(shift.address), .int64(Int64(shift.stride)),
                         .pointer(scale.address), .int64(Int64(scale.stride)), .float(modulation?.scaleOffset ?? 0),
                         .int32(widthArgument), .int32(tokensArgument), .float(eps)])
@@ -66,7 +66,7 @@ extension CUDAContext {
     /// `layerNorm(_:modulation:eps:into:stream:)` into a new tensor allocated on the stream.
     public func layerNorm(_ x: DeviceTensor, modulation: AdaLNModulation? = nil, eps: Float = 1e-6,
                           stream: CUDAStream? = nil) throws -> DeviceTensor {
-        let output = try DeviceTensor(shape: x.shape, dtype: x.dtype, context: self, stream: stream ?? x.buffer.stream)
+        let output = try DeviceTensor(shape: x.shape, dtype: x.dtype, context: self, stream: stream ?? x.buffer.workStream)
         try layerNorm(x, modulation: modulation, eps: eps, into: output, stream: stream)
         return output
     }
@@ -91,14 +91,14 @@ extension CUDAContext {
         let rowsPerBlock = 4
         try kernels.kernel("nunchaku_rmsnorm_\(suffix)").launch(
             grid: CUDADim3((rows + rowsPerBlock - 1) / rowsPerBlock), block: CUDADim3(32 * rowsPerBlock),
-            stream: stream ?? x.buffer.stream,
+            stream: stream ?? x.buffer.workStream,
             arguments: [x.argument, output.argument, weight.argument, .int64(Int64(rows)),
                         .int32(try OperandCheck.int32(width, op, "width")), .float(eps)])
     }
 
     /// `rmsNorm(_:weight:eps:into:stream:)` into a new tensor allocated on the stream.
     public func rmsNorm(_ x: DeviceTensor, weight: DeviceTensor, eps: Float = 1e-6, stream: CUDAStream? = nil) throws -> DeviceTensor {
-        let output = try DeviceTensor(shape: x.shape, dtype: x.dtype, context: self, stream: stream ?? x.buffer.stream)
+        let output = try DeviceTensor(shape: x.shape, dtype: x.dtype, context: self, stream: stream ?? x.buffer.workStream)
         try rmsNorm(x, weight: weight, eps: eps, into: output, stream: stream)
         return output
     }

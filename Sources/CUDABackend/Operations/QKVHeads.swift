@@ -97,7 +97,7 @@ extension CUDAContext {
         }
         guard !launch.isEmpty else { return }
         try kernels.kernel("nunchaku_qkv_heads_\(suffix)").launch(
-            grid: launch.grid, block: launch.block, stream: stream ?? qkv.buffer.stream,
+            grid: launch.grid, block: launch.block, stream: stream ?? qkv.buffer.workStream,
             arguments: [qkv.argument, heads.query.argument, heads.key.argument, heads.value.argument, queryNorm.argument,
                         keyNorm.argument, cos.argument, sin.argument] + (try launch.counts(op))
                 + [.int32(try OperandCheck.int32(launch.headDim, op, "head width"))] + (try launch.placement(op)) + [.float(eps)])

@@ -25,7 +25,7 @@ extension CUDAContext {
         guard groups > 0 else { return }
         let (grid, block) = gridStrideLaunch(items: groups)
         try kernels.kernel("nunchaku_rotary_\(suffix)").launch(
-            grid: grid, block: block, stream: stream ?? x.buffer.stream,
+            grid: grid, block: block, stream: stream ?? x.buffer.workStream,
             arguments: [x.argument, output.argument, cos.argument, sin.argument, .int64(Int64(groups)),
                         .int32(try OperandCheck.int32(tokens, op, "tokens")), .int32(try OperandCheck.int32(heads, op, "heads")),
                         .int32(try OperandCheck.int32(headDim, op, "head dimension"))])

@@ -32,7 +32,7 @@ extension CUDAContext {
                 throw NunchakuError.shapeMismatch(context: "\(op) \(name)", expected: [k / groupSize, n], actual: tensor.shape)
             }
         }
-        try launchElementwise("nunchaku_encoder_awq_dequant_bf16", items: n * k / 8, stream: stream ?? weight.buffer.stream,
+        try launchElementwise("nunchaku_encoder_awq_dequant_bf16", items: n * k / 8, stream: stream ?? weight.buffer.workStream,
                               arguments: [qweight.argument, scales.argument, zeros.argument, weight.argument,
                                           .int32(try OperandCheck.int32(n, op, "N")), .int32(try OperandCheck.int32(k, op, "K")),
                                           .int32(Int32(groupSize))])

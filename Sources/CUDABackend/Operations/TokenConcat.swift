@@ -20,7 +20,7 @@ extension CUDAContext {
         first = 0
         for part in parts {
             try copyTokens(layout, from: part, sourceFirst: 0, sourceTokens: part.shape[1], to: output, destinationFirst: first,
-                           destinationTokens: layout.tokens, count: part.shape[1], stream: stream ?? output.buffer.stream)
+                           destinationTokens: layout.tokens, count: part.shape[1], stream: stream ?? output.buffer.workStream)
             first += part.shape[1]
         }
     }
@@ -43,7 +43,7 @@ extension CUDAContext {
         first = 0
         for piece in outputs {
             try copyTokens(layout, from: x, sourceFirst: first, sourceTokens: layout.tokens, to: piece, destinationFirst: 0,
-                           destinationTokens: piece.shape[1], count: piece.shape[1], stream: stream ?? x.buffer.stream)
+                           destinationTokens: piece.shape[1], count: piece.shape[1], stream: stream ?? x.buffer.workStream)
             first += piece.shape[1]
         }
     }

@@ -35,24 +35,29 @@ public enum FP8Accumulation: String, Sendable, CaseIterable, Codable {
     }
 }
 
-/// What the fast (FP8) W4A4 layers of one model share: a cuBLASLt handle with its workspace and plans (the
-/// low-rank projection in 16-bit, the main product in FP8 with outer-vector scales), and the weight prefetcher
-/// (a double-buffered e4m3 scratch and a side stream: each layer's weights are expanded while its predecessor
-/// runs, `CUDAW4A4WeightPrefetcher`). Make one per model and pass it to every `CUDASVDQW4A4FastLinear`; use it
-/// from one stream at a time (the workspace and the scratch are shared).
+/// What the fast (FP8) W4A4 layers of one model share: their settings, and per stream they run on a lane
+/// (`CUDAW4A4FastLane`): a cuBLASLt handle with its workspace and plans (the low-rank projection in 16-bit, the
+/// main product in FP8 with outer-vector scales), and a weight prefetcher (a double-buffered e4m3 scratch and a side
+/// stream: each layer's weights are expanded while its predecessor on that stream runs, `CUDAW4A4WeightPrefetcher`).
+/// Make one per model and pass it to every `CUDASVDQW4A4FastLinear`. Layers called on different streams use
+/// different lanes, so two chains of layers may run at once (FLUX's text and image tokens); a layer keeps to one
+/// stream, so each lane learns its own layer order.
 public final class CUDAW4A4FastEngine: Sendable {
     /// The oldest GPU the fast path is offered on: Hopper (FP8 tensor cores, cuBLASLt outer-vector scaling).
     public static let minimumComputeCapability = ComputeCapability(major: 9, minor: 0)
 
     public let context: CUDAContext
     nonisolated(unsafe) private var fp8Accumulation: FP8Accumulation
-    let cublasLt: CUBLASLtMatmul
-    let prefetcher: CUDAW4A4WeightPrefetcher
     private let lock = CUDALock()
     nonisolated(unsafe) private var fusedLowRank: Bool
     nonisolated(unsafe) private var sharedInputs = true
+    nonisolated(unsafe) private var lanes: [CUDAW4A4FastLane] = []
+    nonisolated(unsafe) private var prefetching: Bool
+    nonisolated(unsafe) private var tuning: Bool
+    /// The largest folded weights of a layer made on this engine: every lane's prefetch slots hold them.
+    nonisolated(unsafe) private var largestFoldedBytes = 0
 
-    /// Loads cuBLASLt for `context`.
+    /// Loads cuBLASLt for `context` and makes the lane of its default stream.
     /// - Parameters:
     ///   - accumulation: where the FP8 GEMM accumulates fast.
     ///   - prefetchWeights: the initial `prefetchesWeights`.
@@ -70,16 +75,50 @@ public final class CUDAW4A4FastEngine: Sendable {
         self.context = context
         fp8Accumulation = accumulation
         fusedLowRank = fuseLowRank
-        cublasLt = try CUBLASLtMatmul(context: context, tunes: tuneGEMMs)
-        prefetcher = try CUDAW4A4WeightPrefetcher(context: context, enabled: prefetchWeights)
+        prefetching = prefetchWeights
+        tuning = tuneGEMMs
+        lanes = [try CUDAW4A4FastLane(context: context, stream: context.defaultStream, prefetchWeights: prefetchWeights,
+                                      tuneGEMMs: tuneGEMMs)]
     }
 
-    /// Whether a layer's forward queues the weight expansion of the layer that follows it in the model's order on
+    /// The lane of `stream`, made on its first use (outside a graph capture: a lane allocates its workspace and
+    /// slots, which a captured graph cannot keep). Call it ahead for a stream a captured forward will use.
+    /// - Throws: `CUDAError.graphCapture` for a new stream during a capture; allocation errors.
+    @discardableResult
+    public func lane(for stream: CUDAStream) throws -> CUDAW4A4FastLane {
+        try lock.withLock {
+            if let lane = lanes.first(where: { $0.stream === stream }) { return lane }
+            guard !context.memoryPool.isCapturing else {
+                throw CUDAError.graphCapture(
+                    context: "fast W4A4 layers on a new stream",
+                    reason: "its cuBLASLt workspace and weight slots cannot be allocated during a capture; call lane(for:) before capturing")
+            }
+            let lane = try CUDAW4A4FastLane(context: context, stream: stream, prefetchWeights: prefetching, tuneGEMMs: tuning)
+            if largestFoldedBytes > 0 { try lane.prefetcher.reserve(byteCount: largestFoldedBytes, stream: context.defaultStream) }
+            lanes.append(lane)
+            return lane
+        }
+    }
+
+    /// Makes every lane's prefetch slots hold at least `byteCount` bytes (called when a layer is made).
+    func reserveWeights(byteCount: Int, stream: CUDAStream) throws {
+        try lock.withLock {
+            largestFoldedBytes = max(largestFoldedBytes, byteCount)
+            for lane in lanes { try lane.prefetcher.reserve(byteCount: byteCount, stream: stream) }
+        }
+    }
+
+    private var allLanes: [CUDAW4A4FastLane] { lock.withLock { lanes } }
+
+    /// Whether a layer's forward queues the weight expansion of the layer that follows it in its lane's order on
     /// a side stream (on by default; the results are bit for bit the same). Off: each forward expands its own
     /// weights into a scratch from the memory pool, in line.
     public var prefetchesWeights: Bool {
-        get { prefetcher.isEnabled }
-        set { prefetcher.isEnabled = newValue }
+        get { lock.withLock { prefetching } }
+        set {
+            lock.withLock { prefetching = newValue }
+            for lane in allLanes { lane.prefetcher.isEnabled = newValue }
+        }
     }
 
     /// Whether layers whose shape allows it compute the low-rank down-projection inside the quantize pass
@@ -107,18 +146,21 @@ public final class CUDAW4A4FastEngine: Sendable {
 
     /// Whether each cuBLASLt shape of the fast layers (FP8 GEMMs, low-rank projections), on its first call outside a
     /// graph capture, times cuBLASLt's first `CUBLASLtMatmul.tuningCandidates` proposed algorithms on its operands
-    /// and keeps the fastest (on by default, as for `CUDAGEMM`; up to 8 × 4 launches once per shape). Off: the
-    /// heuristic's first proposal. Applies to shapes not run yet.
+    /// and keeps the fastest (on by default, as for `CUDAGEMM`; up to 8 × 4 launches once per shape and lane). Off:
+    /// the heuristic's first proposal. Applies to shapes not run yet.
     public var tunesGEMMs: Bool {
-        get { cublasLt.tunes }
-        set { cublasLt.tunes = newValue }
+        get { lock.withLock { tuning } }
+        set {
+            lock.withLock { tuning = newValue }
+            for lane in allLanes { lane.cublasLt.tunes = newValue }
+        }
     }
 
-    /// How many weight expansions were queued ahead of their layer on the side stream so far.
-    public var prefetchedExpansions: Int { prefetcher.prefetchCount }
+    /// How many weight expansions were queued ahead of their layer on a side stream so far (all lanes).
+    public var prefetchedExpansions: Int { allLanes.reduce(0) { $0 + $1.prefetcher.prefetchCount } }
 
     /// The cuBLASLt version in use.
-    public var cublasLtVersion: String { cublasLt.library.version }
+    public var cublasLtVersion: String { allLanes[0].cublasLt.library.version }
 
     /// `output[M, N] = (codes[M, K]·weightsᵀ[N, K]) · rowScales[m] · columnScales[n] (+ bias[n])`, then GELU when
     /// `gelu` is set (on the fp32 value, before rounding), plus `output`'s previous values when `accumulate` is set
@@ -129,16 +171,31 @@ public final class CUDAW4A4FastEngine: Sendable {
         let (m, k) = (codes.shape[0], codes.shape[1])
         let problem = CUBLASLtProblem(m: m, n: output.shape[1], k: k, dtype: output.dtype, hasBias: bias != nil, gelu: gelu,
                                       fp8: .init(fastAccumulation: accumulation.isFast(depth: k)), accumulate: accumulate)
-        try cublasLt.run(problem, x: codes.buffer.address, weight: weights.address, bias: bias?.buffer.address,
-                         scales: (weight: columnScales.buffer.address, x: rowScales.buffer.address),
-                         output: output.buffer.address, stream: stream)
+        try lane(for: stream).cublasLt.run(problem, x: codes.buffer.address, weight: weights.address, bias: bias?.buffer.address,
+                                           scales: (weight: columnScales.buffer.address, x: rowScales.buffer.address),
+                                           output: output.buffer.address, stream: stream)
     }
 
     /// `output = x·weightᵀ` in 16-bit (the low-rank down-projection).
     func linear(_ x: DeviceTensor, weight: DeviceTensor, output: DeviceTensor, stream: CUDAStream) throws {
         let geometry = try GEMMGeometry(x: x.shape, weight: weight.shape, bias: nil, output: output.shape,
                                         dtypes: (x.dtype, weight.dtype, nil, output.dtype))
-        try cublasLt.run(geometry, x: x.buffer.address, weight: weight.buffer.address, bias: nil,
-                         output: output.buffer.address, stream: stream)
+        try lane(for: stream).cublasLt.run(geometry, x: x.buffer.address, weight: weight.buffer.address, bias: nil,
+                                           output: output.buffer.address, stream: stream)
+    }
+}
+
+/// The part of a `CUDAW4A4FastEngine` that the fast layers called on one stream use alone: the cuBLASLt workspace
+/// every GEMM writes, and the weight prefetcher with its slots, side stream and learned layer order.
+public final class CUDAW4A4FastLane: Sendable {
+    /// The stream whose layers use this lane.
+    public let stream: CUDAStream
+    let cublasLt: CUBLASLtMatmul
+    let prefetcher: CUDAW4A4WeightPrefetcher
+
+    init(context: CUDAContext, stream: CUDAStream, prefetchWeights: Bool, tuneGEMMs: Bool) throws {
+        self.stream = stream
+        cublasLt = try CUBLASLtMatmul(context: context, tunes: tuneGEMMs)
+        prefetcher = try CUDAW4A4WeightPrefetcher(context: context, enabled: prefetchWeights)
     }
 }

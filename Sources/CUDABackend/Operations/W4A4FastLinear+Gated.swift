@@ -36,7 +36,7 @@ extension CUDASVDQW4A4FastLinear {
     /// - Throws: `NunchakuError` naming the layer when the gate is not one sample's N values in the layer's dtype,
     ///   or `x` / `output` have the wrong shape or dtype.
     public func forward(_ x: DeviceTensor, gate: ModulationChunk, accumulatingInto output: DeviceTensor, stream: CUDAStream? = nil) throws {
-        let stream = stream ?? x.buffer.stream
+        let stream = stream ?? x.buffer.workStream
         let gateAddress = try gate.resolve(batch: 1, width: outFeatures, dtype: activationDType.dtype, "\(name) fast W4A4 gated forward",
                                            "gate").address
         let channels = try gate.prepared?.channels(for: self, gateAddress: gateAddress)

@@ -42,7 +42,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         let type = activationDType ?? weights.weightDType
         let p = try W4A4FastParameters(weights: weights, type: type, lowRankColumns: lowRankColumns)
         let context = engine.context
-        let stream = stream ?? context.defaultStream
+        let stream = stream ?? context.currentStream
         let n = p.outFeatures, k = p.inFeatures, r = p.rank
         func upload(_ tensor: Tensor) throws -> DeviceTensor { try DeviceTensor(uploading: tensor, context: context, stream: stream) }
         func floats(_ values: [Float], _ shape: [Int]) throws -> DeviceTensor { try upload(Tensor(values, shape: shape)) }
@@ -67,7 +67,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         bias = try p.bias.map { try halves($0, [n]) }
         parameters = p
         self.engine = engine
-        try engine.prefetcher.reserve(byteCount: foldedByteCount, stream: stream)
+        try engine.reserveWeights(byteCount: foldedByteCount, stream: stream)
     }
 
     /// [..., K] activations of the layer's dtype → [..., N], followed by GELU when `gelu` is set (the GEMM's
@@ -75,14 +75,14 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
     /// input's stream when nil).
     public func forward(_ x: DeviceTensor, gelu: Bool = false, stream: CUDAStream? = nil) throws -> DeviceTensor {
         let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, "\(name) fast W4A4")
-        let stream = stream ?? x.buffer.stream
+        let stream = stream ?? x.buffer.workStream
         let output = try DeviceTensor(shape: [rows, outFeatures], dtype: activationDType.dtype, context: engine.context, stream: stream)
         try forward(x, gelu: gelu, into: output, stream: stream)
         return try output.reshaped(Array(x.shape.dropLast()) + [outFeatures])
     }
 
     /// `forward` writing every element of `output` ([M, N] in the layer's dtype). The weights come from the
-    /// engine's prefetcher when this call follows the model's learned layer order (expanded on its side stream
+    /// prefetcher of the engine's lane for `stream` when this call follows the model's learned layer order (expanded on its side stream
     /// while the previous layer ran), else they are expanded in line.
     public func forward(_ x: DeviceTensor, gelu: Bool = false, into output: DeviceTensor, stream: CUDAStream? = nil) throws {
         try forward(x, gelu: gelu, accumulate: false, into: output, stream: stream)
@@ -99,9 +99,9 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
     /// forward's), nil keeps the layer's own.
     func forward(_ x: DeviceTensor, gelu: Bool, accumulate: Bool, channels: W4A4FastChannels? = nil, into output: DeviceTensor,
                  stream: CUDAStream?) throws {
-        let stream = stream ?? x.buffer.stream
+        let stream = stream ?? x.buffer.workStream
         try W4A4OperandCheck.tensor(x, dtype: activationDType.dtype, "\(name) fast W4A4", "input")
-        let weights = try engine.prefetcher.begin(self, stream: stream)
+        let weights = try engine.lane(for: stream).prefetcher.begin(self, stream: stream)
         let activations = engine.fusesLowRank && fusedQuantizeSharedBytes != nil
             ? try quantizeFused(x, stream: stream)
             : try input.activations(x, stream: stream, "\(name) fast W4A4")
@@ -130,7 +130,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
     /// shapes where it is faster (`lowRankDownLaunch`), else cuBLASLt.
     public func lowRank(_ x: DeviceTensor, stream: CUDAStream? = nil) throws -> DeviceTensor {
         let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, "\(name) fast W4A4 low-rank")
-        let stream = stream ?? x.buffer.stream
+        let stream = stream ?? x.buffer.workStream
         let result = try DeviceTensor(shape: [rows, parameters.rank], dtype: activationDType.dtype, context: engine.context, stream: stream)
         try lowRank(x, into: result, stream: stream)
         return result
@@ -138,7 +138,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
 
     /// Step 1 writing every element of `result` ([M, R] in the layer's dtype).
     public func lowRank(_ x: DeviceTensor, into result: DeviceTensor, stream: CUDAStream? = nil) throws {
-        try input.lowRank(x, into: result, stream: stream ?? x.buffer.stream, "\(name) fast W4A4 low-rank")
+        try input.lowRank(x, into: result, stream: stream ?? x.buffer.workStream, "\(name) fast W4A4 low-rank")
     }
 
     /// The geometry of w4a4_fp8_lowrank_down.cu for M = `rows`, or nil where cuBLASLt is faster (H200, CUDA graphs,
@@ -155,7 +155,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
     /// Step 2 (w4a4_fp8_quantize.cu): e4m3 codes [M, depth] and per-token scales f32 [M], allocated on `stream`.
     public func quantize(_ x: DeviceTensor, lowRank: DeviceTensor, stream: CUDAStream? = nil) throws -> (codes: DeviceTensor, scales: DeviceTensor) {
         let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, "\(name) fast W4A4 quantize")
-        let stream = stream ?? x.buffer.stream
+        let stream = stream ?? x.buffer.workStream
         let codes = try DeviceTensor(shape: [rows, parameters.gemmDepth], dtype: .u8, context: engine.context, stream: stream)
         let scales = try DeviceTensor(shape: [rows], dtype: .f32, context: engine.context, stream: stream)
         try quantize(x, lowRank: lowRank, into: (codes, scales), stream: stream)
@@ -165,7 +165,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
     /// Step 2 writing every byte of `result` (codes u8 [M, depth], scales f32 [M]).
     public func quantize(_ x: DeviceTensor, lowRank: DeviceTensor, into result: (codes: DeviceTensor, scales: DeviceTensor),
                          stream: CUDAStream? = nil) throws {
-        try input.quantize(x, lowRank: lowRank, into: result, stream: stream ?? x.buffer.stream, "\(name) fast W4A4 quantize")
+        try input.quantize(x, lowRank: lowRank, into: result, stream: stream ?? x.buffer.workStream, "\(name) fast W4A4 quantize")
     }
 
     /// Steps 1 and 2 in one pass that reads x once (w4a4_fp8_quantize.cu, `w4a4_fp8_quantize_lowrank`: 16 rows per
@@ -177,7 +177,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
     ///   (`fusedQuantizeSharedBytes` is nil); operand errors.
     public func quantizeFused(_ x: DeviceTensor, stream: CUDAStream? = nil) throws -> (codes: DeviceTensor, scales: DeviceTensor) {
         let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, "\(name) fast W4A4 fused quantize")
-        let stream = stream ?? x.buffer.stream
+        let stream = stream ?? x.buffer.workStream
         let codes = try DeviceTensor(shape: [rows, parameters.gemmDepth], dtype: .u8, context: engine.context, stream: stream)
         let scales = try DeviceTensor(shape: [rows], dtype: .f32, context: engine.context, stream: stream)
         try quantizeFused(x, into: (codes, scales), stream: stream)
@@ -200,7 +200,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         try kernel.setMaxDynamicSharedMemory(sharedBytes)
         try kernel.launch(
             grid: CUDADim3((rows + Self.fusedRowsPerBlock - 1) / Self.fusedRowsPerBlock), block: CUDADim3(256),
-            sharedMemoryBytes: sharedBytes, stream: stream ?? x.buffer.stream,
+            sharedMemoryBytes: sharedBytes, stream: stream ?? x.buffer.workStream,
             arguments: [x.argument, input.inverseSmooth.argument, input.projDownTransposed.argument, input.inverseBeta.argument,
                         result.codes.argument, result.scales.argument, .int32(Int32(rows)), .int32(Int32(inFeatures)),
                         .int32(Int32(parameters.rank)), .int32(Int32(parameters.gemmDepth)), .int32(Int32(parameters.lowRankColumns.offset))])
@@ -244,7 +244,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
 
     /// Step 3 (w4a4_fp8_weights.cu): the e4m3 weight scratch [N, depth], allocated on `stream` from the pool.
     public func foldedWeights(stream: CUDAStream? = nil) throws -> DeviceTensor {
-        let stream = stream ?? engine.context.defaultStream
+        let stream = stream ?? engine.context.currentStream
         let folded = try DeviceTensor(shape: [outFeatures, parameters.gemmDepth], dtype: .u8, context: engine.context, stream: stream)
         try foldedWeights(into: folded, stream: stream)
         return folded
@@ -256,7 +256,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         let n = outFeatures, depth = parameters.gemmDepth
         guard folded.shape == [n, depth] else { throw NunchakuError.shapeMismatch(context: "\(op) output", expected: [n, depth], actual: folded.shape) }
         try W4A4OperandCheck.tensor(folded, dtype: .u8, op, "output")
-        try expandWeights(into: folded.buffer, stream: stream ?? folded.buffer.stream)
+        try expandWeights(into: folded.buffer, stream: stream ?? folded.buffer.workStream)
     }
 
     /// The bytes of the folded weights [N, depth].
@@ -310,6 +310,6 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         try W4A4OperandCheck.tensor(output, dtype: activationDType.dtype, op, "output")
         try engine.fp8Product(codes: activations.codes, weights: weightBuffer, rowScales: activations.scales, columnScales: channels.scales,
                               bias: channels.bias, gelu: gelu, accumulate: accumulate, output: output,
-                              stream: stream ?? activations.codes.buffer.stream)
+                              stream: stream ?? activations.codes.buffer.workStream)
     }
 }

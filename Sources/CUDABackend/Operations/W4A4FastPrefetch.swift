@@ -56,7 +56,7 @@ struct W4A4LayerSequence {
 /// joined first). Every fork is joined within the forward, so a forward captures into a CUDA graph as two branches.
 /// The expansion is deterministic: results are bit for bit those of expanding in line.
 ///
-/// Used from one stream at a time (like the engine's cuBLASLt workspace).
+/// One per `CUDAW4A4FastLane`: used from that lane's stream only.
 final class CUDAW4A4WeightPrefetcher: @unchecked Sendable {
     /// The weights a layer's GEMM reads this call.
     enum Weights {

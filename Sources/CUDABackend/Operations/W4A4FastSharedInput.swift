@@ -59,7 +59,7 @@ public final class CUDAW4A4FastSharedInput: Sendable {
             }
         }
         let rank = columns.first?.total ?? 0
-        let context = first.engine.context, stream = stream ?? context.defaultStream
+        let context = first.engine.context, stream = stream ?? context.currentStream
         let projDown = layers.flatMap(\.parameters.projDownTransposed), inverseBeta = layers.flatMap(\.parameters.inverseBeta)
         input = W4A4FastInputPass(
             engine: first.engine, type: p.type, inFeatures: p.inFeatures, rank: rank, lowRankOffset: 0, depth: p.gemmDepth,
@@ -81,7 +81,7 @@ public final class CUDAW4A4FastSharedInput: Sendable {
     /// with `gelu[i]` set (`forward(_:gelu:into:stream:)` into new tensors). Queued on `stream` (the input's when nil).
     public func forward(_ x: DeviceTensor, gelu: [Bool], stream: CUDAStream? = nil) throws -> [DeviceTensor] {
         let rows = try W4A4OperandCheck.rows(x, inFeatures: input.inFeatures, "\(name) fast W4A4 shared input")
-        let stream = stream ?? x.buffer.stream
+        let stream = stream ?? x.buffer.workStream
         let outputs = try layers.map {
             try DeviceTensor(shape: [rows, $0.outFeatures], dtype: input.type.dtype, context: input.engine.context, stream: stream)
         }
@@ -99,11 +99,11 @@ public final class CUDAW4A4FastSharedInput: Sendable {
         guard gelu.count == layers.count, outputs.count == layers.count else {
             throw NunchakuError.invalidArgument(context: op, reason: "\(gelu.count) GELU flags and \(outputs.count) outputs for \(layers.count) layers")
         }
-        let stream = stream ?? x.buffer.stream
+        let stream = stream ?? x.buffer.workStream
         var activations: (codes: DeviceTensor, scales: DeviceTensor)?
         for (layer, (gelu, output)) in zip(layers, zip(gelu, outputs)) {
             try W4A4OperandCheck.tensor(output, dtype: input.type.dtype, op, "\(layer.name) output")
-            let weights = try input.engine.prefetcher.begin(layer, stream: stream)
+            let weights = try input.engine.lane(for: stream).prefetcher.begin(layer, stream: stream)
             let shared = try activations ?? input.activations(x, stream: stream, op)
             activations = shared
             try layer.multiply(shared, weights: weights, gelu: gelu, accumulate: false,
@@ -117,12 +117,12 @@ public final class CUDAW4A4FastSharedInput: Sendable {
     /// Step 1 for all layers: `x · [proj_down₀ | proj_down₁ | …]` into `result` [M, rank] (the layers' low-rank
     /// values side by side).
     public func lowRank(_ x: DeviceTensor, into result: DeviceTensor, stream: CUDAStream? = nil) throws {
-        try input.lowRank(x, into: result, stream: stream ?? x.buffer.stream, "\(name) fast W4A4 shared low-rank")
+        try input.lowRank(x, into: result, stream: stream ?? x.buffer.workStream, "\(name) fast W4A4 shared low-rank")
     }
 
     /// Step 2 for all layers: the shared codes [M, gemmDepth] and scales [M] from x and `lowRank` [M, rank].
     public func quantize(_ x: DeviceTensor, lowRank: DeviceTensor, into result: (codes: DeviceTensor, scales: DeviceTensor),
                          stream: CUDAStream? = nil) throws {
-        try input.quantize(x, lowRank: lowRank, into: result, stream: stream ?? x.buffer.stream, "\(name) fast W4A4 shared quantize")
+        try input.quantize(x, lowRank: lowRank, into: result, stream: stream ?? x.buffer.workStream, "\(name) fast W4A4 shared quantize")
     }
 }

@@ -46,7 +46,7 @@ public final class CUDASVDQW4A4Linear: Sendable {
         guard path.precision == weights.precision else {
             throw NunchakuError.invalidArgument(context: weights.name, reason: "GEMM path \(path) is for \(path.precision), the layer is \(weights.precision)")
         }
-        let stream = stream ?? context.defaultStream
+        let stream = stream ?? context.currentStream
         let n = weights.outFeatures, k = weights.inFeatures, r = weights.rank
         let tensors = weights.canonical
         func upload(_ tensor: Tensor) throws -> DeviceTensor { try DeviceTensor(uploading: tensor, context: context, stream: stream) }
@@ -93,7 +93,7 @@ public final class CUDASVDQW4A4Linear: Sendable {
             throw NunchakuError.invalidArgument(
                 context: base.name, reason: "low-rank tensors \(projDown.shape) and \(projUp.shape) do not fit [\(k), R] and [\(n), R] with R a multiple of 16")
         }
-        let type = base.activationDType, stream = stream ?? base.context.defaultStream
+        let type = base.activationDType, stream = stream ?? base.context.currentStream
         let down = W4A4FragmentLayout.packLowRankDown(DeviceHalfValues.bits(projDown, as: type), inFeatures: k, rank: r, precision: base.precision)
         self.projDown = try DeviceTensor(uploading: try DeviceHalfValues.tensor(down, shape: [k, r], type: type), context: base.context, stream: stream)
         self.projUp = try DeviceTensor(

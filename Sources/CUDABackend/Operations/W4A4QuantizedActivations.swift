@@ -43,7 +43,7 @@ public struct CUDAQuantizedActivations: Sendable {
 
     /// A device copy of CPU-quantized activations (for running the GPU GEMM on the CPU reference's quantize step).
     public init(uploading host: QuantizedActivations, context: CUDAContext, stream: CUDAStream? = nil) throws {
-        let stream = stream ?? context.defaultStream
+        let stream = stream ?? context.currentStream
         try self.init(precision: host.precision, activationDType: host.activationDType, unsigned: host.unsigned,
                       rows: host.rows, inFeatures: host.inFeatures, rank: host.rank, context: context, stream: stream)
         let k = inFeatures, groups = k / precision.groupSize

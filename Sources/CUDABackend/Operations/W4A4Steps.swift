@@ -7,7 +7,7 @@ extension CUDASVDQW4A4Linear {
     /// - Throws: `NunchakuError` naming the op and the shapes for a wrong dtype, shape or alignment (before launch).
     public func quantize(_ x: DeviceTensor, stream: CUDAStream? = nil) throws -> CUDAQuantizedActivations {
         let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, "\(name) W4A4 quantize")
-        let result = try makeQuantizedActivations(rows: rows, stream: stream ?? x.buffer.stream)
+        let result = try makeQuantizedActivations(rows: rows, stream: stream ?? x.buffer.workStream)
         try quantize(x, into: result, stream: stream)
         return result
     }
@@ -19,7 +19,7 @@ extension CUDASVDQW4A4Linear {
         }
         return try CUDAQuantizedActivations(
             precision: precision, activationDType: activationDType, unsigned: actUnsigned, rows: rows,
-            inFeatures: inFeatures, rank: rank, context: context, stream: stream ?? context.defaultStream)
+            inFeatures: inFeatures, rank: rank, context: context, stream: stream ?? context.currentStream)
     }
 
     /// The quantize step writing into `result` (from `makeQuantizedActivations` with the input's row count):
@@ -32,7 +32,7 @@ extension CUDASVDQW4A4Linear {
             throw NunchakuError.invalidArgument(context: op, reason: "input \(x.shape) has \(rows) rows, the output buffers \(result.rows)")
         }
         try checkMatches(result, op)
-        let stream = stream ?? x.buffer.stream
+        let stream = stream ?? x.buffer.workStream
         let variant = precision == .nvfp4 ? "nvfp4" : (actUnsigned ? "int4_unsigned" : "int4")
         let kernel = try context.kernels.kernel("w4a4_quantize_\(activationDType)_\(variant)")
         let rankSlices = max(1, (rank + Self.quantizeRankSlice - 1) / Self.quantizeRankSlice)
@@ -47,7 +47,7 @@ extension CUDASVDQW4A4Linear {
     /// - Throws: `NunchakuError` when `activations` come from a layer of another shape, precision, mode or dtype,
     ///   or a buffer is too small or misaligned (before launch).
     public func multiply(_ activations: CUDAQuantizedActivations, stream: CUDAStream? = nil) throws -> DeviceTensor {
-        let stream = stream ?? activations.codes.buffer.stream
+        let stream = stream ?? activations.codes.buffer.workStream
         let output = try DeviceTensor(shape: [activations.rows, outFeatures], dtype: activationDType.dtype, context: context, stream: stream)
         try multiply(activations, into: output, stream: stream)
         return output
@@ -62,7 +62,7 @@ extension CUDASVDQW4A4Linear {
             throw NunchakuError.shapeMismatch(context: "\(op) output", expected: [m, outFeatures], actual: output.shape)
         }
         try W4A4OperandCheck.tensor(output, dtype: activationDType.dtype, op, "output")
-        let stream = stream ?? activations.codes.buffer.stream
+        let stream = stream ?? activations.codes.buffer.workStream
         let variant = precision == .nvfp4 ? "nvfp4" : (actUnsigned ? "int4_unsigned" : "int4")
         let kernel = try context.kernels.kernel("w4a4_gemm_\(activationDType)_\(variant)\(path.kernelSuffix)")
         try kernel.launch(

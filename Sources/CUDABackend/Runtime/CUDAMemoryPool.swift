@@ -25,8 +25,9 @@ public final class CUDAMemoryPool: @unchecked Sendable {
     private let pool: CUmemoryPool?
     private let lock = CUDALock()
     private var counters = CUDAMemoryStatistics()
-    /// The capture in progress, if any (`beginCapture` … `endCapture`), and the stream it captures.
-    private var capture: (ledger: CUDAGraphCaptureLedger<CUDAStream>, stream: CUDAStream)?
+    /// The capture in progress, if any (`beginCapture` … `endCapture`), the stream it captures, and the streams
+    /// forked from it during the capture (`admitToCapture`).
+    private var capture: (ledger: CUDAGraphCaptureLedger<CUDAStream>, stream: CUDAStream, forks: [CUDAStream])?
     /// Graph allocations of a failed capture that were never backed by memory: dropping them only fixes the counters.
     private var abandoned: Set<CUdeviceptr> = []
 
@@ -129,7 +130,8 @@ public final class CUDAMemoryPool: @unchecked Sendable {
     var isCapturing: Bool { lock.withLock { capture != nil } }
 
     /// Starts recording allocations for a capture of `stream` (`CUDAGraph`). Until `endCapture`, allocations must
-    /// be made on `stream`, and buffers made before are not freed when dropped.
+    /// be made on `stream` or a stream forked from it (`admitToCapture`), and buffers made before are not freed when
+    /// dropped.
     /// - Throws: `CUDAError.graphCapture` without stream-ordered pools (a synchronous `cuMemAlloc` cannot be
     ///   captured) or while another capture is running on this pool.
     func beginCapture(of stream: CUDAStream, context: String) throws {
@@ -141,7 +143,7 @@ public final class CUDAMemoryPool: @unchecked Sendable {
             guard capture == nil else {
                 throw CUDAError.graphCapture(context: context, reason: "another capture is running on this GPU's memory pool")
             }
-            capture = (CUDAGraphCaptureLedger(), stream)
+            capture = (CUDAGraphCaptureLedger(), stream, [])
         }
     }
 
@@ -164,10 +166,21 @@ public final class CUDAMemoryPool: @unchecked Sendable {
         for entry in frees { free(entry.address, byteCount: entry.byteCount, stream: entry.stream) }
     }
 
-    /// Whether a capture is running; refuses an allocation on another stream than the captured one.
+    /// Lets `fork`, which was just made to wait for an event recorded on `parent` (`CUDAStreamFork`), allocate
+    /// during the running capture when `parent` is the captured stream or one of its forks: CUDA then captures the
+    /// fork's work into the same graph. Does nothing when no capture is running or `parent` is not part of it.
+    func admitToCapture(_ fork: CUDAStream, forkedFrom parent: CUDAStream) {
+        lock.withLock {
+            guard let running = capture, running.stream === parent || running.forks.contains(where: { $0 === parent }),
+                  !running.forks.contains(where: { $0 === fork }) else { return }
+            capture?.forks.append(fork)
+        }
+    }
+
+    /// Whether a capture is running; refuses an allocation on a stream that is not part of it.
     private func checkCaptureStream(_ stream: CUDAStream, byteCount: Int) throws -> Bool {
-        guard let captured = lock.withLock({ capture?.stream }) else { return false }
-        guard captured === stream else {
+        guard let (captured, forks) = lock.withLock({ capture.map { ($0.stream, $0.forks) } }) else { return false }
+        guard captured === stream || forks.contains(where: { $0 === stream }) else {
             throw CUDAError.graphCapture(
                 context: "an allocation of \(ByteCountText.describe(byteCount))",
                 reason: "it was asked on another stream than the one being captured; allocate on the captured stream")

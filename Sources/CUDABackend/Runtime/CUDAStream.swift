@@ -3,10 +3,20 @@ public final class CUDAStream: @unchecked Sendable {
     let handle: ContextHandle
     let stream: CUstream
 
-    init(handle: ContextHandle) throws {
+    /// A non-blocking stream; `highPriority` gives it the device's greatest scheduling priority, so the blocks of
+    /// its kernels are dispatched before pending blocks of normal-priority streams' kernels.
+    init(handle: ContextHandle, highPriority: Bool = false) throws {
         self.handle = handle
         var stream: CUstream?
-        try handle.call("cuStreamCreate") { $0.cuStreamCreate(&stream, CUDAFlag.streamNonBlocking) }
+        if highPriority {
+            var least: Int32 = 0, greatest: Int32 = 0
+            try handle.call("cuCtxGetStreamPriorityRange") { $0.cuCtxGetStreamPriorityRange(&least, &greatest) }
+            try handle.call("cuStreamCreateWithPriority") {
+                $0.cuStreamCreateWithPriority(&stream, CUDAFlag.streamNonBlocking, greatest)
+            }
+        } else {
+            try handle.call("cuStreamCreate") { $0.cuStreamCreate(&stream, CUDAFlag.streamNonBlocking) }
+        }
         guard let stream else { throw CUDAError.driverUnavailable(reason: "cuStreamCreate returned no stream") }
         self.stream = stream
     }

@@ -8,14 +8,14 @@ public struct DeviceTensor: Sendable {
     public let shape: [Int]
     public let dtype: DType
 
-    /// An uninitialised tensor on `context`'s device, allocated on `stream` (the context's default when nil).
+    /// An uninitialised tensor on `context`'s device, allocated on `stream` (`context.currentStream` when nil).
     public init(shape: [Int], dtype: DType, context: CUDAContext, stream: CUDAStream? = nil) throws {
         guard shape.allSatisfy({ $0 >= 0 }) else {
             throw NunchakuError.invalidArgument(context: "DeviceTensor", reason: "negative dimension in shape \(shape)")
         }
         let elements = shape.reduce(1, *)
         buffer = try context.memoryPool.allocate(byteCount: dtype.byteCount(forElements: elements),
-                                                 stream: stream ?? context.defaultStream)
+                                                 stream: stream ?? context.currentStream)
         self.shape = shape
         self.dtype = dtype
     }
@@ -39,7 +39,7 @@ public struct DeviceTensor: Sendable {
         try checkMatches(tensor, "DeviceTensor.upload")
         try tensor.withUnsafeBytes { bytes in
             guard let base = bytes.baseAddress else { return }
-            try (stream ?? buffer.stream).copy(bytes.count, from: base, to: buffer)
+            try (stream ?? buffer.workStream).copy(bytes.count, from: base, to: buffer)
         }
     }
 
@@ -47,7 +47,7 @@ public struct DeviceTensor: Sendable {
     /// there before, kernels included, has finished and any error it raised is thrown here.
     public func download(stream: CUDAStream? = nil) throws -> Tensor {
         var tensor = Tensor(zeros: shape, dtype: dtype)
-        let stream = stream ?? buffer.stream
+        let stream = stream ?? buffer.workStream
         try tensor.withUnsafeMutableBytes { bytes in
             if let base = bytes.baseAddress { try stream.copy(bytes.count, from: buffer, to: base) }
         }
