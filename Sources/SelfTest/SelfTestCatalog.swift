@@ -22,6 +22,7 @@ public enum SelfTestCatalog {
         + FluxSelfTests.cases
         + FluxGraphSelfTests.cases
         + FluxPrefetchSelfTests.cases
+        + FluxSideStreamSelfTests.cases
         + FluxLoopSelfTests.cases
         + TextEncoderSelfTests.cases
         + VAESelfTests.cases

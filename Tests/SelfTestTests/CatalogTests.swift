@@ -11,8 +11,8 @@ import Testing
         #expect(Set(names).count == names.count, "duplicate case names")
         for testCase in Self.cases {
             // Copies, the TinyChat dequantization (same float32 operations as the CPU), graph replays and the
-            // pipeline's sampling loop (the same kernels as the eager step) must be bit-exact.
-            let exactKernels: Set = ["awq.tinychat", "flux.graph", "flux.prefetch", "flux.loop"]
+            // pipeline's sampling loop and the side stream (the same kernels as the eager step) must be bit-exact.
+            let exactKernels: Set = ["awq.tinychat", "flux.graph", "flux.prefetch", "flux.side_stream", "flux.loop"]
             let isExact = testCase.kernel.hasSuffix("_tokens") || exactKernels.contains(testCase.kernel)
             #expect(isExact ? testCase.tolerance == 0 : (testCase.tolerance > 0 && testCase.tolerance <= 0.05), "\(testCase.name)")
         }

@@ -34,33 +34,48 @@ struct FluxCUDADoubleBlock: Sendable {
     }
 
     /// One block on image tokens `[B, N, D]` and text tokens `[B, T, D]` (both updated in place); `conditioning` is
-    /// `SiLU(temb)` `[B, D]`.
+    /// `SiLU(temb)` `[B, D]`. The two token streams meet only in the joint attention: before and after it, the text
+    /// tokens' work runs on the side stream beside the image tokens' (`FluxCUDAOps.concurrently`).
     func callAsFunction(image: DeviceTensor, context: DeviceTensor, conditioning: DeviceTensor, rotary: FluxCUDARotary,
                         attention precision: AttentionPrecision, _ ops: FluxCUDAOps) throws {
         // Chunks: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp.
         let m = try imageModulation.table(conditioning, ops)
         let mc = try contextModulation.table(conditioning, ops)
-        let (contextAttention, imageAttention) = try attention(image: image, context: context, m: m, mc: mc, rotary: rotary,
-                                                                     precision: precision, ops)
+        let joint = try jointAttention(image: image, context: context, m: m, mc: mc, rotary: rotary, precision: precision, ops)
+        let attended = try ops.splitTokens(joint, sizes: [context.shape[1], image.shape[1]])
         let gates = try ops.preparedGates([(m.chunk(2), [imageOut]), (m.chunk(5), [imageMLP.output]), (mc.chunk(2), [contextOut]),
                                            (mc.chunk(5), [contextMLP.output])])
-        try ops.linearGatedAdd(imageOut, imageAttention, gate: gates[0], into: image)
-        try imageMLP.gatedAdd(try ops.layerNorm(image, m.adaLN(shift: 3, scale: 4)), gate: gates[1], into: image, ops)
-        try ops.linearGatedAdd(contextOut, contextAttention, gate: gates[2], into: context)
-        try contextMLP.gatedAdd(try ops.layerNorm(context, mc.adaLN(shift: 3, scale: 4)), gate: gates[3], into: context, ops)
+        try ops.concurrently(
+            side: { ops in
+                try ops.linearGatedAdd(contextOut, attended[0], gate: gates[2], into: context)
+                try contextMLP.gatedAdd(try ops.layerNorm(context, mc.adaLN(shift: 3, scale: 4)), gate: gates[3], into: context, ops)
+            },
+            main: { ops in
+                try ops.linearGatedAdd(imageOut, attended[1], gate: gates[0], into: image)
+                try imageMLP.gatedAdd(try ops.layerNorm(image, m.adaLN(shift: 3, scale: 4)), gate: gates[1], into: image, ops)
+            })
     }
 
-    /// Joint attention; returns the text part `[B, T, D]` and the image part `[B, N, D]`.
-    private func attention(
+    /// The joint attention over `[text; image]` (`[B, T + N, D]`): the text tokens' LayerNorm and QKV projection run
+    /// on the side stream beside the image tokens'. The text projection, made on the side stream and read by the
+    /// attention, is dropped when this returns, after the side stream was made to wait for the attention, so its
+    /// free follows that read; the block's next `concurrently` joins the free back.
+    private func jointAttention(
         image: DeviceTensor, context: DeviceTensor, m: FluxCUDAModulationTable, mc: FluxCUDAModulationTable,
         rotary: FluxCUDARotary, precision: AttentionPrecision, _ ops: FluxCUDAOps
-    ) throws -> (DeviceTensor, DeviceTensor) {
+    ) throws -> DeviceTensor {
         let heads = try imageQKV.jointHeads(batch: image.shape[0], tokens: context.shape[1] + image.shape[1], like: image, ops)
-        try contextQKV.write(try ops.layerNorm(context, mc.adaLN(shift: 0, scale: 1)), into: heads, tokenOffset: 0, rotary: rotary, ops)
-        try imageQKV.write(try ops.layerNorm(image, m.adaLN(shift: 0, scale: 1)), into: heads, tokenOffset: context.shape[1],
-                           rotary: rotary, ops)
+        try ops.concurrently(
+            side: { ops in
+                try contextQKV.write(try ops.layerNorm(context, mc.adaLN(shift: 0, scale: 1)), into: heads, tokenOffset: 0,
+                                     rotary: rotary, ops)
+            },
+            main: { ops in
+                try imageQKV.write(try ops.layerNorm(image, m.adaLN(shift: 0, scale: 1)), into: heads,
+                                   tokenOffset: context.shape[1], rotary: rotary, ops)
+            })
         let joint = try FluxCUDAAttention.attend(heads, precision: precision, ops)
-        let parts = try ops.splitTokens(joint, sizes: [context.shape[1], image.shape[1]])
-        return (parts[0], parts[1])
+        try ops.orderSideStreamAfterCurrent()
+        return joint
     }
 }

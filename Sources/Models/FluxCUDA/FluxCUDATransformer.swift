@@ -22,6 +22,12 @@ public struct FluxCUDATransformer: Sendable {
     /// The operand format of attention (`.bf16` unless asked for; `.fp8` needs an sm_90a GPU).
     public private(set) var attention: AttentionPrecision
     let gemm: CUDAGEMM
+    /// The second stream the double blocks' text-token work runs on (fast numerics; nil: one stream).
+    let sideStream: FluxCUDASideStream?
+    /// Whether the double blocks run their text tokens' work on a second stream beside the image tokens' work (fast
+    /// numerics only; on by default; `FluxCUDAOps.concurrently`). The results are bit for bit the same either way when both streams' GEMMs pick
+    /// the same cuBLASLt algorithms (`CUDAW4A4FastEngine.tunesGEMMs` off makes that certain).
+    public var overlapsBranches = true
     let imageEmbedder: FluxCUDALinear
     let contextEmbedder: FluxCUDALinear
     let timeTextEmbedding: FluxCUDATimeTextEmbedding
@@ -89,6 +95,8 @@ public struct FluxCUDATransformer: Sendable {
         fastEngine = loader.fastEngine
         self.attention = attention
         gemm = CUDAGEMM(context: context)
+        // Before the layers: the fast engine's lane for the side stream reserves its weight slots as they are made.
+        sideStream = numerics == .fast ? try FluxCUDASideStream(context: context, fastEngine: loader.fastEngine) : nil
         imageEmbedder = try loader.linear(FluxTopLevelNames.imageEmbedder, config.inChannels, width)
         contextEmbedder = try loader.linear(FluxTopLevelNames.contextEmbedder, config.jointAttentionDim, width)
         timeTextEmbedding = try FluxCUDATimeTextEmbedding(config: config, loader: loader)
@@ -126,9 +134,16 @@ public struct FluxCUDATransformer: Sendable {
     public var denseGEMM: GEMMImplementation { gemm.defaultImplementation }
 
     /// One denoising evaluation on uploaded inputs: `sample` `[B, N, patch²·out_channels]`, bf16, on the GPU. Work is
-    /// queued on the context's default stream; downloading the result waits for it.
+    /// queued on the context's current stream (its default stream outside `CUDAContext.withStream`), with the double
+    /// blocks' text-token work on a second stream joined back into it; downloading the result waits for it.
     public func forward(_ inputs: FluxCUDAInputs) throws -> DeviceTensor {
-        let ops = try FluxCUDAOps(context: context, gemm: gemm, batch: inputs.batch, width: config.innerDim)
+        // Pinned, so every op runs here whichever stream its input was allocated on (the side stream's included).
+        try context.withStream(context.currentStream) { try forwardOnCurrentStream(inputs) }
+    }
+
+    private func forwardOnCurrentStream(_ inputs: FluxCUDAInputs) throws -> DeviceTensor {
+        let ops = try FluxCUDAOps(context: context, gemm: gemm, batch: inputs.batch, width: config.innerDim,
+                                  sideStream: overlapsBranches ? sideStream : nil)
         let image = try ops.linear(imageEmbedder, inputs.hiddenStates)
         let conditioning = try timeTextEmbedding(inputs, ops)
         try ops.apply(.silu, conditioning)

@@ -24,6 +24,9 @@ public enum StepBenchmarkMode: String, Sendable, Codable, CaseIterable {
     /// `fast` with each single block's `qkv_proj` and `mlp_fc1` running their own low-rank and quantize passes
     /// (`CUDAW4A4FastEngine.sharesInputPasses` off): what sharing one activation pass saves.
     case fastSeparate = "fast-separate"
+    /// `fast` with the double blocks' text tokens on the main stream (`FluxCUDATransformer.overlapsBranches` off):
+    /// what running them on a second stream saves.
+    case fastOneStream = "fast-one-stream"
 
     /// Whether the mode runs the fast W4A4 numerics.
     var isFast: Bool { self != .bf16 && self != .exact }
@@ -75,7 +78,8 @@ public enum StepBenchmark {
                             imageTokens: [Int], textTokens: Int, steps: Int, cudaGraph: Bool,
                             progress: (StepBenchmarkRow) -> Void) throws -> [StepBenchmarkRow] {
         let checkpoint = try FluxRandomCheckpoint(config: config, format: mode == .bf16 ? .bf16 : .int4, seed: 0)
-        let loaded = try FluxCUDATransformer(random: checkpoint, context: context, numerics: mode.isFast ? .fast : .exact)
+        var loaded = try FluxCUDATransformer(random: checkpoint, context: context, numerics: mode.isFast ? .fast : .exact)
+        loaded.overlapsBranches = mode != .fastOneStream
         loaded.fastEngine?.prefetchesWeights = mode != .fastInLine
         if mode == .fastPromoted { loaded.fastEngine?.accumulation = .promoted }
         if mode == .fastUnpromoted { loaded.fastEngine?.accumulation = .fast }
