@@ -13,20 +13,11 @@ enum FluxPrefetchSelfTests {
     static let cases = [prefetch()]
 
     static func prefetch() -> SelfTestCase {
-        let (batch, imageTokens, textTokens) = (FluxSelfTests.batch, FluxSelfTests.imageTokens, FluxSelfTests.textTokens)
-        let shape = "B=\(batch) N=\(imageTokens) T=\(textTokens) blocks=2+3 D=256 int4 fast"
-        return SelfTestCase(kernel: "flux.prefetch", dtype: .bf16, shape: shape, tolerance: 0) { env in
-            guard env.context.device.computeCapability >= CUDAW4A4FastEngine.minimumComputeCapability else {
-                throw SelfTestSkip("fast numerics need \(CUDAW4A4FastEngine.minimumComputeCapability), this GPU is \(env.context.device.computeCapability)")
-            }
-            let config = FluxSelfTests.config(.int4)
-            let checkpoint = try FluxRandomCheckpoint(config: config, format: .int4, seed: env.seed)
-            let model = try FluxCUDATransformer(random: checkpoint, context: env.context, numerics: .fast)
+        SelfTestCase(kernel: "flux.prefetch", dtype: .bf16, shape: FluxSelfTests.fastModelShape, tolerance: 0) { env in
+            let (model, inputs, config) = try FluxSelfTests.fastModel(env)
             guard let engine = model.fastEngine else {
                 throw NunchakuError.invalidArgument(context: "flux.prefetch", reason: "the fast model has no fast engine")
             }
-            let inputs = try FluxCUDAInputs(config: config, context: env.context, inputs: try FluxRandomInputs.make(
-                config: config, batch: batch, imageTokens: imageTokens, textTokens: textTokens, seed: env.seed))
             func forward(prefetching: Bool) throws -> [Float] {
                 engine.prefetchesWeights = prefetching
                 return try env.download(try model.forward(inputs)).values

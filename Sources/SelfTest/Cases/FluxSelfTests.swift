@@ -25,6 +25,24 @@ enum FluxSelfTests {
                    pooledProjectionDim: 128, guidanceEmbeds: format != .nvfp4)
     }
 
+    /// The shape text of the cases on `fastModel`.
+    static let fastModelShape = "B=\(batch) N=\(imageTokens) T=\(textTokens) blocks=2+3 D=256 int4 fast"
+
+    /// The small INT4 model with fast numerics and its inputs (`batch`, `imageTokens`, `textTokens`), for cases that
+    /// compare fast forwards with each other (`flux.prefetch`, `flux.side_stream`).
+    /// - Throws: `SelfTestSkip` below the fast numerics' compute capability.
+    static func fastModel(_ env: SelfTestEnvironment) throws -> (model: FluxCUDATransformer, inputs: FluxCUDAInputs, config: FluxConfig) {
+        guard env.context.device.computeCapability >= CUDAW4A4FastEngine.minimumComputeCapability else {
+            throw SelfTestSkip("fast numerics need \(CUDAW4A4FastEngine.minimumComputeCapability), this GPU is \(env.context.device.computeCapability)")
+        }
+        let config = config(.int4)
+        let checkpoint = try FluxRandomCheckpoint(config: config, format: .int4, seed: env.seed)
+        let model = try FluxCUDATransformer(random: checkpoint, context: env.context, numerics: .fast)
+        let inputs = try FluxCUDAInputs(config: config, context: env.context, inputs: try FluxRandomInputs.make(
+            config: config, batch: batch, imageTokens: imageTokens, textTokens: textTokens, seed: env.seed))
+        return (model, inputs, config)
+    }
+
     /// The case for `format`; with `.fp8` attention (`attention.fp8.flux`, skipped off sm_90a) under `tolerance`.
     static func transformer(_ format: FluxRandomCheckpoint.Format, attention: AttentionPrecision = .bf16,
                             tolerance: Double = 3e-2) -> SelfTestCase {

@@ -3,27 +3,21 @@ import Models
 import NunchakuCore
 
 /// `flux.side_stream`: the double blocks' text-token work on a second stream (`FluxCUDATransformer.overlapsBranches`,
-/// `FluxCUDAOps.concurrently`) against the same model on one stream, on the small INT4 model of `flux.transformer` with fast numerics (sm_90+). The streams run the same
-/// kernels on the same values, so every output must match bit for bit (tolerance 0; cuBLASLt's algorithms are the
-/// heuristic's, so both streams' lanes pick the same ones): eager forwards (the first learns each lane's layer
-/// order, the later ones prefetch), and a CUDA graph captured with the side stream forked into it, replayed into a
-/// poisoned output. The time is one eager forward with the side stream; the note gives the one without.
+/// `FluxCUDAOps.concurrently`) against the same model on one stream, on `FluxSelfTests.fastModel` (sm_90+). The
+/// streams run the same kernels on the same values, so every output must match bit for bit (tolerance 0; cuBLASLt's
+/// algorithms are the heuristic's, so both streams' lanes pick the same ones): eager forwards (the first learns each
+/// lane's layer order, the later ones prefetch), and a CUDA graph captured with the side stream forked into it,
+/// replayed into a poisoned output. The time is one eager forward with the side stream; the note gives the one
+/// without.
 enum FluxSideStreamSelfTests {
     static let cases = [sideStream()]
 
     static func sideStream() -> SelfTestCase {
-        let (batch, imageTokens, textTokens) = (FluxSelfTests.batch, FluxSelfTests.imageTokens, FluxSelfTests.textTokens)
-        let shape = "B=\(batch) N=\(imageTokens) T=\(textTokens) blocks=2+3 D=256 int4 fast"
-        return SelfTestCase(kernel: "flux.side_stream", dtype: .bf16, shape: shape, tolerance: 0) { env in
-            guard env.context.device.computeCapability >= CUDAW4A4FastEngine.minimumComputeCapability else {
-                throw SelfTestSkip("fast numerics need \(CUDAW4A4FastEngine.minimumComputeCapability), this GPU is \(env.context.device.computeCapability)")
-            }
-            let config = FluxSelfTests.config(.int4)
-            let checkpoint = try FluxRandomCheckpoint(config: config, format: .int4, seed: env.seed)
-            var model = try FluxCUDATransformer(random: checkpoint, context: env.context, numerics: .fast)
+        SelfTestCase(kernel: "flux.side_stream", dtype: .bf16, shape: FluxSelfTests.fastModelShape, tolerance: 0) { env in
+            let fast = try FluxSelfTests.fastModel(env)
+            var model = fast.model
+            let inputs = fast.inputs
             model.fastEngine?.tunesGEMMs = false
-            let inputs = try FluxCUDAInputs(config: config, context: env.context, inputs: try FluxRandomInputs.make(
-                config: config, batch: batch, imageTokens: imageTokens, textTokens: textTokens, seed: env.seed))
             model.overlapsBranches = false
             let oneStream = try env.download(try model.forward(inputs)).values
             let oneStreamMilliseconds = try env.time(warmUp: 1, repetitions: 3) { _ = try model.forward(inputs) }
