@@ -24,7 +24,7 @@ struct FluxCUDAOps {
         // Filled on the device (bf16 1.0 = 0x3F80), not uploaded: a forward queues no host copy, so it can be
         // captured into a CUDA graph.
         ones = try DeviceTensor(shape: [batch, width], dtype: .bf16, context: context)
-        try context.defaultStream.fill(ones.buffer, withHalfWords: 0x3F80)
+        try context.currentStream.fill(ones.buffer, withHalfWords: 0x3F80)
     }
 
     func linear(_ layer: FluxCUDALinear, _ x: DeviceTensor) throws -> DeviceTensor {
