@@ -80,6 +80,9 @@ struct QuantizeCommand: ParsableCommand {
     @Option(name: .customLong("low-rank-rounds"), help: "At most this many rounds of the low-rank/residual iteration.")
     var lowRankRounds = 4
 
+    @Flag(name: .customLong("separate-smoothing"), help: "Smooth a single block's qkv_proj and mlp_fc1 each on its own (default: one vector for both, as DeepCompressor does, so the Hopper fast path quantizes their shared input once).")
+    var separateSmoothing = false
+
     @Flag(help: "Ignore the work folder of an interrupted run and quantize every layer again.")
     var restart = false
 
@@ -111,7 +114,8 @@ struct QuantizeCommand: ParsableCommand {
             let start = ContinuousClock.now
             let source = try FluxSourceModel(path: model)
             let configuration = SVDQuantConfiguration(
-                format: precision == .int4 ? .int4 : .nvfp4, rank: rank, smoothingGridPoints: grid, lowRankRounds: lowRankRounds)
+                format: precision == .int4 ? .int4 : .nvfp4, rank: rank, smoothingGridPoints: grid, lowRankRounds: lowRankRounds,
+                sharedSmoothing: !separateSmoothing)
             try FluxQuantizationJob.check(configuration, plan: source.plan)
             // --ablation writes no checkpoint, so it has no work folder.
             let work = ablation ? nil : output.map(QuantizationWorkFolder.init(output:))

@@ -30,11 +30,13 @@ import Testing
         let job = try FluxQuantizationJob(model: source, output: output, configuration: Self.configuration(format), calibration: calibration)
         let outcomes = try job.run()
         #expect(outcomes.count == source.plan.layers.count && outcomes.allSatisfy { !$0.reused })
+        #expect(outcomes.map(\.index) == Array(source.plan.layers.indices), "one outcome per layer, in plan order")
         #expect(!FileManager.default.fileExists(atPath: job.workFolder.path), "the work folder is removed at the end")
 
         let file = try SafeTensorsFile(path: output)
         try checkMetadata(file, model: model, format: format)
         try checkNamesShapesAndDTypes(file, plan: source.plan, format: format)
+        try checkSharedSmoothing(file, plan: source.plan)
         try checkAgainstDenseNunchakuLayout(output, source: source, format: format)
 
         let evaluation = try QuantizedFluxEvaluation(quantizedCheckpoint: output, reference: source)
@@ -42,6 +44,34 @@ import Testing
         // Random Gaussian layers have no low-rank structure: each 4-bit layer is ~10% off, the output ~5% (measured
         // 0.057 INT4, 0.054 NVFP4). A layer read back wrongly would give errors near 1.
         #expect(error > 1e-3 && error < 0.1, "output relative error \(error) against BF16 (\(format))")
+    }
+
+    /// Each single block's `qkv_proj` and `mlp_fc1` carry one smoothing vector (so the fast CUDA path shares their
+    /// input pass); `--separate-smoothing` (`sharedSmoothing` false) quantizes every layer on its own.
+    private func checkSharedSmoothing(_ file: SafeTensorsFile, plan: FluxQuantizationPlan) throws {
+        #expect(plan.sharedInputGroups.count == plan.config.numSingleLayers)
+        for group in plan.sharedInputGroups {
+            let names = group.map { plan.layers[$0].name }
+            #expect(names.map { $0.components(separatedBy: ".").last! } == ["qkv_proj", "mlp_fc1"])
+            for tensor in ["smooth", "smooth_orig"] {
+                #expect(try file.tensor("\(names[0]).\(tensor)").floats() == file.tensor("\(names[1]).\(tensor)").floats(), "\(names) \(tensor)")
+            }
+        }
+    }
+
+    @Test func sharedInputLayersAreOneUnitOfWorkUnlessSmoothedSeparately() throws {
+        let model = try TinyFluxModel()
+        defer { model.remove() }
+        let source = try FluxSourceModel(path: model.folder)
+        let plan = source.plan
+        var configuration = Self.configuration(.int4)
+        let shared = try FluxQuantizationJob(model: source, output: model.folder + "/out.safetensors", configuration: configuration, calibration: nil)
+        #expect(shared.quantizationUnits.count == plan.layers.count - plan.sharedInputGroups.count)
+        #expect(plan.sharedInputGroups.allSatisfy { shared.quantizationUnits.contains($0) })
+        #expect(shared.quantizationUnits.flatMap { $0 } == Array(plan.layers.indices))
+        configuration.sharedSmoothing = false
+        let separate = try FluxQuantizationJob(model: source, output: model.folder + "/out.safetensors", configuration: configuration, calibration: nil)
+        #expect(separate.quantizationUnits == plan.layers.indices.map { [$0] })
     }
 
     private func checkMetadata(_ file: SafeTensorsFile, model: TinyFluxModel, format: W4A4Format) throws {
@@ -180,7 +210,8 @@ import Testing
         #expect(reused == [true, false], "a different smoothing grid redoes the W4A4 layers, not the AWQ one")
         reused = []
         let outcomes = try job(grid: 3).run(progress: record)
-        #expect(reused == [true, true, false, false, false], "mlp_fc1 was made with the other grid")
+        #expect(reused == [true, true, true, false, false],
+                "qkv_proj and mlp_fc1 share their smoothing, so the interrupted run made both with the new grid")
         #expect(outcomes.map(\.layer.name) == ["norm.linear", "qkv_proj", "mlp_fc1", "out_proj", "mlp_fc2"].map {
             "single_transformer_blocks.0.\($0)"
         })

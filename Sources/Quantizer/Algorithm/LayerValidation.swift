@@ -24,6 +24,29 @@ enum LayerValidation {
         }
     }
 
+    /// Layers quantized with one smoothing vector must read the same input: at least one layer, equal K and input
+    /// kind, and the same calibration activations (or none for all of them).
+    static func validateSharedInput(_ layers: [W4A4LayerInput]) throws {
+        guard let first = layers.first else {
+            throw NunchakuError.invalidArgument(context: "shared smoothing", reason: "no layers given")
+        }
+        for layer in layers.dropFirst() {
+            let context = "layers \(first.name) and \(layer.name) (one smoothing vector)"
+            guard layer.inFeatures == first.inFeatures else {
+                throw NunchakuError.invalidArgument(
+                    context: context, reason: "K differs: \(first.inFeatures) against \(layer.inFeatures)")
+            }
+            guard layer.inputKind == first.inputKind else {
+                throw NunchakuError.invalidArgument(
+                    context: context, reason: "input kinds differ: \(first.inputKind) against \(layer.inputKind)")
+            }
+            guard layer.calibration?.values == first.calibration?.values else {
+                throw NunchakuError.invalidArgument(
+                    context: context, reason: "their calibration activations differ, so they do not read the same input")
+            }
+        }
+    }
+
     /// The checks that need only the layer's shape: N and K multiples of 128, a rank that fits, sane search settings.
     static func validateW4A4Shape(
         outFeatures: Int, inFeatures: Int, configuration: SVDQuantConfiguration, context: String

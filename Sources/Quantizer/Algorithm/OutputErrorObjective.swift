@@ -39,7 +39,8 @@ struct OutputErrorObjective {
     let rows: Int
     /// X·Wᵀ, [rows, N].
     private let reference: [Float]
-    private let referenceNorm: Double
+    /// ‖X·Wᵀ‖_F (‖W‖_F without inputs): what the relative error is relative to.
+    let referenceNorm: Double
 
     init(weight: [Float], outFeatures: Int, inFeatures: Int, activationQuantizer: ActivationQuantizer, inputs: [Float]?) {
         self.outFeatures = outFeatures

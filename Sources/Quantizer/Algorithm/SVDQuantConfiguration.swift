@@ -17,11 +17,15 @@ public struct SVDQuantConfiguration: Sendable {
     public var svd: RandomizedSVDOptions
     /// Power iterations of the SVDs run inside the smoothing search (one per candidate, so kept cheaper).
     public var searchPowerIterations: Int
+    /// Layers that read the same input get one smoothing vector (a FLUX single block's `qkv_proj` and `mlp_fc1`,
+    /// as in DeepCompressor's checkpoints), which lets the fast CUDA path quantize that input once for both; when
+    /// false each layer is smoothed on its own.
+    public var sharedSmoothing: Bool
 
     public init(
         format: W4A4Format, rank: Int = 32, smoothing: Bool = true, smoothingGridPoints: Int = 20,
         lowRankRounds: Int = 4, objectiveRows: Int = 256, svd: RandomizedSVDOptions = RandomizedSVDOptions(),
-        searchPowerIterations: Int = 1
+        searchPowerIterations: Int = 1, sharedSmoothing: Bool = true
     ) {
         self.format = format
         self.rank = rank
@@ -31,5 +35,6 @@ public struct SVDQuantConfiguration: Sendable {
         self.objectiveRows = objectiveRows
         self.svd = svd
         self.searchPowerIterations = searchPowerIterations
+        self.sharedSmoothing = sharedSmoothing
     }
 }

@@ -80,12 +80,17 @@ public struct FluxQuantizationPlan: Sendable {
     public let layers: [PlannedLayer]
     /// BF16 tensors of the blocks that only change name (qk-norm weights): diffusers name → Nunchaku name.
     public let renamedTensors: [(from: String, to: String)]
+    /// W4A4 layers that read the same input, as adjacent indices into `layers`: each single block's `qkv_proj` and
+    /// `mlp_fc1`. DeepCompressor gives them one smoothing vector, and the fast CUDA path then smooths and quantizes
+    /// their input once for both (`SVDQuantizer.quantize(sharingSmoothing:…)`, `SVDQuantConfiguration.sharedSmoothing`).
+    public let sharedInputGroups: [[Int]]
 
     public init(config: FluxConfig) {
         self.config = config
         let width = config.innerDim, hidden = config.mlpHiddenDim
         var layers: [PlannedLayer] = []
         var renamed: [(String, String)] = []
+        var groups: [[Int]] = []
         func w4a4(_ name: String, _ kind: LinearInputKind, _ source: PlannedLayerSource, _ k: Int, _ n: Int,
                   _ calibration: CalibrationPoint) {
             layers.append(PlannedLayer(name: name, kind: .w4a4(kind), source: source, outFeatures: n, inFeatures: k,
@@ -124,6 +129,7 @@ public struct FluxQuantizationPlan: Sendable {
             modulation("\(p).norm.linear", chunks: 3)
             let qkv = ["to_q", "to_k", "to_v"].map { "\(p).attn.\($0)" }
             // qkv_proj and mlp_fc1 read the same normalized tokens: both are calibrated on to_q's input.
+            groups.append([layers.count, layers.count + 1])
             w4a4("\(p).qkv_proj", .general, .stackedRows(qkv), width, 3 * width, input(qkv[0]))
             w4a4("\(p).mlp_fc1", .general, single(p, "proj_mlp"), width, hidden, input(qkv[0]))
             let projOut = "\(p).proj_out"
@@ -135,6 +141,7 @@ public struct FluxQuantizationPlan: Sendable {
         }
         self.layers = layers
         self.renamedTensors = renamed
+        self.sharedInputGroups = groups
     }
 
     /// The W4A4 layers (the ones that take calibration activations).

@@ -5,7 +5,8 @@ import SafeTensors
 /// Quantizes a diffusers FLUX transformer into a Nunchaku merged single-file checkpoint, one layer at a time:
 /// read the layer's weights from the mapped checkpoint, quantize (SVDQuant W4A4 or AWQ W4A16), pack, write a shard
 /// into the work folder; then stream every shard, the renamed qk-norm weights and the BF16 rest into the output and
-/// delete the work folder. Memory stays at about one layer plus the calibration rows.
+/// delete the work folder. Memory stays at about one layer (two for a single block's `qkv_proj` and `mlp_fc1`, which
+/// share their smoothing) plus the calibration rows.
 ///
 /// Re-running after an interruption reuses every shard whose recorded settings match (same configuration, same
 /// weights, same calibration rows); remove the work folder to start over.
@@ -49,6 +50,9 @@ public struct FluxQuantizationJob: Sendable {
     }
 
     /// Runs every layer (reusing matching shards), then writes the output file and removes the work folder.
+    /// Layers that share their smoothing (`FluxQuantizationPlan.sharedInputGroups`, with
+    /// `SVDQuantConfiguration.sharedSmoothing`) are quantized together when the first of them starts; each still
+    /// gets its own events, with the group's time split by size.
     /// - Parameter progress: called as layers start and finish; an error it throws stops the run (finished layers
     ///   stay in the work folder for the next run).
     /// - Returns: the outcome of every layer, in plan order.
@@ -57,54 +61,104 @@ public struct FluxQuantizationJob: Sendable {
         let layers = model.plan.layers
         var estimate = RemainingTimeEstimate(layers: layers)
         var outcomes: [LayerOutcome] = []
-        for (index, layer) in layers.enumerated() {
-            try progress(.layerStarted(index: index, count: layers.count, layer: layer))
+        for unit in quantizationUnits {
+            try progress(.layerStarted(index: unit[0], count: layers.count, layer: layers[unit[0]]))
             let start = ContinuousClock.now
-            let (record, reused) = try produceShard(index: index, layer: layer)
+            let shards = try produceShards(unit)
             let seconds = (ContinuousClock.now - start).seconds
-            let outcome = LayerOutcome(
-                index: index, count: layers.count, layer: layer, reused: reused, alpha: record.alpha,
-                relativeError: record.relativeError, seconds: seconds,
-                remainingSeconds: estimate.finished(layer, seconds: seconds, measured: !reused))
-            outcomes.append(outcome)
-            try progress(.layerFinished(outcome))
+            let unitSize = unit.reduce(0) { $0 + RemainingTimeEstimate.units(layers[$1]) }
+            for (member, index) in unit.enumerated() {
+                let layer = layers[index]
+                if member > 0 { try progress(.layerStarted(index: index, count: layers.count, layer: layer)) }
+                let share = seconds * RemainingTimeEstimate.units(layer) / unitSize
+                let (record, reused) = shards[member]
+                let outcome = LayerOutcome(
+                    index: index, count: layers.count, layer: layer, reused: reused, alpha: record.alpha,
+                    relativeError: record.relativeError, seconds: share,
+                    remainingSeconds: estimate.finished(layer, seconds: share, measured: !reused))
+                outcomes.append(outcome)
+                try progress(.layerFinished(outcome))
+            }
         }
         try writeOutput(progress: progress)
         try workFolder.remove()
         return outcomes
     }
 
-    /// The shard of one layer: reused when its settings match, otherwise quantized and written.
-    private func produceShard(index: Int, layer: PlannedLayer) throws -> (LayerShardRecord, reused: Bool) {
-        let path = workFolder.shardPath(index: index, name: layer.name)
-        let (weight, bias) = try model.layerWeights(layer)
-        let rows = calibration?.activations[layer.name]
-        let settings = settingsFingerprint(layer, weight: weight, bias: bias, calibration: rows)
-        if let existing = workFolder.existingShard(at: path), existing.settings == settings { return (existing, true) }
-
-        let tensors: [String: Tensor]
-        let record: LayerShardRecord
-        switch layer.kind {
-        case let .w4a4(inputKind):
-            let input = W4A4LayerInput(
-                name: layer.name, weight: weight, outFeatures: layer.outFeatures, inFeatures: layer.inFeatures,
-                bias: bias, calibration: rows, inputKind: inputKind)
-            let quantized = try SVDQuantizer.quantize(input, configuration: configuration, linearAlgebra: linearAlgebra)
-            tensors = try NunchakuLayerPacking.w4a4(quantized)
-            record = LayerShardRecord(settings: settings, alpha: quantized.report.alpha, relativeError: quantized.report.relativeError)
-        case let .awqModulation(chunks):
-            let quantized = try AWQQuantizer.quantize(
-                name: layer.name, weight: weight, outFeatures: layer.outFeatures, inFeatures: layer.inFeatures, bias: bias)
-            tensors = try NunchakuLayerPacking.awqModulation(quantized, chunks: chunks)
-            record = LayerShardRecord(settings: settings, alpha: nil, relativeError: quantized.relativeWeightError)
+    /// The plan's layer indices in order, grouped into the units quantized together: a shared-input group at its
+    /// first member (the plan keeps a group's members adjacent), every other layer alone.
+    var quantizationUnits: [[Int]] {
+        let groups = configuration.sharedSmoothing ? model.plan.sharedInputGroups : []
+        let groupStarting = Dictionary(uniqueKeysWithValues: groups.map { ($0[0], $0) })
+        var units: [[Int]] = []
+        var index = 0
+        while index < model.plan.layers.count {
+            let unit = groupStarting[index] ?? [index]
+            units.append(unit)
+            index = unit.last! + 1
         }
-        try workFolder.writeShard(at: path, layer: layer.name, tensors: tensors, record: record)
-        return (record, false)
+        return units
+    }
+
+    /// The shards of one unit: all reused when each one's recorded settings match, otherwise quantized (a group
+    /// with one smoothing) and written.
+    private func produceShards(_ unit: [Int]) throws -> [(LayerShardRecord, reused: Bool)] {
+        let layers = unit.map { model.plan.layers[$0] }
+        let paths = zip(unit, layers).map { workFolder.shardPath(index: $0, name: $1.name) }
+        let weights = try layers.map { try model.layerWeights($0) }
+        let rows = layers.map { calibration?.activations[$0.name] }
+        let group = unit.count > 1 ? groupFingerprint(layers, weights: weights) : nil
+        let settings = layers.indices.map {
+            settingsFingerprint(layers[$0], weight: weights[$0].weight, bias: weights[$0].bias, calibration: rows[$0], group: group)
+        }
+        let existing = paths.map { workFolder.existingShard(at: $0) }
+        if zip(existing, settings).allSatisfy({ $0?.settings == $1 }) { return existing.map { ($0!, true) } }
+
+        var produced: [(tensors: [String: Tensor], alpha: Double?, relativeError: Double)] = []
+        switch layers[0].kind {
+        case .w4a4:
+            let inputs = try layers.indices.map { member -> W4A4LayerInput in
+                guard case let .w4a4(inputKind) = layers[member].kind else {
+                    throw NunchakuError.invalidArgument(context: "layer \(layers[member].name)", reason: "a shared-input group mixes W4A4 and AWQ layers")
+                }
+                return W4A4LayerInput(
+                    name: layers[member].name, weight: weights[member].weight, outFeatures: layers[member].outFeatures,
+                    inFeatures: layers[member].inFeatures, bias: weights[member].bias, calibration: rows[member], inputKind: inputKind)
+            }
+            let quantized = unit.count > 1
+                ? try SVDQuantizer.quantize(sharingSmoothing: inputs, configuration: configuration, linearAlgebra: linearAlgebra)
+                : [try SVDQuantizer.quantize(inputs[0], configuration: configuration, linearAlgebra: linearAlgebra)]
+            produced = try quantized.map { (try NunchakuLayerPacking.w4a4($0), $0.report.alpha, $0.report.relativeError) }
+        case let .awqModulation(chunks):
+            let layer = layers[0]
+            let quantized = try AWQQuantizer.quantize(
+                name: layer.name, weight: weights[0].weight, outFeatures: layer.outFeatures, inFeatures: layer.inFeatures,
+                bias: weights[0].bias)
+            produced = [(try NunchakuLayerPacking.awqModulation(quantized, chunks: chunks), nil, quantized.relativeWeightError)]
+        }
+        return try layers.indices.map { member in
+            let record = LayerShardRecord(settings: settings[member], alpha: produced[member].alpha,
+                                          relativeError: produced[member].relativeError)
+            try workFolder.writeShard(at: paths[member], layer: layers[member].name, tensors: produced[member].tensors, record: record)
+            return (record, false)
+        }
+    }
+
+    /// The names and weight hashes of a shared-input group: a member's shard depends on its partners' weights too.
+    private func groupFingerprint(_ layers: [PlannedLayer], weights: [(weight: [Float], bias: [Float])]) -> String {
+        var hash = ContentHash()
+        for (weight, bias) in weights {
+            hash.combine(weight)
+            hash.combine(bias)
+        }
+        return "smoothing shared by \(layers.map(\.name).joined(separator: " + ")) \(hash.hex)"
     }
 
     /// Everything a layer's shard depends on, as text: the format version of this writer, the layer's kind and
     /// shape, the quantizer settings, and hashes of its weights, bias and calibration rows.
-    func settingsFingerprint(_ layer: PlannedLayer, weight: [Float], bias: [Float], calibration: CalibrationActivations?) -> String {
+    func settingsFingerprint(
+        _ layer: PlannedLayer, weight: [Float], bias: [Float], calibration: CalibrationActivations?, group: String? = nil
+    ) -> String {
         var weights = ContentHash()
         weights.combine(weight)
         weights.combine(bias)
@@ -124,6 +178,7 @@ public struct FluxQuantizationJob: Sendable {
             } else {
                 fields.append("calibration none")
             }
+            if let group { fields.append(group) }
         }
         return fields.joined(separator: "; ")
     }
