@@ -39,13 +39,14 @@ def load_nvrtc():
     sys.exit("NVRTC not found: set NUNCHAKU_NVRTC_PATH")
 
 
-def compile_source(nvrtc, name, folder=KERNELS, architecture="sm_90a"):
-    """The cubin of <folder>/<name> and the NVRTC log (ptxas report included)."""
+def compile_source(nvrtc, name, folder=KERNELS, architecture="sm_90a", includes=()):
+    """The cubin of <folder>/<name> and the NVRTC log (ptxas report included); `includes`: more header folders."""
     text = open(os.path.join(folder, name), "rb").read()
     program = ctypes.c_void_p()
     check = lambda status, what: status == 0 or sys.exit(f"{what} failed ({status}) for {name}")
     check(nvrtc.nvrtcCreateProgram(ctypes.byref(program), text, name.encode(), 0, None, None), "nvrtcCreateProgram")
     options = [f"--gpu-architecture={architecture}", "--std=c++17", f"--include-path={folder}", "--ptxas-options=-v"]
+    options += [f"--include-path={path}" for path in includes]
     array = (ctypes.c_char_p * len(options))(*[o.encode() for o in options])
     status = nvrtc.nvrtcCompileProgram(program, len(options), array)
     size = ctypes.c_size_t()
