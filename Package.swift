@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "CPUBackendTests", dependencies: ["CPUBackend", "SafeTensors"], exclude: ["Fixtures"]),
         .testTarget(name: "SVDQuantTests", dependencies: ["SVDQuant"]),
-        .testTarget(name: "QuantizerTests", dependencies: ["Quantizer"]),
+        .testTarget(name: "QuantizerTests", dependencies: ["Quantizer", "CUDABackend"]),
         .testTarget(name: "CUDABackendTests", dependencies: ["CUDABackend"]),
         .testTarget(name: "SelfTestTests", dependencies: ["SelfTest"]),
         .testTarget(name: "PipelinesTests", dependencies: ["Pipelines"], exclude: ["Fixtures"]),

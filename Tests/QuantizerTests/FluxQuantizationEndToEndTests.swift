@@ -1,4 +1,5 @@
 import CPUBackend
+import CUDABackend
 import Foundation
 import Models
 import NunchakuCore
@@ -136,6 +137,16 @@ import Testing
     private func checkAgainstDenseNunchakuLayout(_ output: String, source: FluxSourceModel, format: W4A4Format) throws {
         let dense = try FluxNunchakuLayout.convert(diffusers: source.weights, config: source.config)
         let file = try SafeTensorsCheckpoint(path: output)
+        var loaded: [String: SVDQW4A4Weights] = [:]
+        defer {
+            // The fast CUDA path's load-time decision (CUDAW4A4FastSharedInput, in the order the engine runs them)
+            // accepts each single block's pair as one shared input pass.
+            for group in source.plan.sharedInputGroups {
+                let names = group.map { source.plan.layers[$0].name }
+                let pair = [names[1], names[0]].compactMap { loaded[$0] }
+                #expect(pair.count == 2 && CUDAW4A4FastSharedInput.lowRankColumns(sharing: pair, type: .bf16) != nil, "\(names)")
+            }
+        }
         func tensor(_ name: String) throws -> Tensor { try file.tensor(name) }
         for layer in source.plan.layers {
             let p = layer.name
@@ -150,6 +161,7 @@ import Testing
                     projDown: try tensor("\(p).lora_down"), projUp: try tensor("\(p).lora_up"))
                 let weights = try SVDQW4A4Weights(
                     name: p, tensors: tensors, layout: .nunchaku, actUnsigned: format == .int4 && kind == .postGELU)
+                loaded[p] = weights
                 // A wrong permutation, fusion or split would give errors near 1 or more.
                 let effective = weights.effectiveWeight()
                 let weightError = Comparison.relativeError(effective, weight)
