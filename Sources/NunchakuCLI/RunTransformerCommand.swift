@@ -192,7 +192,8 @@ struct RunTransformerCommand: ParsableCommand {
         print(try modelDescription())
         print("GPU: \(gpu.device.name) (sm_\(gpu.device.computeCapability.major)\(gpu.device.computeCapability.minor)), dense GEMM \(transformer.denseGEMM.rawValue), "
               + (dequantize ? "SVDQuant layers as their dense equivalents" : "W4A4 numerics \(transformer.numerics.rawValue)")
-              + (transformer.fastEngine.map { ", FP8 accumulation \($0.accumulation.rawValue)" } ?? "") + ", attention \(transformer.attention)")
+              + (transformer.fastEngine.map { ", FP8 accumulation \($0.accumulation.rawValue)" } ?? "") + ", attention \(transformer.attention)"
+              + (transformer.fastEngine == nil ? "" : ", \(transformer.singleBlocksSharingInput) of \(transformer.config.numSingleLayers) single blocks share their input pass"))
         print("loaded in \(format(loading)); on the GPU: \(gib(weights.liveBytes)) in \(weights.liveBuffers) buffers (weights\(transformer.denseGEMM == .cublasLt ? " + the 32 MiB cuBLASLt workspace" : ""))")
         for arguments in try forwardArguments() {
             let uploaded = try FluxCUDAInputs(config: transformer.config, context: gpu, inputs: arguments)

@@ -133,6 +133,10 @@ public struct FluxCUDATransformer: Sendable {
     /// The GEMM implementation dense layers use (cuBLASLt when it loads).
     public var denseGEMM: GEMMImplementation { gemm.defaultImplementation }
 
+    /// How many single blocks smooth and quantize their input once for `qkv_proj` and `mlp_fc1` (fast numerics, both
+    /// layers with one smoothing vector: `CUDAW4A4FastSharedInput`); the others run a pass per layer.
+    public var singleBlocksSharingInput: Int { singleBlocks.filter { $0.sharedInput != nil }.count }
+
     /// One denoising evaluation on uploaded inputs: `sample` `[B, N, patch²·out_channels]`, bf16, on the GPU. Work is
     /// queued on the context's current stream (its default stream outside `CUDAContext.withStream`), with the double
     /// blocks' text-token work on a second stream joined back into it; downloading the result waits for it.
