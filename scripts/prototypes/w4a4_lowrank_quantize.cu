@@ -1,4 +1,4 @@
-// w4a4_lowrank_quantize.cu (prototype, not used by the engine; H200: 1.15× the two passes at M = 4096, 0.62–0.80×
+// w4a4_lowrank_quantize.cu (prototype, not used by the engine; H200: 1.15× the two passes at M = 4096, 0.58–0.80×
 // at M = 4608, docs/hopper.md "Session 8"): steps 1 and 2 of the fast W4A4 path in one kernel that reads x from HBM
 // once. scripts/w4a4_lowrank_quantize_bench.py checks it against the two passes (a low-rank GEMM, then
 // w4a4_fp8_quantize.cu) and times it.
