@@ -125,9 +125,8 @@ public struct FluxQuantizationJob: Sendable {
                     name: layers[member].name, weight: weights[member].weight, outFeatures: layers[member].outFeatures,
                     inFeatures: layers[member].inFeatures, bias: weights[member].bias, calibration: rows[member], inputKind: inputKind)
             }
-            let quantized = unit.count > 1
-                ? try SVDQuantizer.quantize(sharingSmoothing: inputs, configuration: configuration, linearAlgebra: linearAlgebra)
-                : [try SVDQuantizer.quantize(inputs[0], configuration: configuration, linearAlgebra: linearAlgebra)]
+            // A unit of one layer is a group of one: exactly the lone layer's quantization.
+            let quantized = try SVDQuantizer.quantize(sharingSmoothing: inputs, configuration: configuration, linearAlgebra: linearAlgebra)
             produced = try quantized.map { (try NunchakuLayerPacking.w4a4($0), $0.report.alpha, $0.report.relativeError) }
         case let .awqModulation(chunks):
             let layer = layers[0]
