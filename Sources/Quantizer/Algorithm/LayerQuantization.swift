@@ -14,7 +14,8 @@ struct LayerQuantization {
 
     private var rows: Int { layer.outFeatures }
     private var columns: Int { layer.inFeatures }
-    private var shifted: Bool { configuration.format == .int4 && layer.inputKind == .postGELU }
+    /// INT4 post-GELU layers work on `x + 0.171875` (quantized unsigned by the runtime) and get a corrected bias.
+    private let shifted: Bool
 
     /// One evaluated (smoothing, low-rank, quantized residual) combination.
     struct Candidate {
@@ -29,7 +30,8 @@ struct LayerQuantization {
         self.configuration = configuration
         self.linearAlgebra = linearAlgebra
         let columns = layer.inFeatures
-        let shift: Float = configuration.format == .int4 && layer.inputKind == .postGELU ? postGELUShift : 0
+        shifted = configuration.format == .int4 && layer.inputKind == .postGELU
+        let shift: Float = shifted ? postGELUShift : 0
         let inputs = layer.calibration.map { calibration in calibration.values.map { $0 + shift } }
         objective = OutputErrorObjective(
             weight: layer.weight, outFeatures: layer.outFeatures, inFeatures: columns,
