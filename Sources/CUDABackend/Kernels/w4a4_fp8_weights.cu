@@ -1,104 +1,172 @@
 // w4a4_fp8_weights.cu: the weight side of the fast (Hopper) W4A4 path: a layer's 4-bit codes (kept 4-bit in memory)
-// expanded into a float8 e4m3 scratch with each group's scale folded in, relative to a per-channel unit; the GEMM
-// applies the channel scale in its epilogue (docs/hopper.md). The CPU reference (`W4A4FastReference.foldedWeights`)
-// does the same fp32 operations: the codes are bit-identical.
+// and its low-rank branch expanded into one float8 e4m3 scratch, relative to a per-channel unit; the GEMM applies
+// the unit in its epilogue (docs/hopper.md). The layer's dense equivalent in the smoothed input space is
+//   W'[n, k] = (v(q[n, k]) · s[n, k/G]) · f[n] + Σ_r up[n, r] · down[k, r]
+// with v the code's value (INT4: q in -8..7; NVFP4: twice the E2M1 value, an integer up to ±12), s the group scale
+// (INT4 16-bit, groups of 64; NVFP4 e4m3 micro-scales, groups of 16), f[n] the row factor (wtscale · wcscales[n];
+// NVFP4 also 0.5), up = proj_up [N, R] and down = smooth ⊙ proj_down [K, R] (made at upload, in the activation
+// dtype). The scratch holds w8[n, k] = e4m3(fma(v, s · f[n], L[n, k]) · inverse_unit[n]), the low-rank sum L
+// in fp32 on the tensor cores (mma.sync m16n8k16), columns K..depth zero. inverse_unit[n] = 1/u[n] with u[n] an upper
+// bound of max_k |W'[n, k]| / 448 made at upload (0 for an all-zero row), so |w8| ≤ 448 up to rounding
+// (saturating). The CPU reference (`W4A4FastReference.foldedWeights`) does the same fp32 operations but adds L in
+// its own order: a code may differ from it by one e4m3 step where the two sums round apart.
 //
-// INT4 (groups of 64): w8[n, k] = e4m3(q[n, k] · (wscale[n, k/64] / unit[n])), the ratio an IEEE fp32 division
-// (0 when unit[n] is 0), unit[n] = max_g |wscale[g, n]| · 8/448 computed at upload, so |q · ratio| ≤ 448.
-// NVFP4 (groups of 16, e4m3 micro-scales): w8[n, k] = e4m3(c2[n, k] · (micro[n, k/16] · (0.5 / unit[n]))), c2 the
-// E2M1 code's value times two (0, ±1, ±2, ±3, ±4, ±6, ±8, ±12), unit[n] a power of two ≥ max_g micro[g, n] · 6/448:
-// the products are exact in fp32, so the only rounding is the final one to e4m3.
-//
-// Columns K+offset..K+offset+R of each output row are the layer's low-rank up-projection, already in float8 (made
-// at upload, `up_codes` [N, R]): copied, so one GEMM computes both branches (w4a4_fp8_quantize.cu); the other
-// columns past K are zero (the padding of K + R to a multiple of 128, and, when layers share one activation pass,
-// the columns of the other layers' low-rank values: offset > 0 or more columns after R).
-//
-// Grid: one thread per U × 16 output columns, U = 2 for INT4 (16 bytes of the canonical qweight [N, K/2], low
-// nibble first, one group scale, two 16-byte stores: 20 % faster than U = 1 at FLUX's shapes, docs/hopper.md
-// "Session 6: weight expansion") and U = 1 for NVFP4 (8 bytes, one micro-scale; U = 2 was not faster); columns past
-// K are 16 bytes of up_codes or zeros per unit. 32-bit indices (N · depth < 2^31). Scales are [N, K/G] (transposed
-// at upload, so a warp's scale loads are contiguous). out u8 [N, depth]; K a multiple of 16 · U (INT4: of 64), R
-// and offset multiples of 16, depth of 128, K + offset + R ≤ depth.
+// Grid: one block of 128 threads per 64 rows × 128 columns of the scratch (x: columns, depth / 128; y: rows).
+// The block copies its tiles into shared memory with cp.async (down's 128 rows and up's 64 rows, 2R + 16 bytes
+// apart; the 64 bytes of canonical qweight [N, K/2] of each row, low nibble first; rows past N and columns past K
+// zero-filled) while each lane loads its rows' factors and group scales; warp w takes rows 16w..16w+15 and all
+// 128 columns as 16 n-tiles of mma.sync accumulators (ldmatrix fragments), then each lane turns its two rows'
+// accumulators into codes, staged in shared memory and stored as 16-byte rows. Dynamic shared memory:
+// 192 · (2R + 16) + 64 · (80 + 144) bytes (`CUDASVDQW4A4FastLinear.expansionSharedBytes`). Scales are [N, K/G]
+// (transposed at upload). K a multiple of 16 (INT4: 64), R a multiple of 16, depth a multiple of 128 at least K.
 #include "w4a4_half.cuh"
 #include "w4a4_fp8.cuh"
+#include "ops_mma.cuh"
 
-/// Where this thread's U output units (16 columns each) lie: its row and first unit; copies the low-rank codes or
-/// zeros of units past K and returns false for those (K / 16 is a multiple of U: the U units are all before K or
-/// all past it).
-template <int U>
-NK_DEVICE bool w4a4_fp8_weight_units(const uint4* __restrict__ up_codes, uint4* __restrict__ out, int n, int k,
-                                     int rank, int depth, int offset, int& row, int& first) {
-    const u32 per_row = (u32)depth / (16 * U), slot = blockIdx.x * blockDim.x + threadIdx.x;
-    if (slot >= (u32)n * per_row) return false;
-    row = (int)(slot / per_row);
-    first = (int)(slot - (u32)row * per_row) * U;
-    if (first < k / 16) return true;
-#pragma unroll
-    for (int j = 0; j < U; j++) {
-        const int up_unit = first + j - (k + offset) / 16;
-        out[row * (depth / 16) + first + j] =
-            up_unit >= 0 && up_unit < rank / 16 ? up_codes[row * (rank / 16) + up_unit] : make_uint4(0, 0, 0, 0);
+#define W4A4_FP8_EXPAND_COLUMNS 128
+// Shared-memory row strides in bytes, each 16 bytes past a multiple of 32 words' worth so that the eight rows one
+// ldmatrix or one warp-wide 16-byte load touches fall in distinct banks: the codes tile (64 bytes a row) and the
+// staged output (128 bytes a row); the low-rank tiles take 2R + 16.
+#define W4A4_FP8_CODES_STRIDE 80
+#define W4A4_FP8_STAGED_STRIDE 144
+
+/// Starts copying the first `bytes` (0…16) of 16 bytes from global to shared memory, zero-filling the rest.
+NK_DEVICE void w4a4_fp8_copy_async(void* destination, const void* source, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
+                 :: "r"(nk_shared_address(destination)), "l"(source), "r"(bytes) : "memory");
+}
+
+/// The value of a 4-bit code: INT4 signed, NVFP4 twice the E2M1 value (code 8, −0, becomes +0 as in the reference).
+template <bool NVFP4>
+NK_DEVICE float w4a4_fp8_code_value(u32 code) {
+    if (!NVFP4) return (float)((int)(code << 28) >> 28);
+    const int magnitude = (int)((0x0C08060403020100ull >> (8 * (code & 7u))) & 0xFFu);
+    return (float)((code & 8u) ? -magnitude : magnitude);
+}
+
+template <class T, bool NVFP4, int WARPS, int PASS>
+NK_DEVICE void w4a4_fp8_expand(const u8* __restrict__ qweight, const void* __restrict__ scales,
+                               const float* __restrict__ row_factors, const float* __restrict__ inverse_units,
+                               const u16* __restrict__ proj_up, const u16* __restrict__ down, u8* __restrict__ out,
+                               int n, int k, int rank, int depth) {
+    extern __shared__ __align__(16) u8 w4a4_fp8_expand_shared[];
+    constexpr int G = NVFP4 ? 16 : 64, SCALES = W4A4_FP8_EXPAND_COLUMNS / G, ROWS = 16 * WARPS, THREADS = 32 * WARPS;
+    const int low_rank_stride = 2 * rank + 16;
+    u8* down_tile = w4a4_fp8_expand_shared;                                      // [128 columns][R]
+    u8* up_tile = down_tile + W4A4_FP8_EXPAND_COLUMNS * low_rank_stride;         // [ROWS][R]
+    u8* codes_tile = up_tile + ROWS * low_rank_stride;                           // [ROWS][64 bytes]
+    u8* staged = codes_tile + ROWS * W4A4_FP8_CODES_STRIDE;                      // [ROWS][128 codes]
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int first_row = blockIdx.y * ROWS, first_column = blockIdx.x * W4A4_FP8_EXPAND_COLUMNS;
+
+    // 1. Every tile into shared memory (rows past N, columns past K zero-filled).
+    {
+        const int chunks = rank / 8;   // 16-byte chunks per low-rank row
+        for (int i = threadIdx.x; i < W4A4_FP8_EXPAND_COLUMNS * chunks; i += THREADS) {
+            const int column = first_column + i / chunks;
+            w4a4_fp8_copy_async(down_tile + (i / chunks) * low_rank_stride + (i % chunks) * 16,
+                                down + (i64)min(column, k - 1) * rank + (i % chunks) * 8, column < k ? 16 : 0);
+        }
+        for (int i = threadIdx.x; i < ROWS * chunks; i += THREADS) {
+            const int row = first_row + i / chunks;
+            w4a4_fp8_copy_async(up_tile + (i / chunks) * low_rank_stride + (i % chunks) * 16,
+                                proj_up + (i64)min(row, n - 1) * rank + (i % chunks) * 8, row < n ? 16 : 0);
+        }
+        const int code_bytes = max(0, min(W4A4_FP8_EXPAND_COLUMNS, k - first_column)) / 2;
+        for (int i = threadIdx.x; i < ROWS * 4; i += THREADS) {
+            const int row = first_row + i / 4, offset = (i % 4) * 16;
+            const int bytes = row < n ? max(0, min(16, code_bytes - offset)) : 0;
+            w4a4_fp8_copy_async(codes_tile + (i / 4) * W4A4_FP8_CODES_STRIDE + offset,
+                                qweight + (i64)min(row, n - 1) * (k / 2) + (bytes > 0 ? first_column / 2 + offset : 0), bytes);
+        }
+        nk_cp_async_commit();
     }
-    return false;
-}
 
-/// 16 values (v[i] · ratio) as one 16-byte store.
-NK_DEVICE uint4 w4a4_fp8_pack16(const float v[16], float ratio) {
-    return make_uint4(nk_e4m3_pack4(v[0] * ratio, v[1] * ratio, v[2] * ratio, v[3] * ratio),
-                      nk_e4m3_pack4(v[4] * ratio, v[5] * ratio, v[6] * ratio, v[7] * ratio),
-                      nk_e4m3_pack4(v[8] * ratio, v[9] * ratio, v[10] * ratio, v[11] * ratio),
-                      nk_e4m3_pack4(v[12] * ratio, v[13] * ratio, v[14] * ratio, v[15] * ratio));
-}
-
-/// 16 signed INT4 codes (two words, low nibble first) times `ratio`, as e4m3.
-NK_DEVICE uint4 w4a4_fp8_int4_unit(u32 low, u32 high, float ratio) {
-    float v[16];
+    // 2. Meanwhile each lane's rows (local g and g + 8 of the warp's 16): row factor, inverse unit, group scales.
+    int local_rows[2], rows[2];
+    float scale_factors[2][SCALES], inverse[2];
 #pragma unroll
-    for (int i = 0; i < 16; i++) v[i] = (float)((int)((i < 8 ? low : high) << (28 - 4 * (i % 8))) >> 28);
-    return w4a4_fp8_pack16(v, ratio);
-}
-
-/// Two units per thread: both lie in one 64-group (first is even), so one scale and one 16-byte code load.
-template <class T>
-NK_DEVICE void w4a4_fp8_expand_int4(const uint4* __restrict__ qweight, const u16* __restrict__ wscales,
-                                    const float* __restrict__ units, const uint4* __restrict__ up_codes,
-                                    uint4* __restrict__ out, int n, int k, int rank, int depth, int offset) {
-    int row, first;
-    if (!w4a4_fp8_weight_units<2>(up_codes, out, n, k, rank, depth, offset, row, first)) return;
-    const float scale = units[row];
-    const float ratio = scale > 0.0f ? __fdiv_rn(T::to_float(wscales[row * (k / 64) + first / 4]), scale) : 0.0f;
-    const uint4 words = qweight[row * (k / 32) + first / 2];
-    uint4* target = out + row * (depth / 16) + first;
-    target[0] = w4a4_fp8_int4_unit(words.x, words.y, ratio);
-    target[1] = w4a4_fp8_int4_unit(words.z, words.w, ratio);
-}
-
-NK_DEVICE void w4a4_fp8_expand_nvfp4(const uint2* __restrict__ qweight, const u8* __restrict__ micro_scales,
-                                     const float* __restrict__ units, const uint4* __restrict__ up_codes,
-                                     uint4* __restrict__ out, int n, int k, int rank, int depth, int offset) {
-    int row, unit;
-    if (!w4a4_fp8_weight_units<1>(up_codes, out, n, k, rank, depth, offset, row, unit)) return;
-    const float ratio = nk_e4m3_value(micro_scales[row * (k / 16) + unit]) * __fdiv_rn(0.5f, units[row]);
-    const uint2 words = qweight[row * (k / 16) + unit];
-    float v[16];
+    for (int h = 0; h < 2; h++) {
+        local_rows[h] = warp * 16 + g + 8 * h;
+        rows[h] = min(first_row + local_rows[h], n - 1);
+        const float factor = row_factors[rows[h]];
+        inverse[h] = inverse_units[rows[h]];
 #pragma unroll
-    for (int i = 0; i < 16; i++) {
-        const u32 code = ((i < 8 ? words.x : words.y) >> (4 * (i % 8))) & 0xFu;
-        const int magnitude = (int)((0x0C08060403020100ull >> (8 * (code & 7u))) & 0xFFu);
-        v[i] = (float)((code & 8u) ? -magnitude : magnitude);  // code 8 (−0) becomes +0, as in the reference
+        for (int s = 0; s < SCALES; s++) {
+            const int column = first_column + s * G;
+            float scale = 0.0f;
+            if (column < k) {
+                if (NVFP4) scale = nk_e4m3_value(reinterpret_cast<const u8*>(scales)[(i64)rows[h] * (k / 16) + column / 16]);
+                else scale = T::to_float(reinterpret_cast<const u16*>(scales)[(i64)rows[h] * (k / 64) + column / 64]);
+            }
+            scale_factors[h][s] = scale * factor;
+        }
     }
-    out[row * (depth / 16) + unit] = w4a4_fp8_pack16(v, ratio);
+    nk_cp_async_wait<0>();
+    __syncthreads();
+
+    // 3. and 4., PASS n-tiles (8 columns each) at a time: L = up · downᵀ for the warp's 16 rows on the tensor cores,
+    //    then each lane's two rows, columns 8j + 2t and 8j + 2t + 1 of n-tile j (one code byte: low, high nibble):
+    //    w8 = e4m3(fma(v, s · f, L) · inverse_unit); columns past K are zero.
+    const int matrix = lane >> 3, within = lane & 7;
+#pragma unroll
+    for (int first_tile = 0; first_tile < 16; first_tile += PASS) {
+        float accumulators[PASS][4];
+#pragma unroll
+        for (int j = 0; j < PASS; j++) accumulators[j][0] = accumulators[j][1] = accumulators[j][2] = accumulators[j][3] = 0.0f;
+        for (int r = 0; r < rank; r += 16) {
+            u32 a[4];
+            nk_ldmatrix_x4(a, reinterpret_cast<const u16*>(up_tile + (warp * 16 + (matrix & 1) * 8 + within) * low_rank_stride) + r + (matrix >> 1) * 8);
+#pragma unroll
+            for (int j = 0; j < PASS; j += 2) {
+                u32 b[4];
+                nk_ldmatrix_x4(b, reinterpret_cast<const u16*>(down_tile + (8 * (first_tile + j + (matrix >> 1)) + within) * low_rank_stride) + r + (matrix & 1) * 8);
+                nk_mma_16816_half<T>(accumulators[j], a, b[0], b[1]);
+                nk_mma_16816_half<T>(accumulators[j + 1], a, b[2], b[3]);
+            }
+        }
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const u32* row_codes = reinterpret_cast<const u32*>(codes_tile + local_rows[h] * W4A4_FP8_CODES_STRIDE);
+            u8* target = staged + local_rows[h] * W4A4_FP8_STAGED_STRIDE + 2 * t;
+#pragma unroll
+            for (int i = 0; i < PASS; i += 4) {
+                const uint4 chunk = reinterpret_cast<const uint4*>(row_codes)[(first_tile + i) / 4];
+                const u32 words[4] = {chunk.x, chunk.y, chunk.z, chunk.w};
+#pragma unroll
+                for (int w = 0; w < 4; w++) {
+                    const int j = first_tile + i + w, column = first_column + 8 * j + 2 * t;   // K is a multiple of 16: both columns or neither
+                    const u32 byte = words[w] >> (8 * t);
+                    const float sf = scale_factors[h][(8 * j) / G];
+                    const float low = fmaf(w4a4_fp8_code_value<NVFP4>(byte & 0xFu), sf, accumulators[i + w][2 * h]) * inverse[h];
+                    const float high = fmaf(w4a4_fp8_code_value<NVFP4>((byte >> 4) & 0xFu), sf, accumulators[i + w][2 * h + 1]) * inverse[h];
+                    *reinterpret_cast<u16*>(target + 8 * j) = column < k ? (u16)nk_e4m3x2(low, high) : (u16)0;
+                }
+            }
+        }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < ROWS * W4A4_FP8_EXPAND_COLUMNS / 16 / THREADS; i++) {
+        const int chunk = threadIdx.x + THREADS * i, local_row = chunk / 8, part = chunk % 8;
+        if (first_row + local_row < n)
+            *reinterpret_cast<uint4*>(out + (i64)(first_row + local_row) * depth + first_column + 16 * part) =
+                *reinterpret_cast<const uint4*>(staged + local_row * W4A4_FP8_STAGED_STRIDE + 16 * part);
+    }
 }
 
-#define W4A4_FP8_EXPAND_ARGS(CODES, SCALE)                                                                     \
-    const CODES* __restrict__ qweight, const SCALE* __restrict__ wscales, const float* __restrict__ units, \
-        const uint4* __restrict__ up_codes, uint4* __restrict__ out, int n, int k, int rank, int depth, int offset
-#define W4A4_FP8_EXPAND_PASS qweight, wscales, units, up_codes, out, n, k, rank, depth, offset
+#define W4A4_FP8_EXPAND_ARGS                                                                                   \
+    const u8* __restrict__ qweight, const void* __restrict__ scales, const float* __restrict__ row_factors,    \
+        const float* __restrict__ inverse_units, const u16* __restrict__ proj_up, const u16* __restrict__ down, \
+        u8* __restrict__ out, int n, int k, int rank, int depth
+#define W4A4_FP8_EXPAND_PASS qweight, scales, row_factors, inverse_units, proj_up, down, out, n, k, rank, depth
 
-NK_KERNEL void w4a4_fp8_expand_weights_bf16(W4A4_FP8_EXPAND_ARGS(uint4, u16)) { w4a4_fp8_expand_int4<NKBFloat16>(W4A4_FP8_EXPAND_PASS); }
-NK_KERNEL void w4a4_fp8_expand_weights_f16(W4A4_FP8_EXPAND_ARGS(uint4, u16)) { w4a4_fp8_expand_int4<NKFloat16>(W4A4_FP8_EXPAND_PASS); }
-NK_KERNEL void w4a4_fp8_expand_weights_nvfp4(W4A4_FP8_EXPAND_ARGS(uint2, u8)) { w4a4_fp8_expand_nvfp4(W4A4_FP8_EXPAND_PASS); }
+// One warp per 16 rows (64 rows a block), 8 n-tiles per pass (fewer registers: more blocks per SM).
+#define W4A4_FP8_EXPAND_GEOMETRY 4, 8
+NK_KERNEL void __launch_bounds__(128) w4a4_fp8_expand_weights_int4_bf16(W4A4_FP8_EXPAND_ARGS) { w4a4_fp8_expand<NKBFloat16, false, W4A4_FP8_EXPAND_GEOMETRY>(W4A4_FP8_EXPAND_PASS); }
+NK_KERNEL void __launch_bounds__(128) w4a4_fp8_expand_weights_int4_f16(W4A4_FP8_EXPAND_ARGS) { w4a4_fp8_expand<NKFloat16, false, W4A4_FP8_EXPAND_GEOMETRY>(W4A4_FP8_EXPAND_PASS); }
+NK_KERNEL void __launch_bounds__(128) w4a4_fp8_expand_weights_nvfp4_bf16(W4A4_FP8_EXPAND_ARGS) { w4a4_fp8_expand<NKBFloat16, true, W4A4_FP8_EXPAND_GEOMETRY>(W4A4_FP8_EXPAND_PASS); }
+NK_KERNEL void __launch_bounds__(128) w4a4_fp8_expand_weights_nvfp4_f16(W4A4_FP8_EXPAND_ARGS) { w4a4_fp8_expand<NKFloat16, true, W4A4_FP8_EXPAND_GEOMETRY>(W4A4_FP8_EXPAND_PASS); }
 
 // The gated epilogue's channel vectors, made per forward (FLUX's gated residual `x + gate ⊙ layer(a)` folded into
 // the FP8 GEMM, whose C is x): scales_out[n] = channel_scales[n] · gate[n] in fp32, and when bias is given
