@@ -55,7 +55,6 @@ let package = Package(
                 .embedInCode("Kernels/groupnorm.cu"),
                 .embedInCode("Kernels/w4a4_fp8.cuh"),
                 .embedInCode("Kernels/w4a4_fp8_quantize.cu"),
-                .embedInCode("Kernels/w4a4_fp8_lowrank_down.cu"),
                 .embedInCode("Kernels/w4a4_fp8_weights.cu"),
             ]
         ),

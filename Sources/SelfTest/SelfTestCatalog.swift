@@ -15,8 +15,6 @@ public enum SelfTestCatalog {
         + GEMMSelfTests.cases
         + W4A4SelfTests.cases
         + W4A4FastSelfTests.cases
-        + W4A4FastFusedSelfTests.cases
-        + W4A4FastLowRankSelfTests.cases
         + W4A4FastSharedInputSelfTests.cases
         + AWQSelfTests.cases
         + FluxSelfTests.cases

@@ -21,11 +21,10 @@ struct FluxSharedInputDecisionTests {
         let checkpoint = try FluxRandomCheckpoint(config: FluxCUDARandomCheckpointTests.micro, format: format, seed: 4)
         let single = try ["mlp_fc1", "qkv_proj"].map { try Self.weights(checkpoint, "single_transformer_blocks.0.\($0)", 128, $0 == "qkv_proj" ? 384 : 512) }
         #expect(single[0].canonical.smooth.floats() == single[1].canonical.smooth.floats())
-        #expect(CUDAW4A4FastSharedInput.lowRankColumns(sharing: single, type: .bf16)
-                == W4A4FastLowRankColumns.shared(ranks: [32, 32]))
+        #expect(CUDAW4A4FastSharedInput.canShare(single, type: .bf16))
         let double = try ["mlp_fc1", "qkv_proj"].map { try Self.weights(checkpoint, "transformer_blocks.0.\($0)", 128, $0 == "qkv_proj" ? 384 : 512) }
         #expect(double[0].canonical.smooth.floats() != double[1].canonical.smooth.floats())
-        #expect(CUDAW4A4FastSharedInput.lowRankColumns(sharing: double, type: .bf16) == nil)
+        #expect(!CUDAW4A4FastSharedInput.canShare(double, type: .bf16))
         #expect(FluxRandomCheckpoint.smoothingLayer("single_transformer_blocks.12.mlp_fc1") == "single_transformer_blocks.12.qkv_proj")
         #expect(FluxRandomCheckpoint.smoothingLayer("transformer_blocks.3.mlp_fc1") == "transformer_blocks.3.mlp_fc1")
     }

@@ -76,14 +76,12 @@ public enum KernelRegistry {
         KernelSource(name: "w4a4_fp8_quantize.cu", text: text(PackageResources.w4a4_fp8_quantize_cu),
                      kernelNames: ["bf16", "f16"].flatMap { type in
                          ["", "_shifted"].flatMap { shift in
-                             ["kept6", "kept3", "wide", "plain"].map { "w4a4_fp8_quantize_\(type)\(shift)_\($0)" } + ["w4a4_fp8_quantize_lowrank_\(type)\(shift)"]
+                             ["kept6", "kept3", "wide", "plain"].map { "w4a4_fp8_quantize_\(type)\(shift)_\($0)" }
                          }
                      }),
-        KernelSource(name: "w4a4_fp8_lowrank_down.cu", text: text(PackageResources.w4a4_fp8_lowrank_down_cu),
-                     kernelNames: ["bf16", "f16"].flatMap { ["w4a4_fp8_lowrank_down_\($0)_m8", "w4a4_fp8_lowrank_down_\($0)_m16"] }),
         KernelSource(name: "w4a4_fp8_weights.cu", text: text(PackageResources.w4a4_fp8_weights_cu),
-                     kernelNames: ["w4a4_fp8_expand_weights_bf16", "w4a4_fp8_expand_weights_f16", "w4a4_fp8_expand_weights_nvfp4",
-                                  "w4a4_fp8_gated_channels_bf16", "w4a4_fp8_gated_channels_f16"]),
+                     kernelNames: ["int4", "nvfp4"].flatMap { precision in ["bf16", "f16"].map { "w4a4_fp8_expand_weights_\(precision)_\($0)" } }
+                        + ["w4a4_fp8_gated_channels_bf16", "w4a4_fp8_gated_channels_f16"]),
     ]
 
     /// The file that defines `kernel`, if any.

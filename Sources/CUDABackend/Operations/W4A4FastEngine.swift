@@ -9,7 +9,7 @@ public enum W4A4Numerics: String, Sendable, CaseIterable, Codable {
     case fast
 }
 
-/// How the fast path's FP8 GEMM sums along its depth (K + R, padded).
+/// How the fast path's FP8 GEMM sums along its depth (K, padded to 128).
 public enum FP8Accumulation: String, Sendable, CaseIterable, Codable {
     /// Partial sums promoted to fp32 registers along the whole depth (cuBLASLt's default): the most exact, about 10 %
     /// slower.
@@ -36,8 +36,8 @@ public enum FP8Accumulation: String, Sendable, CaseIterable, Codable {
 }
 
 /// What the fast (FP8) W4A4 layers of one model share: their settings, and per stream they run on a lane
-/// (`CUDAW4A4FastLane`): a cuBLASLt handle with its workspace and plans (the low-rank projection in 16-bit, the
-/// main product in FP8 with outer-vector scales), and a weight prefetcher (a double-buffered e4m3 scratch and a side
+/// (`CUDAW4A4FastLane`): a cuBLASLt handle with its workspace and plans (the FP8 product with outer-vector
+/// scales), and a weight prefetcher (a double-buffered e4m3 scratch and a side
 /// stream: each layer's weights are expanded while its predecessor on that stream runs, `CUDAW4A4WeightPrefetcher`).
 /// Make one per model and pass it to every `CUDASVDQW4A4FastLinear`. Layers called on different streams use
 /// different lanes, so two chains of layers may run at once (FLUX's text and image tokens); a layer keeps to one
@@ -49,7 +49,6 @@ public final class CUDAW4A4FastEngine: Sendable {
     public let context: CUDAContext
     nonisolated(unsafe) private var fp8Accumulation: FP8Accumulation
     private let lock = CUDALock()
-    nonisolated(unsafe) private var fusedLowRank: Bool
     nonisolated(unsafe) private var sharedInputs = true
     nonisolated(unsafe) private var lanes: [CUDAW4A4FastLane] = []
     nonisolated(unsafe) private var prefetching: Bool
@@ -61,11 +60,9 @@ public final class CUDAW4A4FastEngine: Sendable {
     /// - Parameters:
     ///   - accumulation: where the FP8 GEMM accumulates fast.
     ///   - prefetchWeights: the initial `prefetchesWeights`.
-    ///   - fuseLowRank: the initial `fusesLowRank`.
     ///   - tuneGEMMs: the initial `tunesGEMMs`.
     /// - Throws: `NunchakuError.unsupported` naming the GPU when it is older than sm_90; cuBLASLt load errors.
-    public init(context: CUDAContext, accumulation: FP8Accumulation = .mixed, prefetchWeights: Bool = true, fuseLowRank: Bool = false,
-                tuneGEMMs: Bool = true) throws {
+    public init(context: CUDAContext, accumulation: FP8Accumulation = .mixed, prefetchWeights: Bool = true, tuneGEMMs: Bool = true) throws {
         let capability = context.device.computeCapability
         guard capability >= Self.minimumComputeCapability else {
             throw NunchakuError.unsupported(
@@ -74,7 +71,6 @@ public final class CUDAW4A4FastEngine: Sendable {
         }
         self.context = context
         fp8Accumulation = accumulation
-        fusedLowRank = fuseLowRank
         prefetching = prefetchWeights
         tuning = tuneGEMMs
         lanes = [try CUDAW4A4FastLane(context: context, stream: context.defaultStream, prefetchWeights: prefetchWeights,
@@ -121,15 +117,6 @@ public final class CUDAW4A4FastEngine: Sendable {
         }
     }
 
-    /// Whether layers whose shape allows it compute the low-rank down-projection inside the quantize pass
-    /// (`CUDASVDQW4A4FastLinear.quantizeFused`, one read of x) instead of a cuBLASLt GEMM before it. Off by default:
-    /// the fused kernel is slower than the two passes on an H200 (63 against 26 µs at M = 4608, K = 3072, R = 32;
-    /// docs/hopper.md).
-    public var fusesLowRank: Bool {
-        get { lock.withLock { fusedLowRank } }
-        set { lock.withLock { fusedLowRank = newValue } }
-    }
-
     /// Whether layers made to share one activation pass (`CUDAW4A4FastSharedInput`) use it in the models that hold
     /// them (on by default). Off: each runs its own passes (the same layout, so a baseline for what sharing saves).
     public var sharesInputPasses: Bool {
@@ -144,7 +131,7 @@ public final class CUDAW4A4FastEngine: Sendable {
         set { lock.withLock { fp8Accumulation = newValue } }
     }
 
-    /// Whether each cuBLASLt shape of the fast layers (FP8 GEMMs, low-rank projections), on its first call outside a
+    /// Whether each cuBLASLt shape of the fast layers' FP8 GEMMs, on its first call outside a
     /// graph capture, times cuBLASLt's first `CUBLASLtMatmul.tuningCandidates` proposed algorithms on its operands
     /// and keeps the fastest (on by default, as for `CUDAGEMM`; up to 8 × 4 launches once per shape and lane). Off:
     /// the heuristic's first proposal. Applies to shapes not run yet.
@@ -173,14 +160,6 @@ public final class CUDAW4A4FastEngine: Sendable {
                                       fp8: .init(fastAccumulation: accumulation.isFast(depth: k)), accumulate: accumulate)
         try lane(for: stream).cublasLt.run(problem, x: codes.buffer.address, weight: weights.address, bias: bias?.buffer.address,
                                            scales: (weight: columnScales.buffer.address, x: rowScales.buffer.address),
-                                           output: output.buffer.address, stream: stream)
-    }
-
-    /// `output = x·weightᵀ` in 16-bit (the low-rank down-projection).
-    func linear(_ x: DeviceTensor, weight: DeviceTensor, output: DeviceTensor, stream: CUDAStream) throws {
-        let geometry = try GEMMGeometry(x: x.shape, weight: weight.shape, bias: nil, output: output.shape,
-                                        dtypes: (x.dtype, weight.dtype, nil, output.dtype))
-        try lane(for: stream).cublasLt.run(geometry, x: x.buffer.address, weight: weight.buffer.address, bias: nil,
                                            output: output.buffer.address, stream: stream)
     }
 }

@@ -4,23 +4,23 @@ import SVDQuant
 /// The host-side constants of one SVDQuant W4A4 layer's fast (FP8) path, for one activation dtype: what the GPU
 /// layer uploads and what the CPU reference (`W4A4FastReference`) computes with. docs/hopper.md has the math.
 ///
-/// - The 4-bit weight codes stay 4-bit; at run time each group's codes become e4m3 relative to a per-channel unit
-///   `u[n]`: INT4 `q · (s[g, n] / u[n])` with `u[n] = max_g |s[g, n]| · 8/448`; NVFP4 `2e · (s[g, n] · (0.5 / u[n]))`
-///   (`2e` the E2M1 value times two, `s` the e4m3 micro-scale) with `u[n]` the power of two at or above
-///   `max_g s[g, n] · 6/448`, so every product before the final e4m3 rounding is exact. Either way `|·| ≤ 448`.
-///   The epilogue applies `c[n] = u[n] · wtscale · wcscales[n]` (`channelScales`; `u[n]` = 1 for a channel whose
-///   scales are all 0).
-/// - The low-rank branch rides in the same GEMM as R extra K columns: activations `lowRank[m, r] / beta[r]`,
-///   weights `e4m3(proj_up[n, r] · beta[r] / c[n])` (made here), with `beta[r] = 256 · min_n |c[n]| / |proj_up[n, r]|`
-///   so the weight codes stay ≤ 256 in magnitude.
-/// - Layers that read the same input may share one activation pass (`CUDAW4A4FastSharedInput`): their GEMM rows
-///   then hold every sharing layer's low-rank columns after K (`lowRankColumns`), and a layer's weights are zero
-///   where the others' low-rank columns are.
+/// - Activations are the smoothed input `t = (x [+ 0.171875]) · inverseSmooth`, e4m3 per token; nothing else.
+/// - Weights are the layer's dense equivalent in that smoothed space, low-rank branch included, rounded to e4m3 per
+///   forward relative to a per-channel unit `u[n]`: `w8[n, k] = e4m3(fma(v, s[g, n] · f[n], L[n, k]) · (1 / u[n]))`
+///   with `v` the 4-bit code's value (INT4 `q`; NVFP4 twice the E2M1 value), `s` the group scale, `f[n]` the row
+///   factor (`codeFactor · wtscale · wcscales[n]`, codeFactor 1 INT4, 0.5 NVFP4) and `L = projUp · smoothedProjDownᵀ`
+///   (fp32 sums). `u[n]` bounds `max_k |W'[n, k]| / 448` from the stored values (`weightUnit`), so no code saturates
+///   but by the final rounding; the GEMM's epilogue multiplies by `channelScales[n] = u[n]`.
+/// - The low-rank branch sees the smoothed shifted input now, where the exact mode gives it the unshifted x: a
+///   shifted layer's bias takes `−0.171875 · Σ_r up[n, r] · Σ_k proj_down[k, r]` (`bias`).
+/// - Layers with the same K, shift and smoothing (bit for bit in the type) quantize their input to the same codes,
+///   so they may share one activation pass (`CUDAW4A4FastSharedInput`).
 public struct W4A4FastParameters: Sendable {
-    /// Largest |code| of the folded low-rank weights (leaves headroom under e4m3's 448).
-    public static let upCodeTarget: Float = 256
-    /// Maximum rank: the quantize kernel gives one thread of its block to each low-rank value.
+    /// Maximum rank (the expansion kernel keeps a 128-column tile of `smoothedProjDown` and the rows' `projUp` in
+    /// shared memory: 192 · (2R + 16) bytes).
     public static let maxRank = 256
+    /// The input shift of layers whose exact mode quantizes unsigned (GELU-fed INT4 layers).
+    public static let inputShift: Float = 0.171875
 
     public let name: String
     public let precision: SVDQuantPrecision
@@ -34,38 +34,32 @@ public struct W4A4FastParameters: Sendable {
     public let inverseSmooth: [Float]
     /// [K/G, N]: INT4 group scales rounded to `type`, or NVFP4 micro-scales (exact e4m3 values).
     public let groupScales: [Float]
-    /// [N]: `u[n]`, what the folded weights are relative to.
-    public let weightUnits: [Float]
-    /// [N]: `c[n]`, the epilogue's per-channel scale.
+    /// [N]: `f[n] = codeFactor · wtscale · wcscales[n]` (fp32 products; wcscales 1 when the checkpoint has none).
+    public let rowFactors: [Float]
+    /// [N]: `1 / u[n]` (0 where `u[n]` is 0: an all-zero row).
+    public let inverseUnits: [Float]
+    /// [N]: `u[n]`, the epilogue's per-channel scale.
     public let channelScales: [Float]
-    /// [R]: `1 / beta[r]`.
-    public let inverseBeta: [Float]
-    /// [N, R]: e4m3 codes of `proj_up · beta / c`.
-    public let upCodes: [UInt8]
-    /// [N] in `type`, or nil.
+    /// [N, R]: `proj_up` in `type`.
+    public let projUp: [Float]
+    /// [K, R]: `round(smooth[k] · proj_down[k, r])` in `type` (`smooth` and `proj_down` in `type` first).
+    public let smoothedProjDown: [Float]
+    /// [N] in `type`, or nil: the checkpoint's bias, for shifted layers less the shift's low-rank contribution.
     public let bias: [Float]?
-    /// [R, K]: `proj_down` transposed, in `type` (the rows of the low-rank GEMM's weight).
-    public let projDownTransposed: [Float]
-    /// Where this layer's R low-rank columns lie among the low-rank columns of its GEMM rows.
-    public let lowRankColumns: W4A4FastLowRankColumns
 
-    /// Folds `weights` for activations of `type`, its low-rank columns placed as `lowRankColumns` says (alone: the
-    /// layer's own R columns right after K).
-    /// - Throws: `NunchakuError.unsupported` naming the layer for a rank that is not a multiple of 16 or above 256;
-    ///   `.invalidArgument` when a smoothing factor is 0 in `type`, a `wcscales` element is 0 or not finite, or
-    ///   `lowRankColumns` does not hold the layer's R columns at a multiple of 16.
-    public init(weights: SVDQW4A4Weights, type: ActivationDType, lowRankColumns: W4A4FastLowRankColumns? = nil) throws {
+    /// Folds `weights` for activations of `type`.
+    /// - Throws: `NunchakuError.unsupported` naming the layer for a rank that is not a multiple of 16 or above 256, or
+    ///   K not a multiple of 32; `.invalidArgument` naming the tensor when a smoothing factor is 0 in `type`, a row
+    ///   factor (`wtscale · wcscales[n]`) is not finite, or a product `smooth · proj_down` is not finite in `type`.
+    public init(weights: SVDQW4A4Weights, type: ActivationDType) throws {
         let name = weights.name
         let tensors = weights.canonical
         let n = weights.outFeatures, k = weights.inFeatures, r = weights.rank
         guard r % 16 == 0, r <= Self.maxRank else {
             throw NunchakuError.unsupported(context: name, reason: "rank \(r): the fast (FP8) path needs a multiple of 16 up to \(Self.maxRank)")
         }
-        let columns = lowRankColumns ?? W4A4FastLowRankColumns(offset: 0, total: r)
-        guard columns.offset >= 0, columns.offset % 16 == 0, columns.offset + r <= columns.total, columns.total <= Self.maxRank else {
-            throw NunchakuError.invalidArgument(
-                context: "\(name) low-rank columns",
-                reason: "\(r) columns at offset \(columns.offset) of \(columns.total): the offset must be a multiple of 16 and the columns within a total up to \(Self.maxRank)")
+        guard k % 32 == 0 else {
+            throw NunchakuError.unsupported(context: name, reason: "K = \(k): the fast (FP8) path's weight expansion needs a multiple of 32")
         }
         func values(_ tensor: Tensor) -> [Float] {
             let floats = tensor.floats()
@@ -76,28 +70,35 @@ public struct W4A4FastParameters: Sendable {
             throw NunchakuError.invalidArgument(context: "\(name).smooth", reason: "element \(index) is 0 in \(type)")
         }
         let groupScales = weights.precision == .int4 ? values(tensors.wscales) : tensors.wscales.floats()
-        let units = Self.weightUnits(groupScales, outFeatures: n, precision: weights.precision)
-        var channel = units.map { $0 * weights.wtscale }
-        if let wcscales = tensors.wcscales.map(values) {
-            if let index = wcscales.firstIndex(where: { $0 == 0 || !$0.isFinite }) {
+        let codeFactor: Float = weights.precision == .int4 ? 1 : 0.5
+        let wcscales = tensors.wcscales.map(values) ?? [Float](repeating: 1, count: n)
+        let rowFactors = wcscales.map { codeFactor * weights.wtscale * $0 }
+        if let index = rowFactors.firstIndex(where: { !$0.isFinite }) {
+            throw NunchakuError.invalidArgument(
+                context: "\(name).wcscales",
+                reason: "element \(index) times wtscale \(weights.wtscale) is \(rowFactors[index]) in fp32; the fast path folds it into the weights")
+        }
+        let projDown = values(tensors.projDown)
+        var smoothed = [Float](repeating: 0, count: k * r)
+        for index in smoothed.indices {
+            let product = type.round(smooth[index / r] * projDown[index])
+            guard product.isFinite else {
                 throw NunchakuError.invalidArgument(
-                    context: "\(name).wcscales",
-                    reason: "element \(index) is \(wcscales[index]) in \(type); the fast path folds it into the output scale, which must be finite and non-zero")
+                    context: "\(name).proj_down",
+                    reason: "element [\(index / r), \(index % r)] times smooth[\(index / r)] is not finite in \(type); the fast path folds the smoothing into it")
             }
-            channel = zip(channel, wcscales).map { $0 * $1 }
+            smoothed[index] = product
         }
         let up = values(tensors.projUp)
-        var beta = [Float](repeating: .infinity, count: r)
-        for row in 0..<n {
-            for column in 0..<r where up[row * r + column] != 0 {
-                beta[column] = min(beta[column], abs(channel[row]) / abs(up[row * r + column]))
-            }
-        }
-        beta = beta.map { $0.isFinite ? $0 * Self.upCodeTarget : 1 }
-        var upCodes = [UInt8](repeating: 0, count: n * r)
-        for row in 0..<n {
-            for column in 0..<r {
-                upCodes[row * r + column] = FloatFormats.e4m3fnBits(up[row * r + column] * beta[column] / channel[row], saturating: true)
+        let units = Self.weightUnits(groupScales: groupScales, rowFactors: rowFactors, projUp: up, smoothedProjDown: smoothed,
+                                     precision: weights.precision)
+        var bias = tensors.bias.map(values)
+        if weights.actUnsigned, r > 0 {
+            var columnSums = [Double](repeating: 0, count: r)
+            for index in projDown.indices { columnSums[index % r] += Double(projDown[index]) }
+            bias = (0..<n).map { row in
+                let shift = (0..<r).reduce(0.0) { $0 + Double(up[row * r + $1]) * columnSums[$1] }
+                return type.round(Double(bias?[row] ?? 0) - Double(Self.inputShift) * shift)
             }
         }
         self.name = name
@@ -109,65 +110,36 @@ public struct W4A4FastParameters: Sendable {
         shifted = weights.actUnsigned
         inverseSmooth = smooth.map { 1 / $0 }
         self.groupScales = groupScales
-        weightUnits = units
-        channelScales = channel
-        inverseBeta = beta.map { 1 / $0 }
-        self.upCodes = upCodes
-        bias = tensors.bias.map(values)
-        projDownTransposed = DeviceHalfValues.transposed(values(tensors.projDown), rows: k, columns: r)
-        self.lowRankColumns = columns
+        self.rowFactors = rowFactors
+        inverseUnits = units.map { $0 > 0 ? 1 / $0 : 0 }
+        channelScales = units
+        projUp = up
+        smoothedProjDown = smoothed
+        self.bias = bias
     }
 
-    /// `u[n]` from the group scales [K/G, N]: INT4 `max_g |s| · 8/448`; NVFP4 the power of two at or above
-    /// `max_g |s| · 6/448` (computed in double, so it is never below); 1 for a channel whose scales are all 0.
-    static func weightUnits(_ groupScales: [Float], outFeatures n: Int, precision: SVDQuantPrecision) -> [Float] {
-        var largest = [Float](repeating: 0, count: n)
-        for index in groupScales.indices { largest[index % n] = max(largest[index % n], abs(groupScales[index])) }
-        return largest.map { scale in
-            guard scale > 0 else { return 1 }
-            switch precision {
-            case .int4: return scale * (8 / 448)
-            case .nvfp4:
-                let bound = Double(scale) * 6 / 448
-                let exponent = bound.exponent + (bound.significand > 1 ? 1 : 0)
-                return Float(sign: .plus, exponent: Int(exponent), significand: 1)
-            }
+    /// `u[n] = Float(bound[n] / 448)` with `bound[n] = maxCode · max_g |s[g, n]| · |f[n]| + Σ_r |up[n, r]| · max_k
+    /// |down[k, r]|` in double (maxCode 8 INT4, 12 NVFP4): at least `max_k |W'[n, k]|` / 448 up to the final
+    /// rounding, so the folded codes stay within e4m3's ±448.
+    static func weightUnits(groupScales: [Float], rowFactors: [Float], projUp: [Float], smoothedProjDown: [Float],
+                            precision: SVDQuantPrecision) -> [Float] {
+        let n = rowFactors.count, r = n > 0 ? projUp.count / n : 0
+        var largestScale = [Double](repeating: 0, count: n)
+        for index in groupScales.indices { largestScale[index % n] = max(largestScale[index % n], Double(abs(groupScales[index]))) }
+        var largestDown = [Double](repeating: 0, count: r)
+        for index in smoothedProjDown.indices { largestDown[index % r] = max(largestDown[index % r], Double(abs(smoothedProjDown[index]))) }
+        let maxCode: Double = precision == .int4 ? 8 : 12
+        return (0..<n).map { row in
+            var bound = maxCode * largestScale[row] * Double(abs(rowFactors[row]))
+            for column in 0..<r { bound += Double(abs(projUp[row * r + column])) * largestDown[column] }
+            return Float(bound / 448)
         }
     }
 
     /// The group size of the 4-bit codes: 64 (INT4) or 16 (NVFP4).
     public var groupSize: Int { precision.groupSize }
 
-    /// The inner dimension of the fast path's single FP8 GEMM: K plus the low-rank columns (R alone), rounded up to
-    /// a multiple of 128 (zero codes pad it; cuBLASLt's promoted FP8 accumulation was measured 15% slower on a
-    /// ragged K).
-    public var gemmDepth: Int { (inFeatures + lowRankColumns.total + 127) / 128 * 128 }
-
-    /// The column of the GEMM rows where this layer's low-rank columns start.
-    public var firstLowRankColumn: Int { inFeatures + lowRankColumns.offset }
-}
-
-/// The low-rank columns of a fast W4A4 layer's GEMM rows (after its K input columns): `total` columns, of which the
-/// layer's own R start at `offset`. Alone a layer has `offset` 0 and `total` R; layers sharing one activation pass
-/// (`CUDAW4A4FastSharedInput`) place their ranks one after the other, each with the same `total`.
-public struct W4A4FastLowRankColumns: Sendable, Equatable {
-    /// Low-rank columns of other layers before this layer's own (a multiple of 16).
-    public let offset: Int
-    /// All low-rank columns of the rows.
-    public let total: Int
-
-    public init(offset: Int, total: Int) {
-        self.offset = offset
-        self.total = total
-    }
-
-    /// The columns of layers of `ranks` sharing one activation pass, in that order.
-    public static func shared(ranks: [Int]) -> [W4A4FastLowRankColumns] {
-        let total = ranks.reduce(0, +)
-        var offset = 0
-        return ranks.map { rank in
-            defer { offset += rank }
-            return W4A4FastLowRankColumns(offset: offset, total: total)
-        }
-    }
+    /// The inner dimension of the fast path's FP8 GEMM: K rounded up to a multiple of 128 (zero codes pad it;
+    /// cuBLASLt's promoted FP8 accumulation was measured 15% slower on a ragged K).
+    public var gemmDepth: Int { (inFeatures + 127) / 128 * 128 }
 }

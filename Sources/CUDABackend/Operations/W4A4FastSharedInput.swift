@@ -3,48 +3,37 @@ import SVDQuant
 
 /// Fast W4A4 layers that read the same input with the same smoothing (FLUX's single block: `qkv_proj` and
 /// `mlp_fc1` on one LayerNorm output, which DeepCompressor smooths with one vector) and share one activation pass:
-/// one low-rank down-projection over their `proj_down`s concatenated ([K, ΣRᵢ]), one quantize pass writing GEMM
-/// rows `[t | l₀ | l₁ | … | 0]` with one per-token amax over all of them, then each layer's FP8 GEMM over the same
-/// rows, its weights zero in the other layers' low-rank columns (`W4A4FastLowRankColumns`). Against separate
-/// forwards this reads x twice instead of four times and quantizes it once; a row's scale is larger where another
-/// layer's low-rank value is its largest (`W4A4FastReference.sharedQuantize` is the reference).
-///
-/// The layers are made with `lowRankColumns(sharing:type:)`'s columns; alone (`forward` of one layer, e.g. while
-/// a LoRA is on it) each still runs correctly, writing zeros in the other layers' columns.
+/// their low-rank branches live in their folded weights, so the quantized input is the same for all of them; one
+/// quantize pass writes it, then each layer's FP8 GEMM reads it. Against separate forwards this reads x once
+/// instead of twice and quantizes it once. Each layer alone (`forward` of one layer, e.g. while a LoRA is on it)
+/// computes the same codes, so the outputs are the same either way.
 public final class CUDAW4A4FastSharedInput: Sendable {
-    /// The sharing layers, in the order of their low-rank columns (and of their GEMMs in `forward`).
+    /// The sharing layers, in the order of their GEMMs in `forward`.
     public let layers: [CUDASVDQW4A4FastLinear]
-    /// Steps 1 and 2 over all low-rank columns.
+    /// The shared activation pass.
     let input: W4A4FastInputPass
 
-    /// The low-rank columns for the layers of `weights` to share one activation pass in that order, or nil when
-    /// they cannot: fewer than two layers, different K, a different shift (GELU-fed unsigned INT4 layers), smoothing
-    /// factors that differ in `type` (compared bit for bit), ranks that are not positive multiples of 16 or add up past
-    /// `W4A4FastParameters.maxRank`.
-    public static func lowRankColumns(sharing weights: [SVDQW4A4Weights], type: ActivationDType) -> [W4A4FastLowRankColumns]? {
-        guard let first = weights.first, weights.count >= 2 else { return nil }
-        let ranks = weights.map(\.rank)
-        guard ranks.allSatisfy({ $0 > 0 && $0 % 16 == 0 }), ranks.reduce(0, +) <= W4A4FastParameters.maxRank else { return nil }
+    /// Whether the layers of `weights` can share one activation pass: at least two layers with the same K, the same
+    /// input shift (GELU-fed unsigned INT4 layers) and smoothing factors that are the same bit for bit in `type`.
+    public static func canShare(_ weights: [SVDQW4A4Weights], type: ActivationDType) -> Bool {
+        guard let first = weights.first, weights.count >= 2 else { return false }
         func smoothBits(_ layer: SVDQW4A4Weights) -> [UInt16] { layer.canonical.smooth.floats().map { type.bits(type.roundSaturating($0)) } }
         let smooth = smoothBits(first)
-        for layer in weights.dropFirst() {
-            guard layer.inFeatures == first.inFeatures, layer.actUnsigned == first.actUnsigned, smoothBits(layer) == smooth else { return nil }
+        return weights.dropFirst().allSatisfy {
+            $0.inFeatures == first.inFeatures && $0.actUnsigned == first.actUnsigned && smoothBits($0) == smooth
         }
-        return W4A4FastLowRankColumns.shared(ranks: ranks)
     }
 
-    /// The shared pass of `layers` (made with `lowRankColumns(sharing:type:)`'s columns, in that order, on one
-    /// engine); uploads their `proj_down`s and `1/beta`s concatenated.
-    /// - Throws: `NunchakuError.invalidArgument` naming the layers when there are fewer than two, they differ in
-    ///   engine, K, dtype, shift or smoothing, or their low-rank columns are not the shared layout; upload errors.
-    public init(_ layers: [CUDASVDQW4A4FastLinear], stream: CUDAStream? = nil) throws {
+    /// The shared pass of `layers` (on one engine), in that order; it uses the first layer's uploaded smoothing.
+    /// - Throws: `NunchakuError.invalidArgument` naming the layers when there are fewer than two, or they differ in
+    ///   engine, K, dtype, shift or smoothing.
+    public init(_ layers: [CUDASVDQW4A4FastLinear]) throws {
         let names = layers.map(\.name).joined(separator: " + ")
         guard let first = layers.first, layers.count >= 2 else {
             throw NunchakuError.invalidArgument(context: "fast W4A4 shared input \(names)", reason: "needs at least two layers")
         }
         let p = first.parameters
-        let columns = W4A4FastLowRankColumns.shared(ranks: layers.map(\.parameters.rank))
-        for (layer, expected) in zip(layers, columns) {
+        for layer in layers.dropFirst() {
             let q = layer.parameters
             let mismatch: String? =
                 layer.engine !== first.engine ? "another engine"
@@ -52,27 +41,14 @@ public final class CUDAW4A4FastSharedInput: Sendable {
                 : q.type != p.type ? "activations \(q.type), not \(p.type)"
                 : q.shifted != p.shifted ? "another input shift"
                 : q.inverseSmooth != p.inverseSmooth ? "other smoothing factors"
-                : q.lowRankColumns != expected ? "low-rank columns \(q.lowRankColumns), not \(expected)"
                 : nil
             if let mismatch {
                 throw NunchakuError.invalidArgument(context: "fast W4A4 shared input \(names)", reason: "\(layer.name) has \(mismatch)")
             }
         }
-        let rank = columns.first?.total ?? 0
-        let context = first.engine.context, stream = stream ?? context.currentStream
-        let projDown = layers.flatMap(\.parameters.projDownTransposed), inverseBeta = layers.flatMap(\.parameters.inverseBeta)
-        input = W4A4FastInputPass(
-            engine: first.engine, type: p.type, inFeatures: p.inFeatures, rank: rank, lowRankOffset: 0, depth: p.gemmDepth,
-            shifted: p.shifted, inverseSmooth: first.input.inverseSmooth,
-            projDownTransposed: try DeviceTensor(
-                uploading: DeviceHalfValues.tensor(projDown.map { p.type.bits($0) }, shape: [rank, p.inFeatures], type: p.type),
-                context: context, stream: stream),
-            inverseBeta: try DeviceTensor(uploading: Tensor(inverseBeta, shape: [rank]), context: context, stream: stream))
+        input = first.input
         self.layers = layers
     }
-
-    /// The low-rank columns of the shared rows (the sum of the layers' ranks).
-    public var rank: Int { input.rank }
 
     /// The shared GEMM rows' length (every layer's `gemmDepth`).
     public var gemmDepth: Int { input.depth }
@@ -89,9 +65,9 @@ public final class CUDAW4A4FastSharedInput: Sendable {
         return try zip(layers, outputs).map { try $1.reshaped(Array(x.shape.dropLast()) + [$0.outFeatures]) }
     }
 
-    /// `forward` writing every element of `outputs[i]` ([M, Nᵢ] in the layers' dtype): the shared low-rank
-    /// projection and quantize pass, then the layers' FP8 GEMMs in order (each asks the engine's prefetcher for its
-    /// weights right before its GEMM, so the learned layer order is the layers' order).
+    /// `forward` writing every element of `outputs[i]` ([M, Nᵢ] in the layers' dtype): the shared quantize pass,
+    /// then the layers' FP8 GEMMs in order (each asks the engine's prefetcher for its weights right before its GEMM,
+    /// so the learned layer order is the layers' order).
     /// - Throws: `NunchakuError.invalidArgument` when `gelu` or `outputs` do not have one entry per layer; operand
     ///   errors.
     public func forward(_ x: DeviceTensor, gelu: [Bool], into outputs: [DeviceTensor], stream: CUDAStream? = nil) throws {
@@ -104,7 +80,7 @@ public final class CUDAW4A4FastSharedInput: Sendable {
         for (layer, (gelu, output)) in zip(layers, zip(gelu, outputs)) {
             try W4A4OperandCheck.tensor(output, dtype: input.type.dtype, op, "\(layer.name) output")
             let weights = try input.engine.lane(for: stream).prefetcher.begin(layer, stream: stream)
-            let shared = try activations ?? input.activations(x, stream: stream, op)
+            let shared = try activations ?? input.activations(x, stream: stream, "\(op) quantize")
             activations = shared
             try layer.multiply(shared, weights: weights, gelu: gelu, accumulate: false,
                                channels: W4A4FastChannels(scales: layer.channelScales, bias: layer.bias), into: output, stream: stream)
@@ -114,15 +90,8 @@ public final class CUDAW4A4FastSharedInput: Sendable {
     /// The layers' names, joined by " + ".
     var name: String { layers.map(\.name).joined(separator: " + ") }
 
-    /// Step 1 for all layers: `x · [proj_down₀ | proj_down₁ | …]` into `result` [M, rank] (the layers' low-rank
-    /// values side by side).
-    public func lowRank(_ x: DeviceTensor, into result: DeviceTensor, stream: CUDAStream? = nil) throws {
-        try input.lowRank(x, into: result, stream: stream ?? x.buffer.workStream, "\(name) fast W4A4 shared low-rank")
-    }
-
-    /// Step 2 for all layers: the shared codes [M, gemmDepth] and scales [M] from x and `lowRank` [M, rank].
-    public func quantize(_ x: DeviceTensor, lowRank: DeviceTensor, into result: (codes: DeviceTensor, scales: DeviceTensor),
-                         stream: CUDAStream? = nil) throws {
-        try input.quantize(x, lowRank: lowRank, into: result, stream: stream ?? x.buffer.workStream, "\(name) fast W4A4 shared quantize")
+    /// The shared codes [M, gemmDepth] and scales [M] of x.
+    public func quantize(_ x: DeviceTensor, into result: (codes: DeviceTensor, scales: DeviceTensor), stream: CUDAStream? = nil) throws {
+        try input.quantize(x, into: result, stream: stream ?? x.buffer.workStream, "\(name) fast W4A4 shared quantize")
     }
 }

@@ -29,17 +29,14 @@ enum FluxCUDALinear: Sendable {
     /// A layer that LoRA branches can go onto (every layer of a loaded model; Models/LoRA).
     case adaptable(FluxCUDAAdaptableLinear)
 
-    /// Uploads `host`; W4A4 layers take the fast (FP8) numerics when `fastEngine` is given, with their low-rank
-    /// columns placed as `lowRankColumns` says (nil: alone; `CUDAW4A4FastSharedInput`).
-    init(_ host: FluxHostLinear, spec: LinearLayerSpec, context: CUDAContext, fastEngine: CUDAW4A4FastEngine? = nil,
-         lowRankColumns: W4A4FastLowRankColumns? = nil) throws {
+    /// Uploads `host`; W4A4 layers take the fast (FP8) numerics when `fastEngine` is given.
+    init(_ host: FluxHostLinear, spec: LinearLayerSpec, context: CUDAContext, fastEngine: CUDAW4A4FastEngine? = nil) throws {
         switch host {
         case let .dense(weight, bias):
             self = .dense(try CUDADenseLinear(name: spec.name, weight: weight, bias: bias, context: context))
         case let .w4a4(weights):
             if let fastEngine {
-                self = .w4a4Fast(try CUDASVDQW4A4FastLinear(weights: weights, activationDType: .bf16, lowRankColumns: lowRankColumns,
-                                                            engine: fastEngine))
+                self = .w4a4Fast(try CUDASVDQW4A4FastLinear(weights: weights, activationDType: .bf16, engine: fastEngine))
             } else {
                 self = .w4a4(try CUDASVDQW4A4Linear(weights: weights, activationDType: .bf16, context: context))
             }

@@ -3,11 +3,11 @@ import NunchakuCore
 import SVDQuant
 
 /// A single block's `mlp_fc1` and `qkv_proj` running on one fast W4A4 activation pass (`CUDAW4A4FastSharedInput`:
-/// one low-rank down-projection and one quantize pass over the block's normalized tokens, then both FP8 GEMMs).
-/// While a LoRA branch is on either layer, or the engine's `sharesInputPasses` is off, it steps aside and the block
-/// runs them separately (each layer alone is still correct with the shared layout of its low-rank columns).
+/// one quantize pass over the block's normalized tokens, then both FP8 GEMMs). While a LoRA branch is on either
+/// layer, or the engine's `sharesInputPasses` is off, it steps aside and the block runs them separately (the same
+/// codes, each quantized by its own layer).
 struct FluxCUDASharedInput: Sendable {
-    /// The layers `[mlp_fc1, qkv_proj]`, in the order of their low-rank columns and GEMMs.
+    /// The layers `[mlp_fc1, qkv_proj]`, in the order of their GEMMs.
     let pass: CUDAW4A4FastSharedInput
     /// The same two layers as the model holds them (LoRA targets).
     let layers: [FluxCUDAAdaptableLinear]
@@ -24,7 +24,7 @@ struct FluxCUDASharedInput: Sendable {
 extension FluxCUDALayerLoader {
     /// A single block's QKV projection and MLP input layer. With the fast numerics, a fused SVDQuant `qkv_proj`
     /// and an SVDQuant `mlp_fc1` whose smoothing factors are the same bit for bit (DeepCompressor's checkpoints;
-    /// `CUDAW4A4FastSharedInput.lowRankColumns(sharing:type:)` decides) are made to share their activation pass;
+    /// `CUDAW4A4FastSharedInput.canShare(_:type:)` decides) are made to share their activation pass;
     /// otherwise each layer is made alone, as `qkv(_:width:)` and `projection` make them.
     func singleBlockInputs(qkv names: QKVNames, mlpIn: String, width: Int, hidden: Int) throws
         -> (qkv: FluxCUDALinear, mlpIn: FluxCUDALinear, shared: FluxCUDASharedInput?) {
@@ -39,16 +39,14 @@ extension FluxCUDALayerLoader {
             if case let .w4a4(weights) = host { return weights }
             return nil
         }
-        let columns = quantized.count == 2 ? CUDAW4A4FastSharedInput.lowRankColumns(sharing: quantized, type: .bf16) : nil
-        let layers = try zip(hosts, specs).enumerated().map { index, item in
-            adaptable.register(
-                try FluxCUDALinear(item.0, spec: item.1, context: context, fastEngine: fastEngine, lowRankColumns: columns?[index]),
-                name: item.1.name, context: context)
+        let shares = quantized.count == 2 && CUDAW4A4FastSharedInput.canShare(quantized, type: .bf16)
+        let layers = try zip(hosts, specs).map { host, spec in
+            adaptable.register(try FluxCUDALinear(host, spec: spec, context: context, fastEngine: fastEngine), name: spec.name, context: context)
         }
-        return (layers[1], layers[0], columns == nil ? nil : try Self.sharedInput(layers))
+        return (layers[1], layers[0], shares ? try Self.sharedInput(layers) : nil)
     }
 
-    /// The shared pass of `layers` (adaptable fast W4A4 layers made with shared low-rank columns; nil for others).
+    /// The shared pass of `layers` (adaptable fast W4A4 layers; nil for others).
     private static func sharedInput(_ layers: [FluxCUDALinear]) throws -> FluxCUDASharedInput? {
         var adaptable: [FluxCUDAAdaptableLinear] = [], fast: [CUDASVDQW4A4FastLinear] = []
         for layer in layers {

@@ -15,11 +15,8 @@ public struct GEMMBenchmarkRow: Sendable, Codable {
     /// The fast layer in a chain of `prefetchChain` layers of this shape, per layer: each layer's weight expansion
     /// queued on the side stream while its predecessor runs (the first of each chain expands in line), as in a model.
     public let fastPrefetched: Double
-    /// The fast path's steps alone: low-rank down (cuBLASLt), quantize, both in one fused pass (nil where the shape
-    /// needs too much shared memory), weight expansion, the FP8 GEMM.
-    public let fastLowRank: Double
+    /// The fast path's steps alone: quantize, weight expansion (the low-rank branch folded in), the FP8 GEMM.
     public let fastQuantize: Double
-    public let fastFusedQuantize: Double?
     public let fastWeights: Double
     public let fastGEMM: Double
 
@@ -70,8 +67,7 @@ public enum GEMMBenchmark {
                     try BenchTiming.median(context, stream: stream, warmUp: 3, repetitions: repetitions) { try launch(inputs[$0 % rotatingInputs]) }
                 }
                 let activations = try exact.makeQuantizedActivations(rows: m, stream: stream)
-                let lowRank = try fast.lowRank(inputs[0], stream: stream)
-                let quantized = try fast.quantize(inputs[0], lowRank: lowRank, stream: stream)
+                let quantized = try fast.quantize(inputs[0], stream: stream)
                 let folded = try fast.foldedWeights(stream: stream)
                 let row = GEMMBenchmarkRow(
                     m: m, n: shape.n, k: shape.k,
@@ -86,10 +82,7 @@ public enum GEMMBenchmark {
                             try layer.forward(inputs[(repetition + index) % rotatingInputs], into: output, stream: stream)
                         }
                     } / Double(prefetchChain),
-                    fastLowRank: try time { _ = try fast.lowRank($0, stream: stream) },
-                    fastQuantize: try time { try fast.quantize($0, lowRank: lowRank, into: quantized, stream: stream) },
-                    fastFusedQuantize: fast.fusedQuantizeSharedBytes == nil ? nil
-                        : try time { try fast.quantizeFused($0, into: quantized, stream: stream) },
+                    fastQuantize: try time { try fast.quantize($0, into: quantized, stream: stream) },
                     fastWeights: try time { _ in try fast.foldedWeights(into: folded, stream: stream) },
                     fastGEMM: try time { _ in try fast.multiply(quantized, weights: folded, into: output, stream: stream) })
                 progress(row)
