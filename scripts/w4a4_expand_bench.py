@@ -19,8 +19,8 @@ from attention_bench import KERNELS, load_nvrtc, compile_source, Module, graph_t
 P = lambda t: ("p", t.data_ptr()); I = lambda v: ("i", int(v))
 
 TREE_FILE = "w4a4_fp8_weights.cu"
-ROWS, COLUMNS, THREADS = 64, 128, 128   # CUDASVDQW4A4FastLinear.expandWeights' grid
-shared_bytes = lambda R, rows=ROWS: (COLUMNS + rows) * (2 * R + 16) + rows * (80 + 144)   # CUDASVDQW4A4FastLinear.expansionSharedBytes
+ROWS, COLUMNS, THREADS = 64, 128, 128   # CUDASVDQW4A4FastLinear.expansionLaunch
+shared_bytes = lambda R, rows=ROWS: (COLUMNS + rows) * (2 * R + 16) + rows * (80 + 144)   # CUDASVDQW4A4FastLinear.expansionLaunch
 FLUX = [(3072, 3072), (9216, 3072), (12288, 3072), (21504, 3072), (3072, 12288), (3072, 15360)]
 RAGGED = [(200, 192, 16), (136, 320, 48), (64, 128, 64), (72, 224, 256)]   # (N, K, R)
 KINDS = [("int4", "bf16"), ("int4", "f16"), ("nvfp4", "bf16"), ("nvfp4", "f16")]

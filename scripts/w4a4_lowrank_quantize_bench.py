@@ -10,6 +10,11 @@ within one e4m3 step (the low-rank sums are added in another order). Then both p
 launches over 3 rotating inputs, so x comes from HBM; median of 7).
 
     python3 scripts/w4a4_lowrank_quantize_bench.py [--compile-only]
+
+A historical prototype (docs/hopper.md, session 8): since session 9 the fast path folds the low-rank branch into the
+expanded weights and the quantize kernel takes no low-rank values, so the two-pass reference exists only up to commit
+1ceb428. In this tree the script compiles the prototype (--compile-only, which checks that the quantize helpers it
+includes are still there); for the comparison and the timings run it from a checkout of 1ceb428.
 """
 import argparse, os, sys
 import torch
@@ -55,6 +60,8 @@ def main():
     if args.compile_only:
         print(log)
         return
+    if "low_rank" not in open(os.path.join(KERNELS, "w4a4_fp8_quantize.cu")).read():
+        sys.exit("the quantize kernel of this tree takes no low-rank values (session 9); run this script from commit 1ceb428")
     dev = torch.device("cuda"); torch.zeros(1, device=dev)
     torch.backends.cuda.matmul.allow_tf32 = False
     fused = Module(cubin)

@@ -3,8 +3,9 @@
 pass") on a GPU: every launch variant at its production geometry (`CUDASVDQW4A4FastLinear.quantizeLaunch`, mirrored
 in `production` below) and at other block sizes (rows partly re-read) is checked byte for byte against `plain` with
 256 threads, and that against a torch reference (the same fp32 products on the GPU, the e4m3 rounding by torch's CPU
-cast: nearest-even; scales by IEEE division). Shapes: K = 3072 and 12288, shifted or not, R = 32/64 at offset 0 and
-R = 32 at offset 32, M = 4608, 4096, 512, 333, 1, bf16 and f16; outputs poisoned first. Then the bf16 FLUX shapes
+cast: nearest-even; scales by IEEE division). Shapes: K = 3072 and 12288, and 1088 (rows padded with zero codes to
+1152), shifted or not, M = 4608, 4096, 512, 333, 1, bf16 and f16; outputs poisoned first. Since session 9 the pass
+writes the smoothed input alone (the low-rank branch is folded into the expanded weights). Then the bf16 FLUX shapes
 are timed (a CUDA graph of 20 launches, inputs rotated over 3 buffers, median of 7 replays) against `plain` at the
 block size the engine used before session 6, and a device-to-device copy gives the bandwidth ceiling.
 Needs torch with CUDA and NVRTC (sm_90): python3 scripts/w4a4_quantize_bench.py"""
@@ -20,15 +21,15 @@ def power_of_two_threads(needed):
     while threads < needed and threads < 1024: threads *= 2
     return threads
 
-def production(M, K, R):
+def production(M, K):
     """CUDASVDQW4A4FastLinear.quantizeLaunch."""
     many = M >= 1024
-    if K <= 3072 and R <= (64 if many else 128): return ("kept6", 64) if many else ("kept3", 128)
-    return ("wide" if many else "plain"), power_of_two_threads(max((K + 63) // 64 if many else 256, R, 64))
+    if K <= 3072: return ("kept6", 64) if many else ("kept3", 128)
+    return ("wide" if many else "plain"), power_of_two_threads((K + 63) // 64 if many else 256)
 
-def before(M, K, R):
+def before(M, K):
     """The block size of the engine before session 6 (one kernel, `plain`'s code)."""
-    return "plain", power_of_two_threads(max((K + 63) // 64 if M >= 1024 else 256, R, 64))
+    return "plain", power_of_two_threads(max((K + 63) // 64 if M >= 1024 else 256, 64))
 
 def e4m3_cpu(v):
     return v.clamp(-448, 448).cpu().to(torch.float8_e4m3fn).view(torch.uint8).to(v.device)
@@ -39,24 +40,21 @@ def main():
     mod = Module(compile_source(load_nvrtc(), "w4a4_fp8_quantize.cu")[0])
     ok = True
     timings = []
-    for K, shifted, dt, M, (R, off) in itertools.product([3072, 12288], [False, True], [torch.bfloat16, torch.float16],
-                                                        [4608, 4096, 512, 333, 1], [(32, 0), (64, 0), (32, 32)]):
-        depth = (K + off + R + 127) // 128 * 128
+    for K, shifted, dt, M in itertools.product([3072, 12288, 1088], [False, True], [torch.bfloat16, torch.float16],
+                                               [4608, 4096, 512, 333, 1]):
+        depth = (K + 127) // 128 * 128
         name = ("bf16" if dt == torch.bfloat16 else "f16") + ("_shifted" if shifted else "")
-        timed = dt == torch.bfloat16 and shifted == (K == 12288) and M in (4608, 4096, 512, 333) and (R, off) != (32, 32)
+        timed = dt == torch.bfloat16 and K != 1088 and shifted == (K == 12288) and M in (4608, 4096, 512, 333)
         buffers = 3 if timed else 1
         xs = [((torch.rand(M, K, device=dev) * 2 - 1) * (1.5 if shifted else 1)).to(dt) for _ in range(buffers)]
-        lrs = [torch.randn(M, R, device=dev).to(dt) for _ in range(buffers)]
         inv = (1 / (torch.rand(K, device=dev) * 1.5 + 0.5).to(dt).float()).contiguous()
-        ib = (torch.rand(R, device=dev) * 3 + 0.1).float() * 0.3
-        if M > 7:
-            xs[0][5].zero_(); lrs[0][5].zero_()   # an all-zero row: scale 0, zero codes
-            lrs[0][7] *= 100                      # a row whose amax is a low-rank value
+        if M > 7 and not shifted:
+            xs[0][5].zero_()   # an all-zero row: scale 0, zero codes
 
         def launch(variant, threads, i, stream, codes, scales):
             mod.launch(mod.function(f"w4a4_fp8_quantize_{name}_{variant}", 0), (M, 1, 1), (threads, 1, 1), 0,
                        stream.cuda_stream if stream else 0,
-                       [P(xs[i % buffers]), P(inv), P(lrs[i % buffers]), P(ib), P(codes), P(scales), I(K), I(R), I(depth), I(off)])
+                       [P(xs[i % buffers]), P(inv), P(codes), P(scales), I(K), I(depth)])
 
         def run(variant, threads):
             codes = torch.full((M, depth), 0xFF, dtype=torch.uint8, device=dev)   # 0xFF: an e4m3 NaN, never written
@@ -65,14 +63,14 @@ def main():
             return codes, scales
 
         codes0, scales0 = run("plain", 256)
-        x = xs[0].float(); t = ((x + 0.171875) if shifted else x) * inv; l = lrs[0].float() * ib
-        amax = torch.maximum(t.abs().amax(1), l.abs().amax(1))
+        x = xs[0].float(); t = ((x + 0.171875) if shifted else x) * inv
+        amax = t.abs().amax(1)
         factor = torch.where(amax > 0, torch.full_like(amax, 448.0) / amax, torch.zeros_like(amax))
         reference = torch.zeros(M, depth, dtype=torch.uint8, device=dev)
-        reference[:, :K] = e4m3_cpu(t * factor[:, None]); reference[:, K + off:K + off + R] = e4m3_cpu(l * factor[:, None])
+        reference[:, :K] = e4m3_cpu(t * factor[:, None])
         bad_reference = int((reference != codes0).sum()) + int((scales0.view(torch.int32) != (amax / torch.full_like(amax, 448.0)).view(torch.int32)).sum())
-        chosen = production(M, K, R)
-        configs = {chosen, before(M, K, R)} | {(v, n) for v in ("kept6", "kept3", "wide", "plain") for n in (64, 128, 256) if n >= R}
+        chosen = production(M, K)
+        configs = {chosen, before(M, K)} | {(v, n) for v in ("kept6", "kept3", "wide", "plain") for n in (64, 128, 256)}
         bad_variants = {}
         for variant, threads in sorted(configs):
             codes, scales = run(variant, threads)
@@ -80,13 +78,13 @@ def main():
             if bad: bad_variants[f"{variant}/{threads}"] = bad
         good = bad_reference == 0 and not bad_variants
         ok &= good
-        case = f"M={M} K={K} R={R} offset={off} {name}"
+        case = f"M={M} K={K} {name}"
         print(f"{case}: {'OK' if good else 'FAIL'} (plain/256 vs reference {bad_reference} bytes; {len(configs)} launches vs plain/256: "
               f"{bad_variants or 'identical'})", flush=True)
         if timed:
             codes, scales = run(*chosen)
             times = {label: gtime(lambda i, s, c=config: launch(*c, i, s, codes, scales))
-                     for label, config in (("before", before(M, K, R)), ("now", chosen), ("before again", before(M, K, R)))}
+                     for label, config in (("before", before(M, K)), ("now", chosen), ("before again", before(M, K)))}
             timings.append((case, chosen, times, M * K * dt.itemsize + M * depth + M * 4))
 
     source = torch.empty(4608 * 12288 * 3 // 2, dtype=torch.int32, device=dev); target = torch.empty_like(source)
