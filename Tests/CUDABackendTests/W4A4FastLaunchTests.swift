@@ -31,14 +31,13 @@ import Testing
         #expect(FP8Accumulation.fast.isFast(depth: 15360) && !FP8Accumulation.promoted.isFast(depth: 128))
     }
 
-    /// One block of 128 threads per 64 rows × 128 columns; shared memory 192 · (2R + 16) for the low-rank tiles
-    /// plus 64 · (80 + 144) for the codes and the staged output (R = 32: 29 696 bytes; R = 256: 115 712, above the
-    /// 48 KiB a launch gets without opting in).
+    /// One block of 256 threads per 128 rows × 128 columns; shared memory 256 · 2R bytes for the low-rank tiles
+    /// (R = 32: 16 384 bytes; R = 256: 131 072, above the 48 KiB a launch gets without opting in).
     @Test func expansionLaunchCoversTheScratch() {
         let flux = CUDASVDQW4A4FastLinear.expansionLaunch(outFeatures: 3072, depth: 3072, rank: 32)
-        #expect(flux.grid == CUDADim3(24, 48) && flux.threads == 128 && flux.sharedBytes == 29_696)
+        #expect(flux.grid == CUDADim3(24, 24) && flux.threads == 256 && flux.sharedBytes == 16_384)
         let ragged = CUDASVDQW4A4FastLinear.expansionLaunch(outFeatures: 3136, depth: 12288, rank: 256)
-        #expect(ragged.grid == CUDADim3(96, 49) && ragged.sharedBytes == 115_712)
-        #expect(CUDASVDQW4A4FastLinear.expansionLaunch(outFeatures: 128, depth: 128, rank: 0).sharedBytes == 192 * 16 + 64 * 224)
+        #expect(ragged.grid == CUDADim3(96, 25) && ragged.sharedBytes == 131_072)
+        #expect(CUDASVDQW4A4FastLinear.expansionLaunch(outFeatures: 128, depth: 128, rank: 0).sharedBytes == 0)
     }
 }

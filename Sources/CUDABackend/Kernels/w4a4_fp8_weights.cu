@@ -1,6 +1,7 @@
-// w4a4_fp8_weights.cu: the weight side of the fast (Hopper) W4A4 path: a layer's 4-bit codes (kept 4-bit in memory)
-// and its low-rank branch expanded into one float8 e4m3 scratch, relative to a per-channel unit; the GEMM applies
-// the unit in its epilogue (docs/hopper.md). The layer's dense equivalent in the smoothed input space is
+// w4a4_fp8_weights.cu: the weight side of the fast (Hopper) W4A4 path, which folds the low-rank branch into the
+// weights (so the forward needs no low-rank down-projection pass and no low-rank GEMM columns): a layer's 4-bit
+// codes (kept 4-bit in memory) and its low-rank branch expanded into one float8 e4m3 scratch, relative to a
+// per-channel unit; the GEMM applies the unit in its epilogue (docs/hopper.md). The layer's dense equivalent in the smoothed input space is
 //   W'[n, k] = (v(q[n, k]) · s[n, k/G]) · f[n] + Σ_r up[n, r] · down[k, r]
 // with v the code's value (INT4: q in -8..7; NVFP4: twice the E2M1 value, an integer up to ±12), s the group scale
 // (INT4 16-bit, groups of 64; NVFP4 e4m3 micro-scales, groups of 16), f[n] the row factor (wtscale · wcscales[n];
@@ -11,162 +12,190 @@
 // (saturating). The CPU reference (`W4A4FastReference.foldedWeights`) does the same fp32 operations but adds L in
 // its own order: a code may differ from it by one e4m3 step where the two sums round apart.
 //
-// Grid: one block of 128 threads per 64 rows × 128 columns of the scratch (x: columns, depth / 128; y: rows).
-// The block copies its tiles into shared memory with cp.async (down's 128 rows and up's 64 rows, 2R + 16 bytes
-// apart; the 64 bytes of canonical qweight [N, K/2] of each row, low nibble first; rows past N and columns past K
-// zero-filled) while each lane loads its rows' factors and group scales; warp w takes rows 16w..16w+15 and all
-// 128 columns as 16 n-tiles of mma.sync accumulators (ldmatrix fragments), then each lane turns its two rows'
-// accumulators into codes, staged in shared memory and stored as 16-byte rows. Dynamic shared memory:
-// 192 · (2R + 16) + 64 · (80 + 144) bytes (`CUDASVDQW4A4FastLinear.expansionSharedBytes`). Scales are [N, K/G]
-// (transposed at upload). K a multiple of 16 (INT4: 64), R a multiple of 16, depth a multiple of 128 at least K.
+// Grid: one block of 256 threads (8 warps) per 128 rows × 128 columns of the scratch (x: columns, depth / 128;
+// y: rows). Each lane first loads, for its two rows (g and g + 8 of its warp's 16) and each 64-column half, its 16
+// codes (8 bytes of the canonical qweight [N, K/2], low nibble first) and the group scale of those 16 columns, the
+// row factor and the inverse unit; then the block copies down's rows of its 128 columns and up's 128 rows into
+// shared memory with cp.async (chunk-major; the down rows permuted so that n-tile j of an mma gives lane t the 16
+// consecutive columns 16t..16t+15; zero past K and N). Per 64-column half a warp computes L for its 16 rows on the
+// tensor cores (mma.sync m16n8k16 from ldmatrix fragments) and each lane writes its two rows' 16 codes as one
+// 16-byte store. Dynamic shared memory: 256 · 2R bytes (`CUDASVDQW4A4FastLinear.expansionLaunch`). Scales are
+// [N, K/G] (transposed at upload). K a multiple of 16 (INT4: 64), R a multiple of 16, depth a multiple of 128 at
+// least K.
 #include "w4a4_half.cuh"
 #include "w4a4_fp8.cuh"
 #include "ops_mma.cuh"
 
-#define W4A4_FP8_EXPAND_COLUMNS 128
-// Shared-memory row strides in bytes, each 16 bytes past a multiple of 32 words' worth so that the eight rows one
-// ldmatrix or one warp-wide 16-byte load touches fall in distinct banks: the codes tile (64 bytes a row) and the
-// staged output (128 bytes a row); the low-rank tiles take 2R + 16.
-#define W4A4_FP8_CODES_STRIDE 80
-#define W4A4_FP8_STAGED_STRIDE 144
-
+#define W4A4_FOLD_ROWS 128
+#define W4A4_FOLD_THREADS 256
+#define W4A4_FOLD_COLUMNS 128
 /// Starts copying the first `bytes` (0…16) of 16 bytes from global to shared memory, zero-filling the rest.
-NK_DEVICE void w4a4_fp8_copy_async(void* destination, const void* source, int bytes) {
+NK_DEVICE void w4a4_fold_copy_async(void* destination, const void* source, int bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
                  :: "r"(nk_shared_address(destination)), "l"(source), "r"(bytes) : "memory");
 }
 
-/// The value of a 4-bit code: INT4 signed, NVFP4 twice the E2M1 value (code 8, −0, becomes +0 as in the reference).
-template <bool NVFP4>
-NK_DEVICE float w4a4_fp8_code_value(u32 code) {
-    if (!NVFP4) return (float)((int)(code << 28) >> 28);
-    const int magnitude = (int)((0x0C08060403020100ull >> (8 * (code & 7u))) & 0xFFu);
-    return (float)((code & 8u) ? -magnitude : magnitude);
+/// Read-only loads as volatile asm: issued where they are written (before the wait for the shared-memory copies).
+NK_DEVICE uint2 w4a4_fold_load_u32x2(const u8* address) {
+    uint2 r;
+    asm volatile("ld.global.nc.v2.u32 {%0, %1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(address));
+    return r;
+}
+NK_DEVICE u32 w4a4_fold_load_u16(const u16* address) {
+    u16 r;
+    asm volatile("ld.global.nc.u16 %0, [%1];" : "=h"(r) : "l"(address));
+    return r;
+}
+NK_DEVICE u32 w4a4_fold_load_u8(const u8* address) {
+    u16 r;
+    asm volatile("ld.global.nc.u8 %0, [%1];" : "=h"(r) : "l"(address));
+    return r & 0xFFu;
+}
+NK_DEVICE float w4a4_fold_load_f32(const float* address) {
+    float r;
+    asm volatile("ld.global.nc.f32 %0, [%1];" : "=f"(r) : "l"(address));
+    return r;
 }
 
-template <class T, bool NVFP4, int WARPS, int PASS>
-NK_DEVICE void w4a4_fp8_expand(const u8* __restrict__ qweight, const void* __restrict__ scales,
-                               const float* __restrict__ row_factors, const float* __restrict__ inverse_units,
-                               const u16* __restrict__ proj_up, const u16* __restrict__ down, u8* __restrict__ out,
-                               int n, int k, int rank, int depth) {
-    extern __shared__ __align__(16) u8 w4a4_fp8_expand_shared[];
-    constexpr int G = NVFP4 ? 16 : 64, SCALES = W4A4_FP8_EXPAND_COLUMNS / G, ROWS = 16 * WARPS, THREADS = 32 * WARPS;
-    const int low_rank_stride = 2 * rank + 16;
-    u8* down_tile = w4a4_fp8_expand_shared;                                      // [128 columns][R]
-    u8* up_tile = down_tile + W4A4_FP8_EXPAND_COLUMNS * low_rank_stride;         // [ROWS][R]
-    u8* codes_tile = up_tile + ROWS * low_rank_stride;                           // [ROWS][64 bytes]
-    u8* staged = codes_tile + ROWS * W4A4_FP8_CODES_STRIDE;                      // [ROWS][128 codes]
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int first_row = blockIdx.y * ROWS, first_column = blockIdx.x * W4A4_FP8_EXPAND_COLUMNS;
+/// The 16 values of 16 4-bit codes (two words, low nibble first): INT4 signed, nibble i scaled by 16^-(i % 4)·16^(i % 4)
+/// — built as floats 2^23 + (q ^ 8) · 16^(i % 4) by one bit operation each (callers multiply by scale · 16^-(i % 4):
+/// exact); NVFP4 twice the E2M1 values (code 8, −0, becomes +0 as in the reference).
+template <bool NVFP4>
+NK_DEVICE void w4a4_fold_code_values(u32 low_word, u32 high_word, float v[16]) {
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+        const u32 word = i < 8 ? low_word : high_word;
+        if (NVFP4) {
+            const u32 code = (word >> (4 * (i % 8))) & 0xFu;
+            const int magnitude = (int)((0x0C08060403020100ull >> (8 * (code & 7u))) & 0xFFu);
+            v[i] = (float)((code & 8u) ? -magnitude : magnitude);
+        } else {
+            const u32 part = (i % 8) < 4 ? word : word >> 16;
+            const int shift = 4 * (i % 4);
+            v[i] = __int_as_float((int)((part & (0xFu << shift)) ^ (0x4B000000u | (8u << shift)))) - (8388608.0f + (float)(8 << shift));
+        }
+    }
+}
 
-    // 1. Every tile into shared memory (rows past N, columns past K zero-filled).
+template <class T, bool NVFP4>
+NK_DEVICE void w4a4_fold_expand(const u8* __restrict__ qweight, const void* __restrict__ scales,
+                                const float* __restrict__ row_factors, const float* __restrict__ inverse_units,
+                                const u16* __restrict__ proj_up, const u16* __restrict__ down, u8* __restrict__ out,
+                                int n, int k, int rank, int depth) {
+    extern __shared__ __align__(16) u8 w4a4_fold_shared[];
+    // Shared tiles chunk-major: 16-byte chunk c (values 8c..8c+7) of row i at (c · rows + i) · 16 bytes, so the
+    // eight rows an ldmatrix reads are 128 consecutive bytes (no bank conflicts) and the offsets do not depend on R.
+    u8* down_tile = w4a4_fold_shared;                                         // [R/8][128 columns, permuted per 64][16 B]
+    u8* up_tile = down_tile + W4A4_FOLD_COLUMNS * 2 * rank;                   // [R/8][128 rows][16 B]
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int first_row = blockIdx.y * W4A4_FOLD_ROWS, first_column = blockIdx.x * W4A4_FOLD_COLUMNS;
+
+    // 1. First each lane's two rows (g and g + 8 of the warp's 16): per 64-column half its 16 codes (8 bytes)
+    //    and the group scale of its 16 columns, the row factor and the inverse unit — loaded by volatile asm so that
+    //    the compiler issues them before the shared-memory copies (columns past K read column 0 and are zeroed).
+    u32 codes[2][2][2], raw_scales[2][2];
+    float factors[2], inverse[2];
+    int rows[2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        rows[h] = first_row + warp * 16 + g + 8 * h;
+        const int row = min(rows[h], n - 1);
+        factors[h] = w4a4_fold_load_f32(row_factors + row);
+        inverse[h] = w4a4_fold_load_f32(inverse_units + row);
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            const int column = min(first_column + 64 * half + 16 * t, k - 16);
+            const uint2 word = w4a4_fold_load_u32x2(qweight + (i64)row * (k / 2) + column / 2);
+            codes[h][half][0] = word.x;
+            codes[h][half][1] = word.y;
+            raw_scales[h][half] = NVFP4 ? w4a4_fold_load_u8(reinterpret_cast<const u8*>(scales) + (i64)row * (k / 16) + column / 16)
+                                        : w4a4_fold_load_u16(reinterpret_cast<const u16*>(scales) + (i64)row * (k / 64) + column / 64);
+        }
+    }
+    // 2. Then down's rows of the block's 128 columns (column 16a + 2j + e of a 64-column half at shared row 8j + 2a + e,
+    //    so that n-tile j gives lane t the columns 16t..16t+15) and up's rows, by cp.async (zero past K / N):
+    //    consecutive threads copy consecutive chunks of one row, so a warp reads whole 32-byte sectors.
     {
-        const int chunks = rank / 8;   // 16-byte chunks per low-rank row
-        for (int i = threadIdx.x; i < W4A4_FP8_EXPAND_COLUMNS * chunks; i += THREADS) {
-            const int column = first_column + i / chunks;
-            w4a4_fp8_copy_async(down_tile + (i / chunks) * low_rank_stride + (i % chunks) * 16,
-                                down + (i64)min(column, k - 1) * rank + (i % chunks) * 8, column < k ? 16 : 0);
+        const int chunks = rank / 8, magic = chunks > 0 ? ((1 << 20) + chunks - 1) / chunks : 0;   // i / chunks = (i · magic) >> 20 here
+        for (int i = threadIdx.x; i < W4A4_FOLD_COLUMNS * chunks; i += W4A4_FOLD_THREADS) {
+            const int local = (i * magic) >> 20, c = i - local * chunks, column = first_column + local, w = local & 63;
+            const int shared_row = (local & 64) + 8 * ((w >> 1) & 7) + 2 * (w >> 4) + (w & 1);
+            w4a4_fold_copy_async(down_tile + (c * W4A4_FOLD_COLUMNS + shared_row) * 16,
+                                 down + (i64)min(column, k - 1) * rank + 8 * c, column < k ? 16 : 0);
         }
-        for (int i = threadIdx.x; i < ROWS * chunks; i += THREADS) {
-            const int row = first_row + i / chunks;
-            w4a4_fp8_copy_async(up_tile + (i / chunks) * low_rank_stride + (i % chunks) * 16,
-                                proj_up + (i64)min(row, n - 1) * rank + (i % chunks) * 8, row < n ? 16 : 0);
-        }
-        const int code_bytes = max(0, min(W4A4_FP8_EXPAND_COLUMNS, k - first_column)) / 2;
-        for (int i = threadIdx.x; i < ROWS * 4; i += THREADS) {
-            const int row = first_row + i / 4, offset = (i % 4) * 16;
-            const int bytes = row < n ? max(0, min(16, code_bytes - offset)) : 0;
-            w4a4_fp8_copy_async(codes_tile + (i / 4) * W4A4_FP8_CODES_STRIDE + offset,
-                                qweight + (i64)min(row, n - 1) * (k / 2) + (bytes > 0 ? first_column / 2 + offset : 0), bytes);
+        for (int i = threadIdx.x; i < W4A4_FOLD_ROWS * chunks; i += W4A4_FOLD_THREADS) {
+            const int local = (i * magic) >> 20, c = i - local * chunks, row = first_row + local;
+            w4a4_fold_copy_async(up_tile + (c * W4A4_FOLD_ROWS + local) * 16, proj_up + (i64)min(row, n - 1) * rank + 8 * c, row < n ? 16 : 0);
         }
         nk_cp_async_commit();
     }
 
-    // 2. Meanwhile each lane's rows (local g and g + 8 of the warp's 16): row factor, inverse unit, group scales.
-    int local_rows[2], rows[2];
-    float scale_factors[2][SCALES], inverse[2];
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-        local_rows[h] = warp * 16 + g + 8 * h;
-        rows[h] = min(first_row + local_rows[h], n - 1);
-        const float factor = row_factors[rows[h]];
-        inverse[h] = inverse_units[rows[h]];
-#pragma unroll
-        for (int s = 0; s < SCALES; s++) {
-            const int column = first_column + s * G;
-            float scale = 0.0f;
-            if (column < k) {
-                if (NVFP4) scale = nk_e4m3_value(reinterpret_cast<const u8*>(scales)[(i64)rows[h] * (k / 16) + column / 16]);
-                else scale = T::to_float(reinterpret_cast<const u16*>(scales)[(i64)rows[h] * (k / 64) + column / 64]);
-            }
-            scale_factors[h][s] = scale * factor;
-        }
-    }
     nk_cp_async_wait<0>();
     __syncthreads();
+    float scale_factors[2][2];
+#pragma unroll
+    for (int h = 0; h < 2; h++)
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            const bool inside = first_column + 64 * half + 16 * t < k;
+            const float scale = NVFP4 ? nk_e4m3_value(raw_scales[h][half]) : T::to_float((u16)raw_scales[h][half]);
+            scale_factors[h][half] = inside ? scale * factors[h] : 0.0f;
+            if (!inside) codes[h][half][0] = codes[h][half][1] = 0u;
+        }
 
-    // 3. and 4., PASS n-tiles (8 columns each) at a time: L = up · downᵀ for the warp's 16 rows on the tensor cores,
-    //    then each lane's two rows, columns 8j + 2t and 8j + 2t + 1 of n-tile j (one code byte: low, high nibble):
-    //    w8 = e4m3(fma(v, s · f, L) · inverse_unit); columns past K are zero.
+    // 3. Per 64-column half: L = up · downᵀ for the warp's 16 rows (8 n-tiles of mma.sync accumulators; lane t holds
+    //    columns 16t + 2j + e of n-tile j), then w8 = e4m3(fma(v, s · f, L) · inverse_unit) for its two rows' 16
+    //    columns, stored as 16 bytes. Columns past K have zero codes, scales and low-rank rows: zero codes.
+    // ldmatrix row addresses: A (up) matrices {rows 0-7, 8-15} × {values r..r+7, r+8..r+15}; B (down) matrices
+    // {n-tile j, j + 1} × {values r..r+7, r+8..r+15}. Each step of 16 values moves two chunks.
     const int matrix = lane >> 3, within = lane & 7;
+    const u16* a_rows = reinterpret_cast<const u16*>(up_tile + (((matrix >> 1) * W4A4_FOLD_ROWS) + warp * 16 + (matrix & 1) * 8 + within) * 16);
 #pragma unroll
-    for (int first_tile = 0; first_tile < 16; first_tile += PASS) {
-        float accumulators[PASS][4];
+    for (int half = 0; half < 2; half++) {
+        float accumulators[8][4];
 #pragma unroll
-        for (int j = 0; j < PASS; j++) accumulators[j][0] = accumulators[j][1] = accumulators[j][2] = accumulators[j][3] = 0.0f;
+        for (int j = 0; j < 8; j++) accumulators[j][0] = accumulators[j][1] = accumulators[j][2] = accumulators[j][3] = 0.0f;
+        const u16* b_rows = reinterpret_cast<const u16*>(down_tile + (((matrix & 1) * W4A4_FOLD_COLUMNS) + 64 * half + 8 * (matrix >> 1) + within) * 16);
         for (int r = 0; r < rank; r += 16) {
+            const int step = (r / 8) * 8;   // u16 offset of chunk r/8 is (r/8) · rows · 8
             u32 a[4];
-            nk_ldmatrix_x4(a, reinterpret_cast<const u16*>(up_tile + (warp * 16 + (matrix & 1) * 8 + within) * low_rank_stride) + r + (matrix >> 1) * 8);
+            nk_ldmatrix_x4(a, a_rows + step * W4A4_FOLD_ROWS);
 #pragma unroll
-            for (int j = 0; j < PASS; j += 2) {
+            for (int j = 0; j < 8; j += 2) {
                 u32 b[4];
-                nk_ldmatrix_x4(b, reinterpret_cast<const u16*>(down_tile + (8 * (first_tile + j + (matrix >> 1)) + within) * low_rank_stride) + r + (matrix & 1) * 8);
+                nk_ldmatrix_x4(b, b_rows + step * W4A4_FOLD_COLUMNS + 8 * j * 8);
                 nk_mma_16816_half<T>(accumulators[j], a, b[0], b[1]);
                 nk_mma_16816_half<T>(accumulators[j + 1], a, b[2], b[3]);
             }
         }
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-            const u32* row_codes = reinterpret_cast<const u32*>(codes_tile + local_rows[h] * W4A4_FP8_CODES_STRIDE);
-            u8* target = staged + local_rows[h] * W4A4_FP8_STAGED_STRIDE + 2 * t;
+            float v[16];
+            w4a4_fold_code_values<NVFP4>(codes[h][half][0], codes[h][half][1], v);
+            float factor[4];
 #pragma unroll
-            for (int i = 0; i < PASS; i += 4) {
-                const uint4 chunk = reinterpret_cast<const uint4*>(row_codes)[(first_tile + i) / 4];
-                const u32 words[4] = {chunk.x, chunk.y, chunk.z, chunk.w};
+            for (int i = 0; i < 4; i++) factor[i] = NVFP4 ? scale_factors[h][half] : scale_factors[h][half] * (1.0f / (float)(1 << (4 * i)));
+            float w[16];
 #pragma unroll
-                for (int w = 0; w < 4; w++) {
-                    const int j = first_tile + i + w, column = first_column + 8 * j + 2 * t;   // K is a multiple of 16: both columns or neither
-                    const u32 byte = words[w] >> (8 * t);
-                    const float sf = scale_factors[h][(8 * j) / G];
-                    const float low = fmaf(w4a4_fp8_code_value<NVFP4>(byte & 0xFu), sf, accumulators[i + w][2 * h]) * inverse[h];
-                    const float high = fmaf(w4a4_fp8_code_value<NVFP4>((byte >> 4) & 0xFu), sf, accumulators[i + w][2 * h + 1]) * inverse[h];
-                    *reinterpret_cast<u16*>(target + 8 * j) = column < k ? (u16)nk_e4m3x2(low, high) : (u16)0;
-                }
-            }
+            for (int x = 0; x < 16; x++) w[x] = fmaf(v[x], factor[x % 4], accumulators[x / 2][2 * h + (x % 2)]) * inverse[h];
+            if (rows[h] < n)
+                *reinterpret_cast<uint4*>(out + (i64)rows[h] * depth + first_column + 64 * half + 16 * t) =
+                    make_uint4(nk_e4m3_pack4(w[0], w[1], w[2], w[3]), nk_e4m3_pack4(w[4], w[5], w[6], w[7]),
+                               nk_e4m3_pack4(w[8], w[9], w[10], w[11]), nk_e4m3_pack4(w[12], w[13], w[14], w[15]));
         }
-    }
-    __syncthreads();
-#pragma unroll
-    for (int i = 0; i < ROWS * W4A4_FP8_EXPAND_COLUMNS / 16 / THREADS; i++) {
-        const int chunk = threadIdx.x + THREADS * i, local_row = chunk / 8, part = chunk % 8;
-        if (first_row + local_row < n)
-            *reinterpret_cast<uint4*>(out + (i64)(first_row + local_row) * depth + first_column + 16 * part) =
-                *reinterpret_cast<const uint4*>(staged + local_row * W4A4_FP8_STAGED_STRIDE + 16 * part);
     }
 }
 
-#define W4A4_FP8_EXPAND_ARGS                                                                                   \
+#define W4A4_FOLD_ARGS                                                                                   \
     const u8* __restrict__ qweight, const void* __restrict__ scales, const float* __restrict__ row_factors,    \
         const float* __restrict__ inverse_units, const u16* __restrict__ proj_up, const u16* __restrict__ down, \
         u8* __restrict__ out, int n, int k, int rank, int depth
-#define W4A4_FP8_EXPAND_PASS qweight, scales, row_factors, inverse_units, proj_up, down, out, n, k, rank, depth
+#define W4A4_FOLD_PASS qweight, scales, row_factors, inverse_units, proj_up, down, out, n, k, rank, depth
 
-// One warp per 16 rows (64 rows a block), 8 n-tiles per pass (fewer registers: more blocks per SM).
-#define W4A4_FP8_EXPAND_GEOMETRY 4, 8
-NK_KERNEL void __launch_bounds__(128) w4a4_fp8_expand_weights_int4_bf16(W4A4_FP8_EXPAND_ARGS) { w4a4_fp8_expand<NKBFloat16, false, W4A4_FP8_EXPAND_GEOMETRY>(W4A4_FP8_EXPAND_PASS); }
-NK_KERNEL void __launch_bounds__(128) w4a4_fp8_expand_weights_int4_f16(W4A4_FP8_EXPAND_ARGS) { w4a4_fp8_expand<NKFloat16, false, W4A4_FP8_EXPAND_GEOMETRY>(W4A4_FP8_EXPAND_PASS); }
-NK_KERNEL void __launch_bounds__(128) w4a4_fp8_expand_weights_nvfp4_bf16(W4A4_FP8_EXPAND_ARGS) { w4a4_fp8_expand<NKBFloat16, true, W4A4_FP8_EXPAND_GEOMETRY>(W4A4_FP8_EXPAND_PASS); }
-NK_KERNEL void __launch_bounds__(128) w4a4_fp8_expand_weights_nvfp4_f16(W4A4_FP8_EXPAND_ARGS) { w4a4_fp8_expand<NKFloat16, true, W4A4_FP8_EXPAND_GEOMETRY>(W4A4_FP8_EXPAND_PASS); }
+NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_int4_bf16(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKBFloat16, false>(W4A4_FOLD_PASS); }
+NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_int4_f16(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKFloat16, false>(W4A4_FOLD_PASS); }
+NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_nvfp4_bf16(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKBFloat16, true>(W4A4_FOLD_PASS); }
+NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_nvfp4_f16(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKFloat16, true>(W4A4_FOLD_PASS); }
 
 // The gated epilogue's channel vectors, made per forward (FLUX's gated residual `x + gate ⊙ layer(a)` folded into
 // the FP8 GEMM, whose C is x): scales_out[n] = channel_scales[n] · gate[n] in fp32, and when bias is given

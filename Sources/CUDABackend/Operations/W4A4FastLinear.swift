@@ -197,13 +197,13 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
                         .int32(Int32(parameters.rank)), .int32(Int32(depth))])
     }
 
-    /// The geometry of w4a4_fp8_weights.cu (scripts/w4a4_expand_bench.py mirrors it): one block of 128 threads per
-    /// 64 rows × 128 columns of the scratch; dynamic shared memory for the 128-column tile of `smoothedProjDown` and
-    /// the 64 rows of `projUp` (2R + 16 bytes a row), the rows' codes (80 bytes a row) and the staged output (144).
+    /// The geometry of w4a4_fp8_weights.cu (scripts/w4a4_expand_bench.py mirrors it): one block of 256 threads per
+    /// 128 rows × 128 columns of the scratch; dynamic shared memory for the block's rows of `smoothedProjDown` and
+    /// `projUp` (128 each, R 16-bit values a row).
     static func expansionLaunch(outFeatures: Int, depth: Int, rank: Int) -> (grid: CUDADim3, threads: Int, sharedBytes: Int) {
-        let rowsPerBlock = 64, columnsPerBlock = 128
-        return (CUDADim3(depth / columnsPerBlock, (outFeatures + rowsPerBlock - 1) / rowsPerBlock), 128,
-                (columnsPerBlock + rowsPerBlock) * (2 * rank + 16) + rowsPerBlock * (80 + 144))
+        let rowsPerBlock = 128, columnsPerBlock = 128
+        return (CUDADim3(depth / columnsPerBlock, (outFeatures + rowsPerBlock - 1) / rowsPerBlock), 256,
+                (columnsPerBlock + rowsPerBlock) * 2 * rank)
     }
 
     /// Step 3: the FP8 GEMM with scales and bias (and GELU when `gelu` is set), into `output` [M, N] of the
