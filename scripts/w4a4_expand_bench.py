@@ -1,38 +1,31 @@
 #!/usr/bin/env python3
-"""The weight expansion of the fast W4A4 path (w4a4_fp8_weights.cu, docs/hopper.md "Session 9: the low-rank branch
-in the weights") on a GPU. The tree's kernels (INT4 with bf16 and f16 group scales, NVFP4 with either low-rank
-dtype), launched as `CUDASVDQW4A4FastLinear.expandWeights` does (`GRID` mirrors it), are checked against a torch
-reference of `W4A4FastReference.foldedWeights`: the same fp32 base products, the low-rank sum in float64, e4m3
-rounding by torch's CPU cast. Outputs are poisoned first; every code must be within one e4m3 step of the reference
-(the GPU adds the low-rank sum in the tensor cores' order) and a second launch must give the same bytes. Shapes:
-FLUX's (N, K) at rank 32, then ragged ones (N not a multiple of 64, K not a multiple of 128, other ranks).
+"""The weight expansion of the fast W4A4 path (w4a4_fp8_weights.cu: the 4-bit codes and the low-rank branch folded
+into one e4m3 scratch; docs/hopper.md "Session 9") on a GPU. The tree's kernels (INT4 with bf16 and f16 group
+scales, NVFP4 with either low-rank dtype), launched as `CUDASVDQW4A4FastLinear.expandWeights` does (`ROWS`,
+`THREADS` and `shared_bytes` mirror `expansionLaunch`), are checked against a torch reference of
+`W4A4FastReference.foldedWeights`: the same fp32 base products, the low-rank sum in float64, e4m3 rounding by
+torch's CPU cast. Outputs are poisoned first; every code must be within one e4m3 step of the reference (the GPU
+adds the low-rank sum in the tensor cores' order) and a second launch must give the same bytes. Shapes: FLUX's
+(N, K) at rank 32, then ragged ones (N not a multiple of 128, K not a multiple of 128, other ranks).
 
-Then each kernel is timed (a CUDA graph of 20 launches, inputs and outputs rotated over buffers larger than L2,
-median of 7 replays) alone and followed by the FP8 GEMM that reads the folded weights (torch._scaled_mm,
-M = 4608), next to a device copy; `--baseline old.cu` (e.g. `git show 1ad1055:Sources/CUDABackend/Kernels/w4a4_fp8_weights.cu`)
-times session 8's expansion (codes only, the low-rank codes copied) in the same run.
+Then the bf16 cases are timed (a CUDA graph of 20 launches, inputs and outputs rotated over buffers larger than
+L2, median of 7 replays) alone and followed by the FP8 GEMM that reads the folded weights (torch._scaled_mm,
+M = 4608), next to a device copy; `--baseline old.cu` (session 8's file, `git show
+1ad1055:Sources/CUDABackend/Kernels/w4a4_fp8_weights.cu`) times that expansion (INT4 codes only, its 32 low-rank
+code columns copied) in the same run.
 Needs torch with CUDA and NVRTC (sm_90): python3 scripts/w4a4_expand_bench.py [--baseline F] [--compile-only]"""
-import argparse, os, re, shutil, sys, tempfile
+import argparse, os, sys
 import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from attention_bench import KERNELS, load_nvrtc, compile_source, Module, graph_time_us as gtime  # noqa: E402
 P = lambda t: ("p", t.data_ptr()); I = lambda v: ("i", int(v))
 
 TREE_FILE = "w4a4_fp8_weights.cu"
-ROWS, COLUMNS, THREADS = 64, 128, 128   # CUDASVDQW4A4FastLinear.expansionLaunch
-shared_bytes = lambda R, rows=ROWS: (COLUMNS + rows) * (2 * R + 16) + rows * (80 + 144)   # CUDASVDQW4A4FastLinear.expansionLaunch
+ROWS, COLUMNS, THREADS = 128, 128, 256   # CUDASVDQW4A4FastLinear.expansionLaunch: 128 rows × 128 columns a block
+shared_bytes = lambda R: (COLUMNS + ROWS) * 2 * R   # its down and up tiles
 FLUX = [(3072, 3072), (9216, 3072), (12288, 3072), (21504, 3072), (3072, 12288), (3072, 15360)]
 RAGGED = [(200, 192, 16), (136, 320, 48), (64, 128, 64), (72, 224, 256)]   # (N, K, R)
 KINDS = [("int4", "bf16"), ("int4", "f16"), ("nvfp4", "bf16"), ("nvfp4", "f16")]
-
-
-def module(nvrtc, path, with_tree=False):
-    """The cubin of the kernel file at `path`, compiled next to the tree's headers (and kernel file)."""
-    with tempfile.TemporaryDirectory() as folder:
-        for name in os.listdir(KERNELS):
-            if name.endswith(".cuh") or (with_tree and name == TREE_FILE): shutil.copy(os.path.join(KERNELS, name), folder)
-        shutil.copy(path, os.path.join(folder, "kernel.cu"))
-        return Module(compile_source(nvrtc, "kernel.cu", folder)[0])
 
 
 def inputs(N, K, R, precision, dtype, dev):
@@ -80,20 +73,18 @@ def steps_apart(a, b):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--baseline"); parser.add_argument("--compile-only", action="store_true")
-    parser.add_argument("--variants", help="a .cu file including the tree's kernel file, with `// VARIANT(name, warps)` lines for "
-                        "its kernels expand_<precision>_<dtype>_<name> (16 · warps rows a block)")
+    parser.add_argument("--baseline", help="session 8's w4a4_fp8_weights.cu, timed beside the tree's")
+    parser.add_argument("--compile-only", action="store_true")
     args = parser.parse_args()
     nvrtc = load_nvrtc()
     if args.compile_only:
         print(compile_source(nvrtc, TREE_FILE)[1]); return True
     dev = torch.device("cuda"); torch.zeros(1, device=dev)
-    tree = module(nvrtc, os.path.join(KERNELS, TREE_FILE))
-    baseline = module(nvrtc, args.baseline) if args.baseline else None
-    variants = []
-    if args.variants:
-        extra = module(nvrtc, args.variants, with_tree=True)
-        variants = [(name, extra, int(warps)) for name, warps in re.findall(r"VARIANT\((\w+), (\d+)\)", open(args.variants).read())]
+    tree = Module(compile_source(nvrtc, TREE_FILE)[0])
+    baseline = None
+    if args.baseline:
+        folder = os.path.dirname(os.path.abspath(args.baseline))
+        baseline = Module(compile_source(nvrtc, os.path.basename(args.baseline), folder=folder, includes=[KERNELS])[0])
     ok, rows = True, []
     cases = [(N, K, 32, kind) for N, K in FLUX for kind in KINDS] + [(N, K, R, kind) for N, K, R in RAGGED for kind in KINDS]
     for N, K, R, (precision, dtype) in cases:
@@ -104,32 +95,27 @@ def main():
         sets = max(1, -(-200_000_000 // per_set)) if timed else 1
         data = [inputs(N, K, R, precision, dtype, dev) for _ in range(sets)]
         outs = [torch.empty(N, depth, dtype=torch.uint8, device=dev) for _ in range(sets)]
-        name = f"w4a4_fp8_expand_weights_{precision}_{dtype}"
+        smem = shared_bytes(R)
+        function = tree.function(f"w4a4_fp8_expand_weights_{precision}_{dtype}", smem)
 
-        def launcher(mod, kernel, warps):
-            def launch(i, stream, out=None):
-                q, s, _, f, inv, up, down = data[i % sets]
-                smem = shared_bytes(R, 16 * warps)
-                mod.launch(mod.function(kernel, smem), (depth // COLUMNS, -(-N // (16 * warps)), 1), (32 * warps, 1, 1), smem,
-                           stream.cuda_stream if stream else 0,
-                           [P(q), P(s), P(f), P(inv), P(up), P(down), P(outs[i % sets] if out is None else out), I(N), I(K), I(R), I(depth)])
-            return launch
-        kernels = [("tree", launcher(tree, name, ROWS // 16))]
-        kernels += [(label, launcher(mod, f"expand_{precision}_{dtype}_{label}", warps)) for label, mod, warps in variants]
+        def launch(i, stream, out=None):
+            q, s, _, f, inv, up, down = data[i % sets]
+            tree.launch(function, (depth // COLUMNS, -(-N // ROWS), 1), (THREADS, 1, 1), smem, stream.cuda_stream if stream else 0,
+                        [P(q), P(s), P(f), P(inv), P(up), P(down), P(outs[i % sets] if out is None else out), I(N), I(K), I(R), I(depth)])
 
         expected = reference(N, K, depth, precision, *data[0])
+        results = []
+        for _ in range(2):
+            out = torch.full((N, depth), 0x7F, dtype=torch.uint8, device=dev)   # 0x7F: an e4m3 NaN, never written
+            launch(0, None, out); torch.cuda.synchronize()
+            results.append(out)
+        apart = steps_apart(results[0], expected)
+        same = torch.equal(results[0], results[1])
+        good = int(apart.max()) <= 1 and same
+        ok &= good
         case = f"N={N} K={K} R={R} {precision} {dtype}"
-        for label, launch in kernels:
-            results = []
-            for _ in range(2):
-                out = torch.full((N, depth), 0x7F, dtype=torch.uint8, device=dev)   # 0x7F: an e4m3 NaN, never written
-                launch(0, None, out); torch.cuda.synchronize()
-                results.append(out)
-            apart = steps_apart(results[0], expected)
-            good = int(apart.max()) <= 1 and torch.equal(results[0], results[1])
-            ok &= good
-            print(f"{case} {label}: {'OK' if good else 'FAIL'} (codes one step from the reference: {int((apart == 1).sum())} of {N * depth}, "
-                  f"more: {int((apart > 1).sum())}; second launch {'identical' if torch.equal(results[0], results[1]) else 'DIFFERENT'})", flush=True)
+        print(f"{case}: {'OK' if good else 'FAIL'} (codes one step from the reference: {int((apart == 1).sum())} of {N * depth}, "
+              f"more: {int((apart > 1).sum())}; second launch {'identical' if same else 'DIFFERENT'})", flush=True)
         if not timed: continue
         codes = torch.randint(0, 0x7E, (4608, depth), dtype=torch.uint8, device=dev).view(torch.float8_e4m3fn)
         one = torch.ones((), device=dev)
@@ -138,17 +124,18 @@ def main():
             """The expansion, then the FP8 GEMM that reads its output (M = 4608 tokens, as at 1024²)."""
             expand(i, stream)
             torch._scaled_mm(codes, outs[i % sets].view(torch.float8_e4m3fn).t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+        kernels = [("tree", launch)]
         if baseline is not None and precision == "int4":
-            old_depth = (K + 32 + 127) // 128 * 128
-            old_outs = [torch.empty(N, old_depth, dtype=torch.uint8, device=dev) for _ in range(sets)]
-            old_units = torch.ones(N, device=dev); up_codes = torch.zeros(N, 32, dtype=torch.uint8, device=dev)
+            baseline_depth = (K + 32 + 127) // 128 * 128
+            baseline_outs = [torch.empty(N, baseline_depth, dtype=torch.uint8, device=dev) for _ in range(sets)]
+            units = torch.ones(N, device=dev); up_codes = torch.zeros(N, 32, dtype=torch.uint8, device=dev)
+            baseline_function = baseline.function("w4a4_fp8_expand_weights_bf16", 0)
 
-            def old(i, stream):
+            def baseline_launch(i, stream):
                 q, s = data[i % sets][:2]
-                blocks = -(-N * old_depth // 32 // 256)
-                baseline.launch(baseline.function("w4a4_fp8_expand_weights_bf16", 0), (blocks, 1, 1), (256, 1, 1), 0, stream.cuda_stream,
-                                [P(q), P(s), P(old_units), P(up_codes), P(old_outs[i % sets]), I(N), I(K), I(32), I(old_depth), I(0)])
-            kernels.insert(0, ("session 8", old))
+                baseline.launch(baseline_function, (-(-N * baseline_depth // 32 // 256), 1, 1), (256, 1, 1), 0, stream.cuda_stream,
+                              [P(q), P(s), P(units), P(up_codes), P(baseline_outs[i % sets]), I(N), I(K), I(32), I(baseline_depth), I(0)])
+            kernels.insert(0, ("session 8", baseline_launch))
         times = [(label, gtime(lambda i, s, f=f: f(i, s)), gtime(lambda i, s, f=f: pair(f, i, s))) for label, f in kernels]
         rows.append((case, per_set, times))
     source = torch.empty(100_000_000 // 4, dtype=torch.int32, device=dev); target = torch.empty_like(source)
