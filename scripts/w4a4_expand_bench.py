@@ -21,7 +21,7 @@ from attention_bench import KERNELS, load_nvrtc, compile_source, Module, graph_t
 P = lambda t: ("p", t.data_ptr()); I = lambda v: ("i", int(v))
 
 TREE_FILE = "w4a4_fp8_weights.cu"
-ROWS, COLUMNS, THREADS = 128, 128, 256   # CUDASVDQW4A4FastLinear.expansionLaunch: 128 rows × 128 columns a block
+ROWS, COLUMNS, THREADS = 128, 256, 256   # CUDASVDQW4A4FastLinear.expansionLaunch: 128 rows × 256 columns a block
 shared_bytes = lambda R: (COLUMNS + ROWS) * 2 * R   # its down and up tiles
 FLUX = [(3072, 3072), (9216, 3072), (12288, 3072), (21504, 3072), (3072, 12288), (3072, 15360)]
 RAGGED = [(200, 192, 16), (136, 320, 48), (64, 128, 64), (72, 224, 256)]   # (N, K, R)
@@ -100,7 +100,7 @@ def main():
 
         def launch(i, stream, out=None):
             q, s, _, f, inv, up, down = data[i % sets]
-            tree.launch(function, (depth // COLUMNS, -(-N // ROWS), 1), (THREADS, 1, 1), smem, stream.cuda_stream if stream else 0,
+            tree.launch(function, (-(-depth // COLUMNS), -(-N // ROWS), 1), (THREADS, 1, 1), smem, stream.cuda_stream if stream else 0,
                         [P(q), P(s), P(f), P(inv), P(up), P(down), P(outs[i % sets] if out is None else out), I(N), I(K), I(R), I(depth)])
 
         expected = reference(N, K, depth, precision, *data[0])

@@ -31,13 +31,14 @@ import Testing
         #expect(FP8Accumulation.fast.isFast(depth: 15360) && !FP8Accumulation.promoted.isFast(depth: 128))
     }
 
-    /// One block of 256 threads per 128 rows × 128 columns; shared memory 256 · 2R bytes for the low-rank tiles
-    /// (R = 32: 16 384 bytes; R = 256: 131 072, above the 48 KiB a launch gets without opting in).
+    /// One block of 256 threads per 128 rows × 256 columns (a depth of an odd number of 128s leaves the last block
+    /// half idle); shared memory 384 · 2R bytes (R = 32: 24 576; R = 256: 196 608, above the 48 KiB a launch gets
+    /// without opting in and under the 227 KiB a block may have).
     @Test func expansionLaunchCoversTheScratch() {
         let flux = CUDASVDQW4A4FastLinear.expansionLaunch(outFeatures: 3072, depth: 3072, rank: 32)
-        #expect(flux.grid == CUDADim3(24, 24) && flux.threads == 256 && flux.sharedBytes == 16_384)
-        let ragged = CUDASVDQW4A4FastLinear.expansionLaunch(outFeatures: 3136, depth: 12288, rank: 256)
-        #expect(ragged.grid == CUDADim3(96, 25) && ragged.sharedBytes == 131_072)
+        #expect(flux.grid == CUDADim3(12, 24) && flux.threads == 256 && flux.sharedBytes == 24_576)
+        let ragged = CUDASVDQW4A4FastLinear.expansionLaunch(outFeatures: 3136, depth: 12416, rank: 256)
+        #expect(ragged.grid == CUDADim3(49, 25) && ragged.sharedBytes == 196_608)
         #expect(CUDASVDQW4A4FastLinear.expansionLaunch(outFeatures: 128, depth: 128, rank: 0).sharedBytes == 0)
     }
 }

@@ -12,16 +12,17 @@
 // (saturating). The CPU reference (`W4A4FastReference.foldedWeights`) does the same fp32 operations but adds L in
 // its own order: a code may differ from it by one e4m3 step where the two sums round apart.
 //
-// Grid: one block of 256 threads (8 warps) per 128 rows × 128 columns of the scratch (x: columns, depth / 128;
-// y: rows). Each lane first loads, for its two rows (g and g + 8 of its warp's 16) and each 64-column half, its 16
+// Grid: one block of 256 threads (8 warps) per 128 rows × 256 columns of the scratch (x: columns, ceil(depth / 256);
+// y: rows). Each lane first loads, for its two rows (g and g + 8 of its warp's 16) and each 64-column part, its 16
 // codes (8 bytes of the canonical qweight [N, K/2], low nibble first) and the group scale of those 16 columns, the
-// row factor and the inverse unit; then the block copies down's rows of its 128 columns and up's 128 rows into
-// shared memory with cp.async (chunk-major; the down rows permuted so that n-tile j of an mma gives lane t the 16
-// consecutive columns 16t..16t+15; zero past K and N). Per 64-column half a warp computes L for its 16 rows on the
-// tensor cores (mma.sync m16n8k16 from ldmatrix fragments) and each lane writes its two rows' 16 codes as one
-// 16-byte store. Dynamic shared memory: 256 · 2R bytes (`CUDASVDQW4A4FastLinear.expansionLaunch`). Scales are
-// [N, K/G] (transposed at upload). K a multiple of 16 (INT4: 64), R a multiple of 16, depth a multiple of 128 at
-// least K.
+// row factor and the inverse unit; then the block copies down's rows of its columns and up's 128 rows into shared
+// memory with cp.async, in two groups of 128 columns (chunk-major; the down rows permuted so that n-tile j of an mma
+// gives lane t the 16 consecutive columns 16t..16t+15; zero past K and N), and works on the first 128 columns while
+// the second group is in flight. Per 64-column part a warp computes L for its 16 rows on the tensor cores (mma.sync
+// m16n8k16 from ldmatrix fragments) and each lane writes its two rows' 16 codes as one 16-byte store; a part past
+// depth is skipped. Dynamic shared memory: (256 + 128) · 2R bytes (`CUDASVDQW4A4FastLinear.expansionLaunch`).
+// Scales are [N, K/G] (transposed at upload). K a multiple of 16 (INT4: 64), R a multiple of 16, depth a multiple of
+// 128 at least K.
 #include "w4a4_half.cuh"
 #include "w4a4_fp8.cuh"
 #include "ops_mma.cuh"
@@ -29,6 +30,8 @@
 #define W4A4_FOLD_ROWS 128
 #define W4A4_FOLD_THREADS 256
 #define W4A4_FOLD_COLUMNS 128
+// 128-column parts of a block, each its own copy group: the first part's math overlaps the second's copy.
+#define W4A4_FOLD_SUBTILES 2
 /// Starts copying the first `bytes` (0…16) of 16 bytes from global to shared memory, zero-filling the rest.
 NK_DEVICE void w4a4_fold_copy_async(void* destination, const void* source, int bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
@@ -57,9 +60,10 @@ NK_DEVICE float w4a4_fold_load_f32(const float* address) {
     return r;
 }
 
-/// The 16 values of 16 4-bit codes (two words, low nibble first): INT4 signed, nibble i scaled by 16^-(i % 4)·16^(i % 4)
-/// — built as floats 2^23 + (q ^ 8) · 16^(i % 4) by one bit operation each (callers multiply by scale · 16^-(i % 4):
-/// exact); NVFP4 twice the E2M1 values (code 8, −0, becomes +0 as in the reference).
+/// The 16 values of 16 4-bit codes (two words, low nibble first). INT4: q · 16^(i % 4) for nibble i (callers multiply
+/// by scale · 16^-(i % 4), exact), each the float 2^23 + (q ^ 8) · 16^(i % 4) made by one `lop3` (the nibble masked and
+/// the magic bits set at once) less
+/// 2^23 + 8 · 16^(i % 4). NVFP4: twice the E2M1 values (code 8, −0, becomes +0 as in the reference).
 template <bool NVFP4>
 NK_DEVICE void w4a4_fold_code_values(u32 low_word, u32 high_word, float v[16]) {
 #pragma unroll
@@ -71,13 +75,14 @@ NK_DEVICE void w4a4_fold_code_values(u32 low_word, u32 high_word, float v[16]) {
             v[i] = (float)((code & 8u) ? -magnitude : magnitude);
         } else {
             const u32 part = (i % 8) < 4 ? word : word >> 16;
-            const int shift = 4 * (i % 4);
-            v[i] = __int_as_float((int)((part & (0xFu << shift)) ^ (0x4B000000u | (8u << shift)))) - (8388608.0f + (float)(8 << shift));
+            u32 bits;   // (part & mask) ^ magic
+            asm("lop3.b32 %0, %1, %2, %3, 0x6A;" : "=r"(bits) : "r"(part), "r"(0xFu << (4 * (i % 4))), "r"(0x4B000000u | (8u << (4 * (i % 4)))));
+            v[i] = __int_as_float((int)bits) - (8388608.0f + (float)(8 << (4 * (i % 4))));
         }
     }
 }
 
-template <class T, bool NVFP4>
+template <class T, bool NVFP4, int SUBTILES>
 NK_DEVICE void w4a4_fold_expand(const u8* __restrict__ qweight, const void* __restrict__ scales,
                                 const float* __restrict__ row_factors, const float* __restrict__ inverse_units,
                                 const u16* __restrict__ proj_up, const u16* __restrict__ down, u8* __restrict__ out,
@@ -85,15 +90,16 @@ NK_DEVICE void w4a4_fold_expand(const u8* __restrict__ qweight, const void* __re
     extern __shared__ __align__(16) u8 w4a4_fold_shared[];
     // Shared tiles chunk-major: 16-byte chunk c (values 8c..8c+7) of row i at (c · rows + i) · 16 bytes, so the
     // eight rows an ldmatrix reads are 128 consecutive bytes (no bank conflicts) and the offsets do not depend on R.
-    u8* down_tile = w4a4_fold_shared;                                         // [R/8][128 columns, permuted per 64][16 B]
-    u8* up_tile = down_tile + W4A4_FOLD_COLUMNS * 2 * rank;                   // [R/8][128 rows][16 B]
+    constexpr int COLUMNS = W4A4_FOLD_COLUMNS * SUBTILES, PARTS = 2 * SUBTILES;   // 64-column parts
+    u8* down_tile = w4a4_fold_shared;                                         // [R/8][COLUMNS, permuted per 64][16 B]
+    u8* up_tile = down_tile + COLUMNS * 2 * rank;                             // [R/8][128 rows][16 B]
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int first_row = blockIdx.y * W4A4_FOLD_ROWS, first_column = blockIdx.x * W4A4_FOLD_COLUMNS;
+    const int first_row = blockIdx.y * W4A4_FOLD_ROWS, first_column = blockIdx.x * COLUMNS;
 
     // 1. First each lane's two rows (g and g + 8 of the warp's 16): per 64-column half its 16 codes (8 bytes)
     //    and the group scale of its 16 columns, the row factor and the inverse unit — loaded by volatile asm so that
     //    the compiler issues them before the shared-memory copies (columns past K read column 0 and are zeroed).
-    u32 codes[2][2][2], raw_scales[2][2];
+    u32 codes[2][PARTS][2], raw_scales[2][PARTS];
     float factors[2], inverse[2];
     int rows[2];
 #pragma unroll
@@ -103,7 +109,7 @@ NK_DEVICE void w4a4_fold_expand(const u8* __restrict__ qweight, const void* __re
         factors[h] = w4a4_fold_load_f32(row_factors + row);
         inverse[h] = w4a4_fold_load_f32(inverse_units + row);
 #pragma unroll
-        for (int half = 0; half < 2; half++) {
+        for (int half = 0; half < PARTS; half++) {
             const int column = min(first_column + 64 * half + 16 * t, k - 16);
             const uint2 word = w4a4_fold_load_u32x2(qweight + (i64)row * (k / 2) + column / 2);
             codes[h][half][0] = word.x;
@@ -115,28 +121,29 @@ NK_DEVICE void w4a4_fold_expand(const u8* __restrict__ qweight, const void* __re
     // 2. Then down's rows of the block's 128 columns (column 16a + 2j + e of a 64-column half at shared row 8j + 2a + e,
     //    so that n-tile j gives lane t the columns 16t..16t+15) and up's rows, by cp.async (zero past K / N):
     //    consecutive threads copy consecutive chunks of one row, so a warp reads whole 32-byte sectors.
-    {
-        const int chunks = rank / 8, magic = chunks > 0 ? ((1 << 20) + chunks - 1) / chunks : 0;   // i / chunks = (i · magic) >> 20 here
+    const int chunks = rank / 8, magic = chunks > 0 ? ((1 << 20) + chunks - 1) / chunks : 0;   // i / chunks = (i · magic) >> 20 here
+#pragma unroll
+    for (int sub = 0; sub < SUBTILES; sub++) {   // one copy group per 128 columns, up's rows with the first
         for (int i = threadIdx.x; i < W4A4_FOLD_COLUMNS * chunks; i += W4A4_FOLD_THREADS) {
-            const int local = (i * magic) >> 20, c = i - local * chunks, column = first_column + local, w = local & 63;
-            const int shared_row = (local & 64) + 8 * ((w >> 1) & 7) + 2 * (w >> 4) + (w & 1);
-            w4a4_fold_copy_async(down_tile + (c * W4A4_FOLD_COLUMNS + shared_row) * 16,
+            const int local = sub * W4A4_FOLD_COLUMNS + ((i * magic) >> 20), c = i - ((i * magic) >> 20) * chunks;
+            const int column = first_column + local, w = local & 63;
+            const int shared_row = (local & ~63) + 8 * ((w >> 1) & 7) + 2 * (w >> 4) + (w & 1);
+            w4a4_fold_copy_async(down_tile + (c * COLUMNS + shared_row) * 16,
                                  down + (i64)min(column, k - 1) * rank + 8 * c, column < k ? 16 : 0);
         }
-        for (int i = threadIdx.x; i < W4A4_FOLD_ROWS * chunks; i += W4A4_FOLD_THREADS) {
-            const int local = (i * magic) >> 20, c = i - local * chunks, row = first_row + local;
-            w4a4_fold_copy_async(up_tile + (c * W4A4_FOLD_ROWS + local) * 16, proj_up + (i64)min(row, n - 1) * rank + 8 * c, row < n ? 16 : 0);
-        }
+        if (sub == 0)
+            for (int i = threadIdx.x; i < W4A4_FOLD_ROWS * chunks; i += W4A4_FOLD_THREADS) {
+                const int local = (i * magic) >> 20, c = i - local * chunks, row = first_row + local;
+                w4a4_fold_copy_async(up_tile + (c * W4A4_FOLD_ROWS + local) * 16, proj_up + (i64)min(row, n - 1) * rank + 8 * c, row < n ? 16 : 0);
+            }
         nk_cp_async_commit();
     }
 
-    nk_cp_async_wait<0>();
-    __syncthreads();
-    float scale_factors[2][2];
+    float scale_factors[2][PARTS];
 #pragma unroll
     for (int h = 0; h < 2; h++)
 #pragma unroll
-        for (int half = 0; half < 2; half++) {
+        for (int half = 0; half < PARTS; half++) {
             const bool inside = first_column + 64 * half + 16 * t < k;
             const float scale = NVFP4 ? nk_e4m3_value(raw_scales[h][half]) : T::to_float((u16)raw_scales[h][half]);
             scale_factors[h][half] = inside ? scale * factors[h] : 0.0f;
@@ -151,11 +158,17 @@ NK_DEVICE void w4a4_fold_expand(const u8* __restrict__ qweight, const void* __re
     const int matrix = lane >> 3, within = lane & 7;
     const u16* a_rows = reinterpret_cast<const u16*>(up_tile + (((matrix >> 1) * W4A4_FOLD_ROWS) + warp * 16 + (matrix & 1) * 8 + within) * 16);
 #pragma unroll
-    for (int half = 0; half < 2; half++) {
+    for (int half = 0; half < PARTS; half++) {
+        if (half % 2 == 0) {   // the next 128 columns: wait for their copy group
+            if (first_column + 64 * half >= depth) break;
+            if (half == 0) nk_cp_async_wait<SUBTILES - 1>();
+            else nk_cp_async_wait<0>();
+            __syncthreads();
+        }
         float accumulators[8][4];
 #pragma unroll
         for (int j = 0; j < 8; j++) accumulators[j][0] = accumulators[j][1] = accumulators[j][2] = accumulators[j][3] = 0.0f;
-        const u16* b_rows = reinterpret_cast<const u16*>(down_tile + (((matrix & 1) * W4A4_FOLD_COLUMNS) + 64 * half + 8 * (matrix >> 1) + within) * 16);
+        const u16* b_rows = reinterpret_cast<const u16*>(down_tile + (((matrix & 1) * COLUMNS) + 64 * half + 8 * (matrix >> 1) + within) * 16);
         for (int r = 0; r < rank; r += 16) {
             const int step = (r / 8) * 8;   // u16 offset of chunk r/8 is (r/8) · rows · 8
             u32 a[4];
@@ -163,7 +176,7 @@ NK_DEVICE void w4a4_fold_expand(const u8* __restrict__ qweight, const void* __re
 #pragma unroll
             for (int j = 0; j < 8; j += 2) {
                 u32 b[4];
-                nk_ldmatrix_x4(b, b_rows + step * W4A4_FOLD_COLUMNS + 8 * j * 8);
+                nk_ldmatrix_x4(b, b_rows + step * COLUMNS + 8 * j * 8);
                 nk_mma_16816_half<T>(accumulators[j], a, b[0], b[1]);
                 nk_mma_16816_half<T>(accumulators[j + 1], a, b[2], b[3]);
             }
@@ -192,10 +205,10 @@ NK_DEVICE void w4a4_fold_expand(const u8* __restrict__ qweight, const void* __re
         u8* __restrict__ out, int n, int k, int rank, int depth
 #define W4A4_FOLD_PASS qweight, scales, row_factors, inverse_units, proj_up, down, out, n, k, rank, depth
 
-NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_int4_bf16(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKBFloat16, false>(W4A4_FOLD_PASS); }
-NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_int4_f16(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKFloat16, false>(W4A4_FOLD_PASS); }
-NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_nvfp4_bf16(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKBFloat16, true>(W4A4_FOLD_PASS); }
-NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_nvfp4_f16(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKFloat16, true>(W4A4_FOLD_PASS); }
+NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_int4_bf16(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKBFloat16, false, W4A4_FOLD_SUBTILES>(W4A4_FOLD_PASS); }
+NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_int4_f16(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKFloat16, false, W4A4_FOLD_SUBTILES>(W4A4_FOLD_PASS); }
+NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_nvfp4_bf16(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKBFloat16, true, W4A4_FOLD_SUBTILES>(W4A4_FOLD_PASS); }
+NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_nvfp4_f16(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKFloat16, true, W4A4_FOLD_SUBTILES>(W4A4_FOLD_PASS); }
 
 // The gated epilogue's channel vectors, made per forward (FLUX's gated residual `x + gate ⊙ layer(a)` folded into
 // the FP8 GEMM, whose C is x): scales_out[n] = channel_scales[n] · gate[n] in fp32, and when bias is given

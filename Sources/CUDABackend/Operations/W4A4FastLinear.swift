@@ -198,11 +198,12 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
     }
 
     /// The geometry of w4a4_fp8_weights.cu (scripts/w4a4_expand_bench.py mirrors it): one block of 256 threads per
-    /// 128 rows × 128 columns of the scratch; dynamic shared memory for the block's rows of `smoothedProjDown` and
-    /// `projUp` (128 each, R 16-bit values a row).
+    /// 128 rows × 256 columns of the scratch (measured on an H200 against 128 columns: 54.6 against 62.6 µs at
+    /// N = 21504, K = 3072; docs/hopper.md "Session 9"); dynamic shared memory for the block's rows of
+    /// `smoothedProjDown` (256) and `projUp` (128), R 16-bit values a row.
     static func expansionLaunch(outFeatures: Int, depth: Int, rank: Int) -> (grid: CUDADim3, threads: Int, sharedBytes: Int) {
-        let rowsPerBlock = 128, columnsPerBlock = 128
-        return (CUDADim3(depth / columnsPerBlock, (outFeatures + rowsPerBlock - 1) / rowsPerBlock), 256,
+        let rowsPerBlock = 128, columnsPerBlock = 256
+        return (CUDADim3((depth + columnsPerBlock - 1) / columnsPerBlock, (outFeatures + rowsPerBlock - 1) / rowsPerBlock), 256,
                 (columnsPerBlock + rowsPerBlock) * 2 * rank)
     }
 

@@ -16,8 +16,8 @@ import SVDQuant
 /// - Layers with the same K, shift and smoothing (bit for bit in the type) quantize their input to the same codes,
 ///   so they may share one activation pass (`CUDAW4A4FastSharedInput`).
 public struct W4A4FastParameters: Sendable {
-    /// Maximum rank (the expansion kernel keeps 128 rows each of `smoothedProjDown` and `projUp` in shared memory:
-    /// 256 · 2R bytes, 128 KiB at R = 256).
+    /// Maximum rank (the expansion kernel keeps 256 rows of `smoothedProjDown` and 128 of `projUp` in shared memory:
+    /// 384 · 2R bytes, 192 KiB at R = 256).
     public static let maxRank = 256
     /// The input shift of layers whose exact mode quantizes unsigned (GELU-fed INT4 layers).
     public static let inputShift: Float = 0.171875
