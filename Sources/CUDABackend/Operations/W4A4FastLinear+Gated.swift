@@ -36,12 +36,17 @@ extension CUDASVDQW4A4FastLinear {
     /// - Throws: `NunchakuError` naming the layer when the gate is not one sample's N values in the layer's dtype,
     ///   or `x` / `output` have the wrong shape or dtype.
     public func forward(_ x: DeviceTensor, gate: ModulationChunk, accumulatingInto output: DeviceTensor, stream: CUDAStream? = nil) throws {
-        let stream = stream ?? x.buffer.workStream
+        try forward(.values(x), gate: gate, accumulatingInto: output, stream: stream)
+    }
+
+    /// The gated forward of `input` (16-bit values, or activations a producer quantized for this layer).
+    public func forward(_ input: W4A4FastInput, gate: ModulationChunk, accumulatingInto output: DeviceTensor, stream: CUDAStream? = nil) throws {
+        let stream = stream ?? input.workStream
         let gateAddress = try gate.resolve(batch: 1, width: outFeatures, dtype: activationDType.dtype, "\(name) fast W4A4 gated forward",
                                            "gate").address
         let channels = try gate.prepared?.channels(for: self, gateAddress: gateAddress)
             ?? Self.prepareGroup([(self, gate)], stream: stream)[0].channels
-        try forward(x, gelu: false, accumulate: true, channels: channels, into: output, stream: stream)
+        try forward(input, gelu: false, accumulate: true, channels: channels, into: output, stream: stream)
     }
 
     /// The gated epilogue's channel vectors of each `(layer, gate)` pair (each gate one sample's N values of its

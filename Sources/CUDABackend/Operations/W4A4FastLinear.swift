@@ -75,35 +75,51 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
     /// epilogue applies it to the fp32 result, so no separate pass and one rounding). Queued on `stream` (the
     /// input's stream when nil).
     public func forward(_ x: DeviceTensor, gelu: Bool = false, stream: CUDAStream? = nil) throws -> DeviceTensor {
-        let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, "\(name) fast W4A4")
-        let stream = stream ?? x.buffer.workStream
+        try forward(.values(x), gelu: gelu, stream: stream)
+    }
+
+    /// `forward` of `input` into a new tensor [..., N] (the input's leading dimensions).
+    public func forward(_ input: W4A4FastInput, gelu: Bool = false, stream: CUDAStream? = nil) throws -> DeviceTensor {
+        let rows = switch input {
+        case let .values(x): try W4A4OperandCheck.rows(x, inFeatures: inFeatures, "\(name) fast W4A4")
+        case let .quantized(activations): activations.scales.elementCount
+        }
+        let stream = stream ?? input.workStream
         let output = try DeviceTensor(shape: [rows, outFeatures], dtype: activationDType.dtype, context: engine.context, stream: stream)
-        try forward(x, gelu: gelu, into: output, stream: stream)
-        return try output.reshaped(Array(x.shape.dropLast()) + [outFeatures])
+        try forward(input, gelu: gelu, accumulate: false, into: output, stream: stream)
+        return try output.reshaped(input.leadingShape + [outFeatures])
     }
 
     /// `forward` writing every element of `output` ([M, N] in the layer's dtype). The weights come from the
     /// prefetcher of the engine's lane for `stream` when this call follows the model's learned layer order (expanded on its side stream
     /// while the previous layer ran), else they are expanded in line.
     public func forward(_ x: DeviceTensor, gelu: Bool = false, into output: DeviceTensor, stream: CUDAStream? = nil) throws {
-        try forward(x, gelu: gelu, accumulate: false, into: output, stream: stream)
+        try forward(.values(x), gelu: gelu, accumulate: false, into: output, stream: stream)
     }
 
     /// `output ← output + layer(x)` for `output` [M, N] in the layer's dtype: the FP8 GEMM's epilogue adds the old
     /// values (cuBLASLt's C with beta 1) to the fp32 result, so the sum is rounded once (where a separate add rounds
     /// the layer's output first, then the sum).
     public func forward(_ x: DeviceTensor, accumulatingInto output: DeviceTensor, stream: CUDAStream? = nil) throws {
-        try forward(x, gelu: false, accumulate: true, into: output, stream: stream)
+        try forward(.values(x), accumulatingInto: output, stream: stream)
     }
+
+    /// `forward(_:accumulatingInto:stream:)` of `input`.
+    public func forward(_ input: W4A4FastInput, accumulatingInto output: DeviceTensor, stream: CUDAStream? = nil) throws {
+        try forward(input, gelu: false, accumulate: true, into: output, stream: stream)
+    }
+
+    /// The layer's activation pass: the smoothing and depth a kernel must use to write `W4A4FastInput.quantized`
+    /// activations for it.
+    public var inputPass: W4A4FastInputPass { input }
 
     /// The forward behind the public ones; `channels` replaces the epilogue's per-channel scale and bias (the gated
     /// forward's), nil keeps the layer's own.
-    func forward(_ x: DeviceTensor, gelu: Bool, accumulate: Bool, channels: W4A4FastChannels? = nil, into output: DeviceTensor,
+    func forward(_ input: W4A4FastInput, gelu: Bool, accumulate: Bool, channels: W4A4FastChannels? = nil, into output: DeviceTensor,
                  stream: CUDAStream?) throws {
-        let stream = stream ?? x.buffer.workStream
-        try W4A4OperandCheck.tensor(x, dtype: activationDType.dtype, "\(name) fast W4A4", "input")
+        let stream = stream ?? input.workStream
         let weights = try engine.lane(for: stream).prefetcher.begin(self, stream: stream)
-        let activations = try input.activations(x, stream: stream, "\(name) fast W4A4 quantize")
+        let activations = try self.input.activations(of: input, stream: stream, "\(name) fast W4A4")
         try multiply(activations, weights: weights, gelu: gelu, accumulate: accumulate,
                      channels: channels ?? W4A4FastChannels(scales: channelScales, bias: bias), into: output, stream: stream)
     }

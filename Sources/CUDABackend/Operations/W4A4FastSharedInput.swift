@@ -57,13 +57,25 @@ public final class CUDAW4A4FastSharedInput: Sendable {
     /// with `gelu[i]` set (`forward(_:gelu:into:stream:)` into new tensors). Queued on `stream` (the input's when nil).
     public func forward(_ x: DeviceTensor, gelu: [Bool], stream: CUDAStream? = nil) throws -> [DeviceTensor] {
         let rows = try W4A4OperandCheck.rows(x, inFeatures: input.inFeatures, "\(name) fast W4A4 shared input")
-        let stream = stream ?? x.buffer.workStream
+        return try forward(.values(x), rows: rows, gelu: gelu, stream: stream)
+    }
+
+    /// Every layer's output [..., Nᵢ] (the codes' leading dimensions) for activations a producer quantized with this pass's smoothing (`inputPass`).
+    public func forward(quantized activations: W4A4FastActivations, gelu: [Bool], stream: CUDAStream? = nil) throws -> [DeviceTensor] {
+        try forward(.quantized(activations), rows: activations.scales.elementCount, gelu: gelu, stream: stream)
+    }
+
+    private func forward(_ x: W4A4FastInput, rows: Int, gelu: [Bool], stream: CUDAStream?) throws -> [DeviceTensor] {
+        let stream = stream ?? x.workStream
         let outputs = try layers.map {
             try DeviceTensor(shape: [rows, $0.outFeatures], dtype: input.type.dtype, context: input.engine.context, stream: stream)
         }
         try forward(x, gelu: gelu, into: outputs, stream: stream)
-        return try zip(layers, outputs).map { try $1.reshaped(Array(x.shape.dropLast()) + [$0.outFeatures]) }
+        return try zip(layers, outputs).map { try $1.reshaped(x.leadingShape + [$0.outFeatures]) }
     }
+
+    /// The shared activation pass: the smoothing and depth a producer kernel must use for `forward(quantized:…)`.
+    public var inputPass: W4A4FastInputPass { input }
 
     /// `forward` writing every element of `outputs[i]` ([M, Nᵢ] in the layers' dtype): the shared quantize pass,
     /// then the layers' FP8 GEMMs in order (each asks the engine's prefetcher for its weights right before its GEMM,
@@ -71,16 +83,20 @@ public final class CUDAW4A4FastSharedInput: Sendable {
     /// - Throws: `NunchakuError.invalidArgument` when `gelu` or `outputs` do not have one entry per layer; operand
     ///   errors.
     public func forward(_ x: DeviceTensor, gelu: [Bool], into outputs: [DeviceTensor], stream: CUDAStream? = nil) throws {
+        try forward(.values(x), gelu: gelu, into: outputs, stream: stream)
+    }
+
+    private func forward(_ x: W4A4FastInput, gelu: [Bool], into outputs: [DeviceTensor], stream: CUDAStream?) throws {
         let op = "\(name) fast W4A4 shared input"
         guard gelu.count == layers.count, outputs.count == layers.count else {
             throw NunchakuError.invalidArgument(context: op, reason: "\(gelu.count) GELU flags and \(outputs.count) outputs for \(layers.count) layers")
         }
-        let stream = stream ?? x.buffer.workStream
-        var activations: (codes: DeviceTensor, scales: DeviceTensor)?
+        let stream = stream ?? x.workStream
+        var activations: W4A4FastActivations?
         for (layer, (gelu, output)) in zip(layers, zip(gelu, outputs)) {
             try W4A4OperandCheck.tensor(output, dtype: input.type.dtype, op, "\(layer.name) output")
             let weights = try input.engine.lane(for: stream).prefetcher.begin(layer, stream: stream)
-            let shared = try activations ?? input.activations(x, stream: stream, "\(op) quantize")
+            let shared = try activations ?? input.activations(of: x, stream: stream, op)
             activations = shared
             try layer.multiply(shared, weights: weights, gelu: gelu, accumulate: false,
                                channels: W4A4FastChannels(scales: layer.channelScales, bias: layer.bias), into: output, stream: stream)

@@ -47,12 +47,12 @@ struct FluxCUDADoubleBlock: Sendable {
                                            (mc.chunk(5), [contextMLP.output])])
         try ops.concurrently(
             side: { ops in
-                try ops.linearGatedAdd(contextOut, attended[0], gate: gates[2], into: context)
-                try contextMLP.gatedAdd(try ops.layerNorm(context, mc.adaLN(shift: 3, scale: 4)), gate: gates[3], into: context, ops)
+                try ops.linearGatedAdd(contextOut, .values(attended[0]), gate: gates[2], into: context)
+                try contextMLP.gatedAdd(.values(try ops.layerNorm(context, mc.adaLN(shift: 3, scale: 4))), gate: gates[3], into: context, ops)
             },
             main: { ops in
-                try ops.linearGatedAdd(imageOut, attended[1], gate: gates[0], into: image)
-                try imageMLP.gatedAdd(try ops.layerNorm(image, m.adaLN(shift: 3, scale: 4)), gate: gates[1], into: image, ops)
+                try ops.linearGatedAdd(imageOut, .values(attended[1]), gate: gates[0], into: image)
+                try imageMLP.gatedAdd(.values(try ops.layerNorm(image, m.adaLN(shift: 3, scale: 4))), gate: gates[1], into: image, ops)
             })
     }
 

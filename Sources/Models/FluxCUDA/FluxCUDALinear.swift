@@ -65,50 +65,77 @@ enum FluxCUDALinear: Sendable {
         }
     }
 
+    /// `layer(input)` into a new tensor `[..., N]`: 16-bit values go through `callAsFunction(_:gemm:)`; quantized
+    /// activations (written by their producer for `fastLayer`'s activation pass) go to the fast W4A4 layer.
+    /// - Throws: `NunchakuError.invalidArgument` naming the layer for quantized activations when it has no `fastLayer`.
+    func callAsFunction(_ input: W4A4FastInput, gemm: CUDAGEMM) throws -> DeviceTensor {
+        guard case let .values(x) = input else { return try quantizedInputLayer().forward(input) }
+        return try self(x, gemm: gemm)
+    }
+
     /// `y ← y + (x · Wᵀ + b)` for `y` `[..., N]` from the layer's own GEMM epilogue (one rounding of the sum), or
     /// false when this form has none (the caller then adds the layer's output as a separate pass). Fast W4A4 layers
     /// do it.
-    func accumulate(_ x: DeviceTensor, into y: DeviceTensor) throws -> Bool {
-        switch self {
-        case let .w4a4Fast(layer):
-            try layer.forward(x, accumulatingInto: try y.reshaped([y.elementCount / layer.outFeatures, layer.outFeatures]))
-            return true
-        case let .adaptable(layer): return try layer.accumulate(x, into: y)
-        case .dense, .w4a4, .awq, .unloaded: return false
-        }
+    func accumulate(_ input: W4A4FastInput, into y: DeviceTensor) throws -> Bool {
+        guard let layer = fastLayer else { return try rejectQuantized(input) }
+        try layer.forward(input, accumulatingInto: try y.reshaped([y.elementCount / layer.outFeatures, layer.outFeatures]))
+        return true
     }
 
     /// `y ← y + gate ⊙ (x · Wᵀ + b)` for `y` `[1, S, N]` and one sample's `gate` from the layer's own GEMM epilogue
     /// (the gate folded into its channel scale and bias, y as its C), or false when this form or the batch has none
     /// (the caller then runs the layer and a gated add). Fast W4A4 layers do it for a batch of one.
-    func gatedAccumulate(_ x: DeviceTensor, gate: ModulationChunk, into y: DeviceTensor) throws -> Bool {
-        switch self {
-        case let .w4a4Fast(layer):
-            guard y.shape.first == 1, gate.table.shape.first == 1 else { return false }
-            try layer.forward(x, gate: gate, accumulatingInto: try y.reshaped([y.elementCount / layer.outFeatures, layer.outFeatures]))
-            return true
-        case let .adaptable(layer): return try layer.gatedAccumulate(x, gate: gate, into: y)
-        case .dense, .w4a4, .awq, .unloaded: return false
-        }
-    }
-
-    /// The fast W4A4 layer whose GEMM epilogue takes this layer's gated residual (`gatedAccumulate`), if any: this
-    /// layer when it is one, the base of an adaptable one while no LoRA branch is on it.
-    var gatedFastLayer: CUDASVDQW4A4FastLinear? {
-        switch self {
-        case let .w4a4Fast(layer): layer
-        case let .adaptable(layer): layer.gatedFastLayer
-        case .dense, .w4a4, .awq, .unloaded: nil
-        }
+    func gatedAccumulate(_ input: W4A4FastInput, gate: ModulationChunk, into y: DeviceTensor) throws -> Bool {
+        guard let layer = fastLayer, y.shape.first == 1, gate.table.shape.first == 1 else { return try rejectQuantized(input) }
+        try layer.forward(input, gate: gate, accumulatingInto: try y.reshaped([y.elementCount / layer.outFeatures, layer.outFeatures]))
+        return true
     }
 
     /// `GELU(x · Wᵀ + b)` (tanh form) from the layer's own GEMM epilogue, or nil when this form has none (the
     /// caller then applies GELU as a separate pass). Fast W4A4 layers fuse it.
-    func fusedGELU(_ x: DeviceTensor) throws -> DeviceTensor? {
+    func fusedGELU(_ input: W4A4FastInput) throws -> DeviceTensor? {
+        guard let layer = fastLayer else {
+            _ = try rejectQuantized(input)
+            return nil
+        }
+        return try layer.forward(input, gelu: true)
+    }
+
+    /// The fast W4A4 layer that runs this layer's forwards, if any: this layer when it is one, the base of an
+    /// adaptable one while no LoRA branch is on it. Its epilogue takes gated residuals (`gatedAccumulate`), and its
+    /// activation pass (`CUDASVDQW4A4FastLinear.inputPass`) says how a producer may write its input quantized.
+    var fastLayer: CUDASVDQW4A4FastLinear? {
         switch self {
-        case let .w4a4Fast(layer): try layer.forward(x, gelu: true)
-        case let .adaptable(layer): try layer.fusedGELU(x)
+        case let .w4a4Fast(layer): layer
+        case let .adaptable(layer): layer.fastLayer
         case .dense, .w4a4, .awq, .unloaded: nil
+        }
+    }
+
+    /// `fastLayer`, or an error naming the layer (quantized activations reached a layer that cannot read them).
+    private func quantizedInputLayer() throws -> CUDASVDQW4A4FastLinear {
+        guard let layer = fastLayer else {
+            throw NunchakuError.invalidArgument(context: name, reason: "quantized fast W4A4 activations reached a layer that is not a fast W4A4 layer")
+        }
+        return layer
+    }
+
+    /// false for 16-bit input (the caller's separate path reads it); throws for quantized activations when the layer
+    /// has no `fastLayer`, and returns false when it has one (the caller's fallback passes them on).
+    private func rejectQuantized(_ input: W4A4FastInput) throws -> Bool {
+        if case .quantized = input { _ = try quantizedInputLayer() }
+        return false
+    }
+
+    /// The layer's name (of its weights' first tensor prefix), for errors.
+    var name: String {
+        switch self {
+        case let .dense(layer): layer.name
+        case let .w4a4(layer): layer.name
+        case let .w4a4Fast(layer): layer.name
+        case let .awq(layer): layer.name
+        case let .unloaded(name): name
+        case let .adaptable(layer): layer.base.name
         }
     }
 }

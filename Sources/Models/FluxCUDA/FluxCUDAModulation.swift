@@ -40,8 +40,9 @@ struct FluxCUDAFeedForward: Sendable {
     let input: FluxCUDALinear
     let output: FluxCUDALinear
 
-    /// `residual ← residual + gate·output(GELU(input(x)))`.
-    func gatedAdd(_ x: DeviceTensor, gate: ModulationChunk, into residual: DeviceTensor, _ ops: FluxCUDAOps) throws {
-        try ops.linearGatedAdd(output, try ops.linearGELU(input, x), gate: gate, into: residual)
+    /// `residual ← residual + gate·output(GELU(input(x)))`; `x` 16-bit values, or activations quantized for
+    /// `input`'s fast W4A4 activation pass.
+    func gatedAdd(_ x: W4A4FastInput, gate: ModulationChunk, into residual: DeviceTensor, _ ops: FluxCUDAOps) throws {
+        try ops.linearGatedAdd(output, .values(try ops.linearGELU(input, x)), gate: gate, into: residual)
     }
 }

@@ -31,8 +31,13 @@ struct FluxCUDAOps {
         try layer(x, gemm: gemm)
     }
 
+    /// `layer(input)`: 16-bit values, or activations quantized for the layer's fast W4A4 activation pass.
+    func linear(_ layer: FluxCUDALinear, _ input: W4A4FastInput) throws -> DeviceTensor {
+        try layer(input, gemm: gemm)
+    }
+
     /// `GELU(layer(x))` (tanh form): in the layer's GEMM epilogue where it has one (fast W4A4), else a separate pass.
-    func linearGELU(_ layer: FluxCUDALinear, _ x: DeviceTensor) throws -> DeviceTensor {
+    func linearGELU(_ layer: FluxCUDALinear, _ x: W4A4FastInput) throws -> DeviceTensor {
         if let fused = try layer.fusedGELU(x) { return fused }
         let y = try linear(layer, x)
         try apply(.geluTanh, y)
@@ -48,16 +53,16 @@ struct FluxCUDAOps {
 
     /// `x ← x + gate·layer(y)`: in the layer's GEMM epilogue where it has one (fast W4A4, batch of one), else the
     /// layer's output and a gated add.
-    func linearGatedAdd(_ layer: FluxCUDALinear, _ y: DeviceTensor, gate: ModulationChunk, into x: DeviceTensor) throws {
+    func linearGatedAdd(_ layer: FluxCUDALinear, _ y: W4A4FastInput, gate: ModulationChunk, into x: DeviceTensor) throws {
         if try layer.gatedAccumulate(y, gate: gate, into: x) { return }
         try gatedAdd(try linear(layer, y), gate: gate, into: x)
     }
 
-    /// `uses`' gates, each carrying the gated epilogue vectors of its fast W4A4 layers (`FluxCUDALinear.gatedFastLayer`)
+    /// `uses`' gates, each carrying the gated epilogue vectors of its fast W4A4 layers (`FluxCUDALinear.fastLayer`)
     /// made ahead by one launch per four layers (`CUDASVDQW4A4FastLinear.prepareGates`), for gates of one sample;
     /// otherwise the gates as they are (each layer then makes its own, or takes the gated-add path).
     func preparedGates(_ uses: [(gate: ModulationChunk, layers: [FluxCUDALinear])]) throws -> [ModulationChunk] {
-        let jobs = uses.flatMap { use in use.layers.compactMap(\.gatedFastLayer).map { (layer: $0, gate: use.gate) } }
+        let jobs = uses.flatMap { use in use.layers.compactMap(\.fastLayer).map { (layer: $0, gate: use.gate) } }
         guard !jobs.isEmpty, uses.allSatisfy({ $0.gate.table.shape.first == 1 }) else { return uses.map(\.gate) }
         let prepared = try CUDASVDQW4A4FastLinear.prepareGates(jobs, stream: context.currentStream)
         return uses.map {

@@ -24,14 +24,14 @@ struct FluxCUDASingleBlock: Sendable {
                       _ ops: FluxCUDAOps) throws {
             switch self {
             case let .joint(layer):
-                try ops.linearGatedAdd(layer, try ops.concatLastDimension([attention, mlp]), gate: gate, into: tokens)
+                try ops.linearGatedAdd(layer, .values(try ops.concatLastDimension([attention, mlp])), gate: gate, into: tokens)
             case let .split(attentionLayer, mlpLayer):
-                if try attentionLayer.gatedAccumulate(attention, gate: gate, into: tokens) {
-                    try ops.linearGatedAdd(mlpLayer, mlp, gate: gate, into: tokens)
+                if try attentionLayer.gatedAccumulate(.values(attention), gate: gate, into: tokens) {
+                    try ops.linearGatedAdd(mlpLayer, .values(mlp), gate: gate, into: tokens)
                     return
                 }
                 let sum = try ops.linear(attentionLayer, attention)
-                if try !mlpLayer.accumulate(mlp, into: sum) { try ops.add(try ops.linear(mlpLayer, mlp), into: sum) }
+                if try !mlpLayer.accumulate(.values(mlp), into: sum) { try ops.add(try ops.linear(mlpLayer, mlp), into: sum) }
                 try ops.gatedAdd(sum, gate: gate, into: tokens)
             }
         }
@@ -82,7 +82,7 @@ struct FluxCUDASingleBlock: Sendable {
             mlp = shared.mlp
             qkv.write(projection: shared.qkv, into: heads, tokenOffset: 0, rotary: rotary)
         } else {
-            mlp = try ops.linearGELU(mlpIn, normalized)
+            mlp = try ops.linearGELU(mlpIn, .values(normalized))
             try qkv.write(normalized, into: heads, tokenOffset: 0, rotary: rotary, ops)
         }
         let attention = try FluxCUDAAttention.attend(heads, precision: precision, ops)

@@ -48,29 +48,10 @@ final class FluxCUDAAdaptableLinear: @unchecked Sendable {
         return true
     }
 
-    /// `base.fusedGELU(x)` while no LoRA branch is on the layer (a side branch is added after the GEMM, so GELU
-    /// must wait for it); nil otherwise.
-    func fusedGELU(_ x: DeviceTensor) throws -> DeviceTensor? {
+    /// `base.fastLayer` while no LoRA branch is on the layer; nil otherwise.
+    var fastLayer: CUDASVDQW4A4FastLinear? {
         guard case .base = lock.withLock({ current }) else { return nil }
-        return try base.fusedGELU(x)
-    }
-
-    /// `base.accumulate(x, into: y)` while no LoRA branch is on the layer; false otherwise.
-    func accumulate(_ x: DeviceTensor, into y: DeviceTensor) throws -> Bool {
-        guard case .base = lock.withLock({ current }) else { return false }
-        return try base.accumulate(x, into: y)
-    }
-
-    /// `base.gatedAccumulate(x, gate:, into: y)` while no LoRA branch is on the layer; false otherwise.
-    func gatedAccumulate(_ x: DeviceTensor, gate: ModulationChunk, into y: DeviceTensor) throws -> Bool {
-        guard case .base = lock.withLock({ current }) else { return false }
-        return try base.gatedAccumulate(x, gate: gate, into: y)
-    }
-
-    /// `base.gatedFastLayer` while no LoRA branch is on the layer; nil otherwise.
-    var gatedFastLayer: CUDASVDQW4A4FastLinear? {
-        guard case .base = lock.withLock({ current }) else { return nil }
-        return base.gatedFastLayer
+        return base.fastLayer
     }
 
     /// Runs the base layer plus `branch` from now on (the base layer alone for nil).
