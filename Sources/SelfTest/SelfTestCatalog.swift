@@ -11,6 +11,7 @@ public enum SelfTestCatalog {
         + TokenCopySelfTests.cases
         + AttentionSelfTests.cases
         + AttentionFP8SelfTests.cases
+        + AttentionFP8CodesSelfTests.cases
         + AttentionFP8HeadsSelfTests.cases
         + GEMMSelfTests.cases
         + W4A4SelfTests.cases
@@ -21,6 +22,7 @@ public enum SelfTestCatalog {
         + FluxGraphSelfTests.cases
         + FluxPrefetchSelfTests.cases
         + FluxSideStreamSelfTests.cases
+        + FluxAttentionCodesSelfTests.cases
         + FluxLoopSelfTests.cases
         + TextEncoderSelfTests.cases
         + VAESelfTests.cases

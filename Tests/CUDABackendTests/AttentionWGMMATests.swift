@@ -89,8 +89,10 @@ struct AttentionWGMMACompileTests {
         let text = String(decoding: ptx.bytes, as: UTF8.self)
         #expect(text.contains("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16"))
         #expect(text.contains("wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16"))
-        // The e4m3 entry points: Q·Kᵀ from shared memory and P·V with P from registers, P rounded by the hardware.
-        for kernel in ["nunchaku_attention_wgmma_fp8_bf16_d128", "nunchaku_attention_wgmma_fp8_f16_d128"] {
+        // The e4m3 entry points (16-bit output, or the fast W4A4 codes of the layers reading it): Q·Kᵀ from shared
+        // memory and P·V with P from registers, P rounded by the hardware.
+        for kernel in ["nunchaku_attention_wgmma_fp8_bf16_d128", "nunchaku_attention_wgmma_fp8_f16_d128",
+                       "nunchaku_attention_wgmma_fp8_codes_bf16_d128", "nunchaku_attention_wgmma_fp8_codes_f16_d128"] {
             #expect(source.kernelNames.contains(kernel) && text.contains(".entry \(kernel)("))
         }
         #expect(text.contains("wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3"))

@@ -58,7 +58,7 @@ public enum KernelRegistry {
                                    "nunchaku_attention_f16_d64", "nunchaku_attention_f16_d128"]),
         KernelSource(name: "attention_wgmma.cu", text: text(PackageResources.attention_wgmma_cu),
                      kernelNames: ["bf16", "f16"].flatMap { type in ["d64", "d128"].map { "nunchaku_attention_wgmma_\(type)_\($0)" } }
-                        + ["nunchaku_attention_wgmma_fp8_bf16_d128", "nunchaku_attention_wgmma_fp8_f16_d128"]),
+                        + ["", "codes_"].flatMap { variant in ["bf16", "f16"].map { "nunchaku_attention_wgmma_fp8_\(variant)\($0)_d128" } }),
         KernelSource(name: "attention_fp8_operands.cu", text: text(PackageResources.attention_fp8_operands_cu),
                      kernelNames: ["amax", "codes", "value_codes"].flatMap { pass in ["bf16", "f16"].map { "nunchaku_attention_fp8_\(pass)_\($0)" } }),
         KernelSource(name: "gemm_mma.cu", text: text(PackageResources.gemm_mma_cu),

@@ -344,12 +344,75 @@ NK_DEVICE void store_rows(u16* o, const float (&output)[D / 2], float (&rowSum)[
     }
 }
 
+/// The `…_fp8_codes_…` entry points' output: instead of the 16-bit rows, the e4m3 input of the fast W4A4 layer that
+/// reads them (`CUDASVDQW4A4FastLinear`), quantized as that layer's activation pass would quantize the 16-bit rows
+/// (w4a4_fp8_quantize.cu: t = o · inverseSmooth, codes e4m3(t · 448/amax), scale amax/448) except that amax is not
+/// the row's largest |t| but a bound on it known before the rows exist: an output row is a weighted mean of the v
+/// rows, so |o| ≤ max |v| · (1 + the e4m3 rounding of the weights), and per (sample, table)
+/// amax = 448 · max_h vScale[sample, h] · headFactors[table][h] with headFactors = 9/8 · max over the head's
+/// channels of |inverseSmooth| (made on the host, `AttentionFP8CodesOutput`). Rows before `splitToken` use table 0
+/// (a double block's text tokens feed another layer than its image tokens), the others table 1. A row is the
+/// layer's whole input (H · D codes, no padding), so its width must be the layer's GEMM depth.
+struct OutputCodes {
+    u8* codes;                     // e4m3 [B · Sq, H · D]
+    float* tokenScales;            // [B · Sq]
+    const float* inverseSmooth0;   // f32 [H · D] of table 0, and of table 1
+    const float* inverseSmooth1;
+    const float* headFactors0;     // f32 [H] of table 0, and of table 1
+    const float* headFactors1;
+    int splitToken;
+
+    NK_DEVICE const float* inverseSmooth(int table) const { return table == 0 ? inverseSmooth0 : inverseSmooth1; }
+    NK_DEVICE const float* headFactors(int table) const { return table == 0 ? headFactors0 : headFactors1; }
+};
+
+/// The amax of `table`'s rows of `sample` (`OutputCodes`); `valueScales` are the v scales [B][H].
+NK_DEVICE float codes_amax(const OutputCodes& out, const float* valueScales, int sample, int heads, int table) {
+    float bound = 0.0f;
+    const float* factors = out.headFactors(table);
+    for (int h = 0; h < heads; ++h) bound = fmaxf(bound, valueScales[sample * heads + h] * factors[h]);
+    return W4A4_FP8_MAX * bound;
+}
+
+/// `store_rows` for the codes output: each value rounded to the 16-bit format as `store_rows` stores it, then
+/// quantized for its table's layer; the head-0 blocks also write the rows' scales.
+template <class T, int D>
+NK_DEVICE void store_codes(const OutputCodes& out, const float (&output)[D / 2], float (&rowSum)[2], int sample, int head,
+                           int heads, int firstQuery, int queryTokens, float valueScale, const float* valueScales) {
+    const int warp = (threadIdx.x % 128) / 32;
+    const int g = (threadIdx.x & 31) >> 2;
+    const int t = threadIdx.x & 3;
+    const int width = heads * D;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        rowSum[half] += __shfl_xor_sync(0xFFFFFFFFu, rowSum[half], 1);
+        rowSum[half] += __shfl_xor_sync(0xFFFFFFFFu, rowSum[half], 2);
+        const float inverse = rowSum[half] > 0.0f ? valueScale / rowSum[half] : 0.0f;
+        const int row = firstQuery + 16 * warp + g + 8 * half;
+        if (row >= queryTokens) continue;
+        const int table = row < out.splitToken ? 0 : 1;
+        const float amax = codes_amax(out, valueScales, sample, heads, table);
+        const float factor = amax > 0.0f ? __fdiv_rn(W4A4_FP8_MAX, amax) : 0.0f;
+        const i64 token = (i64)sample * queryTokens + row;
+        if (head == 0 && t == 0) out.tokenScales[token] = __fdiv_rn(amax, W4A4_FP8_MAX);
+        const float* inverseSmooth = out.inverseSmooth(table) + head * D + 2 * t;
+        u8* destination = out.codes + token * width + head * D + 2 * t;
+#pragma unroll
+        for (int i = 0; i < D / 8; ++i) {
+            const float2 value = T::unpack2(T::pack2(output[4 * i + 2 * half] * inverse, output[4 * i + 2 * half + 1] * inverse));
+            const float2 smoothing = *reinterpret_cast<const float2*>(inverseSmooth + 8 * i);
+            const float low = value.x * smoothing.x, high = value.y * smoothing.y;
+            *reinterpret_cast<u16*>(destination + 8 * i) = (u16)nk_e4m3x2(low * factor, high * factor);
+        }
+    }
+}
+
 /// A consumer warpgroup: for each of the block's work units, its 64 queries against every key tile. Tile j's
 /// softmax runs while P·V of tile j − 1 is still on the tensor cores (S of tile j and P·V of tile j − 1 are issued
 /// together in one turn). The turns alternate between the warpgroups across units too.
-template <class T, int D, bool FP8>
-NK_DEVICE void consume(u32 base, u16* o, const u8* keyMask, const WorkUnits& work, int queryTokens, int keyTokens,
-                       float scaleLog2, const float* scales, float weightShift) {
+template <class T, int D, bool FP8, bool CODES>
+NK_DEVICE void consume(u32 base, u16* o, const OutputCodes& codes, const u8* keyMask, const WorkUnits& work, int queryTokens,
+                       int keyTokens, float scaleLog2, const float* scales, float weightShift) {
     using P = Plan<D, FP8>;
     using W = Weights<FP8>;
     const int group = threadIdx.x / 128;
@@ -442,16 +505,22 @@ NK_DEVICE void consume(u32 base, u16* o, const u8* keyMask, const WorkUnits& wor
             finish(weights);
         }
 
-        const i64 queryBase = (i64)w.sample * queryTokens * rowStride + (i64)w.head * D;
         const int firstQuery = w.queryBlock * kQueriesPerBlock + group * kQueriesPerGroup;
-        store_rows<T, D>(o, output, rowSum, queryBase, firstQuery, queryTokens, rowStride, valueScale);
+        if constexpr (CODES) {
+            const float* valueScales = scales + 2 * (work.units / work.queryBlocks);
+            store_codes<T, D>(codes, output, rowSum, w.sample, w.head, work.heads, firstQuery, queryTokens, valueScale, valueScales);
+        } else {
+            const i64 queryBase = (i64)w.sample * queryTokens * rowStride + (i64)w.head * D;
+            store_rows<T, D>(o, output, rowSum, queryBase, firstQuery, queryTokens, rowStride, valueScale);
+        }
     }
 }
 
-template <class T, int D, bool FP8>
+template <class T, int D, bool FP8, bool CODES = false>
 NK_DEVICE void attention(const nk_tensor_map* queryMap, const nk_tensor_map* keyMap, const nk_tensor_map* valueMap,
                          u16* __restrict__ o, const u8* __restrict__ keyMask, int queryTokens, int keyTokens, int heads,
-                         int batch, float scaleLog2, const float* __restrict__ scales, float weightShift) {
+                         int batch, float scaleLog2, const float* __restrict__ scales, float weightShift,
+                         const OutputCodes& codes = OutputCodes{}) {
     using P = Plan<D, FP8>;
     extern __shared__ __align__(1024) u8 sharedBytes[];
     // The swizzle works on address bits 4-9: align the plan to 1024 bytes (the launcher adds the slack).
@@ -477,7 +546,7 @@ NK_DEVICE void attention(const nk_tensor_map* queryMap, const nk_tensor_map* key
         if (threadIdx.x == kConsumerThreads) produce<D, FP8>(base, queryMap, keyMap, valueMap, work);
     } else {
         nk_setmaxnreg_increase<kConsumerRegisters>();
-        consume<T, D, FP8>(base, o, keyMask, work, queryTokens, keyTokens, scaleLog2, scales, weightShift);
+        consume<T, D, FP8, CODES>(base, o, codes, keyMask, work, queryTokens, keyTokens, scaleLog2, scales, weightShift);
     }
 }
 
@@ -486,11 +555,16 @@ NK_DEVICE void attention(const nk_tensor_map* queryMap, const nk_tensor_map* key
 #define NK_ATTENTION_FP8_BODY(T) \
     attention<T, 128, true>(&queryMap, &keyMap, &valueMap, o, keyMask, queryTokens, keyTokens, heads, batch, scaleLog2, scales, \
                             weightShift)
+#define NK_ATTENTION_FP8_CODES_BODY(T)                                                                                   \
+    attention<T, 128, true, true>(&queryMap, &keyMap, &valueMap, o, keyMask, queryTokens, keyTokens, heads, batch, scaleLog2, \
+                                  scales, weightShift,                                                                    \
+                                  OutputCodes{codes, tokenScales, inverseSmooth0, inverseSmooth1, headFactors0, headFactors1, splitToken})
 #else
 // Not sm_90a: the host dispatches to this file's kernels only on sm_90a (AttentionGeometry.usesWGMMA), so here
 // they trap instead of computing.
 #define NK_ATTENTION_BODY(T, D) __trap()
 #define NK_ATTENTION_FP8_BODY(T) __trap()
+#define NK_ATTENTION_FP8_CODES_BODY(T) __trap()
 #endif
 
 }  // namespace
@@ -529,4 +603,17 @@ NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_fp8_bf16_
 
 NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_fp8_f16_d128(NK_ATTENTION_FP8_PARAMETERS) {
     NK_ATTENTION_FP8_BODY(nk_f16);
+}
+
+// The e4m3 kernels writing the fast W4A4 input codes of the layer(s) reading the output (`OutputCodes`; `o` unused).
+#define NK_ATTENTION_FP8_CODES_PARAMETERS                                                                           \
+    NK_ATTENTION_FP8_PARAMETERS, u8 *codes, float *tokenScales, const float *inverseSmooth0, const float *inverseSmooth1, \
+        const float *headFactors0, const float *headFactors1, int splitToken
+
+NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_fp8_codes_bf16_d128(NK_ATTENTION_FP8_CODES_PARAMETERS) {
+    NK_ATTENTION_FP8_CODES_BODY(nk_bf16);
+}
+
+NK_KERNEL void __launch_bounds__(kThreads, 1) nunchaku_attention_wgmma_fp8_codes_f16_d128(NK_ATTENTION_FP8_CODES_PARAMETERS) {
+    NK_ATTENTION_FP8_CODES_BODY(nk_f16);
 }

@@ -118,27 +118,37 @@ extension CUDAContext {
     /// - Throws: `NunchakuError.unsupported` off sm_90a (naming the target); `NunchakuError` naming a wrong operand.
     public func attentionFP8(_ operands: AttentionFP8Operands, keyMask: DeviceTensor? = nil, into output: DeviceTensor,
                              stream: CUDAStream? = nil) throws {
-        let (batch, tokens, heads) = operands.heads
-        let geometry = try AttentionGeometry(
-            query: output.shape, key: output.shape, value: output.shape, dtypes: (output.dtype, output.dtype, output.dtype),
-            keyMask: keyMask.map { ($0.shape, $0.dtype) }, output: (output.shape, output.dtype))
-        guard output.shape == [batch, tokens, heads, AttentionFP8Launch.headDim] else {
+        guard output.shape == operands.query.shape else {
             throw NunchakuError.shapeMismatch(context: "attentionFP8 output", expected: operands.query.shape, actual: output.shape)
         }
+        try launchFP8(operands, keyMask: keyMask, outputDType: output.dtype, variant: "",
+                      output: [output.argument], stream: stream ?? output.buffer.workStream)
+    }
+
+    /// The e4m3 kernel `nunchaku_attention_wgmma_fp8_<variant><dtype>_d128` on `operands`; `output` are the arguments
+    /// after the tensor maps: the 16-bit output (its place is taken by a null pointer for the codes variant, whose own
+    /// arguments follow the common ones).
+    func launchFP8(_ operands: AttentionFP8Operands, keyMask: DeviceTensor?, outputDType: DType, variant: String,
+                   output: [KernelArgument], codes: [KernelArgument] = [], stream: CUDAStream) throws {
+        let (batch, tokens, heads) = operands.heads
+        let shape = operands.query.shape
+        let geometry = try AttentionGeometry(
+            query: shape, key: shape, value: shape, dtypes: (outputDType, outputDType, outputDType),
+            keyMask: keyMask.map { ($0.shape, $0.dtype) }, output: (shape, outputDType))
         try checkFP8AttentionAvailable()
         guard batch * tokens * heads > 0 else { return }
         let maps = try AttentionFP8Launch.tensorMapLayouts(
             query: operands.query.buffer.address, key: operands.key.buffer.address, value: operands.valueTransposed.buffer.address,
             batch: batch, tokens: tokens, heads: heads).map { try encodeTensorMap($0).argument }
         let units = AttentionWGMMALaunch.workUnits(batch: batch, queryTokens: tokens, heads: heads)
-        let kernel = try kernels.kernel("nunchaku_attention_wgmma_fp8_\(output.dtype.rawValue)_d128")
+        let kernel = try kernels.kernel("nunchaku_attention_wgmma_fp8_\(variant)\(outputDType.rawValue)_d128")
         try kernel.setMaxDynamicSharedMemory(AttentionFP8Launch.sharedMemoryBytes)
         try kernel.launch(
             grid: CUDADim3(min(units, max(1, device.multiprocessorCount))), block: CUDADim3(AttentionWGMMALaunch.threadsPerBlock),
-            sharedMemoryBytes: AttentionFP8Launch.sharedMemoryBytes, stream: stream ?? output.buffer.workStream,
-            arguments: maps + [output.argument, keyMask.map(\.argument) ?? .pointer(0), .int32(Int32(tokens)), .int32(Int32(tokens)),
-                               .int32(Int32(heads)), .int32(Int32(batch)), .float(geometry.scaleLog2), operands.scales.argument,
-                               .float(AttentionFP8Launch.weightShift)])
+            sharedMemoryBytes: AttentionFP8Launch.sharedMemoryBytes, stream: stream,
+            arguments: maps + output + [keyMask.map(\.argument) ?? .pointer(0), .int32(Int32(tokens)), .int32(Int32(tokens)),
+                                        .int32(Int32(heads)), .int32(Int32(batch)), .float(geometry.scaleLog2), operands.scales.argument,
+                                        .float(AttentionFP8Launch.weightShift)] + codes)
     }
 
     /// Self-attention over `heads` at `precision` into a new `[B, S, H, d]` tensor: `.bf16` is

@@ -50,6 +50,7 @@ public final class CUDAW4A4FastEngine: Sendable {
     nonisolated(unsafe) private var fp8Accumulation: FP8Accumulation
     private let lock = CUDALock()
     nonisolated(unsafe) private var sharedInputs = true
+    nonisolated(unsafe) private var attentionCodes = true
     nonisolated(unsafe) private var lanes: [CUDAW4A4FastLane] = []
     nonisolated(unsafe) private var prefetching: Bool
     nonisolated(unsafe) private var tuning: Bool
@@ -122,6 +123,14 @@ public final class CUDAW4A4FastEngine: Sendable {
     public var sharesInputPasses: Bool {
         get { lock.withLock { sharedInputs } }
         set { lock.withLock { sharedInputs = newValue } }
+    }
+
+    /// Whether the models that hold fast layers reading an fp8 attention's output have the attention kernel write
+    /// those layers' codes (`CUDAContext.attentionFP8(_:keyMask:codes:tables:splitToken:)`: no 16-bit output and no
+    /// activation pass) instead of running their own activation pass (on by default).
+    public var quantizesInAttention: Bool {
+        get { lock.withLock { attentionCodes } }
+        set { lock.withLock { attentionCodes = newValue } }
     }
 
     /// Where the FP8 GEMM uses cuBLASLt's fast accumulation (`FP8Accumulation.mixed` by default); applies from the

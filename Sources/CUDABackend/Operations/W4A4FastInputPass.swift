@@ -34,7 +34,7 @@ public enum W4A4FastInput {
 /// (w4a4_fp8_quantize.cu) into GEMM rows of `depth` codes. A layer alone has one (`CUDASVDQW4A4FastLinear`); layers
 /// with the same K, shift and smoothing share one (`CUDAW4A4FastSharedInput`), since their codes are the same.
 public struct W4A4FastInputPass: Sendable {
-    let engine: CUDAW4A4FastEngine
+    public let engine: CUDAW4A4FastEngine
     public let type: ActivationDType
     public let inFeatures: Int
     /// The codes per row: K rounded up to a multiple of 128.

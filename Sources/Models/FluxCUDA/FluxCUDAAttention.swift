@@ -97,19 +97,65 @@ enum FluxCUDAAttention {
             }
             output = try context.attention(heads, precision: .bf16)
         case .fp8:
-            let heads = try AttentionFP8Heads(
-                batch: joint.batch, tokens: joint.tokens, heads: joint.heads, dtype: joint.dtype,
-                queryBound: joint.streams.map(\.layer.queryNorm.bound).max() ?? 0,
-                keyBound: joint.streams.map(\.layer.keyNorm.bound).max() ?? 0, context: context)
-            for stream in joint.streams {
-                try context.writeHeads(of: stream.projection, queryNorm: stream.layer.queryNorm.weight, keyNorm: stream.layer.keyNorm.weight,
-                                       cos: stream.rotary.cos, sin: stream.rotary.sin, into: heads, tokenOffset: stream.tokenOffset)
-            }
-            try context.writeValueCodes(of: heads)
+            let heads = try fp8Heads(joint, ops)
             output = try DeviceTensor(shape: [joint.batch, joint.tokens, joint.heads, joint.headDim], dtype: joint.dtype, context: context)
             try context.attentionFP8(heads.operands, into: output)
         }
         let shape = output.shape
         return try output.reshaped([shape[0], shape[1], shape[2] * shape[3]])
+    }
+
+    /// The fp8 attention over the joint sequence writing the codes of the fast out-projections (`codes`' layers;
+    /// rows before `splitToken` for its first table, the rest for its last): `[B, S, H·128]` codes and `[B·S]` scales.
+    static func attend(_ joint: FluxCUDAJointHeads, codes: FluxCUDAAttentionCodes, splitToken: Int, _ ops: FluxCUDAOps) throws
+        -> W4A4FastActivations {
+        let heads = try fp8Heads(joint, ops)
+        let width = joint.heads * joint.headDim
+        let result = (codes: try DeviceTensor(shape: [joint.batch, joint.tokens, width], dtype: .u8, context: ops.context),
+                      scales: try DeviceTensor(shape: [joint.batch * joint.tokens], dtype: .f32, context: ops.context))
+        try ops.context.attentionFP8(heads.operands, codes: result, tables: codes.tables, splitToken: splitToken)
+        return result
+    }
+
+    /// The float8 operands of the joint heads: q and k scales from the streams' larger norm bounds, the v codes.
+    private static func fp8Heads(_ joint: FluxCUDAJointHeads, _ ops: FluxCUDAOps) throws -> AttentionFP8Heads {
+        let context = ops.context
+        let heads = try AttentionFP8Heads(
+            batch: joint.batch, tokens: joint.tokens, heads: joint.heads, dtype: joint.dtype,
+            queryBound: joint.streams.map(\.layer.queryNorm.bound).max() ?? 0,
+            keyBound: joint.streams.map(\.layer.keyNorm.bound).max() ?? 0, context: context)
+        for stream in joint.streams {
+            try context.writeHeads(of: stream.projection, queryNorm: stream.layer.queryNorm.weight, keyNorm: stream.layer.keyNorm.weight,
+                                   cos: stream.rotary.cos, sin: stream.rotary.sin, into: heads, tokenOffset: stream.tokenOffset)
+        }
+        try context.writeValueCodes(of: heads)
+        return heads
+    }
+}
+
+/// The fast W4A4 out-projections of an attention that can read its fp8 codes output (`AttentionFP8CodesTable` per
+/// layer, made at load): a double block's text and image out-projections, or a single block's attention projection.
+struct FluxCUDAAttentionCodes: Sendable {
+    /// The layers, in table order.
+    let layers: [FluxCUDALinear]
+    let tables: [AttentionFP8CodesTable]
+
+    /// The tables of `layers` (whose input is `heads` heads of 128), or nil unless each runs as a fast W4A4 layer
+    /// with K = depth = heads · 128 and an unshifted input.
+    init?(layers: [FluxCUDALinear], heads: Int) throws {
+        let fast = layers.compactMap(\.fastLayer)
+        let width = heads * AttentionFP8Launch.headDim
+        guard fast.count == layers.count,
+              fast.allSatisfy({ $0.inputPass.inFeatures == width && $0.inputPass.depth == width && !$0.inputPass.shifted })
+        else { return nil }
+        self.layers = layers
+        tables = try fast.map { try AttentionFP8CodesTable(layer: $0, heads: heads) }
+    }
+
+    /// Whether the attention writes the codes now: fp8 attention, the engine's `quantizesInAttention` on, and every
+    /// layer still running as its fast layer (no LoRA branch).
+    func isUsable(_ precision: AttentionPrecision) -> Bool {
+        guard precision == .fp8, let engine = tables.first?.pass.engine, engine.quantizesInAttention else { return false }
+        return layers.allSatisfy { $0.fastLayer != nil }
     }
 }

@@ -8,6 +8,8 @@ struct FluxCUDADoubleBlock: Sendable {
     let imageQKV, contextQKV: FluxCUDAQKV
     let imageOut, contextOut: FluxCUDALinear
     let imageMLP, contextMLP: FluxCUDAFeedForward
+    /// `[contextOut, imageOut]` reading the fp8 attention's codes, when both are fast W4A4 layers that can.
+    let outputCodes: FluxCUDAAttentionCodes?
 
     init(index: Int, config: FluxConfig, loader: FluxCUDALayerLoader) throws {
         let names = FluxDoubleBlockNames(index: index, layout: loader.layout)
@@ -31,6 +33,7 @@ struct FluxCUDADoubleBlock: Sendable {
         contextMLP = FluxCUDAFeedForward(
             input: try loader.projection(names.contextMLPIn, width, hidden),
             output: try loader.projection(names.contextMLPOut, hidden, width, inputFollowsGELU: true))
+        outputCodes = try FluxCUDAAttentionCodes(layers: [contextOut, imageOut], heads: heads)
     }
 
     /// One block on image tokens `[B, N, D]` and text tokens `[B, T, D]` (both updated in place); `conditioning` is
@@ -41,29 +44,30 @@ struct FluxCUDADoubleBlock: Sendable {
         // Chunks: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp.
         let m = try imageModulation.table(conditioning, ops)
         let mc = try contextModulation.table(conditioning, ops)
-        let joint = try jointAttention(image: image, context: context, m: m, mc: mc, rotary: rotary, precision: precision, ops)
-        let attended = try ops.splitTokens(joint, sizes: [context.shape[1], image.shape[1]])
+        let attended = try jointAttention(image: image, context: context, m: m, mc: mc, rotary: rotary, precision: precision, ops)
         let gates = try ops.preparedGates([(m.chunk(2), [imageOut]), (m.chunk(5), [imageMLP.output]), (mc.chunk(2), [contextOut]),
                                            (mc.chunk(5), [contextMLP.output])])
         try ops.concurrently(
             side: { ops in
-                try ops.linearGatedAdd(contextOut, .values(attended[0]), gate: gates[2], into: context)
+                try ops.linearGatedAdd(contextOut, attended.context, gate: gates[2], into: context)
                 try contextMLP.gatedAdd(.values(try ops.layerNorm(context, mc.adaLN(shift: 3, scale: 4))), gate: gates[3], into: context, ops)
             },
             main: { ops in
-                try ops.linearGatedAdd(imageOut, .values(attended[1]), gate: gates[0], into: image)
+                try ops.linearGatedAdd(imageOut, attended.image, gate: gates[0], into: image)
                 try imageMLP.gatedAdd(.values(try ops.layerNorm(image, m.adaLN(shift: 3, scale: 4))), gate: gates[1], into: image, ops)
             })
     }
 
-    /// The joint attention over `[text; image]` (`[B, T + N, D]`): the text tokens' LayerNorm and QKV projection run
-    /// on the side stream beside the image tokens'. The text projection, made on the side stream and read by the
-    /// attention, is dropped when this returns, after the side stream was made to wait for the attention, so its
-    /// free follows that read; the block's next `concurrently` joins the free back.
+    /// The joint attention over `[text; image]` (`[B, T + N, D]`), as the out-projections' inputs: the text and the
+    /// image rows, 16-bit, or for a batch of one with fp8 attention the codes the attention wrote for the fast
+    /// out-projections (`outputCodes`). The text tokens' LayerNorm and QKV projection run on the side stream beside
+    /// the image tokens'. The text projection, made on the side stream and read by the attention, is dropped when this
+    /// returns, after the side stream was made to wait for the attention, so its free follows that read; the block's
+    /// next `concurrently` joins the free back.
     private func jointAttention(
         image: DeviceTensor, context: DeviceTensor, m: FluxCUDAModulationTable, mc: FluxCUDAModulationTable,
         rotary: FluxCUDARotary, precision: AttentionPrecision, _ ops: FluxCUDAOps
-    ) throws -> DeviceTensor {
+    ) throws -> (context: W4A4FastInput, image: W4A4FastInput) {
         let heads = try imageQKV.jointHeads(batch: image.shape[0], tokens: context.shape[1] + image.shape[1], like: image, ops)
         try ops.concurrently(
             side: { ops in
@@ -74,8 +78,19 @@ struct FluxCUDADoubleBlock: Sendable {
                 try imageQKV.write(try ops.layerNorm(image, m.adaLN(shift: 0, scale: 1)), into: heads,
                                    tokenOffset: context.shape[1], rotary: rotary, ops)
             })
+        let textTokens = context.shape[1]
+        if let codes = outputCodes, image.shape[0] == 1, codes.isUsable(precision) {
+            let joint = try FluxCUDAAttention.attend(heads, codes: codes, splitToken: textTokens, ops)
+            try ops.orderSideStreamAfterCurrent()
+            let rows = try joint.codes.reshaped(Array(joint.codes.shape.dropFirst()))
+            func part(_ range: Range<Int>) throws -> W4A4FastInput {
+                .quantized((codes: try rows.rows(range), scales: try joint.scales.rows(range)))
+            }
+            return (try part(0 ..< textTokens), try part(textTokens ..< rows.shape[0]))
+        }
         let joint = try FluxCUDAAttention.attend(heads, precision: precision, ops)
         try ops.orderSideStreamAfterCurrent()
-        return joint
+        let parts = try ops.splitTokens(joint, sizes: [textTokens, image.shape[1]])
+        return (.values(parts[0]), .values(parts[1]))
     }
 }

@@ -20,13 +20,17 @@ struct FluxCUDASingleBlock: Sendable {
         /// `tokens ← tokens + gate·projection(attention, mlp)`. Where the layers fold the gated residual into their
         /// GEMM epilogues (fast W4A4, batch of one), each part is added onto the tokens; otherwise the parts' sum is
         /// formed first and added by one gated add.
-        func gatedAdd(attention: DeviceTensor, mlp: DeviceTensor, gate: ModulationChunk, into tokens: DeviceTensor,
+        /// `attention` is 16-bit rows, or (split projection) the codes the fp8 attention wrote for its layer.
+        func gatedAdd(attention: W4A4FastInput, mlp: DeviceTensor, gate: ModulationChunk, into tokens: DeviceTensor,
                       _ ops: FluxCUDAOps) throws {
             switch self {
             case let .joint(layer):
+                guard case let .values(attention) = attention else {
+                    throw NunchakuError.invalidArgument(context: layer.name, reason: "the joint output projection reads 16-bit attention rows")
+                }
                 try ops.linearGatedAdd(layer, .values(try ops.concatLastDimension([attention, mlp])), gate: gate, into: tokens)
             case let .split(attentionLayer, mlpLayer):
-                if try attentionLayer.gatedAccumulate(.values(attention), gate: gate, into: tokens) {
+                if try attentionLayer.gatedAccumulate(attention, gate: gate, into: tokens) {
                     try ops.linearGatedAdd(mlpLayer, .values(mlp), gate: gate, into: tokens)
                     return
                 }
@@ -43,6 +47,8 @@ struct FluxCUDASingleBlock: Sendable {
     /// `mlpIn` and `qkv`'s projection with one activation pass (fast W4A4 layers with the same smoothing).
     let sharedInput: FluxCUDASharedInput?
     let output: OutputProjection
+    /// The split projection's attention layer reading the fp8 attention's codes, when it is a fast W4A4 layer that can.
+    let outputCodes: FluxCUDAAttentionCodes?
 
     init(index: Int, config: FluxConfig, loader: FluxCUDALayerLoader) throws {
         let names = FluxSingleBlockNames(index: index, layout: loader.layout)
@@ -62,6 +68,11 @@ struct FluxCUDASingleBlock: Sendable {
             output = .split(
                 attention: try loader.projection(attention, width, width),
                 mlp: try loader.projection(mlp, hidden, width, inputFollowsGELU: true))
+        }
+        if case let .split(attention, _) = output {
+            outputCodes = try FluxCUDAAttentionCodes(layers: [attention], heads: config.numAttentionHeads)
+        } else {
+            outputCodes = nil
         }
     }
 
@@ -85,7 +96,12 @@ struct FluxCUDASingleBlock: Sendable {
             mlp = try ops.linearGELU(mlpIn, .values(normalized))
             try qkv.write(normalized, into: heads, tokenOffset: 0, rotary: rotary, ops)
         }
-        let attention = try FluxCUDAAttention.attend(heads, precision: precision, ops)
+        let attention: W4A4FastInput
+        if let codes = outputCodes, codes.isUsable(precision) {
+            attention = .quantized(try FluxCUDAAttention.attend(heads, codes: codes, splitToken: 0, ops))
+        } else {
+            attention = .values(try FluxCUDAAttention.attend(heads, precision: precision, ops))
+        }
         let gate = try ops.preparedGates([(m.chunk(2), output.layers)])[0]
         try output.gatedAdd(attention: attention, mlp: mlp, gate: gate, into: tokens, ops)
     }

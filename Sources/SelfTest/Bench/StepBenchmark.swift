@@ -27,6 +27,9 @@ public enum StepBenchmarkMode: String, Sendable, Codable, CaseIterable {
     /// `fast` with the double blocks' text tokens on the main stream (`FluxCUDATransformer.overlapsBranches` off):
     /// what running them on a second stream saves.
     case fastOneStream = "fast-one-stream"
+    /// `fast` with the out-projections after an fp8 attention quantizing its 16-bit output in their own activation
+    /// pass (`CUDAW4A4FastEngine.quantizesInAttention` off): what the attention kernel writing their codes saves.
+    case fastUnfusedAttention = "fast-unfused-attention"
 
     /// Whether the mode runs the fast W4A4 numerics.
     var isFast: Bool { self != .bf16 && self != .exact }
@@ -85,6 +88,7 @@ public enum StepBenchmark {
         if mode == .fastUnpromoted { loaded.fastEngine?.accumulation = .fast }
         if mode == .fastHeuristic { loaded.fastEngine?.tunesGEMMs = false }
         if mode == .fastSeparate { loaded.fastEngine?.sharesInputPasses = false }
+        if mode == .fastUnfusedAttention { loaded.fastEngine?.quantizesInAttention = false }
         try context.synchronize()
         let weightBytes = try context.memoryPool.statistics().liveBytes
         var rows: [StepBenchmarkRow] = []
