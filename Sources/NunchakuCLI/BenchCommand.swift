@@ -15,7 +15,9 @@ struct BenchCommand: ParsableCommand {
         discussion: """
         gemm: every FLUX linear shape (N, K) at each --rows M: cuBLASLt BF16 (dense weight + bias), the exact W4A4 \
         layer (quantize + 4-bit GEMM) and the fast FP8 layer (quantize + weight expansion with the low-rank branch + FP8 GEMM, \
-        and each step alone). TFLOP/s count the main product 2·M·N·K; ratios are BF16 time over the variant's. \
+        and each step alone; prefetched: in a chain of 8 layers, each layer's expansion on the side stream while the one before \
+        runs; from codes: that chain given the layers' codes, as a producer that writes them hands them over — the fp8 \
+        attention for the attention out-projections, no activation pass). TFLOP/s count the main product 2·M·N·K; ratios are BF16 time over the variant's. \
         Median of --repeats (default 20) launches after warm-up, from CUDA events, inputs rotating over three buffers.
 
         step: one FLUX.1-dev transformer step with random weights (batch 1, --tokens-text text tokens) at each \
@@ -136,7 +138,7 @@ struct BenchCommand: ParsableCommand {
             if part == .gemm || part == .all {
                 let engine = try CUDAW4A4FastEngine(context: context, accumulation: fp8Accumulation, tuneGEMMs: !fp8Heuristic)
                 print("cuBLASLt \(engine.cublasLtVersion), FP8 accumulation \(engine.accumulation.rawValue), FP8 algorithms \(engine.tunesGEMMs ? "timed" : "heuristic")")
-                print("    M      N      K | bf16 ms   TF/s    | exact ms TF/s ×bf16 | fast ms  TF/s ×bf16 | prefetched ms TF/s ×bf16 | fast steps ms: quantize weights fp8-gemm")
+                print("    M      N      K | bf16 ms   TF/s    | exact ms TF/s ×bf16 | fast ms  TF/s ×bf16 | prefetched ms TF/s ×bf16 | from codes ms TF/s ×bf16 | fast steps ms: quantize weights fp8-gemm")
                 report.gemm = try GEMMBenchmark.run(context: context, engine: engine, rows: rows, repetitions: repeats ?? 20) { print(line($0)) }
             }
             if part == .step || part == .all {
@@ -165,7 +167,7 @@ struct BenchCommand: ParsableCommand {
     private func line(_ row: GEMMBenchmarkRow) -> String {
         func cell(_ ms: Double) -> String { String(format: "%7.3f %5.0f %4.2f", ms, row.teraflops(ms), row.bf16 / ms) }
         return String(format: "%5d %6d %6d | %7.3f %5.0f     | ", row.m, row.n, row.k, row.bf16, row.teraflops(row.bf16))
-            + cell(row.exact) + " | " + cell(row.fast) + " | " + cell(row.fastPrefetched)
+            + cell(row.exact) + " | " + cell(row.fast) + " | " + cell(row.fastPrefetched) + " | " + cell(row.fastFromCodes)
             + String(format: " | %.3f %.3f %.3f", row.fastQuantize, row.fastWeights, row.fastGEMM)
     }
 

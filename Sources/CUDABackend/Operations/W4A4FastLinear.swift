@@ -94,7 +94,12 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
     /// prefetcher of the engine's lane for `stream` when this call follows the model's learned layer order (expanded on its side stream
     /// while the previous layer ran), else they are expanded in line.
     public func forward(_ x: DeviceTensor, gelu: Bool = false, into output: DeviceTensor, stream: CUDAStream? = nil) throws {
-        try forward(.values(x), gelu: gelu, accumulate: false, into: output, stream: stream)
+        try forward(.values(x), gelu: gelu, into: output, stream: stream)
+    }
+
+    /// `forward(_:gelu:into:stream:)` of `input` (16-bit values, or activations a producer quantized for this layer).
+    public func forward(_ input: W4A4FastInput, gelu: Bool = false, into output: DeviceTensor, stream: CUDAStream? = nil) throws {
+        try forward(input, gelu: gelu, accumulate: false, into: output, stream: stream)
     }
 
     /// `output ← output + layer(x)` for `output` [M, N] in the layer's dtype: the FP8 GEMM's epilogue adds the old

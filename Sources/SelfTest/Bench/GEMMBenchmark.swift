@@ -15,6 +15,9 @@ public struct GEMMBenchmarkRow: Sendable, Codable {
     /// The fast layer in a chain of `prefetchChain` layers of this shape, per layer: each layer's weight expansion
     /// queued on the side stream while its predecessor runs (the first of each chain expands in line), as in a model.
     public let fastPrefetched: Double
+    /// `fastPrefetched` with the layers given their codes (`W4A4FastInput.quantized`, as an fp8 attention or a fused
+    /// LayerNorm writes them for the layers they feed): the FP8 GEMM and the prefetched expansion, no activation pass.
+    public let fastFromCodes: Double
     /// The fast path's steps alone: quantize, weight expansion (the low-rank branch folded in), the FP8 GEMM.
     public let fastQuantize: Double
     public let fastWeights: Double
@@ -68,6 +71,12 @@ public enum GEMMBenchmark {
                 }
                 let activations = try exact.makeQuantizedActivations(rows: m, stream: stream)
                 let quantized = try fast.quantize(inputs[0], stream: stream)
+                let codes = try inputs.map { try fast.quantize($0, stream: stream) }
+                func chained(_ input: @escaping (Int) -> W4A4FastInput) throws -> Double {
+                    try BenchTiming.median(context, stream: stream, warmUp: 3, repetitions: repetitions) { repetition in
+                        for (index, layer) in chain.enumerated() { try layer.forward(input(repetition + index), into: output, stream: stream) }
+                    } / Double(prefetchChain)
+                }
                 let folded = try fast.foldedWeights(stream: stream)
                 let row = GEMMBenchmarkRow(
                     m: m, n: shape.n, k: shape.k,
@@ -77,11 +86,8 @@ public enum GEMMBenchmark {
                         try exact.multiply(activations, into: output, stream: stream)
                     },
                     fast: try time { try fast.forward($0, into: output, stream: stream) },
-                    fastPrefetched: try BenchTiming.median(context, stream: stream, warmUp: 3, repetitions: repetitions) { repetition in
-                        for (index, layer) in chain.enumerated() {
-                            try layer.forward(inputs[(repetition + index) % rotatingInputs], into: output, stream: stream)
-                        }
-                    } / Double(prefetchChain),
+                    fastPrefetched: try chained { .values(inputs[$0 % rotatingInputs]) },
+                    fastFromCodes: try chained { .quantized(codes[$0 % rotatingInputs]) },
                     fastQuantize: try time { try fast.quantize($0, into: quantized, stream: stream) },
                     fastWeights: try time { _ in try fast.foldedWeights(into: folded, stream: stream) },
                     fastGEMM: try time { _ in try fast.multiply(quantized, weights: folded, into: output, stream: stream) })
