@@ -366,43 +366,70 @@ struct OutputCodes {
     NK_DEVICE const float* headFactors(int table) const { return table == 0 ? headFactors0 : headFactors1; }
 };
 
-/// The amax of `table`'s rows of `sample` (`OutputCodes`); `valueScales` are the v scales [B][H].
-NK_DEVICE float codes_amax(const OutputCodes& out, const float* valueScales, int sample, int heads, int table) {
-    float bound = 0.0f;
-    const float* factors = out.headFactors(table);
-    for (int h = 0; h < heads; ++h) bound = fmaxf(bound, valueScales[sample * heads + h] * factors[h]);
-    return W4A4_FP8_MAX * bound;
-}
+/// The amax of both tables' rows of one sample (`OutputCodes`), kept by a consumer thread from one work unit to the
+/// next (a block's units rarely change sample).
+struct CodesAmax {
+    int sample = -1;
+    float amax[2] = {0.0f, 0.0f};
+
+    /// The amax of `table` for `sample`; `valueScales` are the v scales [B][H].
+    NK_DEVICE float of(const OutputCodes& out, const float* valueScales, int sample, int heads, int table) {
+        if (sample != this->sample) {
+            float bound0 = 0.0f, bound1 = 0.0f;
+#pragma unroll 4
+            for (int h = 0; h < heads; ++h) {
+                const float scale = valueScales[sample * heads + h];
+                bound0 = fmaxf(bound0, scale * out.headFactors0[h]);
+                bound1 = fmaxf(bound1, scale * out.headFactors1[h]);
+            }
+            amax[0] = W4A4_FP8_MAX * bound0;
+            amax[1] = W4A4_FP8_MAX * bound1;
+            this->sample = sample;
+        }
+        return table == 0 ? amax[0] : amax[1];
+    }
+};
 
 /// `store_rows` for the codes output: each value rounded to the 16-bit format as `store_rows` stores it, then
 /// quantized for its table's layer; the head-0 blocks also write the rows' scales.
 template <class T, int D>
-NK_DEVICE void store_codes(const OutputCodes& out, const float (&output)[D / 2], float (&rowSum)[2], int sample, int head,
-                           int heads, int firstQuery, int queryTokens, float valueScale, const float* valueScales) {
+NK_DEVICE void store_codes(const OutputCodes& out, CodesAmax& amaxes, const float (&output)[D / 2], float (&rowSum)[2], int sample,
+                           int head, int heads, int firstQuery, int queryTokens, float valueScale, const float* valueScales) {
     const int warp = (threadIdx.x % 128) / 32;
     const int g = (threadIdx.x & 31) >> 2;
     const int t = threadIdx.x & 3;
     const int width = heads * D;
+    float inverse[2], factor[2];
+    const float* smoothing[2];
+    u8* destination[2];
+    // Rows past Sq (clamped to the last row for their factors) store nothing.
+    const bool inside[2] = {firstQuery + 16 * warp + g < queryTokens, firstQuery + 16 * warp + g + 8 < queryTokens};
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         rowSum[half] += __shfl_xor_sync(0xFFFFFFFFu, rowSum[half], 1);
         rowSum[half] += __shfl_xor_sync(0xFFFFFFFFu, rowSum[half], 2);
-        const float inverse = rowSum[half] > 0.0f ? valueScale / rowSum[half] : 0.0f;
-        const int row = firstQuery + 16 * warp + g + 8 * half;
-        if (row >= queryTokens) continue;
+        inverse[half] = rowSum[half] > 0.0f ? valueScale / rowSum[half] : 0.0f;
+        const int row = min(firstQuery + 16 * warp + g + 8 * half, queryTokens - 1);
         const int table = row < out.splitToken ? 0 : 1;
-        const float amax = codes_amax(out, valueScales, sample, heads, table);
-        const float factor = amax > 0.0f ? __fdiv_rn(W4A4_FP8_MAX, amax) : 0.0f;
+        const float amax = amaxes.of(out, valueScales, sample, heads, table);
+        factor[half] = amax > 0.0f ? __fdiv_rn(W4A4_FP8_MAX, amax) : 0.0f;
         const i64 token = (i64)sample * queryTokens + row;
-        if (head == 0 && t == 0) out.tokenScales[token] = __fdiv_rn(amax, W4A4_FP8_MAX);
-        const float* inverseSmooth = out.inverseSmooth(table) + head * D + 2 * t;
-        u8* destination = out.codes + token * width + head * D + 2 * t;
+        if (head == 0 && t == 0 && inside[half]) out.tokenScales[token] = __fdiv_rn(amax, W4A4_FP8_MAX);
+        smoothing[half] = out.inverseSmooth(table) + head * D + 2 * t;
+        destination[half] = out.codes + token * width + head * D + 2 * t;
+    }
+    // The two rows share their smoothing factors when they share a table.
+    const bool sameTable = smoothing[0] == smoothing[1];
 #pragma unroll
-        for (int i = 0; i < D / 8; ++i) {
-            const float2 value = T::unpack2(T::pack2(output[4 * i + 2 * half] * inverse, output[4 * i + 2 * half + 1] * inverse));
-            const float2 smoothing = *reinterpret_cast<const float2*>(inverseSmooth + 8 * i);
-            const float low = value.x * smoothing.x, high = value.y * smoothing.y;
-            *reinterpret_cast<u16*>(destination + 8 * i) = (u16)nk_e4m3x2(low * factor, high * factor);
+    for (int i = 0; i < D / 8; ++i) {
+        const float2 f0 = *reinterpret_cast<const float2*>(smoothing[0] + 8 * i);
+        const float2 f1 = sameTable ? f0 : *reinterpret_cast<const float2*>(smoothing[1] + 8 * i);
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const float2 f = half == 0 ? f0 : f1;
+            const float2 value = T::unpack2(T::pack2(output[4 * i + 2 * half] * inverse[half], output[4 * i + 2 * half + 1] * inverse[half]));
+            const float low = value.x * f.x, high = value.y * f.y;
+            if (inside[half]) *reinterpret_cast<u16*>(destination[half] + 8 * i) = (u16)nk_e4m3x2(low * factor[half], high * factor[half]);
         }
     }
 }
@@ -421,6 +448,7 @@ NK_DEVICE void consume(u32 base, u16* o, const OutputCodes& codes, const u8* key
     // This warpgroup's 64 rows of the block's queries (rows past Sq arrive as zeros).
     const u32 queryTile = base + P::queries + group * kQueriesPerGroup * 128;
     if (group == 1) pass_turn(group);  // warpgroup 0 goes first
+    CodesAmax amaxes;  // the codes output's bounds (unused otherwise)
 
     int iteration = 0;
     for (int unit = blockIdx.x; unit < work.units; unit += gridDim.x, ++iteration) {
@@ -508,7 +536,7 @@ NK_DEVICE void consume(u32 base, u16* o, const OutputCodes& codes, const u8* key
         const int firstQuery = w.queryBlock * kQueriesPerBlock + group * kQueriesPerGroup;
         if constexpr (CODES) {
             const float* valueScales = scales + 2 * (work.units / work.queryBlocks);
-            store_codes<T, D>(codes, output, rowSum, w.sample, w.head, work.heads, firstQuery, queryTokens, valueScale, valueScales);
+            store_codes<T, D>(codes, amaxes, output, rowSum, w.sample, w.head, work.heads, firstQuery, queryTokens, valueScale, valueScales);
         } else {
             const i64 queryBase = (i64)w.sample * queryTokens * rowStride + (i64)w.head * D;
             store_rows<T, D>(o, output, rowSum, queryBase, firstQuery, queryTokens, rowStride, valueScale);

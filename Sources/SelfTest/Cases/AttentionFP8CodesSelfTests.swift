@@ -8,7 +8,7 @@ import NunchakuCore
 /// the codes and scales bit for bit (tolerance 1e-6 on the dequantized values: one differing code fails; every byte
 /// poisoned first). The case also fails when a reference value passes 448 before saturation (the bound did not
 /// hold). The note compares the codes' error against the 16-bit values with the per-token amax codes of the layer's
-/// own pass (`W4A4FastReference.quantize`).
+/// own pass (`W4A4FastReference.quantize`), and the time of the 16-bit output kernel on the same operands.
 enum AttentionFP8CodesSelfTests {
     static let cases: [SelfTestCase] = [
         codes(.bf16, batch: 1, heads: SelfTestShapes.fluxHeads, tokens: SelfTestShapes.fluxTokens, splitToken: 512),
@@ -21,7 +21,7 @@ enum AttentionFP8CodesSelfTests {
         let label = "B=\(batch) H=\(heads) S=\(tokens) d=\(d) split \(splitToken)"
         return SelfTestCase(kernel: "attention.fp8.codes", dtype: dtype, shape: label, tolerance: 1e-6) { env in
             try env.requireFP8Attention()
-            let layers = try (0..<(splitToken > 0 ? 2 : 1)).map { _ in try W4A4FastSelfTests.layer(.int4(width, 64), dtype, env).gpu }
+            let layers = try (0..<(splitToken > 0 ? 2 : 1)).map { _ in try W4A4FastSelfTests.layer(.int4(width, 128), dtype, env).gpu }
             let tables = try layers.map { try AttentionFP8CodesTable(layer: $0, heads: heads, stream: env.stream) }
             let shape = [batch, tokens, heads, d]
             let inputs = [env.randomTensor(shape, dtype, in: -2...2), env.randomTensor(shape, dtype, in: -2...2), env.randomTensor(shape, dtype, in: -3...3)]
@@ -72,9 +72,10 @@ enum AttentionFP8CodesSelfTests {
             let boundError = relativeError(lastTableRows, referenceValues, smoothed, width)
             let amaxError = relativeError(lastTableRows, perTokenValues, smoothed, width)
             let flops = 4 * Double(batch * heads) * Double(tokens) * Double(tokens) * Double(d)
+            let sixteenBit = try env.time { try env.context.attentionFP8(operands, into: output) }
             return SelfTestOutcome(
                 comparison: comparison, milliseconds: try env.time(launch), flops: flops,
-                note: "codes differing \(differing) of \(rows * width), scales \(scaleMismatches); quantization error vs the 16-bit rows: bound "
+                note: String(format: "16-bit output %.3f ms; ", sixteenBit) + "codes differing \(differing) of \(rows * width), scales \(scaleMismatches); quantization error vs the 16-bit rows: bound "
                     + SelfTestTable.scientific(boundError) + ", per-token amax " + SelfTestTable.scientific(amaxError))
         }
     }
