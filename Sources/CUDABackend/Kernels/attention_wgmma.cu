@@ -418,18 +418,23 @@ NK_DEVICE void store_codes(const OutputCodes& out, CodesAmax& amaxes, const floa
         smoothing[half] = out.inverseSmooth(table) + head * D + 2 * t;
         destination[half] = out.codes + token * width + head * D + 2 * t;
     }
-    // The two rows share their smoothing factors when they share a table.
+    // The row pair's smoothing factors, all loads issued before their first use (one after the other, each waiting
+    // on L2, they cost more than the rest of the epilogue); once for both rows when they share a table.
     const bool sameTable = smoothing[0] == smoothing[1];
+    for (int pass = 0; pass < (sameTable ? 1 : 2); ++pass) {
+        float2 factors[D / 8];
 #pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-        const float2 f0 = *reinterpret_cast<const float2*>(smoothing[0] + 8 * i);
-        const float2 f1 = sameTable ? f0 : *reinterpret_cast<const float2*>(smoothing[1] + 8 * i);
+        for (int i = 0; i < D / 8; ++i) factors[i] = __ldg(reinterpret_cast<const float2*>((pass == 0 ? smoothing[0] : smoothing[1]) + 8 * i));
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
-            const float2 f = half == 0 ? f0 : f1;
-            const float2 value = T::unpack2(T::pack2(output[4 * i + 2 * half] * inverse[half], output[4 * i + 2 * half + 1] * inverse[half]));
-            const float low = value.x * f.x, high = value.y * f.y;
-            if (inside[half]) *reinterpret_cast<u16*>(destination[half] + 8 * i) = (u16)nk_e4m3x2(low * factor[half], high * factor[half]);
+            if (!inside[half] || (!sameTable && half != pass)) continue;
+#pragma unroll
+            for (int i = 0; i < D / 8; ++i) {
+                const float2 value =
+                    T::unpack2(T::pack2(output[4 * i + 2 * half] * inverse[half], output[4 * i + 2 * half + 1] * inverse[half]));
+                const float low = value.x * factors[i].x, high = value.y * factors[i].y;
+                *reinterpret_cast<u16*>(destination[half] + 8 * i) = (u16)nk_e4m3x2(low * factor[half], high * factor[half]);
+            }
         }
     }
 }
