@@ -27,6 +27,9 @@ public enum StepBenchmarkMode: String, Sendable, Codable, CaseIterable {
     /// `fast` with the double blocks' text tokens on the main stream (`FluxCUDATransformer.overlapsBranches` off):
     /// what running them on a second stream saves.
     case fastOneStream = "fast-one-stream"
+    /// `fast` with every LayerNorm writing its 16-bit output for the activation pass of the fast layer it feeds
+    /// (`CUDAW4A4FastEngine.quantizesInNorms` off): what writing the codes from the LayerNorm kernel saves.
+    case fastUnfusedNorms = "fast-unfused-norms"
 
     /// Whether the mode runs the fast W4A4 numerics.
     var isFast: Bool { self != .bf16 && self != .exact }
@@ -85,6 +88,7 @@ public enum StepBenchmark {
         if mode == .fastUnpromoted { loaded.fastEngine?.accumulation = .fast }
         if mode == .fastHeuristic { loaded.fastEngine?.tunesGEMMs = false }
         if mode == .fastSeparate { loaded.fastEngine?.sharesInputPasses = false }
+        if mode == .fastUnfusedNorms { loaded.fastEngine?.quantizesInNorms = false }
         try context.synchronize()
         let weightBytes = try context.memoryPool.statistics().liveBytes
         var rows: [StepBenchmarkRow] = []
