@@ -54,6 +54,7 @@ let package = Package(
                 .embedInCode("Kernels/conv_im2col.cu"),
                 .embedInCode("Kernels/groupnorm.cu"),
                 .embedInCode("Kernels/w4a4_fp8.cuh"),
+                .embedInCode("Kernels/w4a4_fp8_quantize.cuh"),
                 .embedInCode("Kernels/w4a4_fp8_quantize.cu"),
                 .embedInCode("Kernels/w4a4_fp8_weights.cu"),
             ]

@@ -17,6 +17,7 @@ public enum SelfTestCatalog {
         + W4A4SelfTests.cases
         + W4A4FastSelfTests.cases
         + W4A4FastSharedInputSelfTests.cases
+        + NormQuantizeSelfTests.cases
         + AWQSelfTests.cases
         + FluxSelfTests.cases
         + FluxGraphSelfTests.cases

@@ -20,7 +20,7 @@ import Testing
 
     @Test func everyOpKernelIsCheckedInBothFormats() {
         let kernels = ["layernorm", "layernorm_modulate", "rmsnorm", "gelu_tanh", "silu", "gated_add", "rope", "concat_tokens",
-                       "split_tokens", "attention", "gemm.mma", "gemm.cublasLt"]
+                       "split_tokens", "attention", "gemm.mma", "gemm.cublasLt", "norm.quantize"]
         for kernel in kernels {
             for dtype in [DType.bf16, .f16] {
                 #expect(Self.cases.contains { $0.kernel == kernel && $0.dtype == dtype }, "\(kernel) \(dtype) has no case")

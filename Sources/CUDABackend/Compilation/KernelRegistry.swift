@@ -25,6 +25,7 @@ public enum KernelRegistry {
         KernelHeader(name: "ops_common.cuh", text: text(PackageResources.ops_common_cuh)),
         KernelHeader(name: "ops_mma.cuh", text: text(PackageResources.ops_mma_cuh)),
         KernelHeader(name: "w4a4_fp8.cuh", text: text(PackageResources.w4a4_fp8_cuh)),
+        KernelHeader(name: "w4a4_fp8_quantize.cuh", text: text(PackageResources.w4a4_fp8_quantize_cuh)),
         KernelHeader(name: "attention_wgmma.cuh", text: text(PackageResources.attention_wgmma_cuh)),
     ]
 
@@ -43,7 +44,8 @@ public enum KernelRegistry {
         KernelSource(name: "awq_gemv.cu", text: text(PackageResources.awq_gemv_cu),
                      kernelNames: ["bf16", "f16"].flatMap { type in [1, 2, 4].map { "awq_gemv_rows\($0)_\(type)" } }),
         KernelSource(name: "ops_norm.cu", text: text(PackageResources.ops_norm_cu),
-                     kernelNames: ["nunchaku_layernorm_bf16", "nunchaku_layernorm_f16", "nunchaku_rmsnorm_bf16", "nunchaku_rmsnorm_f16"]),
+                     kernelNames: ["nunchaku_layernorm_bf16", "nunchaku_layernorm_f16", "nunchaku_layernorm_fp8_quantize_bf16",
+                                   "nunchaku_layernorm_fp8_quantize_f16", "nunchaku_rmsnorm_bf16", "nunchaku_rmsnorm_f16"]),
         KernelSource(name: "ops_elementwise.cu", text: text(PackageResources.ops_elementwise_cu),
                      kernelNames: ["nunchaku_gelu_tanh_bf16", "nunchaku_gelu_tanh_f16", "nunchaku_silu_bf16", "nunchaku_silu_f16",
                                    "nunchaku_gated_add_bf16", "nunchaku_gated_add_f16"]),

@@ -62,11 +62,17 @@ NK_DEVICE void nk_load8(const u16* address, float (&values)[8]) {
     }
 }
 
+/// Eight values rounded to T and packed as 16 bytes (the first value in bits 0-15 of `.x`).
+template <class T>
+NK_DEVICE uint4 nk_pack8(const float (&values)[8]) {
+    return make_uint4(T::pack2(values[0], values[1]), T::pack2(values[2], values[3]), T::pack2(values[4], values[5]),
+                      T::pack2(values[6], values[7]));
+}
+
 /// Eight values rounded and stored to a 16-byte aligned address.
 template <class T>
 NK_DEVICE void nk_store8(u16* address, const float (&values)[8]) {
-    *reinterpret_cast<uint4*>(address) = make_uint4(T::pack2(values[0], values[1]), T::pack2(values[2], values[3]),
-                                                    T::pack2(values[4], values[5]), T::pack2(values[6], values[7]));
+    *reinterpret_cast<uint4*>(address) = nk_pack8<T>(values);
 }
 
 /// Eight floats from a 16-byte aligned address (two float4 loads).

@@ -2,14 +2,13 @@
 // quantization of the input, reading it once (docs/hopper.md).
 //
 // The low-rank branch lives in the expanded weights (w4a4_fp8_weights.cu), so row m of the FP8 GEMM's A operand is
-// the smoothed input alone. Per row, in fp32: t = x · inverse_smooth (x + 0.171875 first for layers whose exact mode
-// quantizes unsigned, so both modes feed the weights the same smoothed input); amax = max |t| over the row;
-// scale = amax / 448 (IEEE division, stored); codes = e4m3(t · (448 / amax)) (IEEE division, nearest-even,
-// saturating; an all-zero row gets scale 0 and zero codes). The CPU reference (`W4A4FastReference.quantize`) does
-// the same operations, so codes and scales are bit-identical. Rows are `depth` codes long: K rounded up to a multiple
-// of 128 with zero codes (cuBLASLt's promoted FP8 accumulation is 15% slower on a ragged K, research notes in
-// docs/hopper.md). Layers with the same K, shift and smoothing get the same codes, so they may share one pass
-// (`CUDAW4A4FastSharedInput`).
+// the smoothed input alone, quantized per row as w4a4_fp8_quantize.cuh says (SHIFTED for layers whose exact mode
+// quantizes unsigned, so both modes feed the weights the same smoothed input). The CPU reference
+// (`W4A4FastReference.quantize`) does the same operations, so codes and scales are bit-identical. Rows are `depth`
+// codes long: K rounded up to a multiple of 128 with zero codes (cuBLASLt's promoted FP8 accumulation is 15% slower
+// on a ragged K, research notes in docs/hopper.md). Layers with the same K, shift and smoothing get the same codes,
+// so they may share one pass (`CUDAW4A4FastSharedInput`); a LayerNorm feeding a layer may write its codes instead
+// (ops_norm.cu).
 //
 // Grid: one block per row; block: 32…1024 threads (a multiple of 32), each taking 8 consecutive values per step
 // (16-byte loads, 8-byte code stores, coalesced across the warp) and keeping its first STEPS steps in registers
@@ -22,64 +21,7 @@
 // operations in the same order, so their codes and scales are identical. x [M, K] row-major (bf16/f16),
 // inverse_smooth f32 [K], codes u8 [M, depth], scales f32 [M]. K a multiple of 8, depth a multiple of 8 and at
 // least K.
-#include "w4a4_half.cuh"
-#include "w4a4_fp8.cuh"
-
-/// The eight smoothing factors 1/smooth of one 16-byte load of x.
-NK_DEVICE void w4a4_fp8_factors8(const float4* inverse, int v, float f[8]) {
-    const float4 a = inverse[2 * v], b = inverse[2 * v + 1];
-    f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
-}
-
-/// Eight smoothed values of one 16-byte load, `f` their factors.
-template <class T, bool SHIFTED>
-NK_DEVICE void w4a4_fp8_smooth8(uint4 values, const float f[8], float t[8]) {
-    const u32 words[4] = {values.x, values.y, values.z, values.w};
-#pragma unroll
-    for (int i = 0; i < 8; i++) {
-        float value = T::to_float((i & 1) ? nk_high16(words[i / 2]) : nk_low16(words[i / 2]));
-        if (SHIFTED) value += 0.171875f;
-        t[i] = value * f[i];
-    }
-}
-
-/// Eight smoothed values of one 16-byte load, the factors read from `inverse`.
-template <class T, bool SHIFTED>
-NK_DEVICE void w4a4_fp8_smooth8(uint4 values, const float4* inverse, int v, float t[8]) {
-    float f[8];
-    w4a4_fp8_factors8(inverse, v, f);
-    w4a4_fp8_smooth8<T, SHIFTED>(values, f, t);
-}
-
-/// The largest |t| of eight values.
-NK_DEVICE float w4a4_fp8_amax8(const float t[8]) {
-    float amax = 0.0f;
-#pragma unroll
-    for (int i = 0; i < 8; i++) amax = fmaxf(amax, fabsf(t[i]));
-    return amax;
-}
-
-/// The largest |t| of eight values of one 16-byte load.
-template <class T, bool SHIFTED>
-NK_DEVICE float w4a4_fp8_amax8(uint4 values, const float4* inverse, int v) {
-    float t[8];
-    w4a4_fp8_smooth8<T, SHIFTED>(values, inverse, v, t);
-    return w4a4_fp8_amax8(t);
-}
-
-/// The eight codes of eight smoothed values, `factor` = 448 / amax.
-NK_DEVICE uint2 w4a4_fp8_codes8(const float t[8], float factor) {
-    return make_uint2(nk_e4m3_pack4(t[0] * factor, t[1] * factor, t[2] * factor, t[3] * factor),
-                      nk_e4m3_pack4(t[4] * factor, t[5] * factor, t[6] * factor, t[7] * factor));
-}
-
-/// The eight codes of one 16-byte load, `factor` = 448 / amax.
-template <class T, bool SHIFTED>
-NK_DEVICE uint2 w4a4_fp8_codes8(uint4 values, const float4* inverse, int v, float factor) {
-    float t[8];
-    w4a4_fp8_smooth8<T, SHIFTED>(values, inverse, v, t);
-    return w4a4_fp8_codes8(t, factor);
-}
+#include "w4a4_fp8_quantize.cuh"
 
 /// A 16-byte load of x; `STREAM`: not allocated in L1 (each value is read once).
 template <bool STREAM>
@@ -95,19 +37,6 @@ template <bool STREAM>
 NK_DEVICE void w4a4_fp8_store_codes(uint2* address, uint2 value) {
     if (STREAM) asm volatile("st.global.cs.v2.u32 [%0], {%1, %2};" ::"l"(address), "r"(value.x), "r"(value.y) : "memory");
     else *address = value;
-}
-
-/// The maximum of `value` over the block (every thread gets it).
-NK_DEVICE float w4a4_fp8_block_max(float value) {
-    __shared__ float partial[32];
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) value = fmaxf(value, __shfl_xor_sync(0xFFFFFFFFu, value, offset));
-    if (blockDim.x == 32) return value;
-    if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = value;
-    __syncthreads();
-    float result = partial[0];
-    for (int w = 1; w < (int)(blockDim.x >> 5); w++) result = fmaxf(result, partial[w]);
-    return result;
 }
 
 /// One row per block. The first `STEPS` 16-byte loads of each thread stay in registers (the rest of a longer row is
@@ -152,9 +81,7 @@ NK_DEVICE void w4a4_fp8_quantize(const u16* __restrict__ x, const float* __restr
     }
     for (int v = threadIdx.x + STEPS * threads; v < vectors; v += threads)
         amax = fmaxf(amax, w4a4_fp8_amax8<T, SHIFTED>(w4a4_fp8_load_input<LOAD_STREAM>(input + v), inverse, v));
-    amax = w4a4_fp8_block_max(amax);
-    const float factor = amax > 0.0f ? __fdiv_rn(W4A4_FP8_MAX, amax) : 0.0f;
-    if (threadIdx.x == 0) scales[row] = __fdiv_rn(amax, W4A4_FP8_MAX);
+    const float factor = w4a4_fp8_row_factor(amax, scales + row);
 
     u8* row_codes = codes + row * depth;
     uint2* output = reinterpret_cast<uint2*>(row_codes);
@@ -169,8 +96,7 @@ NK_DEVICE void w4a4_fp8_quantize(const u16* __restrict__ x, const float* __restr
     }
     for (int v = threadIdx.x + STEPS * threads; v < vectors; v += threads)
         w4a4_fp8_store_codes<STORE_STREAM>(output + v, w4a4_fp8_codes8<T, SHIFTED>(w4a4_fp8_load_input<LOAD_STREAM>(input + v), inverse, v, factor));
-    // Zero codes pad the row to `depth`.
-    for (int c = k + (int)threadIdx.x; c < depth; c += threads) row_codes[c] = 0;
+    w4a4_fp8_pad_codes(row_codes, k, depth);
 }
 
 #define W4A4_FP8_QUANTIZE_ARGS                                                                                       \

@@ -25,30 +25,12 @@ extension CUDAContext {
     public func layerNorm(_ x: DeviceTensor, modulation: AdaLNModulation? = nil, eps: Float = 1e-6,
                           into output: DeviceTensor, stream: CUDAStream? = nil) throws {
         let op = "layerNorm"
-        let suffix = try OperandCheck.suffix(x, op, "x")
-        try OperandCheck.rank(x, 3, op, "x")
-        let width = try OperandCheck.width(x, multipleOf: 8, op, "x")
-        guard width <= Self.layerNormMaximumWidth else {
-            throw NunchakuError.unsupported(context: "\(op) x \(x.shape)", reason: "rows wider than \(Self.layerNormMaximumWidth) values")
-        }
+        let launch = try LayerNormLaunch(x, modulation: modulation, eps: eps, op)
         try OperandCheck.dtype(output, x.dtype, op, "output")
         try OperandCheck.shape(output, x.shape, op, "output")
         try OperandCheck.distinct(output, x, op)
-        let (batch, tokens) = (x.shape[0], x.shape[1])
-        var shift: (address: CUdeviceptr, stride: Int) = (0, 0)
-        var scale: (address: CUdeviceptr, stride: Int) = (0, 0)
-        if let modulation {
-            shift = try modulation.shift.resolve(batch: batch, width: width, dtype: x.dtype, op, "shift")
-            scale = try modulation.scale.resolve(batch: batch, width: width, dtype: x.dtype, op, "scale")
-        }
-        guard batch * tokens > 0 else { return }
-        let widthArgument = try OperandCheck.int32(width, op, "width")
-        let tokensArgument = try OperandCheck.int32(tokens, op, "tokens")
-        try kernels.kernel("nunchaku_layernorm_\(suffix)").launch(
-            grid: CUDADim3(batch * tokens), block: CUDADim3(Self.layerNormThreads(width: width)), stream: stream ?? x.buffer.workStream,
-            arguments: [x.argument, output.argument, .pointer(shift.address), .int64(Int64(shift.stride)),
-                        .pointer(scale.address), .int64(Int64(scale.stride)), .float(modulation?.scaleOffset ?? 0),
-                        .int32(widthArgument), .int32(tokensArgument), .float(eps)])
+        try launch.run("nunchaku_layernorm_\(launch.suffix)", arguments: [x.argument, output.argument] + launch.modulationArguments + launch.rowArguments,
+                       context: self, stream: stream ?? x.buffer.workStream)
     }
 
     /// Values a LayerNorm row holds in registers at most: 1024 threads × 4 chunks of 8 (ops_norm.cu).
@@ -101,5 +83,51 @@ extension CUDAContext {
         let output = try DeviceTensor(shape: x.shape, dtype: x.dtype, context: self, stream: stream ?? x.buffer.workStream)
         try rmsNorm(x, weight: weight, eps: eps, into: output, stream: stream)
         return output
+    }
+}
+
+/// A LayerNorm launch over `x` `[B, S, D]` after the checks every LayerNorm kernel needs (ops_norm.cu): one block of
+/// `threads` per row, and the kernel arguments that describe the modulation and the rows.
+struct LayerNormLaunch {
+    /// The kernel name suffix of x's dtype.
+    let suffix: String
+    /// B·S.
+    let rows: Int
+    /// D.
+    let width: Int
+    /// `CUDAContext.layerNormThreads(width:)`.
+    let threads: Int
+    /// shift (address, stride), scale (address, stride), scaleOffset: null addresses without modulation.
+    let modulationArguments: [KernelArgument]
+    /// width, tokens per sample, eps.
+    let rowArguments: [KernelArgument]
+
+    /// - Throws: `NunchakuError` naming `op` and the operand unless x is a bf16 or f16 `[B, S, D]` with D a multiple
+    ///   of 8 up to `CUDAContext.layerNormMaximumWidth`, and the modulation's chunks are `[B, D]` in x's dtype.
+    init(_ x: DeviceTensor, modulation: AdaLNModulation?, eps: Float, _ op: String) throws {
+        suffix = try OperandCheck.suffix(x, op, "x")
+        try OperandCheck.rank(x, 3, op, "x")
+        width = try OperandCheck.width(x, multipleOf: 8, op, "x")
+        guard width <= CUDAContext.layerNormMaximumWidth else {
+            throw NunchakuError.unsupported(context: "\(op) x \(x.shape)", reason: "rows wider than \(CUDAContext.layerNormMaximumWidth) values")
+        }
+        let (batch, tokens) = (x.shape[0], x.shape[1])
+        var shift: (address: CUdeviceptr, stride: Int) = (0, 0)
+        var scale: (address: CUdeviceptr, stride: Int) = (0, 0)
+        if let modulation {
+            shift = try modulation.shift.resolve(batch: batch, width: width, dtype: x.dtype, op, "shift")
+            scale = try modulation.scale.resolve(batch: batch, width: width, dtype: x.dtype, op, "scale")
+        }
+        rows = batch * tokens
+        threads = CUDAContext.layerNormThreads(width: width)
+        modulationArguments = [.pointer(shift.address), .int64(Int64(shift.stride)), .pointer(scale.address), .int64(Int64(scale.stride)),
+                               .float(modulation?.scaleOffset ?? 0)]
+        rowArguments = [.int32(try OperandCheck.int32(width, op, "width")), .int32(try OperandCheck.int32(tokens, op, "tokens")), .float(eps)]
+    }
+
+    /// Launches `kernel` with `arguments` on `stream` (nothing for zero rows).
+    func run(_ kernel: String, arguments: [KernelArgument], context: CUDAContext, stream: CUDAStream) throws {
+        guard rows > 0 else { return }
+        try context.kernels.kernel(kernel).launch(grid: CUDADim3(rows), block: CUDADim3(threads), stream: stream, arguments: arguments)
     }
 }

@@ -51,6 +51,7 @@ public final class CUDAW4A4FastEngine: Sendable {
     private let lock = CUDALock()
     nonisolated(unsafe) private var sharedInputs = true
     nonisolated(unsafe) private var attentionCodes = true
+    nonisolated(unsafe) private var normQuantization = true
     nonisolated(unsafe) private var lanes: [CUDAW4A4FastLane] = []
     nonisolated(unsafe) private var prefetching: Bool
     nonisolated(unsafe) private var tuning: Bool
@@ -131,6 +132,15 @@ public final class CUDAW4A4FastEngine: Sendable {
     public var quantizesInAttention: Bool {
         get { lock.withLock { attentionCodes } }
         set { lock.withLock { attentionCodes = newValue } }
+    }
+
+    /// Whether the models that hold these layers let a LayerNorm feeding a layer write its e4m3 codes in the same
+    /// kernel (`CUDAContext.layerNorm(_:modulation:eps:quantizedFor:stream:)`, `W4A4FastInputPass.quantizedByNorms`)
+    /// instead of a 16-bit output that the layer's activation pass then reads (on by default; the codes are the same
+    /// bit for bit). Off: a baseline for what the fusion saves.
+    public var quantizesInNorms: Bool {
+        get { lock.withLock { normQuantization } }
+        set { lock.withLock { normQuantization = newValue } }
     }
 
     /// Where the FP8 GEMM uses cuBLASLt's fast accumulation (`FP8Accumulation.mixed` by default); applies from the

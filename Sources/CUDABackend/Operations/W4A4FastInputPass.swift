@@ -44,6 +44,11 @@ public struct W4A4FastInputPass: Sendable {
     /// f32 [K]: `1 / smooth`, the factor of each input channel before quantization.
     public let inverseSmooth: DeviceTensor
 
+    /// Whether a LayerNorm that makes this pass's input writes the codes itself
+    /// (`CUDAContext.layerNorm(_:modulation:eps:quantizedFor:stream:)`): the engine's `quantizesInNorms` is on and
+    /// the pass is unshifted (the fused kernel has no shifted form; a LayerNorm's output never feeds a shifted layer).
+    public var quantizedByNorms: Bool { !shifted && engine.quantizesInNorms }
+
     /// Writes every byte of `result` (codes u8 [M, depth], scales f32 [M]) from x [M, K].
     func quantize(_ x: DeviceTensor, into result: W4A4FastActivations, stream: CUDAStream, _ op: String) throws {
         let rows = try W4A4OperandCheck.rows(x, inFeatures: inFeatures, op)
@@ -66,14 +71,19 @@ public struct W4A4FastInputPass: Sendable {
             try W4A4OperandCheck.tensor(x, dtype: type.dtype, op, "input")
             return try activations(x, stream: stream, "\(op) quantize")
         case let .quantized(activations):
-            let rows = activations.scales.elementCount
-            guard activations.codes.shape.last == depth, activations.codes.elementCount == rows * depth else {
-                throw NunchakuError.shapeMismatch(context: "\(op) codes", expected: [rows, depth], actual: activations.codes.shape)
-            }
-            let matrix = (codes: try activations.codes.reshaped([rows, depth]), scales: activations.scales)
-            try check(matrix, rows: rows, op)
-            return matrix
+            return try matrix(activations, rows: activations.scales.elementCount, op)
         }
+    }
+
+    /// `activations` with the codes viewed as [rows, depth], after checking that they are codes u8 [..., depth] of
+    /// `rows` rows and scales f32 [rows].
+    func matrix(_ activations: W4A4FastActivations, rows: Int, _ op: String) throws -> W4A4FastActivations {
+        guard activations.codes.shape.last == depth, activations.codes.elementCount == rows * depth else {
+            throw NunchakuError.shapeMismatch(context: "\(op) codes", expected: [rows, depth], actual: activations.codes.shape)
+        }
+        let matrix = (codes: try activations.codes.reshaped([rows, depth]), scales: activations.scales)
+        try check(matrix, rows: rows, op)
+        return matrix
     }
 
     /// Throws unless `activations` are codes u8 [rows, depth] and scales f32 [rows].

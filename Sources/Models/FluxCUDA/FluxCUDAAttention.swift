@@ -43,10 +43,11 @@ struct FluxCUDAQKV: Sendable {
         FluxCUDAJointHeads(batch: batch, tokens: tokens, heads: heads, headDim: queryNorm.weight.shape[0], dtype: x.dtype)
     }
 
-    /// Projects `[B, S, D]` tokens for rows `tokenOffset ..< tokenOffset + S` of `joint`; `FluxCUDAAttention.attend`
-    /// writes their heads (`RMSNorm(q)·w_q` and `RMSNorm(k)·w_k` with RoPE at their joint positions, and v) in the
-    /// format of its precision, in one pass per stream.
-    func write(_ x: DeviceTensor, into joint: FluxCUDAJointHeads, tokenOffset: Int, rotary: FluxCUDARotary,
+    /// Projects `[B, S, D]` tokens (16-bit values, or activations quantized for `projection`'s fast W4A4 activation
+    /// pass) for rows `tokenOffset ..< tokenOffset + S` of `joint`; `FluxCUDAAttention.attend` writes their heads
+    /// (`RMSNorm(q)·w_q` and `RMSNorm(k)·w_k` with RoPE at their joint positions, and v) in the format of its
+    /// precision, in one pass per stream.
+    func write(_ x: W4A4FastInput, into joint: FluxCUDAJointHeads, tokenOffset: Int, rotary: FluxCUDARotary,
                _ ops: FluxCUDAOps) throws {
         write(projection: try ops.linear(projection, x), into: joint, tokenOffset: tokenOffset, rotary: rotary)
     }

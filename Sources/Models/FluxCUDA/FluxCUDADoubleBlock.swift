@@ -50,11 +50,12 @@ struct FluxCUDADoubleBlock: Sendable {
         try ops.concurrently(
             side: { ops in
                 try ops.linearGatedAdd(contextOut, attended.context, gate: gates[2], into: context)
-                try contextMLP.gatedAdd(.values(try ops.layerNorm(context, mc.adaLN(shift: 3, scale: 4))), gate: gates[3], into: context, ops)
+                try contextMLP.gatedAdd(try ops.layerNorm(context, mc.adaLN(shift: 3, scale: 4), for: contextMLP.input), gate: gates[3],
+                                        into: context, ops)
             },
             main: { ops in
                 try ops.linearGatedAdd(imageOut, attended.image, gate: gates[0], into: image)
-                try imageMLP.gatedAdd(.values(try ops.layerNorm(image, m.adaLN(shift: 3, scale: 4))), gate: gates[1], into: image, ops)
+                try imageMLP.gatedAdd(try ops.layerNorm(image, m.adaLN(shift: 3, scale: 4), for: imageMLP.input), gate: gates[1], into: image, ops)
             })
     }
 
@@ -71,11 +72,11 @@ struct FluxCUDADoubleBlock: Sendable {
         let heads = try imageQKV.jointHeads(batch: image.shape[0], tokens: context.shape[1] + image.shape[1], like: image, ops)
         try ops.concurrently(
             side: { ops in
-                try contextQKV.write(try ops.layerNorm(context, mc.adaLN(shift: 0, scale: 1)), into: heads, tokenOffset: 0,
-                                     rotary: rotary, ops)
+                try contextQKV.write(try ops.layerNorm(context, mc.adaLN(shift: 0, scale: 1), for: contextQKV.projection), into: heads,
+                                     tokenOffset: 0, rotary: rotary, ops)
             },
             main: { ops in
-                try imageQKV.write(try ops.layerNorm(image, m.adaLN(shift: 0, scale: 1)), into: heads,
+                try imageQKV.write(try ops.layerNorm(image, m.adaLN(shift: 0, scale: 1), for: imageQKV.projection), into: heads,
                                    tokenOffset: context.shape[1], rotary: rotary, ops)
             })
         let textTokens = context.shape[1]

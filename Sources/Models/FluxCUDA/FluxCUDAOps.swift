@@ -116,6 +116,20 @@ struct FluxCUDAOps {
         try context.layerNorm(x, modulation: modulation)
     }
 
+    /// `layerNorm` as `layer`'s input: quantized for its fast W4A4 activation pass in the same kernel where it has one
+    /// that takes it (`layerNorm(_:_:quantizedFor:)`), else 16-bit values.
+    func layerNorm(_ x: DeviceTensor, _ modulation: AdaLNModulation, for layer: FluxCUDALinear) throws -> W4A4FastInput {
+        try layerNorm(x, modulation, quantizedFor: layer.fastLayer?.inputPass)
+    }
+
+    /// `layerNorm` as the input of the fast W4A4 layers of `pass`: their codes and scales, written by the LayerNorm
+    /// kernel, when the pass takes them from a norm (`W4A4FastInputPass.quantizedByNorms`); else (or for no pass)
+    /// 16-bit values. Either way the layers get the same codes.
+    func layerNorm(_ x: DeviceTensor, _ modulation: AdaLNModulation, quantizedFor pass: W4A4FastInputPass?) throws -> W4A4FastInput {
+        guard let pass, pass.quantizedByNorms else { return .values(try layerNorm(x, modulation)) }
+        return .quantized(try context.layerNorm(x, modulation: modulation, quantizedFor: pass))
+    }
+
     /// The activation applied in place.
     func apply(_ activation: CUDAActivation, _ x: DeviceTensor) throws {
         try context.apply(activation, to: x, into: x)

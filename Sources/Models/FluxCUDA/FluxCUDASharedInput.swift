@@ -3,7 +3,8 @@ import NunchakuCore
 import SVDQuant
 
 /// A single block's `mlp_fc1` and `qkv_proj` running on one fast W4A4 activation pass (`CUDAW4A4FastSharedInput`:
-/// one quantize pass over the block's normalized tokens, then both FP8 GEMMs). While a LoRA branch is on either
+/// the block's normalized tokens quantized once — by the LayerNorm kernel itself while the engine's
+/// `quantizesInNorms` is on —, then both FP8 GEMMs). While a LoRA branch is on either
 /// layer, or the engine's `sharesInputPasses` is off, it steps aside and the block runs them separately (the same
 /// codes, each quantized by its own layer).
 struct FluxCUDASharedInput: Sendable {
@@ -12,11 +13,18 @@ struct FluxCUDASharedInput: Sendable {
     /// The same two layers as the model holds them (LoRA targets).
     let layers: [FluxCUDAAdaptableLinear]
 
-    /// `(GELU(mlp_fc1(x)), qkv_proj(x))` for `x` `[B, S, D]`, or nil while a LoRA branch is on either layer or the
-    /// engine does not share input passes.
-    func callAsFunction(_ x: DeviceTensor) throws -> (mlp: DeviceTensor, qkv: DeviceTensor)? {
-        guard pass.layers[0].engine.sharesInputPasses, !layers.contains(where: \.hasBranch) else { return nil }
-        let outputs = try pass.forward(x, gelu: [true, false])
+    /// Whether the block runs the two layers on the shared pass now: no LoRA branch is on either layer and the
+    /// engine shares input passes.
+    var isInUse: Bool { pass.layers[0].engine.sharesInputPasses && !layers.contains(where: \.hasBranch) }
+
+    /// `(GELU(mlp_fc1(x)), qkv_proj(x))` for `x` `[B, S, D]`: 16-bit values, or activations quantized with the
+    /// shared pass (`pass.inputPass`).
+    func callAsFunction(_ x: W4A4FastInput) throws -> (mlp: DeviceTensor, qkv: DeviceTensor) {
+        let gelu = [true, false]
+        let outputs = switch x {
+        case let .values(values): try pass.forward(values, gelu: gelu)
+        case let .quantized(activations): try pass.forward(quantized: activations, gelu: gelu)
+        }
         return (outputs[0], outputs[1])
     }
 }

@@ -83,17 +83,21 @@ struct FluxCUDASingleBlock: Sendable {
         try update(tokens, m, rotary, precision, ops)
     }
 
-    /// `tokens ← tokens + gate·output(attention(x), GELU(mlp_in(x)))` for `x = LN(tokens)·scale + shift`.
+    /// `tokens ← tokens + gate·output(attention(x), GELU(mlp_in(x)))` for `x = LN(tokens)·scale + shift`. With the
+    /// shared activation pass in use, the LayerNorm writes its codes (`FluxCUDAOps.layerNorm(_:_:quantizedFor:)`);
+    /// otherwise x is 16-bit and each layer quantizes it.
     private func update(_ tokens: DeviceTensor, _ m: FluxCUDAModulationTable, _ rotary: FluxCUDARotary, _ precision: AttentionPrecision,
                         _ ops: FluxCUDAOps) throws {
-        let normalized = try ops.layerNorm(tokens, m.adaLN(shift: 0, scale: 1))
+        let modulation = m.adaLN(shift: 0, scale: 1)
         let heads = try qkv.jointHeads(batch: tokens.shape[0], tokens: tokens.shape[1], like: tokens, ops)
         let mlp: DeviceTensor
-        if let shared = try sharedInput?(normalized) {
-            mlp = shared.mlp
-            qkv.write(projection: shared.qkv, into: heads, tokenOffset: 0, rotary: rotary)
+        if let shared = sharedInput, shared.isInUse {
+            let outputs = try shared(try ops.layerNorm(tokens, modulation, quantizedFor: shared.pass.inputPass))
+            mlp = outputs.mlp
+            qkv.write(projection: outputs.qkv, into: heads, tokenOffset: 0, rotary: rotary)
         } else {
-            mlp = try ops.linearGELU(mlpIn, .values(normalized))
+            let normalized = W4A4FastInput.values(try ops.layerNorm(tokens, modulation))
+            mlp = try ops.linearGELU(mlpIn, normalized)
             try qkv.write(normalized, into: heads, tokenOffset: 0, rotary: rotary, ops)
         }
         let attention: W4A4FastInput

@@ -30,6 +30,9 @@ public enum StepBenchmarkMode: String, Sendable, Codable, CaseIterable {
     /// `fast` with the out-projections after an fp8 attention quantizing its 16-bit output in their own activation
     /// pass (`CUDAW4A4FastEngine.quantizesInAttention` off): what the attention kernel writing their codes saves.
     case fastUnfusedAttention = "fast-unfused-attention"
+    /// `fast` with every LayerNorm writing its 16-bit output for the activation pass of the fast layer it feeds
+    /// (`CUDAW4A4FastEngine.quantizesInNorms` off): what writing the codes from the LayerNorm kernel saves.
+    case fastUnfusedNorms = "fast-unfused-norms"
 
     /// Whether the mode runs the fast W4A4 numerics.
     var isFast: Bool { self != .bf16 && self != .exact }
@@ -89,6 +92,7 @@ public enum StepBenchmark {
         if mode == .fastHeuristic { loaded.fastEngine?.tunesGEMMs = false }
         if mode == .fastSeparate { loaded.fastEngine?.sharesInputPasses = false }
         if mode == .fastUnfusedAttention { loaded.fastEngine?.quantizesInAttention = false }
+        if mode == .fastUnfusedNorms { loaded.fastEngine?.quantizesInNorms = false }
         try context.synchronize()
         let weightBytes = try context.memoryPool.statistics().liveBytes
         var rows: [StepBenchmarkRow] = []

@@ -24,20 +24,27 @@ enum NormalizationSelfTests {
 
     typealias Modulation = (chunks: Int, shift: Int, scale: Int, offset: Float)
 
+    /// The shape and the modulation's chunks, e.g. `[2, 77, 3072] chunks 3,4 of 6 +1`.
+    static func label(_ shape: [Int], _ modulation: Modulation?) -> String {
+        SelfTestShapes.text(shape) + (modulation.map { " chunks \($0.shift),\($0.scale) of \($0.chunks) +\(Int($0.offset))" } ?? "")
+    }
+
+    /// The modulation's chunks of a table on the GPU.
+    static func adaLN(_ table: DeviceTensor, _ modulation: Modulation?) -> AdaLNModulation? {
+        modulation.map {
+            AdaLNModulation(shift: ModulationChunk(table, chunk: $0.shift), scale: ModulationChunk(table, chunk: $0.scale), scaleOffset: $0.offset)
+        }
+    }
+
     static func layerNorm(_ dtype: DType, _ shape: [Int], modulation: Modulation?) -> SelfTestCase {
         let kernel = modulation == nil ? "layernorm" : "layernorm_modulate"
-        let label = SelfTestShapes.text(shape) + (modulation.map { " chunks \($0.shift),\($0.scale) of \($0.chunks) +\(Int($0.offset))" } ?? "")
-        return SelfTestCase(kernel: kernel, dtype: dtype, shape: label, tolerance: SelfTestShapes.outputRounding(dtype)) { env in
+        return SelfTestCase(kernel: kernel, dtype: dtype, shape: label(shape, modulation), tolerance: SelfTestShapes.outputRounding(dtype)) { env in
             let (batch, width) = (shape[0], shape[2])
             let x = env.randomTensor(shape, dtype, in: -2...2)
             let table = env.randomTensor([batch, (modulation?.chunks ?? 1) * width], dtype)
             let gpuX = try env.upload(x)
-            let gpuTable = try env.upload(table)
             let output = try env.poisonedOutput(shape, dtype)
-            let gpuModulation = modulation.map {
-                AdaLNModulation(shift: ModulationChunk(gpuTable, chunk: $0.shift), scale: ModulationChunk(gpuTable, chunk: $0.scale),
-                                scaleOffset: $0.offset)
-            }
+            let gpuModulation = adaLN(try env.upload(table), modulation)
             let launch = { try env.context.layerNorm(gpuX, modulation: gpuModulation, into: output) }
             try launch()
             let result = try env.download(output)
@@ -75,15 +82,17 @@ enum NormalizationSelfTests {
         }
     }
 
-    /// Chunk `index` (`[B, width]`, float32) of a `[B, chunks·width]` modulation table.
-    static func chunk(_ table: RandomTensor, _ index: Int, _ width: Int) -> Tensor {
-        let (batch, columns) = (table.shape[0], table.shape[1])
+    /// Chunk `index` (`[B, width]`, float32) of a `[B, chunks·width]` modulation table; with `samples`, the rows of
+    /// those samples in that order (`[samples.count, width]`).
+    static func chunk(_ table: RandomTensor, _ index: Int, _ width: Int, samples: [Int]? = nil) -> Tensor {
+        let columns = table.shape[1]
+        let samples = samples ?? Array(0..<table.shape[0])
         var values: [Float] = []
-        values.reserveCapacity(batch * width)
-        for sample in 0..<batch {
+        values.reserveCapacity(samples.count * width)
+        for sample in samples {
             let start = sample * columns + index * width
             values += table.values[start..<(start + width)]
         }
-        return Tensor(values, shape: [batch, width])
+        return Tensor(values, shape: [samples.count, width])
     }
 }

@@ -48,7 +48,8 @@ enum W4A4FastSharedInputSelfTests {
             try env.poison(codes)
             try pass.quantize(gpuX, into: (codes, scales), stream: env.stream)
             let expected = W4A4FastReference.quantize(xRows, rows: rows.count, p[0])
-            try checkCodes(try codes.download(stream: env.stream), try env.download(scales).values, rows: rows, expected, depth: pass.gemmDepth)
+            try checkCodes(try codes.download(stream: env.stream), try env.download(scales).values, rows: rows, expected, depth: pass.gemmDepth,
+                           context: "w4a4.fast.shared_input")
 
             // The outputs' reference (one quantize, each layer's folded weights; GELU on mlp_fc1's).
             var references = W4A4FastReference.sharedForward(xRows, rows: rows.count, layers: zip(weights, p).map { ($0.canonical.qweight, $1) })
@@ -81,16 +82,18 @@ enum W4A4FastSharedInputSelfTests {
         }
     }
 
-    /// Throws naming the first code byte or scale of the compared rows that differs from `expected`.
-    static func checkCodes(_ codes: Tensor, _ scales: [Float], rows: [Int], _ expected: (codes: [UInt8], scales: [Float]), depth: Int) throws {
+    /// Throws naming `context` and the first code byte or scale of the compared rows (of codes [M, depth]) that
+    /// differs from `expected`, which holds those rows in that order.
+    static func checkCodes(_ codes: Tensor, _ scales: [Float], rows: [Int], _ expected: (codes: [UInt8], scales: [Float]), depth: Int,
+                           context: String) throws {
         let gpuRows = try W4A4SelfTestData.rows(codes, rows).withUnsafeBytes { Array($0) }
         for (index, row) in rows.enumerated() {
             guard scales[row] == expected.scales[index] else {
-                throw NunchakuError.invalidArgument(context: "w4a4.fast.shared_input", reason: "row \(row): scale \(scales[row]), reference \(expected.scales[index])")
+                throw NunchakuError.invalidArgument(context: context, reason: "row \(row): scale \(scales[row]), reference \(expected.scales[index])")
             }
             for column in 0..<depth where gpuRows[index * depth + column] != expected.codes[index * depth + column] {
                 throw NunchakuError.invalidArgument(
-                    context: "w4a4.fast.shared_input",
+                    context: context,
                     reason: "row \(row) column \(column): code \(gpuRows[index * depth + column]), reference \(expected.codes[index * depth + column])")
             }
         }
