@@ -352,7 +352,9 @@ NK_DEVICE void store_rows(u16* o, const float (&output)[D / 2], float (&rowSum)[
 /// amax = 448 · max_h vScale[sample, h] · headFactors[table][h] with headFactors = 9/8 · max over the head's
 /// channels of |inverseSmooth| (made on the host, `AttentionFP8CodesOutput`). Rows before `splitToken` use table 0
 /// (a double block's text tokens feed another layer than its image tokens), the others table 1. A row is the
-/// layer's whole input (H · D codes, no padding), so its width must be the layer's GEMM depth.
+/// layer's whole input (H · D codes, no padding), so its width must be the layer's GEMM depth. Each block copies both
+/// tables' smoothing factors into shared memory after its plan (2 · H · D floats) when it starts, so the epilogues
+/// read them there instead of waiting on L2.
 struct OutputCodes {
     u8* codes;                     // e4m3 [B · Sq, H · D]
     float* tokenScales;            // [B · Sq]
@@ -361,80 +363,72 @@ struct OutputCodes {
     const float* headFactors0;     // f32 [H] of table 0, and of table 1
     const float* headFactors1;
     int splitToken;
-
-    NK_DEVICE const float* inverseSmooth(int table) const { return table == 0 ? inverseSmooth0 : inverseSmooth1; }
-    NK_DEVICE const float* headFactors(int table) const { return table == 0 ? headFactors0 : headFactors1; }
+    u32 sharedFactors;             // shared address of the copied factors: [2][H · D] f32
 };
 
-/// The amax of both tables' rows of one sample (`OutputCodes`), kept by a consumer thread from one work unit to the
-/// next (a block's units rarely change sample).
-struct CodesAmax {
+/// Both tables' quantization factors for one sample's rows (`OutputCodes`): amax, 448 / amax and amax / 448, kept by
+/// a consumer thread from one work unit to the next (a block's units rarely change sample).
+struct CodesFactors {
     int sample = -1;
-    float amax[2] = {0.0f, 0.0f};
+    float factor[2] = {0.0f, 0.0f};
+    float scale[2] = {0.0f, 0.0f};
 
-    /// The amax of `table` for `sample`; `valueScales` are the v scales [B][H].
-    NK_DEVICE float of(const OutputCodes& out, const float* valueScales, int sample, int heads, int table) {
-        if (sample != this->sample) {
-            float bound0 = 0.0f, bound1 = 0.0f;
+    /// Makes the factors those of `sample`; `valueScales` are the v scales [B][H].
+    NK_DEVICE void update(const OutputCodes& out, const float* valueScales, int sample, int heads) {
+        if (sample == this->sample) return;
+        float bound0 = 0.0f, bound1 = 0.0f;
 #pragma unroll 4
-            for (int h = 0; h < heads; ++h) {
-                const float scale = valueScales[sample * heads + h];
-                bound0 = fmaxf(bound0, scale * out.headFactors0[h]);
-                bound1 = fmaxf(bound1, scale * out.headFactors1[h]);
-            }
-            amax[0] = W4A4_FP8_MAX * bound0;
-            amax[1] = W4A4_FP8_MAX * bound1;
-            this->sample = sample;
+        for (int h = 0; h < heads; ++h) {
+            const float v = valueScales[sample * heads + h];
+            bound0 = fmaxf(bound0, v * out.headFactors0[h]);
+            bound1 = fmaxf(bound1, v * out.headFactors1[h]);
         }
-        return table == 0 ? amax[0] : amax[1];
+        const float amax[2] = {W4A4_FP8_MAX * bound0, W4A4_FP8_MAX * bound1};
+#pragma unroll
+        for (int table = 0; table < 2; ++table) {
+            factor[table] = amax[table] > 0.0f ? __fdiv_rn(W4A4_FP8_MAX, amax[table]) : 0.0f;
+            scale[table] = __fdiv_rn(amax[table], W4A4_FP8_MAX);
+        }
+        this->sample = sample;
     }
 };
+
+/// Two fp32 values from a shared-memory address.
+NK_DEVICE float2 shared_float2(u32 address) {
+    float2 value;
+    asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];" : "=f"(value.x), "=f"(value.y) : "r"(address));
+    return value;
+}
 
 /// `store_rows` for the codes output: each value rounded to the 16-bit format as `store_rows` stores it, then
 /// quantized for its table's layer; the head-0 blocks also write the rows' scales.
 template <class T, int D>
-NK_DEVICE void store_codes(const OutputCodes& out, CodesAmax& amaxes, const float (&output)[D / 2], float (&rowSum)[2], int sample,
-                           int head, int heads, int firstQuery, int queryTokens, float valueScale, const float* valueScales) {
+NK_DEVICE void store_codes(const OutputCodes& out, CodesFactors& factors, const float (&output)[D / 2], float (&rowSum)[2],
+                           int sample, int head, int heads, int firstQuery, int queryTokens, float valueScale, const float* valueScales) {
     const int warp = (threadIdx.x % 128) / 32;
     const int g = (threadIdx.x & 31) >> 2;
     const int t = threadIdx.x & 3;
     const int width = heads * D;
-    float inverse[2], factor[2];
-    const float* smoothing[2];
-    u8* destination[2];
-    // Rows past Sq (clamped to the last row for their factors) store nothing.
-    const bool inside[2] = {firstQuery + 16 * warp + g < queryTokens, firstQuery + 16 * warp + g + 8 < queryTokens};
+    factors.update(out, valueScales, sample, heads);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         rowSum[half] += __shfl_xor_sync(0xFFFFFFFFu, rowSum[half], 1);
         rowSum[half] += __shfl_xor_sync(0xFFFFFFFFu, rowSum[half], 2);
-        inverse[half] = rowSum[half] > 0.0f ? valueScale / rowSum[half] : 0.0f;
-        const int row = min(firstQuery + 16 * warp + g + 8 * half, queryTokens - 1);
+        const float inverse = rowSum[half] > 0.0f ? valueScale / rowSum[half] : 0.0f;
+        const int row = firstQuery + 16 * warp + g + 8 * half;
+        if (row >= queryTokens) continue;
         const int table = row < out.splitToken ? 0 : 1;
-        const float amax = amaxes.of(out, valueScales, sample, heads, table);
-        factor[half] = amax > 0.0f ? __fdiv_rn(W4A4_FP8_MAX, amax) : 0.0f;
+        const float factor = table == 0 ? factors.factor[0] : factors.factor[1];
         const i64 token = (i64)sample * queryTokens + row;
-        if (head == 0 && t == 0 && inside[half]) out.tokenScales[token] = __fdiv_rn(amax, W4A4_FP8_MAX);
-        smoothing[half] = out.inverseSmooth(table) + head * D + 2 * t;
-        destination[half] = out.codes + token * width + head * D + 2 * t;
-    }
-    // The row pair's smoothing factors, all loads issued before their first use (one after the other, each waiting
-    // on L2, they cost more than the rest of the epilogue); once for both rows when they share a table.
-    const bool sameTable = smoothing[0] == smoothing[1];
-    for (int pass = 0; pass < (sameTable ? 1 : 2); ++pass) {
-        float2 factors[D / 8];
+        if (head == 0 && t == 0) out.tokenScales[token] = table == 0 ? factors.scale[0] : factors.scale[1];
+        const u32 smoothing = out.sharedFactors + 4u * (u32)(table * width + head * D + 2 * t);
+        u8* destination = out.codes + token * width + head * D + 2 * t;
 #pragma unroll
-        for (int i = 0; i < D / 8; ++i) factors[i] = __ldg(reinterpret_cast<const float2*>((pass == 0 ? smoothing[0] : smoothing[1]) + 8 * i));
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-            if (!inside[half] || (!sameTable && half != pass)) continue;
-#pragma unroll
-            for (int i = 0; i < D / 8; ++i) {
-                const float2 value =
-                    T::unpack2(T::pack2(output[4 * i + 2 * half] * inverse[half], output[4 * i + 2 * half + 1] * inverse[half]));
-                const float low = value.x * factors[i].x, high = value.y * factors[i].y;
-                *reinterpret_cast<u16*>(destination[half] + 8 * i) = (u16)nk_e4m3x2(low * factor[half], high * factor[half]);
-            }
+        for (int i = 0; i < D / 8; ++i) {
+            const float2 f = shared_float2(smoothing + 32u * i);
+            const float2 value = T::unpack2(T::pack2(output[4 * i + 2 * half] * inverse, output[4 * i + 2 * half + 1] * inverse));
+            const float low = value.x * f.x, high = value.y * f.y;
+            *reinterpret_cast<u16*>(destination + 8 * i) = (u16)nk_e4m3x2(low * factor, high * factor);
         }
     }
 }
@@ -453,7 +447,7 @@ NK_DEVICE void consume(u32 base, u16* o, const OutputCodes& codes, const u8* key
     // This warpgroup's 64 rows of the block's queries (rows past Sq arrive as zeros).
     const u32 queryTile = base + P::queries + group * kQueriesPerGroup * 128;
     if (group == 1) pass_turn(group);  // warpgroup 0 goes first
-    CodesAmax amaxes;  // the codes output's bounds (unused otherwise)
+    CodesFactors codesFactors;  // the codes output's factors (unused otherwise)
 
     int iteration = 0;
     for (int unit = blockIdx.x; unit < work.units; unit += gridDim.x, ++iteration) {
@@ -541,7 +535,7 @@ NK_DEVICE void consume(u32 base, u16* o, const OutputCodes& codes, const u8* key
         const int firstQuery = w.queryBlock * kQueriesPerBlock + group * kQueriesPerGroup;
         if constexpr (CODES) {
             const float* valueScales = scales + 2 * (work.units / work.queryBlocks);
-            store_codes<T, D>(codes, amaxes, output, rowSum, w.sample, w.head, work.heads, firstQuery, queryTokens, valueScale, valueScales);
+            store_codes<T, D>(codes, codesFactors, output, rowSum, w.sample, w.head, work.heads, firstQuery, queryTokens, valueScale, valueScales);
         } else {
             const i64 queryBase = (i64)w.sample * queryTokens * rowStride + (i64)w.head * D;
             store_rows<T, D>(o, output, rowSum, queryBase, firstQuery, queryTokens, rowStride, valueScale);
@@ -553,7 +547,7 @@ template <class T, int D, bool FP8, bool CODES = false>
 NK_DEVICE void attention(const nk_tensor_map* queryMap, const nk_tensor_map* keyMap, const nk_tensor_map* valueMap,
                          u16* __restrict__ o, const u8* __restrict__ keyMask, int queryTokens, int keyTokens, int heads,
                          int batch, float scaleLog2, const float* __restrict__ scales, float weightShift,
-                         const OutputCodes& codes = OutputCodes{}) {
+                         OutputCodes codes = OutputCodes{}) {
     using P = Plan<D, FP8>;
     extern __shared__ __align__(1024) u8 sharedBytes[];
     // The swizzle works on address bits 4-9: align the plan to 1024 bytes (the launcher adds the slack).
@@ -571,6 +565,13 @@ NK_DEVICE void attention(const nk_tensor_map* queryMap, const nk_tensor_map* key
             nk_mbarrier_init(base + P::valueEmpty + stage * 8, kConsumerThreads);
         }
         nk_fence_mbarrier_init();
+    }
+    if constexpr (CODES) {
+        // Both tables' smoothing factors after the plan, for every epilogue of the block.
+        const int width = heads * D;
+        float* factors = reinterpret_cast<float*>(sharedBytes + (base - raw) + P::bytes);
+        for (int i = threadIdx.x; i < 2 * width; i += blockDim.x) factors[i] = i < width ? codes.inverseSmooth0[i] : codes.inverseSmooth1[i - width];
+        codes.sharedFactors = base + P::bytes;
     }
     __syncthreads();
 
@@ -591,7 +592,7 @@ NK_DEVICE void attention(const nk_tensor_map* queryMap, const nk_tensor_map* key
 #define NK_ATTENTION_FP8_CODES_BODY(T)                                                                                   \
     attention<T, 128, true, true>(&queryMap, &keyMap, &valueMap, o, keyMask, queryTokens, keyTokens, heads, batch, scaleLog2, \
                                   scales, weightShift,                                                                    \
-                                  OutputCodes{codes, tokenScales, inverseSmooth0, inverseSmooth1, headFactors0, headFactors1, splitToken})
+                                  OutputCodes{codes, tokenScales, inverseSmooth0, inverseSmooth1, headFactors0, headFactors1, splitToken, 0})
 #else
 // Not sm_90a: the host dispatches to this file's kernels only on sm_90a (AttentionGeometry.usesWGMMA), so here
 // they trap instead of computing.

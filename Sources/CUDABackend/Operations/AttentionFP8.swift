@@ -127,9 +127,9 @@ extension CUDAContext {
 
     /// The e4m3 kernel `nunchaku_attention_wgmma_fp8_<variant><dtype>_d128` on `operands`; `output` are the arguments
     /// after the tensor maps: the 16-bit output (its place is taken by a null pointer for the codes variant, whose own
-    /// arguments follow the common ones).
+    /// arguments follow the common ones, and whose blocks want `extraSharedBytes` after the plan).
     func launchFP8(_ operands: AttentionFP8Operands, keyMask: DeviceTensor?, outputDType: DType, variant: String,
-                   output: [KernelArgument], codes: [KernelArgument] = [], stream: CUDAStream) throws {
+                   output: [KernelArgument], codes: [KernelArgument] = [], extraSharedBytes: Int = 0, stream: CUDAStream) throws {
         let (batch, tokens, heads) = operands.heads
         let shape = operands.query.shape
         let geometry = try AttentionGeometry(
@@ -142,10 +142,11 @@ extension CUDAContext {
             batch: batch, tokens: tokens, heads: heads).map { try encodeTensorMap($0).argument }
         let units = AttentionWGMMALaunch.workUnits(batch: batch, queryTokens: tokens, heads: heads)
         let kernel = try kernels.kernel("nunchaku_attention_wgmma_fp8_\(variant)\(outputDType.rawValue)_d128")
-        try kernel.setMaxDynamicSharedMemory(AttentionFP8Launch.sharedMemoryBytes)
+        let sharedBytes = AttentionFP8Launch.sharedMemoryBytes + extraSharedBytes
+        try kernel.setMaxDynamicSharedMemory(sharedBytes)
         try kernel.launch(
             grid: CUDADim3(min(units, max(1, device.multiprocessorCount))), block: CUDADim3(AttentionWGMMALaunch.threadsPerBlock),
-            sharedMemoryBytes: AttentionFP8Launch.sharedMemoryBytes, stream: stream,
+            sharedMemoryBytes: sharedBytes, stream: stream,
             arguments: maps + output + [keyMask.map(\.argument) ?? .pointer(0), .int32(Int32(tokens)), .int32(Int32(tokens)),
                                         .int32(Int32(heads)), .int32(Int32(batch)), .float(geometry.scaleLog2), operands.scales.argument,
                                         .float(AttentionFP8Launch.weightShift)] + codes)
