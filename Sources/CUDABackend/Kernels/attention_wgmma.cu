@@ -352,9 +352,10 @@ NK_DEVICE void store_rows(u16* o, const float (&output)[D / 2], float (&rowSum)[
 /// amax = 448 · max_h vScale[sample, h] · headFactors[table][h] with headFactors = 9/8 · max over the head's
 /// channels of |inverseSmooth| (made on the host, `AttentionFP8CodesOutput`). Rows before `splitToken` use table 0
 /// (a double block's text tokens feed another layer than its image tokens), the others table 1. A row is the
-/// layer's whole input (H · D codes, no padding), so its width must be the layer's GEMM depth. Each block copies both
-/// tables' smoothing factors into shared memory after its plan (2 · H · D floats) when it starts, so the epilogues
-/// read them there instead of waiting on L2.
+/// layer's whole input (H · D codes, no padding), so its width must be the layer's GEMM depth. Each block puts, when
+/// it starts, both tables' smoothing factors (2 · H · D floats) and each sample's 448 / amax and amax / 448 per table
+/// (4 · B floats) into shared memory after its plan (`CodesShared`), so the epilogues neither wait on L2 nor keep
+/// anything in registers through the main loop.
 struct OutputCodes {
     u8* codes;                     // e4m3 [B · Sq, H · D]
     float* tokenScales;            // [B · Sq]
@@ -363,33 +364,30 @@ struct OutputCodes {
     const float* headFactors0;     // f32 [H] of table 0, and of table 1
     const float* headFactors1;
     int splitToken;
-    u32 sharedFactors;             // shared address of the copied factors: [2][H · D] f32
 };
 
-/// Both tables' quantization factors for one sample's rows (`OutputCodes`): amax, 448 / amax and amax / 448, kept by
-/// a consumer thread from one work unit to the next (a block's units rarely change sample).
-struct CodesFactors {
-    int sample = -1;
-    float factor[2] = {0.0f, 0.0f};
-    float scale[2] = {0.0f, 0.0f};
+/// The codes output's shared memory after the plan at `start`: smoothing factors [2][H · D], then per sample and
+/// table the code factor 448 / amax and the scale amax / 448 ([B][2][2]).
+struct CodesShared {
+    u32 start;
+    int width;
 
-    /// Makes the factors those of `sample`; `valueScales` are the v scales [B][H].
-    NK_DEVICE void update(const OutputCodes& out, const float* valueScales, int sample, int heads) {
-        if (sample == this->sample) return;
-        float bound0 = 0.0f, bound1 = 0.0f;
-#pragma unroll 4
-        for (int h = 0; h < heads; ++h) {
-            const float v = valueScales[sample * heads + h];
-            bound0 = fmaxf(bound0, v * out.headFactors0[h]);
-            bound1 = fmaxf(bound1, v * out.headFactors1[h]);
+    NK_DEVICE u32 smoothing(int table, int column) const { return start + 4u * (u32)(table * width + column); }
+    NK_DEVICE u32 factor(int sample, int table) const { return start + 4u * (u32)(2 * width + 4 * sample + 2 * table); }
+
+    /// Fills the region (every thread of the block takes part; a barrier must follow). The per-sample values:
+    /// amax = 448 · max_h vScale[sample, h] · headFactors[table][h], in the order of the CPU reference.
+    NK_DEVICE static void fill(float* region, const OutputCodes& out, const float* valueScales, int width, int heads, int batch) {
+        for (int i = threadIdx.x; i < 2 * width; i += blockDim.x) region[i] = i < width ? out.inverseSmooth0[i] : out.inverseSmooth1[i - width];
+        for (int pair = threadIdx.x; pair < 2 * batch; pair += blockDim.x) {
+            const int sample = pair / 2, table = pair % 2;
+            const float* headFactors = table == 0 ? out.headFactors0 : out.headFactors1;
+            float bound = 0.0f;
+            for (int h = 0; h < heads; ++h) bound = fmaxf(bound, valueScales[sample * heads + h] * headFactors[h]);
+            const float amax = W4A4_FP8_MAX * bound;
+            region[2 * width + 2 * pair] = amax > 0.0f ? __fdiv_rn(W4A4_FP8_MAX, amax) : 0.0f;
+            region[2 * width + 2 * pair + 1] = __fdiv_rn(amax, W4A4_FP8_MAX);
         }
-        const float amax[2] = {W4A4_FP8_MAX * bound0, W4A4_FP8_MAX * bound1};
-#pragma unroll
-        for (int table = 0; table < 2; ++table) {
-            factor[table] = amax[table] > 0.0f ? __fdiv_rn(W4A4_FP8_MAX, amax[table]) : 0.0f;
-            scale[table] = __fdiv_rn(amax[table], W4A4_FP8_MAX);
-        }
-        this->sample = sample;
     }
 };
 
@@ -403,13 +401,11 @@ NK_DEVICE float2 shared_float2(u32 address) {
 /// `store_rows` for the codes output: each value rounded to the 16-bit format as `store_rows` stores it, then
 /// quantized for its table's layer; the head-0 blocks also write the rows' scales.
 template <class T, int D>
-NK_DEVICE void store_codes(const OutputCodes& out, CodesFactors& factors, const float (&output)[D / 2], float (&rowSum)[2],
-                           int sample, int head, int heads, int firstQuery, int queryTokens, float valueScale, const float* valueScales) {
+NK_DEVICE void store_codes(const OutputCodes& out, const CodesShared& shared, const float (&output)[D / 2], float (&rowSum)[2],
+                           int sample, int head, int firstQuery, int queryTokens, float valueScale) {
     const int warp = (threadIdx.x % 128) / 32;
     const int g = (threadIdx.x & 31) >> 2;
     const int t = threadIdx.x & 3;
-    const int width = heads * D;
-    factors.update(out, valueScales, sample, heads);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         rowSum[half] += __shfl_xor_sync(0xFFFFFFFFu, rowSum[half], 1);
@@ -418,11 +414,12 @@ NK_DEVICE void store_codes(const OutputCodes& out, CodesFactors& factors, const 
         const int row = firstQuery + 16 * warp + g + 8 * half;
         if (row >= queryTokens) continue;
         const int table = row < out.splitToken ? 0 : 1;
-        const float factor = table == 0 ? factors.factor[0] : factors.factor[1];
+        const float2 factorScale = shared_float2(shared.factor(sample, table));
         const i64 token = (i64)sample * queryTokens + row;
-        if (head == 0 && t == 0) out.tokenScales[token] = table == 0 ? factors.scale[0] : factors.scale[1];
-        const u32 smoothing = out.sharedFactors + 4u * (u32)(table * width + head * D + 2 * t);
-        u8* destination = out.codes + token * width + head * D + 2 * t;
+        if (head == 0 && t == 0) out.tokenScales[token] = factorScale.y;
+        const u32 smoothing = shared.smoothing(table, head * D + 2 * t);
+        u8* destination = out.codes + token * shared.width + head * D + 2 * t;
+        const float factor = factorScale.x;
 #pragma unroll
         for (int i = 0; i < D / 8; ++i) {
             const float2 f = shared_float2(smoothing + 32u * i);
@@ -447,7 +444,6 @@ NK_DEVICE void consume(u32 base, u16* o, const OutputCodes& codes, const u8* key
     // This warpgroup's 64 rows of the block's queries (rows past Sq arrive as zeros).
     const u32 queryTile = base + P::queries + group * kQueriesPerGroup * 128;
     if (group == 1) pass_turn(group);  // warpgroup 0 goes first
-    CodesFactors codesFactors;  // the codes output's factors (unused otherwise)
 
     int iteration = 0;
     for (int unit = blockIdx.x; unit < work.units; unit += gridDim.x, ++iteration) {
@@ -534,8 +530,8 @@ NK_DEVICE void consume(u32 base, u16* o, const OutputCodes& codes, const u8* key
 
         const int firstQuery = w.queryBlock * kQueriesPerBlock + group * kQueriesPerGroup;
         if constexpr (CODES) {
-            const float* valueScales = scales + 2 * (work.units / work.queryBlocks);
-            store_codes<T, D>(codes, codesFactors, output, rowSum, w.sample, w.head, work.heads, firstQuery, queryTokens, valueScale, valueScales);
+            store_codes<T, D>(codes, CodesShared{base + P::bytes, work.heads * D}, output, rowSum, w.sample, w.head, firstQuery,
+                              queryTokens, valueScale);
         } else {
             const i64 queryBase = (i64)w.sample * queryTokens * rowStride + (i64)w.head * D;
             store_rows<T, D>(o, output, rowSum, queryBase, firstQuery, queryTokens, rowStride, valueScale);
@@ -547,7 +543,7 @@ template <class T, int D, bool FP8, bool CODES = false>
 NK_DEVICE void attention(const nk_tensor_map* queryMap, const nk_tensor_map* keyMap, const nk_tensor_map* valueMap,
                          u16* __restrict__ o, const u8* __restrict__ keyMask, int queryTokens, int keyTokens, int heads,
                          int batch, float scaleLog2, const float* __restrict__ scales, float weightShift,
-                         OutputCodes codes = OutputCodes{}) {
+                         const OutputCodes& codes = OutputCodes{}) {
     using P = Plan<D, FP8>;
     extern __shared__ __align__(1024) u8 sharedBytes[];
     // The swizzle works on address bits 4-9: align the plan to 1024 bytes (the launcher adds the slack).
@@ -567,11 +563,8 @@ NK_DEVICE void attention(const nk_tensor_map* queryMap, const nk_tensor_map* key
         nk_fence_mbarrier_init();
     }
     if constexpr (CODES) {
-        // Both tables' smoothing factors after the plan, for every epilogue of the block.
-        const int width = heads * D;
-        float* factors = reinterpret_cast<float*>(sharedBytes + (base - raw) + P::bytes);
-        for (int i = threadIdx.x; i < 2 * width; i += blockDim.x) factors[i] = i < width ? codes.inverseSmooth0[i] : codes.inverseSmooth1[i - width];
-        codes.sharedFactors = base + P::bytes;
+        CodesShared::fill(reinterpret_cast<float*>(sharedBytes + (base - raw) + P::bytes), codes, scales + 2 * batch * heads, heads * D,
+                          heads, batch);
     }
     __syncthreads();
 
@@ -592,7 +585,7 @@ NK_DEVICE void attention(const nk_tensor_map* queryMap, const nk_tensor_map* key
 #define NK_ATTENTION_FP8_CODES_BODY(T)                                                                                   \
     attention<T, 128, true, true>(&queryMap, &keyMap, &valueMap, o, keyMask, queryTokens, keyTokens, heads, batch, scaleLog2, \
                                   scales, weightShift,                                                                    \
-                                  OutputCodes{codes, tokenScales, inverseSmooth0, inverseSmooth1, headFactors0, headFactors1, splitToken, 0})
+                                  OutputCodes{codes, tokenScales, inverseSmooth0, inverseSmooth1, headFactors0, headFactors1, splitToken})
 #else
 // Not sm_90a: the host dispatches to this file's kernels only on sm_90a (AttentionGeometry.usesWGMMA), so here
 // they trap instead of computing.

@@ -104,6 +104,6 @@ extension CUDAContext {
         try launchFP8(operands, keyMask: keyMask, outputDType: first.pass.type.dtype, variant: "codes_", output: [.pointer(0)],
                       codes: [codes.codes.argument, codes.scales.argument, first.pass.inverseSmooth.argument, last.pass.inverseSmooth.argument,
                               first.headFactors.argument, last.headFactors.argument, .int32(Int32(max(0, min(splitToken, tokens))))],
-                      extraSharedBytes: 2 * width * MemoryLayout<Float>.size, stream: stream ?? codes.codes.buffer.workStream)
+                      extraSharedBytes: (2 * width + 4 * batch) * MemoryLayout<Float>.size, stream: stream ?? codes.codes.buffer.workStream)
     }
 }

@@ -64,7 +64,7 @@ public final class CUDAW4A4FastEngine: Sendable {
     ///   - prefetchWeights: the initial `prefetchesWeights`.
     ///   - tuneGEMMs: the initial `tunesGEMMs`.
     /// - Throws: `NunchakuError.unsupported` naming the GPU when it is older than sm_90; cuBLASLt load errors.
-    public init(context: CUDAContext, accumulation: FP8Accumulation = .mixed, prefetchWeights: Bool = true, tuneGEMMs: Bool = true) throws {
+    public init(context: CUDAContext, accumulation: FP8Accumulation = .mixed, prefetchWeights: Bool = false, tuneGEMMs: Bool = true) throws {
         let capability = context.device.computeCapability
         guard capability >= Self.minimumComputeCapability else {
             throw NunchakuError.unsupported(
@@ -109,8 +109,11 @@ public final class CUDAW4A4FastEngine: Sendable {
     private var allLanes: [CUDAW4A4FastLane] { lock.withLock { lanes } }
 
     /// Whether a layer's forward queues the weight expansion of the layer that follows it in its lane's order on
-    /// a side stream (on by default; the results are bit for bit the same). Off: each forward expands its own
-    /// weights into a scratch from the memory pool, in line.
+    /// a side stream (the results are bit for bit the same). Off (the default): each forward expands its own weights
+    /// in line, right before its GEMM. Since the expansion folds the low-rank branch in (session 9), the prefetch no
+    /// longer pays in FLUX's step: 84.0 / 84.3 ms with it against 81.9 / 82.5 ms in line at 1024² on an H200
+    /// (docs/hopper.md, "Session 10"): the side stream's expansions compete with the GEMMs and attention they were
+    /// meant to hide behind.
     public var prefetchesWeights: Bool {
         get { lock.withLock { prefetching } }
         set {

@@ -12,8 +12,9 @@ public struct GEMMBenchmarkRow: Sendable, Codable {
     public let bf16: Double
     public let exact: Double
     public let fast: Double
-    /// The fast layer in a chain of `prefetchChain` layers of this shape, per layer: each layer's weight expansion
-    /// queued on the side stream while its predecessor runs (the first of each chain expands in line), as in a model.
+    /// The fast layer in a chain of `prefetchChain` layers of this shape, per layer, with the engine's weight prefetch
+    /// on: each layer's weight expansion queued on the side stream while its predecessor runs (the first of each
+    /// chain expands in line).
     public let fastPrefetched: Double
     /// `fastPrefetched` with the layers given their codes (`W4A4FastInput.quantized`, as an fp8 attention or a fused
     /// LayerNorm writes them for the layers they feed): the FP8 GEMM and the prefetched expansion, no activation pass.
@@ -73,7 +74,10 @@ public enum GEMMBenchmark {
                 let quantized = try fast.quantize(inputs[0], stream: stream)
                 let codes = try inputs.map { try fast.quantize($0, stream: stream) }
                 func chained(_ input: @escaping (Int) -> W4A4FastInput) throws -> Double {
-                    try BenchTiming.median(context, stream: stream, warmUp: 3, repetitions: repetitions) { repetition in
+                    let prefetching = engine.prefetchesWeights
+                    engine.prefetchesWeights = true
+                    defer { engine.prefetchesWeights = prefetching }
+                    return try BenchTiming.median(context, stream: stream, warmUp: 3, repetitions: repetitions) { repetition in
                         for (index, layer) in chain.enumerated() { try layer.forward(input(repetition + index), into: output, stream: stream) }
                     } / Double(prefetchChain)
                 }

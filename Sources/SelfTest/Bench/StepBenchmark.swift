@@ -10,8 +10,9 @@ public enum StepBenchmarkMode: String, Sendable, Codable, CaseIterable {
     case exact
     /// The same INT4 model with the fast (FP8) W4A4 numerics.
     case fast
-    /// `fast` with the weight prefetch off (each layer expands its own weights in line): what the prefetch saves.
-    case fastInLine = "fast-inline"
+    /// `fast` with the weight prefetch on (each layer's expansion queued on a side stream while its predecessor runs,
+    /// `CUDAW4A4FastEngine.prefetchesWeights`): what the prefetch saves or costs.
+    case fastPrefetch = "fast-prefetch"
     /// `fast` with the FP8 GEMMs' partial sums promoted along every depth (`FP8Accumulation.promoted`, the fast
     /// mode's numerics before session 5): what the mixed accumulation saves.
     case fastPromoted = "fast-promoted"
@@ -86,7 +87,7 @@ public enum StepBenchmark {
         let checkpoint = try FluxRandomCheckpoint(config: config, format: mode == .bf16 ? .bf16 : .int4, seed: 0)
         var loaded = try FluxCUDATransformer(random: checkpoint, context: context, numerics: mode.isFast ? .fast : .exact)
         loaded.overlapsBranches = mode != .fastOneStream
-        loaded.fastEngine?.prefetchesWeights = mode != .fastInLine
+        loaded.fastEngine?.prefetchesWeights = mode == .fastPrefetch
         if mode == .fastPromoted { loaded.fastEngine?.accumulation = .promoted }
         if mode == .fastUnpromoted { loaded.fastEngine?.accumulation = .fast }
         if mode == .fastHeuristic { loaded.fastEngine?.tunesGEMMs = false }
