@@ -16,8 +16,8 @@ struct BenchCommand: ParsableCommand {
         gemm: every FLUX linear shape (N, K) at each --rows M: cuBLASLt BF16 (dense weight + bias), the exact W4A4 \
         layer (quantize + 4-bit GEMM) and the fast FP8 layer (quantize + weight expansion with the low-rank branch + FP8 GEMM, \
         and each step alone; prefetched: in a chain of 8 layers, each layer's expansion on the side stream while the one before \
-        runs; from codes: that chain given the layers' codes, as a producer that writes them hands them over — the fp8 \
-        attention for the attention out-projections, no activation pass). TFLOP/s count the main product 2·M·N·K; ratios are BF16 time over the variant's. \
+        runs; from codes: the layer given its codes, as the fused LayerNorm hands them to the layers it feeds: weight \
+        expansion in line and the FP8 GEMM, no activation pass). TFLOP/s count the main product 2·M·N·K; ratios are BF16 time over the variant's. \
         Median of --repeats (default 20) launches after warm-up, from CUDA events, inputs rotating over three buffers.
 
         step: one FLUX.1-dev transformer step with random weights (batch 1, --tokens-text text tokens) at each \

@@ -16,8 +16,8 @@ public struct GEMMBenchmarkRow: Sendable, Codable {
     /// on: each layer's weight expansion queued on the side stream while its predecessor runs (the first of each
     /// chain expands in line).
     public let fastPrefetched: Double
-    /// `fastPrefetched` with the layers given their codes (`W4A4FastInput.quantized`, as an fp8 attention or a fused
-    /// LayerNorm writes them for the layers they feed): the FP8 GEMM and the prefetched expansion, no activation pass.
+    /// `fast` given the layer's codes (`W4A4FastInput.quantized`, as the fused LayerNorm writes them for the layers it
+    /// feeds): the weight expansion in line and the FP8 GEMM, no activation pass.
     public let fastFromCodes: Double
     /// The fast path's steps alone: quantize, weight expansion (the low-rank branch folded in), the FP8 GEMM.
     public let fastQuantize: Double
@@ -73,12 +73,14 @@ public enum GEMMBenchmark {
                 let activations = try exact.makeQuantizedActivations(rows: m, stream: stream)
                 let quantized = try fast.quantize(inputs[0], stream: stream)
                 let codes = try inputs.map { try fast.quantize($0, stream: stream) }
-                func chained(_ input: @escaping (Int) -> W4A4FastInput) throws -> Double {
+                func prefetchedChain() throws -> Double {
                     let prefetching = engine.prefetchesWeights
                     engine.prefetchesWeights = true
                     defer { engine.prefetchesWeights = prefetching }
                     return try BenchTiming.median(context, stream: stream, warmUp: 3, repetitions: repetitions) { repetition in
-                        for (index, layer) in chain.enumerated() { try layer.forward(input(repetition + index), into: output, stream: stream) }
+                        for (index, layer) in chain.enumerated() {
+                            try layer.forward(inputs[(repetition + index) % rotatingInputs], into: output, stream: stream)
+                        }
                     } / Double(prefetchChain)
                 }
                 let folded = try fast.foldedWeights(stream: stream)
@@ -90,8 +92,10 @@ public enum GEMMBenchmark {
                         try exact.multiply(activations, into: output, stream: stream)
                     },
                     fast: try time { try fast.forward($0, into: output, stream: stream) },
-                    fastPrefetched: try chained { .values(inputs[$0 % rotatingInputs]) },
-                    fastFromCodes: try chained { .quantized(codes[$0 % rotatingInputs]) },
+                    fastPrefetched: try prefetchedChain(),
+                    fastFromCodes: try BenchTiming.median(context, stream: stream, warmUp: 3, repetitions: repetitions) {
+                        try fast.forward(.quantized(codes[$0 % rotatingInputs]), into: output, stream: stream)
+                    },
                     fastQuantize: try time { try fast.quantize($0, into: quantized, stream: stream) },
                     fastWeights: try time { _ in try fast.foldedWeights(into: folded, stream: stream) },
                     fastGEMM: try time { _ in try fast.multiply(quantized, weights: folded, into: output, stream: stream) })
