@@ -320,28 +320,46 @@ NK_DEVICE void rescale(float (&output)[N], const float (&correction)[2]) {
 NK_DEVICE void wait_for_turn(int group) { nk_named_barrier(3 + group, 2 * 128); }
 NK_DEVICE void pass_turn(int group) { nk_named_barrier_arrive(3 + (group ^ 1), 2 * 128); }
 
+/// The sequence index of this thread's output row g (half 0) or g + 8 (half 1) of its warp's 16, from the warpgroup's
+/// first query.
+NK_DEVICE int output_row(int firstQuery, int half) {
+    return firstQuery + 16 * ((threadIdx.x % 128) / 32) + ((threadIdx.x & 31) >> 2) + 8 * half;
+}
+
+/// The factor of this thread's output row `half`: its weight sum completed over the quad (into `rowSum[half]`), then
+/// `valueScale / sum` (0 for a row whose keys were all masked).
+NK_DEVICE float row_normalizer(float (&rowSum)[2], int half, float valueScale) {
+    rowSum[half] += __shfl_xor_sync(0xFFFFFFFFu, rowSum[half], 1);
+    rowSum[half] += __shfl_xor_sync(0xFFFFFFFFu, rowSum[half], 2);
+    return rowSum[half] > 0.0f ? valueScale / rowSum[half] : 0.0f;
+}
+
+/// Calls `store(half, row, inverse)` for this thread's output rows g (half 0) and g + 8 (half 1) that lie inside the
+/// sequence, `inverse` the row's factor (`row_normalizer`; every row's sum is completed, inside or not).
+template <class Store>
+NK_DEVICE void for_each_output_row(float (&rowSum)[2], int firstQuery, int queryTokens, float valueScale, Store store) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        const float inverse = row_normalizer(rowSum, half, valueScale);
+        const int row = output_row(firstQuery, half);
+        if (row < queryTokens) store(half, row, inverse);
+    }
+}
+
 /// Normalises this thread's output rows g and g + 8 by their full row sums (summed over the quad), times
 /// `valueScale`, and stores the rows inside the sequence.
 template <class T, int D>
 NK_DEVICE void store_rows(u16* o, const float (&output)[D / 2], float (&rowSum)[2], i64 queryBase, int firstQuery,
                           int queryTokens, int rowStride, float valueScale) {
-    const int warp = (threadIdx.x % 128) / 32;
-    const int g = (threadIdx.x & 31) >> 2;
     const int t = threadIdx.x & 3;
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-        rowSum[half] += __shfl_xor_sync(0xFFFFFFFFu, rowSum[half], 1);
-        rowSum[half] += __shfl_xor_sync(0xFFFFFFFFu, rowSum[half], 2);
-        const float inverse = rowSum[half] > 0.0f ? valueScale / rowSum[half] : 0.0f;
-        const int row = firstQuery + 16 * warp + g + 8 * half;
-        if (row >= queryTokens) continue;
+    for_each_output_row(rowSum, firstQuery, queryTokens, valueScale, [&](int half, int row, float inverse) {
         u16* destination = o + queryBase + (i64)row * rowStride + 2 * t;
 #pragma unroll
         for (int i = 0; i < D / 8; ++i) {
             *reinterpret_cast<u32*>(destination + 8 * i) =
                 T::pack2(output[4 * i + 2 * half] * inverse, output[4 * i + 2 * half + 1] * inverse);
         }
-    }
+    });
 }
 
 /// The `…_fp8_codes_…` entry points' output: instead of the 16-bit rows, the e4m3 input of the fast W4A4 layer that
@@ -403,16 +421,8 @@ NK_DEVICE float2 shared_float2(u32 address) {
 template <class T, int D>
 NK_DEVICE void store_codes(const OutputCodes& out, const CodesShared& shared, const float (&output)[D / 2], float (&rowSum)[2],
                            int sample, int head, int firstQuery, int queryTokens, float valueScale) {
-    const int warp = (threadIdx.x % 128) / 32;
-    const int g = (threadIdx.x & 31) >> 2;
     const int t = threadIdx.x & 3;
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-        rowSum[half] += __shfl_xor_sync(0xFFFFFFFFu, rowSum[half], 1);
-        rowSum[half] += __shfl_xor_sync(0xFFFFFFFFu, rowSum[half], 2);
-        const float inverse = rowSum[half] > 0.0f ? valueScale / rowSum[half] : 0.0f;
-        const int row = firstQuery + 16 * warp + g + 8 * half;
-        if (row >= queryTokens) continue;
+    for_each_output_row(rowSum, firstQuery, queryTokens, valueScale, [&](int half, int row, float inverse) {
         const int table = row < out.splitToken ? 0 : 1;
         const float2 factorScale = shared_float2(shared.factor(sample, table));
         const i64 token = (i64)sample * queryTokens + row;
@@ -427,7 +437,7 @@ NK_DEVICE void store_codes(const OutputCodes& out, const CodesShared& shared, co
             const float low = value.x * f.x, high = value.y * f.y;
             *reinterpret_cast<u16*>(destination + 8 * i) = (u16)nk_e4m3x2(low * factor, high * factor);
         }
-    }
+    });
 }
 
 /// A consumer warpgroup: for each of the block's work units, its 64 queries against every key tile. Tile j's
