@@ -385,10 +385,19 @@ struct OutputCodes {
 };
 
 /// The codes output's shared memory after the plan at `start`: smoothing factors [2][H · D], then per sample and
-/// table the code factor 448 / amax and the scale amax / 448 ([B][2][2]).
+/// table the code factor 448 / amax and the scale amax / 448 ([B][2][2]), then (16-byte aligned) a staging tile per
+/// consumer warp: its 16 rows of one head's codes, `kStagingStride` bytes apart, stored to global memory as whole
+/// 128-byte rows.
 struct CodesShared {
     u32 start;
     int width;
+    int batch;
+
+    /// 128 codes and 16 bytes of padding: the u16 writes of a warp's 8 rows g fall into distinct banks.
+    static constexpr int kStagingStride = 144;
+    static constexpr int kStagingBytes = 16 * kStagingStride;
+
+    NK_DEVICE u32 staging(int warp) const { return ((start + 4u * (u32)(2 * width + 4 * batch) + 15u) & ~15u) + (u32)(warp * kStagingBytes); }
 
     NK_DEVICE u32 smoothing(int table, int column) const { return start + 4u * (u32)(table * width + column); }
     NK_DEVICE u32 factor(int sample, int table) const { return start + 4u * (u32)(2 * width + 4 * sample + 2 * table); }
@@ -421,23 +430,41 @@ NK_DEVICE float2 shared_float2(u32 address) {
 template <class T, int D>
 NK_DEVICE void store_codes(const OutputCodes& out, const CodesShared& shared, const float (&output)[D / 2], float (&rowSum)[2],
                            int sample, int head, int firstQuery, int queryTokens, float valueScale) {
+    static_assert(D == 128, "a staging row holds 128 codes");
     const int t = threadIdx.x & 3;
+    const int lane = threadIdx.x & 31, warp = (threadIdx.x % kConsumerThreads) / 32;
+    const u32 staging = shared.staging(warp);
+    __syncwarp();  // the warp's previous tile is stored
     for_each_output_row(rowSum, firstQuery, queryTokens, valueScale, [&](int half, int row, float inverse) {
         const int table = row < out.splitToken ? 0 : 1;
         const float2 factorScale = shared_float2(shared.factor(sample, table));
-        const i64 token = (i64)sample * queryTokens + row;
-        if (head == 0 && t == 0) out.tokenScales[token] = factorScale.y;
+        if (head == 0 && t == 0) out.tokenScales[(i64)sample * queryTokens + row] = factorScale.y;
         const u32 smoothing = shared.smoothing(table, head * D + 2 * t);
-        u8* destination = out.codes + token * shared.width + head * D + 2 * t;
+        const u32 tileRow = staging + (u32)((((lane >> 2) + 8 * half) * CodesShared::kStagingStride) + 2 * t);
         const float factor = factorScale.x;
 #pragma unroll
         for (int i = 0; i < D / 8; ++i) {
             const float2 f = shared_float2(smoothing + 32u * i);
             const float2 value = T::unpack2(T::pack2(output[4 * i + 2 * half] * inverse, output[4 * i + 2 * half + 1] * inverse));
             const float low = value.x * f.x, high = value.y * f.y;
-            *reinterpret_cast<u16*>(destination + 8 * i) = (u16)nk_e4m3x2(low * factor, high * factor);
+            const u16 pair = (u16)nk_e4m3x2(low * factor, high * factor);
+            asm volatile("st.shared.u16 [%0], %1;" ::"r"(tileRow + 8u * i), "h"(pair) : "memory");
         }
     });
+    __syncwarp();
+    // The warp's 16 rows (16 · warp … of the warpgroup's 64) as 128 vectors of 16 bytes, 8 per row.
+    const int firstRow = output_row(firstQuery, 0) - ((lane >> 2));
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        const int vector = lane + 32 * j, tileRow = vector / 8, column = vector % 8;
+        const int row = firstRow + tileRow;
+        if (row >= queryTokens) continue;
+        uint4 value;
+        asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(value.x), "=r"(value.y), "=r"(value.z), "=r"(value.w)
+                     : "r"(staging + (u32)(tileRow * CodesShared::kStagingStride + 16 * column)));
+        *reinterpret_cast<uint4*>(out.codes + ((i64)sample * queryTokens + row) * shared.width + head * D + 16 * column) = value;
+    }
 }
 
 /// A consumer warpgroup: for each of the block's work units, its 64 queries against every key tile. Tile j's
@@ -540,7 +567,8 @@ NK_DEVICE void consume(u32 base, u16* o, const OutputCodes& codes, const u8* key
 
         const int firstQuery = w.queryBlock * kQueriesPerBlock + group * kQueriesPerGroup;
         if constexpr (CODES) {
-            store_codes<T, D>(codes, CodesShared{base + P::bytes, work.heads * D}, output, rowSum, w.sample, w.head, firstQuery,
+            store_codes<T, D>(codes, CodesShared{base + P::bytes, work.heads * D, work.units / work.queryBlocks / work.heads}, output,
+                              rowSum, w.sample, w.head, firstQuery,
                               queryTokens, valueScale);
         } else {
             const i64 queryBase = (i64)w.sample * queryTokens * rowStride + (i64)w.head * D;

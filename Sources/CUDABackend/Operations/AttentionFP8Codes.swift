@@ -104,6 +104,15 @@ extension CUDAContext {
         try launchFP8(operands, keyMask: keyMask, outputDType: first.pass.type.dtype, variant: "codes_", output: [.pointer(0)],
                       codes: [codes.codes.argument, codes.scales.argument, first.pass.inverseSmooth.argument, last.pass.inverseSmooth.argument,
                               first.headFactors.argument, last.headFactors.argument, .int32(Int32(max(0, min(splitToken, tokens))))],
-                      extraSharedBytes: (2 * width + 4 * batch) * MemoryLayout<Float>.size, stream: stream ?? codes.codes.buffer.workStream)
+                      extraSharedBytes: AttentionFP8Launch.codesSharedBytes(width: width, batch: batch), stream: stream ?? codes.codes.buffer.workStream)
+    }
+}
+
+extension AttentionFP8Launch {
+    /// The codes kernel's shared memory after its plan (attention_wgmma.cu, `CodesShared`): both tables' smoothing
+    /// factors (2 · width floats), the per-sample factors and scales (4 · batch floats), 16 bytes of alignment slack
+    /// and a staging tile of 16 rows × 144 bytes for each of the 8 consumer warps.
+    static func codesSharedBytes(width: Int, batch: Int) -> Int {
+        (2 * width + 4 * batch) * MemoryLayout<Float>.size + 16 + 8 * 16 * 144
     }
 }
