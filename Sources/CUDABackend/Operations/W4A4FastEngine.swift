@@ -50,7 +50,7 @@ public final class CUDAW4A4FastEngine: Sendable {
     nonisolated(unsafe) private var fp8Accumulation: FP8Accumulation
     private let lock = CUDALock()
     nonisolated(unsafe) private var sharedInputs = true
-    nonisolated(unsafe) private var attentionCodes = false
+    nonisolated(unsafe) private var attentionCodes = true
     nonisolated(unsafe) private var normQuantization = true
     nonisolated(unsafe) private var lanes: [CUDAW4A4FastLane] = []
     nonisolated(unsafe) private var prefetching: Bool
@@ -131,10 +131,9 @@ public final class CUDAW4A4FastEngine: Sendable {
 
     /// Whether the models that hold fast layers reading an fp8 attention's output have the attention kernel write
     /// those layers' codes (`CUDAContext.attentionFP8(_:keyMask:codes:tables:splitToken:)`: no 16-bit output and no
-    /// activation pass) instead of running their own activation pass. Off by default: the codes are right (bit for
-    /// bit the reference's), but on an H200 the codes kernel takes 0.32–0.33 ms where the 16-bit one takes 0.30 ms
-    /// at FLUX's 24 × 4608 (its epilogue stalls the consumers' turns), more than the 13 µs pass it saves, so a
-    /// 1024² step is 0.6–0.9 ms slower with it (docs/hopper.md, "Session 10").
+    /// activation pass) instead of running their own activation pass (on by default; off: a baseline). On an H200 the
+    /// codes kernel takes 0.308 ms where the 16-bit one takes 0.300 ms at FLUX's 24 × 4608, against the 13 µs pass
+    /// it saves (docs/hopper.md, "Session 10").
     public var quantizesInAttention: Bool {
         get { lock.withLock { attentionCodes } }
         set { lock.withLock { attentionCodes = newValue } }

@@ -28,9 +28,9 @@ public enum StepBenchmarkMode: String, Sendable, Codable, CaseIterable {
     /// `fast` with the double blocks' text tokens on the main stream (`FluxCUDATransformer.overlapsBranches` off):
     /// what running them on a second stream saves.
     case fastOneStream = "fast-one-stream"
-    /// `fast` with the fp8 attention writing the codes of the out-projections that read it
-    /// (`CUDAW4A4FastEngine.quantizesInAttention` on) instead of those layers quantizing its 16-bit output.
-    case fastAttentionCodes = "fast-attention-codes"
+    /// `fast` with the out-projections after an fp8 attention quantizing its 16-bit output in their own activation
+    /// pass (`CUDAW4A4FastEngine.quantizesInAttention` off): what the attention kernel writing their codes saves.
+    case fastUnfusedAttention = "fast-unfused-attention"
     /// `fast` with every LayerNorm writing its 16-bit output for the activation pass of the fast layer it feeds
     /// (`CUDAW4A4FastEngine.quantizesInNorms` off): what writing the codes from the LayerNorm kernel saves.
     case fastUnfusedNorms = "fast-unfused-norms"
@@ -92,7 +92,7 @@ public enum StepBenchmark {
         if mode == .fastUnpromoted { loaded.fastEngine?.accumulation = .fast }
         if mode == .fastHeuristic { loaded.fastEngine?.tunesGEMMs = false }
         if mode == .fastSeparate { loaded.fastEngine?.sharesInputPasses = false }
-        if mode == .fastAttentionCodes { loaded.fastEngine?.quantizesInAttention = true }
+        if mode == .fastUnfusedAttention { loaded.fastEngine?.quantizesInAttention = false }
         if mode == .fastUnfusedNorms { loaded.fastEngine?.quantizesInNorms = false }
         try context.synchronize()
         let weightBytes = try context.memoryPool.statistics().liveBytes
