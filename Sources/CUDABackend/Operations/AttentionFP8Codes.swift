@@ -100,7 +100,7 @@ extension CUDAContext {
                         + "does not fit \(heads) heads of \(first.pass.type)")
             }
         }
-        try first.pass.check((codes: try codes.codes.reshaped([batch * tokens, width]), scales: codes.scales), rows: batch * tokens, op)
+        _ = try first.pass.matrix(codes, rows: batch * tokens, op)
         try launchFP8(operands, keyMask: keyMask, outputDType: first.pass.type.dtype, variant: "codes_", output: [.pointer(0)],
                       codes: [codes.codes.argument, codes.scales.argument, first.pass.inverseSmooth.argument, last.pass.inverseSmooth.argument,
                               first.headFactors.argument, last.headFactors.argument, .int32(Int32(max(0, min(splitToken, tokens))))],
