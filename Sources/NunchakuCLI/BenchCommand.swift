@@ -25,7 +25,8 @@ struct BenchCommand: ParsableCommand {
         with fast numerics (--modes; fast-prefetch: fast with the weight prefetch on (each layer's expansion on a side stream while the layer before runs); fast-promoted: fast with promoted FP8 accumulation everywhere; fast-unpromoted: fast with cuBLASLt's fast accumulation everywhere; fast-heuristic: fast with cuBLASLt's first proposed FP8 algorithm instead of the fastest of its proposals; fast-separate: fast with the single blocks' qkv and mlp_in quantizing their input separately; fast-one-stream: fast with the double blocks' text tokens on the main stream instead of a second one; fast-unfused-attention: fast with the out-projections after an fp8 attention quantizing its 16-bit output themselves instead of the attention writing their codes; fast-unfused-norms: fast with each LayerNorm writing a 16-bit output that the fast layer it feeds quantizes, instead of writing the layer's codes itself), each loaded alone; median of --steps (default 5) steps after one warm-up, and \
         the memory pool's peak. The fast numerics need sm_90+. --cuda-graph also captures each step into a CUDA \
         graph and times its replays right after the eager steps (same model, same inputs): the time saved and \
-        whether the output is bit-identical.
+        whether the output is bit-identical. --diffusers FILE (the --json of scripts/diffusers_step_bench.py, run on \
+        the same GPU) adds each step's speed-up over diffusers BF16 eager and torch.compile at its size.
 
         stages: the GPU VAE decoder and text encoders alone (--stage vae, clip, t5, t5-awq; default all): FLUX.1 VAE \
         decoder to --image-size² pixels, CLIP-L (77 tokens), T5-XXL bf16 or with 4-bit TinyChat block linears \
@@ -100,6 +101,10 @@ struct BenchCommand: ParsableCommand {
     @Flag(name: .customLong("cuda-graph"), help: "step: also replay each step as a CUDA graph and report the time it saves.")
     var cudaGraph = false
 
+    @Option(name: .customLong("diffusers"),
+            help: "step: the --json of scripts/diffusers_step_bench.py, run on the same GPU: also print each step's speed-up over diffusers BF16 eager and torch.compile at its size.")
+    var diffusersPath: String?
+
     @Option(name: .customLong("json"), help: "Also write the results as JSON to this file.")
     var jsonPath: String?
 
@@ -108,6 +113,7 @@ struct BenchCommand: ParsableCommand {
             throw ValidationError("--repeats, --steps, --rows and --tokens-image must be at least 1")
         }
         if part == .pipeline, attention.count != 1 { throw ValidationError("pipeline takes one --attention value") }
+        if diffusersPath != nil, part != .step, part != .all { throw ValidationError("--diffusers is for bench step (or all)") }
         for mode in modes where StepBenchmarkMode(rawValue: mode) == nil {
             throw ValidationError("--modes takes \(StepBenchmarkMode.allCases.map(\.rawValue).joined(separator: ", ")), not \(mode)")
         }
@@ -128,12 +134,14 @@ struct BenchCommand: ParsableCommand {
         var step: [StepBenchmarkRow] = []
         var stages: [StageBenchmark.Timing] = []
         var pipeline: FluxPipelineBenchmarkReport?
+        var diffusers: DiffusersStepBaseline?
     }
 
     func run() throws {
         try reportingFailure(of: "bench") {
+            let diffusers = try diffusersPath.map(DiffusersStepBaseline.init(path:))   // a bad file fails before any GPU work
             let context = try CUDAContext(deviceIndex: device)
-            var report = Report(device: "\(context.device.name) (\(context.device.computeCapability))")
+            var report = Report(device: "\(context.device.name) (\(context.device.computeCapability))", diffusers: diffusers)
             print("nunchaku bench \(part.rawValue) on \(report.device)")
             if part == .gemm || part == .all {
                 let engine = try CUDAW4A4FastEngine(context: context, accumulation: fp8Accumulation, tuneGEMMs: !fp8Heuristic)
@@ -145,12 +153,16 @@ struct BenchCommand: ParsableCommand {
                 let modes = modes.compactMap(StepBenchmarkMode.init(rawValue:))
                 let steps = steps ?? 5
                 print("step: random \(config), batch 1, \(tokensText) text tokens; median of \(steps) steps")
+                if let baseline = report.diffusers {
+                    let note = baseline.device == context.device.name ? "" : " (NOT this GPU: the speed-ups below compare two machines)"
+                    print("diffusers baseline from \(baseline.device)\(note)")
+                }
                 var done: [StepBenchmarkRow] = []
                 report.step = try StepBenchmark.run(
                     context: context, config: try FluxConfig.named(config), modes: modes, attentions: attention, imageTokens: tokensImage,
                     textTokens: tokensText, steps: steps, cudaGraph: cudaGraph) { row in
                     done.append(row)
-                    print(line(row, baseline: done))
+                    print(line(row, baseline: done) + diffusersText(row, report.diffusers))
                 }
             }
             if part == .stages { report.stages = try runStages(context: context) }
@@ -179,6 +191,15 @@ struct BenchCommand: ParsableCommand {
         return label.padding(toLength: max(11, label.count), withPad: " ", startingAt: 0)
             + String(format: " %5d image tokens: %8.1f ms", row.imageTokens, row.milliseconds)
             + ratio + ", peak \(gib(row.peakBytes)), weights \(gib(row.weightBytes))" + graphText(row)
+    }
+
+    /// `; ×… diffusers eager, ×… torch.compile` where the baseline measured the row's size.
+    private func diffusersText(_ row: StepBenchmarkRow, _ baseline: DiffusersStepBaseline?) -> String {
+        guard let baseline else { return "" }
+        let ratios = DiffusersStepBaseline.modes.compactMap { mode in
+            baseline.milliseconds(mode, imageTokens: row.imageTokens).map { String(format: "%.2f", $0 / row.milliseconds) + "× diffusers \(mode)" }
+        }
+        return ratios.isEmpty ? "" : "; " + ratios.joined(separator: ", ")
     }
 
     /// `; graph … ms (saves …)` for a row measured with `--cuda-graph`.
