@@ -24,7 +24,7 @@ TREE_FILE = "w4a4_fp8_weights.cu"
 ROWS, COLUMNS, THREADS = 128, 256, 256   # CUDASVDQW4A4FastLinear.expansionLaunch: 128 rows × 256 columns a block
 shared_bytes = lambda R: (COLUMNS + ROWS) * 2 * R   # its down and up tiles
 FLUX = [(3072, 3072), (9216, 3072), (12288, 3072), (21504, 3072), (3072, 12288), (3072, 15360)]
-RAGGED = [(200, 192, 16), (136, 320, 48), (64, 128, 64), (72, 224, 256)]   # (N, K, R)
+RAGGED = [(200, 192, 16), (136, 320, 48), (64, 128, 64), (72, 224, 256), (96, 384, 192), (3000, 3008, 32)]   # (N, K, R)
 KINDS = [("int4", "bf16"), ("int4", "f16"), ("nvfp4", "bf16"), ("nvfp4", "f16")]
 
 
