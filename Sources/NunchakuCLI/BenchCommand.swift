@@ -153,7 +153,7 @@ struct BenchCommand: ParsableCommand {
                 let modes = modes.compactMap(StepBenchmarkMode.init(rawValue:))
                 let steps = steps ?? 5
                 print("step: random \(config), batch 1, \(tokensText) text tokens; median of \(steps) steps")
-                if let baseline = report.diffusers {
+                if let baseline = diffusers {
                     let note = baseline.device == context.device.name ? "" : " (NOT this GPU: the speed-ups below compare two machines)"
                     print("diffusers baseline from \(baseline.device)\(note)")
                 }
@@ -162,7 +162,7 @@ struct BenchCommand: ParsableCommand {
                     context: context, config: try FluxConfig.named(config), modes: modes, attentions: attention, imageTokens: tokensImage,
                     textTokens: tokensText, steps: steps, cudaGraph: cudaGraph) { row in
                     done.append(row)
-                    print(line(row, baseline: done) + diffusersText(row, report.diffusers))
+                    print(line(row, baseline: done) + diffusersText(row, diffusers))
                 }
             }
             if part == .stages { report.stages = try runStages(context: context) }
@@ -193,7 +193,7 @@ struct BenchCommand: ParsableCommand {
             + ratio + ", peak \(gib(row.peakBytes)), weights \(gib(row.weightBytes))" + graphText(row)
     }
 
-    /// `; ×… diffusers eager, ×… torch.compile` where the baseline measured the row's size.
+    /// `; …× diffusers eager, …× diffusers compile` where the baseline measured the row's size.
     private func diffusersText(_ row: StepBenchmarkRow, _ baseline: DiffusersStepBaseline?) -> String {
         guard let baseline else { return "" }
         let ratios = DiffusersStepBaseline.modes.compactMap { mode in
