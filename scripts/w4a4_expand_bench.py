@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The weight expansion of the fast W4A4 path (w4a4_fp8_weights.cu: the 4-bit codes and the low-rank branch folded
 into one e4m3 scratch; docs/hopper.md "Session 9") on a GPU. The tree's kernels (INT4 with bf16 and f16 group
-scales, NVFP4 with either low-rank dtype), launched as `CUDASVDQW4A4FastLinear.expandWeights` does (`ROWS`,
+scales, NVFP4 with either low-rank dtype; at rank 32 both the `_r32` kernel `expansionKernel` picks and the general
+one), launched as `CUDASVDQW4A4FastLinear.expandWeights` does (`ROWS`,
 `THREADS` and `shared_bytes` mirror `expansionLaunch`), are checked against a torch reference of
 `W4A4FastReference.foldedWeights`: the same fp32 base products, the low-rank sum in float64, e4m3 rounding by
 torch's CPU cast. Outputs are poisoned first; every code must be within one e4m3 step of the reference (the GPU
@@ -96,26 +97,33 @@ def main():
         data = [inputs(N, K, R, precision, dtype, dev) for _ in range(sets)]
         outs = [torch.empty(N, depth, dtype=torch.uint8, device=dev) for _ in range(sets)]
         smem = shared_bytes(R)
-        function = tree.function(f"w4a4_fp8_expand_weights_{precision}_{dtype}", smem)
+        # CUDASVDQW4A4FastLinear.expansionKernel: rank 32 takes the `_r32` form; at rank 32 the general one is
+        # checked (and timed) too.
+        names = [f"w4a4_fp8_expand_weights_{precision}_{dtype}"]
+        if R == 32: names.insert(0, names[0] + "_r32")
+        launches = []
+        for name in names:
+            function = tree.function(name, smem)
 
-        def launch(i, stream, out=None):
-            q, s, _, f, inv, up, down = data[i % sets]
-            tree.launch(function, (-(-depth // COLUMNS), -(-N // ROWS), 1), (THREADS, 1, 1), smem, stream.cuda_stream if stream else 0,
-                        [P(q), P(s), P(f), P(inv), P(up), P(down), P(outs[i % sets] if out is None else out), I(N), I(K), I(R), I(depth)])
-
-        expected = reference(N, K, depth, precision, *data[0])
-        results = []
-        for _ in range(2):
-            out = torch.full((N, depth), 0x7F, dtype=torch.uint8, device=dev)   # 0x7F: an e4m3 NaN, never written
-            launch(0, None, out); torch.cuda.synchronize()
-            results.append(out)
-        apart = steps_apart(results[0], expected)
-        same = torch.equal(results[0], results[1])
-        good = int(apart.max()) <= 1 and same
-        ok &= good
+            def launch(i, stream, out=None, function=function):
+                q, s, _, f, inv, up, down = data[i % sets]
+                tree.launch(function, (-(-depth // COLUMNS), -(-N // ROWS), 1), (THREADS, 1, 1), smem, stream.cuda_stream if stream else 0,
+                            [P(q), P(s), P(f), P(inv), P(up), P(down), P(outs[i % sets] if out is None else out), I(N), I(K), I(R), I(depth)])
+            launches.append(launch)
+            expected = reference(N, K, depth, precision, *data[0])
+            results = []
+            for _ in range(2):
+                out = torch.full((N, depth), 0x7F, dtype=torch.uint8, device=dev)   # 0x7F: an e4m3 NaN, never written
+                launch(0, None, out); torch.cuda.synchronize()
+                results.append(out)
+            apart = steps_apart(results[0], expected)
+            same = torch.equal(results[0], results[1])
+            good = int(apart.max()) <= 1 and same
+            ok &= good
+            case = f"N={N} K={K} R={R} {precision} {dtype}{' (any-rank kernel)' if name == names[-1] and R == 32 else ''}"
+            print(f"{case}: {'OK' if good else 'FAIL'} (codes one step from the reference: {int((apart == 1).sum())} of {N * depth}, "
+                  f"more: {int((apart > 1).sum())}; second launch {'identical' if same else 'DIFFERENT'})", flush=True)
         case = f"N={N} K={K} R={R} {precision} {dtype}"
-        print(f"{case}: {'OK' if good else 'FAIL'} (codes one step from the reference: {int((apart == 1).sum())} of {N * depth}, "
-              f"more: {int((apart > 1).sum())}; second launch {'identical' if same else 'DIFFERENT'})", flush=True)
         if not timed: continue
         codes = torch.randint(0, 0x7E, (4608, depth), dtype=torch.uint8, device=dev).view(torch.float8_e4m3fn)
         one = torch.ones((), device=dev)
@@ -124,7 +132,7 @@ def main():
             """The expansion, then the FP8 GEMM that reads its output (M = 4608 tokens, as at 1024²)."""
             expand(i, stream)
             torch._scaled_mm(codes, outs[i % sets].view(torch.float8_e4m3fn).t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
-        kernels = [("tree", launch)]
+        kernels = [("tree", launches[0])] + [("tree, any rank", launch) for launch in launches[1:]]
         if baseline is not None and precision == "int4":
             baseline_depth = (K + 32 + 127) // 128 * 128
             baseline_outs = [torch.empty(N, baseline_depth, dtype=torch.uint8, device=dev) for _ in range(sets)]

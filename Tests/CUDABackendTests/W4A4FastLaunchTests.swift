@@ -1,4 +1,5 @@
 @testable import CUDABackend
+import SVDQuant
 import Testing
 
 /// The fast W4A4 kernels' launches: the quantize kernel's variant and block per shape class (measured on an H200,
@@ -40,5 +41,19 @@ import Testing
         let ragged = CUDASVDQW4A4FastLinear.expansionLaunch(outFeatures: 3136, depth: 12416, rank: 256)
         #expect(ragged.grid == CUDADim3(49, 25) && ragged.sharedBytes == 196_608)
         #expect(CUDASVDQW4A4FastLinear.expansionLaunch(outFeatures: 128, depth: 128, rank: 0).sharedBytes == 0)
+    }
+
+    /// Rank 32 takes the `_r32` kernels, every other rank the general ones; each name is one the registry declares.
+    @Test func expansionKernelByRank() throws {
+        #expect(CUDASVDQW4A4FastLinear.expansionKernel(precision: .int4, type: .bf16, rank: 32) == "w4a4_fp8_expand_weights_int4_bf16_r32")
+        #expect(CUDASVDQW4A4FastLinear.expansionKernel(precision: .nvfp4, type: .f16, rank: 48) == "w4a4_fp8_expand_weights_nvfp4_f16")
+        for precision in [SVDQuantPrecision.int4, .nvfp4] {
+            for type in [ActivationDType.bf16, .f16] {
+                for rank in [16, 32, 256] {
+                    let name = CUDASVDQW4A4FastLinear.expansionKernel(precision: precision, type: type, rank: rank)
+                    #expect(KernelRegistry.source(defining: name)?.name == "w4a4_fp8_weights.cu", "\(name)")
+                }
+            }
+        }
     }
 }

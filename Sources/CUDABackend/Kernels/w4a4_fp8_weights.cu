@@ -82,11 +82,14 @@ NK_DEVICE void w4a4_fold_code_values(u32 low_word, u32 high_word, float v[16]) {
     }
 }
 
-template <class T, bool NVFP4, int SUBTILES>
+/// RANK: the rank as a compile-time constant (the `_r32` kernels: 5–7 % faster on an H200, docs/hopper.md
+/// "Session 11"), or 0 to take `rank_argument`.
+template <class T, bool NVFP4, int SUBTILES, int RANK>
 NK_DEVICE void w4a4_fold_expand(const u8* __restrict__ qweight, const void* __restrict__ scales,
                                 const float* __restrict__ row_factors, const float* __restrict__ inverse_units,
                                 const u16* __restrict__ proj_up, const u16* __restrict__ down, u8* __restrict__ out,
-                                int n, int k, int rank, int depth) {
+                                int n, int k, int rank_argument, int depth) {
+    const int rank = RANK > 0 ? RANK : rank_argument;
     extern __shared__ __align__(16) u8 w4a4_fold_shared[];
     // Shared tiles chunk-major: 16-byte chunk c (values 8c..8c+7) of row i at (c · rows + i) · 16 bytes, so the
     // eight rows an ldmatrix reads are 128 consecutive bytes (no bank conflicts) and the offsets do not depend on R.
@@ -205,10 +208,15 @@ NK_DEVICE void w4a4_fold_expand(const u8* __restrict__ qweight, const void* __re
         u8* __restrict__ out, int n, int k, int rank, int depth
 #define W4A4_FOLD_PASS qweight, scales, row_factors, inverse_units, proj_up, down, out, n, k, rank, depth
 
-NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_int4_bf16(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKBFloat16, false, W4A4_FOLD_SUBTILES>(W4A4_FOLD_PASS); }
-NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_int4_f16(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKFloat16, false, W4A4_FOLD_SUBTILES>(W4A4_FOLD_PASS); }
-NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_nvfp4_bf16(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKBFloat16, true, W4A4_FOLD_SUBTILES>(W4A4_FOLD_PASS); }
-NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_nvfp4_f16(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKFloat16, true, W4A4_FOLD_SUBTILES>(W4A4_FOLD_PASS); }
+// Each kernel in two forms: any rank (a multiple of 16 up to 256), and `_r32` for rank 32 (the host picks by name).
+NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_int4_bf16(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKBFloat16, false, W4A4_FOLD_SUBTILES, 0>(W4A4_FOLD_PASS); }
+NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_int4_bf16_r32(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKBFloat16, false, W4A4_FOLD_SUBTILES, 32>(W4A4_FOLD_PASS); }
+NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_int4_f16(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKFloat16, false, W4A4_FOLD_SUBTILES, 0>(W4A4_FOLD_PASS); }
+NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_int4_f16_r32(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKFloat16, false, W4A4_FOLD_SUBTILES, 32>(W4A4_FOLD_PASS); }
+NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_nvfp4_bf16(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKBFloat16, true, W4A4_FOLD_SUBTILES, 0>(W4A4_FOLD_PASS); }
+NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_nvfp4_bf16_r32(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKBFloat16, true, W4A4_FOLD_SUBTILES, 32>(W4A4_FOLD_PASS); }
+NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_nvfp4_f16(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKFloat16, true, W4A4_FOLD_SUBTILES, 0>(W4A4_FOLD_PASS); }
+NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_nvfp4_f16_r32(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKFloat16, true, W4A4_FOLD_SUBTILES, 32>(W4A4_FOLD_PASS); }
 
 // The gated epilogue's channel vectors, made per forward (FLUX's gated residual `x + gate ⊙ layer(a)` folded into
 // the FP8 GEMM, whose C is x): scales_out[n] = channel_scales[n] · gate[n] in fp32, and when bias is given

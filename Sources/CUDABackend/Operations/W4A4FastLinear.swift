@@ -208,14 +208,19 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
             throw NunchakuError.invalidArgument(context: "\(op) output", reason: "\(buffer.byteCount) bytes for \(foldedByteCount)")
         }
         let launch = Self.expansionLaunch(outFeatures: n, depth: depth, rank: parameters.rank)
-        let kernel = try engine.context.kernels.kernel(
-            "w4a4_fp8_expand_weights_\(parameters.precision == .nvfp4 ? "nvfp4" : "int4")_\(activationDType)")
+        let kernel = try engine.context.kernels.kernel(Self.expansionKernel(precision: parameters.precision, type: activationDType, rank: parameters.rank))
         try kernel.setMaxDynamicSharedMemory(launch.sharedBytes)
         try kernel.launch(
             grid: launch.grid, block: CUDADim3(launch.threads), sharedMemoryBytes: launch.sharedBytes, stream: stream,
             arguments: [qweight.argument, groupScales.argument, rowFactors.argument, inverseUnits.argument, projUp.argument,
                         smoothedProjDown.argument, buffer.argument, .int32(Int32(n)), .int32(Int32(inFeatures)),
                         .int32(Int32(parameters.rank)), .int32(Int32(depth))])
+    }
+
+    /// The expansion kernel for a layer: w4a4_fp8_weights.cu compiles rank 32 (FLUX's checkpoints) as a constant in
+    /// its `_r32` kernels (5–7 % faster on an H200, docs/hopper.md "Session 11"); other ranks take the general ones.
+    static func expansionKernel(precision: SVDQuantPrecision, type: ActivationDType, rank: Int) -> String {
+        "w4a4_fp8_expand_weights_\(precision == .nvfp4 ? "nvfp4" : "int4")_\(type)\(rank == 32 ? "_r32" : "")"
     }
 
     /// The geometry of w4a4_fp8_weights.cu (scripts/w4a4_expand_bench.py mirrors it): one block of 256 threads per
