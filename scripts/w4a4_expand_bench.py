@@ -101,6 +101,7 @@ def main():
         # checked (and timed) too.
         names = [f"w4a4_fp8_expand_weights_{precision}_{dtype}"]
         if R == 32: names.insert(0, names[0] + "_r32")
+        expected = reference(N, K, depth, precision, *data[0])
         launches = []
         for name in names:
             function = tree.function(name, smem)
@@ -110,7 +111,6 @@ def main():
                 tree.launch(function, (-(-depth // COLUMNS), -(-N // ROWS), 1), (THREADS, 1, 1), smem, stream.cuda_stream if stream else 0,
                             [P(q), P(s), P(f), P(inv), P(up), P(down), P(outs[i % sets] if out is None else out), I(N), I(K), I(R), I(depth)])
             launches.append(launch)
-            expected = reference(N, K, depth, precision, *data[0])
             results = []
             for _ in range(2):
                 out = torch.full((N, depth), 0x7F, dtype=torch.uint8, device=dev)   # 0x7F: an e4m3 NaN, never written

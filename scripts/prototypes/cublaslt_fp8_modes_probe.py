@@ -16,10 +16,12 @@ Run on the GPU machine: python3 scripts/prototypes/cublaslt_fp8_modes_probe.py
 import ctypes
 import glob
 import os
-import statistics
 import sys
 
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from attention_bench import median_ms  # noqa: E402
 
 E4M3, E5M2, BF16, F32 = 28, 29, 14, 0
 COMPUTE_32F = 68
@@ -150,18 +152,8 @@ class Problem:
 
 
 def time_us(fn, launches=30, repeats=5):
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(launches):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) * 1000 / launches)
-    return statistics.median(times)
+    """Microseconds per launch: attention_bench.median_ms over `repeats` batches of `launches`."""
+    return median_ms(fn, repeats, batch=launches) * 1000
 
 
 NAMES = {E4M3: "e4m3", E5M2: "e5m2", BF16: "bf16"}
