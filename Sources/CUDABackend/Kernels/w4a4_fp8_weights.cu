@@ -13,15 +13,16 @@
 // its own order: a code may differ from it by one e4m3 step where the two sums round apart.
 //
 // Grid: one block of 256 threads (8 warps) per 128 rows × 256 columns of the scratch (x: columns, ceil(depth / 256);
-// y: rows). Each lane first loads, for its two rows (g and g + 8 of its warp's 16) and each 64-column part, its 16
-// codes (8 bytes of the canonical qweight [N, K/2], low nibble first) and the group scale of those 16 columns, the
-// row factor and the inverse unit; then the block copies down's rows of its columns and up's 128 rows into shared
+// y: rows). Each lane first loads, for its two rows (g and g + 8 of its warp's 16), the codes of the canonical qweight
+// [N, K/2] (low nibble first: 16 bytes per pair of 64-column parts, which it later swaps with its partner lane so that
+// it holds its own 16 codes of each part), per part the group scale of its 16 columns, the row factor and the inverse
+// unit; then the block copies down's rows of its columns and up's 128 rows into shared
 // memory with cp.async, in two groups of 128 columns (chunk-major; the down rows permuted so that n-tile j of an mma
 // gives lane t the 16 consecutive columns 16t..16t+15; zero past K and N), and works on the first 128 columns while
 // the second group is in flight. Per 64-column part a warp computes L for its 16 rows on the tensor cores (mma.sync
 // m16n8k16 from ldmatrix fragments) and each lane writes its two rows' 16 codes as one 16-byte store; a part past
 // depth is skipped. Dynamic shared memory: (256 + 128) · 2R bytes (`CUDASVDQW4A4FastLinear.expansionLaunch`).
-// Scales are [N, K/G] (transposed at upload). K a multiple of 16 (INT4: 64), R a multiple of 16, depth a multiple of
+// Scales are [N, K/G] (transposed at upload). K a multiple of 32 (INT4: 64), R a multiple of 16, depth a multiple of
 // 128 at least K.
 // Each kernel comes twice: for any rank, and as `_r32` with the rank a compile-time 32 (FLUX's checkpoints; 80 registers
 // instead of 108, 4–7 % faster on an H200); `CUDASVDQW4A4FastLinear.expansionKernel` picks by the layer's rank.
@@ -44,6 +45,11 @@ NK_DEVICE void w4a4_fold_copy_async(void* destination, const void* source, int b
 NK_DEVICE uint2 w4a4_fold_load_u32x2(const u8* address) {
     uint2 r;
     asm volatile("ld.global.nc.v2.u32 {%0, %1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(address));
+    return r;
+}
+NK_DEVICE uint4 w4a4_fold_load_u32x4(const u8* address) {
+    uint4 r;
+    asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(address));
     return r;
 }
 NK_DEVICE u32 w4a4_fold_load_u16(const u16* address) {
@@ -84,6 +90,17 @@ NK_DEVICE void w4a4_fold_code_values(u32 low_word, u32 high_word, float v[16]) {
     }
 }
 
+/// A lane's 8 bytes of codes of parts 2q and 2q + 1 (`first`, `second`) from the 16 it loaded for the pair: an even lane
+/// t holds bytes 8t..8t+15 of part 2q (its own 8, then its odd partner's), an odd lane bytes 8(t − 1)..8t+7 of part
+/// 2q + 1 (its partner's 8, then its own); each sends the partner's 8 (one shuffle of two words).
+NK_DEVICE void w4a4_fold_swap_codes(const u32 (&loaded)[4], int t, u32 (&first)[2], u32 (&second)[2]) {
+    const bool odd = t & 1;
+    const u32 sent0 = odd ? loaded[0] : loaded[2], sent1 = odd ? loaded[1] : loaded[3];
+    const u32 got0 = __shfl_xor_sync(0xFFFFFFFFu, sent0, 1), got1 = __shfl_xor_sync(0xFFFFFFFFu, sent1, 1);
+    first[0] = odd ? got0 : loaded[0], first[1] = odd ? got1 : loaded[1];
+    second[0] = odd ? loaded[2] : got0, second[1] = odd ? loaded[3] : got1;
+}
+
 /// RANK: the rank as a compile-time constant (the `_r32` kernels: 5–7 % faster on an H200, docs/hopper.md
 /// "Session 11"), or 0 to take `rank_argument`.
 template <class T, bool NVFP4, int SUBTILES, int RANK>
@@ -101,10 +118,14 @@ NK_DEVICE void w4a4_fold_expand(const u8* __restrict__ qweight, const void* __re
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int first_row = blockIdx.y * W4A4_FOLD_ROWS, first_column = blockIdx.x * COLUMNS;
 
-    // 1. First each lane's two rows (g and g + 8 of the warp's 16): per 64-column half its 16 codes (8 bytes)
-    //    and the group scale of its 16 columns, the row factor and the inverse unit — loaded by volatile asm so that
-    //    the compiler issues them before the shared-memory copies (columns past K read column 0 and are zeroed).
-    u32 codes[2][PARTS][2], raw_scales[2][PARTS];
+    // 1. First each lane's two rows (g and g + 8 of the warp's 16): their codes, per 64-column part the group scale
+    //    of the lane's 16 columns, the row factor and the inverse unit — loaded by volatile asm so that the compiler
+    //    issues them before the shared-memory copies (columns past K read earlier columns and are zeroed). A lane
+    //    needs 8 bytes of codes per part (columns 16t..16t+15), but per pair of parts it loads 16: lane t the half
+    //    16 · ⌊t/2⌋ of part 2q + (t mod 2)'s 32 bytes, so the four lanes of a row read the pair's 64 contiguous bytes
+    //    with one load each (8-byte loads made the L2 send each row's codes twice); the partner lanes t and t ^ 1
+    //    swap the halves they loaded for each other later (`w4a4_fold_swap_codes`).
+    u32 loaded[2][PARTS / 2][4], raw_scales[2][PARTS];
     float factors[2], inverse[2];
     int rows[2];
 #pragma unroll
@@ -114,12 +135,15 @@ NK_DEVICE void w4a4_fold_expand(const u8* __restrict__ qweight, const void* __re
         factors[h] = w4a4_fold_load_f32(row_factors + row);
         inverse[h] = w4a4_fold_load_f32(inverse_units + row);
 #pragma unroll
-        for (int half = 0; half < PARTS; half++) {
-            const int column = min(first_column + 64 * half + 16 * t, k - 16);
-            const uint2 word = w4a4_fold_load_u32x2(qweight + (i64)row * (k / 2) + column / 2);
-            codes[h][half][0] = word.x;
-            codes[h][half][1] = word.y;
-            raw_scales[h][half] = NVFP4 ? w4a4_fold_load_u8(reinterpret_cast<const u8*>(scales) + (i64)row * (k / 16) + column / 16)
+        for (int pair = 0; pair < PARTS / 2; pair++) {
+            const int column = min(first_column + 64 * (2 * pair + (t & 1)) + 32 * (t >> 1), k - 32);
+            const uint4 words = w4a4_fold_load_u32x4(qweight + (i64)row * (k / 2) + column / 2);
+            loaded[h][pair][0] = words.x, loaded[h][pair][1] = words.y, loaded[h][pair][2] = words.z, loaded[h][pair][3] = words.w;
+        }
+#pragma unroll
+        for (int part = 0; part < PARTS; part++) {
+            const int column = min(first_column + 64 * part + 16 * t, k - 16);
+            raw_scales[h][part] = NVFP4 ? w4a4_fold_load_u8(reinterpret_cast<const u8*>(scales) + (i64)row * (k / 16) + column / 16)
                                         : w4a4_fold_load_u16(reinterpret_cast<const u16*>(scales) + (i64)row * (k / 64) + column / 64);
         }
     }
@@ -144,6 +168,11 @@ NK_DEVICE void w4a4_fold_expand(const u8* __restrict__ qweight, const void* __re
         nk_cp_async_commit();
     }
 
+    u32 codes[2][PARTS][2];
+#pragma unroll
+    for (int h = 0; h < 2; h++)
+#pragma unroll
+        for (int pair = 0; pair < PARTS / 2; pair++) w4a4_fold_swap_codes(loaded[h][pair], t, codes[h][2 * pair], codes[h][2 * pair + 1]);
     float scale_factors[2][PARTS];
 #pragma unroll
     for (int h = 0; h < 2; h++)
