@@ -62,3 +62,18 @@ import Testing
         #expect(report.kernelCache.disabledReason == "test")
     }
 }
+
+/// The driver values of `CUDAStreamPriority` (numerically, greater priorities are smaller).
+@Suite struct StreamPriorityTests {
+    /// On a device with several levels (sm_90: least 0, greatest −5), normal sits one level above low.
+    @Test func levelsOfARange() {
+        #expect(CUDAStreamPriority.low.level(least: 0, greatest: -5) == 0)
+        #expect(CUDAStreamPriority.normal.level(least: 0, greatest: -5) == -1)
+        #expect(CUDAStreamPriority.high.level(least: 0, greatest: -5) == -5)
+    }
+
+    /// With a single level every priority is that level.
+    @Test func singleLevel() {
+        for priority in CUDAStreamPriority.allCases { #expect(priority.level(least: 0, greatest: 0) == 0) }
+    }
+}

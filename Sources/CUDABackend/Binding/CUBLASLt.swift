@@ -75,6 +75,8 @@ struct CUBLASLtAPI: @unchecked Sendable {
 /// Constants of `cublasLt.h`, `cublas_api.h` and `library_types.h` (CUDA 13.0) the GEMM wrapper uses.
 enum CUBLASLtConstant {
     static let success: Int32 = 0
+    /// `CUBLAS_STATUS_NOT_SUPPORTED`: no algorithm for the asked problem and options.
+    static let notSupported: Int32 = 15
     /// `cudaDataType_t`.
     static let dataTypeF32: Int32 = 0
     static let dataTypeF16: Int32 = 2

@@ -25,7 +25,6 @@ struct CUDADriverAPI: @unchecked Sendable {
     let cuCtxSynchronize: @convention(c) () -> CUresult
     let cuMemGetInfo: @convention(c) (UnsafeMutablePointer<Int>?, UnsafeMutablePointer<Int>?) -> CUresult
 
-    let cuStreamCreate: @convention(c) (UnsafeMutablePointer<CUstream?>?, UInt32) -> CUresult
     let cuStreamCreateWithPriority: @convention(c) (UnsafeMutablePointer<CUstream?>?, UInt32, Int32) -> CUresult
     let cuCtxGetStreamPriorityRange: @convention(c) (UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> CUresult
     let cuStreamDestroy: @convention(c) (CUstream?) -> CUresult
@@ -102,7 +101,6 @@ struct CUDADriverAPI: @unchecked Sendable {
         cuCtxSetCurrent = try resolve("cuCtxSetCurrent")
         cuCtxSynchronize = try resolve("cuCtxSynchronize")
         cuMemGetInfo = try resolve("cuMemGetInfo_v2")
-        cuStreamCreate = try resolve("cuStreamCreate")
         cuStreamCreateWithPriority = try resolve("cuStreamCreateWithPriority")
         cuCtxGetStreamPriorityRange = try resolve("cuCtxGetStreamPriorityRange")
         cuStreamDestroy = try resolve("cuStreamDestroy_v2")

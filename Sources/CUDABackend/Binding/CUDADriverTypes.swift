@@ -70,6 +70,9 @@ enum CUDAFlag {
     static let streamNonBlocking: UInt32 = 0x1
     static let eventDefault: UInt32 = 0x0
     static let eventDisableTiming: UInt32 = 0x2
+    /// `CUDA_GRAPH_INSTANTIATE_FLAG_USE_NODE_PRIORITY`: kernel nodes keep the priority of the stream they were
+    /// captured on, instead of all taking the priority of the stream the graph is launched into.
+    static let graphUseNodePriority: UInt64 = 0x8
 }
 
 /// How strictly a stream capture refuses calls that are not capturable (`CUstreamCaptureMode`).

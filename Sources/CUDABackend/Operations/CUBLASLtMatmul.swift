@@ -61,7 +61,7 @@ final class CUBLASLtMatmul: @unchecked Sendable {
              scales: (weight: CUdeviceptr, x: CUdeviceptr)?, output: CUdeviceptr, stream: CUDAStream) throws {
         try lock.withLock {
             try context.handle.makeCurrent()
-            let plan = try plans[problem] ?? makePlan(problem, operands: (x, weight, bias, scales), stream: stream)
+            let plan = try plans[problem] ?? plan(for: problem, operands: (x, weight, bias, scales), stream: stream)
             plans[problem] = plan
             try Self.setPointers(api, plan.operation, bias: bias, scales: scales)
             try Self.check(api, matmul(plan, algorithm: plan.heuristic, x: x, weight: weight, output: output, accumulate: problem.accumulate,
@@ -98,9 +98,22 @@ final class CUBLASLtMatmul: @unchecked Sendable {
         }
     }
 
+    /// The plan of `problem`. Fast accumulation is only a speed preference: where cuBLASLt has no algorithm with it
+    /// (cuBLASLt 13.1 on sm_90: M = 1 at K = 12288), the plan promotes the sums instead.
+    /// - Throws: `NunchakuError.unsupported` naming the problem when cuBLASLt has no algorithm for it.
+    private func plan(for problem: CUBLASLtProblem, operands: TuningOperands, stream: CUDAStream) throws -> Plan {
+        if let plan = try makePlan(problem, operands: operands, stream: stream) { return plan }
+        if problem.fp8?.fastAccumulation == true {
+            let promoted = CUBLASLtProblem(m: problem.m, n: problem.n, k: problem.k, dtype: problem.dtype, hasBias: problem.hasBias,
+                                           gelu: problem.gelu, fp8: .init(fastAccumulation: false), accumulate: problem.accumulate)
+            if let plan = try makePlan(promoted, operands: operands, stream: stream) { return plan }
+        }
+        throw NunchakuError.unsupported(context: "cuBLASLt \(problem)", reason: "cuBLASLt has no usable algorithm for it")
+    }
+
     /// Descriptors for `key` and its algorithm: the heuristic's first proposal, or with `tunes` (outside a graph
-    /// capture) the fastest of its first `tuningCandidates` on `operands`.
-    private func makePlan(_ key: CUBLASLtProblem, operands: TuningOperands, stream: CUDAStream) throws -> Plan {
+    /// capture) the fastest of its first `tuningCandidates` on `operands`; nil when cuBLASLt has no usable algorithm.
+    private func makePlan(_ key: CUBLASLtProblem, operands: TuningOperands, stream: CUDAStream) throws -> Plan? {
         let (bias, scales) = (operands.bias, operands.scales)
         let outputType = key.dtype == .bf16 ? CUBLASLtConstant.dataTypeBF16 : CUBLASLtConstant.dataTypeF16
         let operandType = key.fp8 == nil ? outputType : CUBLASLtConstant.dataTypeE4M3
@@ -150,17 +163,14 @@ final class CUBLASLtMatmul: @unchecked Sendable {
         let status = results.withUnsafeMutableBytes { result in
             api.algoGetHeuristic(handle, operation, a, b, c, c, preference, Int32(requested), result.baseAddress, &found)
         }
+        if status == CUBLASLtConstant.notSupported { return nil }
         try Self.check(api, status, "cublasLtMatmulAlgoGetHeuristic(\(key))")
         let usable = (0..<Int(found)).map { Array(results[($0 * CUBLASLtConstant.heuristicResultBytes)...].prefix(CUBLASLtConstant.heuristicResultBytes)) }
             .filter { result in
                 result.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: CUBLASLtConstant.heuristicResultStateOffset, as: Int32.self) }
                     == CUBLASLtConstant.success
             }
-        guard let first = usable.first else {
-            throw NunchakuError.unsupported(
-                context: "cuBLASLt \(key)",
-                reason: found > 0 ? "none of the heuristic's \(found) algorithms is usable" : "the heuristic proposed no algorithm")
-        }
+        guard let first = usable.first else { return nil }
         plan.heuristic = usable.count > 1 ? try fastest(usable, plan: plan, key: key, operands: operands, stream: stream) : first
         return plan
     }

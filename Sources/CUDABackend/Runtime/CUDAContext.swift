@@ -71,8 +71,8 @@ public final class CUDAContext: @unchecked Sendable {
     /// The driver this context runs on.
     public var driver: CUDADriver { handle.driver }
 
-    /// A new stream on this device; `highPriority` gives it the device's greatest scheduling priority.
-    public func makeStream(highPriority: Bool = false) throws -> CUDAStream { try CUDAStream(handle: handle, highPriority: highPriority) }
+    /// A new stream on this device at `priority` (`CUDAStreamPriority`).
+    public func makeStream(priority: CUDAStreamPriority = .normal) throws -> CUDAStream { try CUDAStream(handle: handle, priority: priority) }
 
     /// A new event on this device; `timing: false` makes a cheaper event for ordering only.
     public func makeEvent(timing: Bool = true) throws -> CUDAEvent { try CUDAEvent(handle: handle, timing: timing) }

@@ -13,7 +13,8 @@
 /// `CUDAError.graphCapture` naming the call: host synchronisation, downloads, synchronous allocations, module loads
 /// (warm up first: run the work once eagerly so kernels are compiled and plans made). Memory the closure allocates
 /// must be dropped inside it (it becomes graph-owned memory, reused at every launch); buffers that existed before are
-/// kept alive until the graph is destroyed even if dropped meanwhile.
+/// kept alive until the graph is destroyed even if dropped meanwhile. Each kernel keeps the priority of the stream it
+/// was captured on (`CUDAStreamPriority`), as it had when run eagerly.
 public final class CUDAGraph: @unchecked Sendable {
     /// What was captured, for messages.
     public let label: String
@@ -62,7 +63,7 @@ public final class CUDAGraph: @unchecked Sendable {
         }
         var executable: CUgraphExec?
         if reason == nil {
-            let result = driver.api.cuGraphInstantiateWithFlags(&executable, graph, 0)
+            let result = driver.api.cuGraphInstantiateWithFlags(&executable, graph, CUDAFlag.graphUseNodePriority)
             if result != CUDAResultCode.success || executable == nil {
                 let (name, message) = driver.describe(result)
                 reason = "cuGraphInstantiateWithFlags failed: \(name) (\(result)): \(message)"

@@ -3,21 +3,17 @@ public final class CUDAStream: @unchecked Sendable {
     let handle: ContextHandle
     let stream: CUstream
 
-    /// A non-blocking stream; `highPriority` gives it the device's greatest scheduling priority, so the blocks of
-    /// its kernels are dispatched before pending blocks of normal-priority streams' kernels.
-    init(handle: ContextHandle, highPriority: Bool = false) throws {
+    /// A non-blocking stream at `priority` (`cuStreamCreateWithPriority`).
+    init(handle: ContextHandle, priority: CUDAStreamPriority = .normal) throws {
         self.handle = handle
+        var least: Int32 = 0, greatest: Int32 = 0
+        try handle.call("cuCtxGetStreamPriorityRange") { $0.cuCtxGetStreamPriorityRange(&least, &greatest) }
+        let level = priority.level(least: least, greatest: greatest)
         var stream: CUstream?
-        if highPriority {
-            var least: Int32 = 0, greatest: Int32 = 0
-            try handle.call("cuCtxGetStreamPriorityRange") { $0.cuCtxGetStreamPriorityRange(&least, &greatest) }
-            try handle.call("cuStreamCreateWithPriority") {
-                $0.cuStreamCreateWithPriority(&stream, CUDAFlag.streamNonBlocking, greatest)
-            }
-        } else {
-            try handle.call("cuStreamCreate") { $0.cuStreamCreate(&stream, CUDAFlag.streamNonBlocking) }
+        try handle.call("cuStreamCreateWithPriority") {
+            $0.cuStreamCreateWithPriority(&stream, CUDAFlag.streamNonBlocking, level)
         }
-        guard let stream else { throw CUDAError.driverUnavailable(reason: "cuStreamCreate returned no stream") }
+        guard let stream else { throw CUDAError.driverUnavailable(reason: "cuStreamCreateWithPriority returned no stream") }
         self.stream = stream
     }
 
@@ -75,5 +71,28 @@ public final class CUDAEvent: @unchecked Sendable {
         var milliseconds: Float = 0
         try handle.call("cuEventElapsedTime") { $0.cuEventElapsedTime(&milliseconds, start.event, event) }
         return Double(milliseconds)
+    }
+}
+
+/// Which pending blocks the GPU dispatches first when kernels of several streams wait for room: those of the stream
+/// with the greater priority. Running blocks are never preempted, and a CUDA graph keeps each captured kernel's
+/// priority (`CUDAGraph` instantiates with node priorities).
+public enum CUDAStreamPriority: Sendable, CaseIterable {
+    /// The device's least priority: the stream's blocks take only the room no other stream's pending blocks claim
+    /// (work meant to fill the gaps of the others, such as the weight prefetch).
+    case low
+    /// One level above `low` (`low` itself on a device with a single level): every stream's default, the context's
+    /// default stream included.
+    case normal
+    /// The device's greatest priority.
+    case high
+
+    /// The driver's value for this priority, given the device's range (numerically, greater priorities are smaller).
+    func level(least: Int32, greatest: Int32) -> Int32 {
+        switch self {
+        case .low: least
+        case .normal: least > greatest ? least - 1 : least
+        case .high: greatest
+        }
     }
 }

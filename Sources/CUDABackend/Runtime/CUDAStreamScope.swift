@@ -48,11 +48,10 @@ public final class CUDAStreamFork: @unchecked Sendable {
     private let forked: CUDAEvent
     private let joined: CUDAEvent
 
-    /// A new stream on `context`'s device (`highPriority`: see `CUDAContext.makeStream`), with the two events that
-    /// order it against a parent.
-    public init(context: CUDAContext, highPriority: Bool = false) throws {
+    /// A new stream on `context`'s device at `priority`, with the two events that order it against a parent.
+    public init(context: CUDAContext, priority: CUDAStreamPriority = .normal) throws {
         self.context = context
-        stream = try context.makeStream(highPriority: highPriority)
+        stream = try context.makeStream(priority: priority)
         forked = try context.makeEvent(timing: false)
         joined = try context.makeEvent(timing: false)
     }

@@ -198,7 +198,7 @@ struct FluxCUDASideStream: Sendable {
         // High priority: the side work's kernels are dispatched ahead of the main stream's pending blocks, so the
         // text chain, which the joint attention waits for, does not queue behind the large image GEMMs (H200, fast
         // 1024² step: 84.5 ms against 85.3 ms at normal priority and 86.0 ms on one stream).
-        fork = try CUDAStreamFork(context: context, highPriority: true)
+        fork = try CUDAStreamFork(context: context, priority: .high)
         gemm = CUDAGEMM(context: context)
         try fastEngine?.lane(for: fork.stream)
     }
