@@ -7,7 +7,10 @@ import Foundation
 import Nunchaku
 
 extension W4A4Numerics: ExpressibleByArgument {}
-extension FP8Accumulation: ExpressibleByArgument {}
+extension FP8Accumulation: ExpressibleByArgument {
+    /// The `--fp8-accumulation` options' help, after "where".
+    static let optionHelp = "the FP8 GEMMs use cuBLASLt's fast accumulation: fast (everywhere, the default), mixed (up to depth \(fastDepthLimit), promoted above: about 3 ms slower per 1024² step on an H100, slightly smaller error) or promoted (nowhere); docs/hopper.md"
+}
 extension FluxRandomPipeline.T5Weights: ExpressibleByArgument {}
 
 /// `nunchaku bench pipeline`: FluxPipeline.generate end to end on the GPU with FLUX.1-sized random models.

@@ -22,7 +22,7 @@ struct BenchCommand: ParsableCommand {
 
         step: one FLUX.1-dev transformer step with random weights (batch 1, --tokens-text text tokens) at each \
         --tokens-image (1024 = 512×512 px, 4096 = 1024×1024 px): a BF16 model, then an INT4 model with exact, then \
-        with fast numerics (--modes; fast-prefetch: fast with the weight prefetch on (each layer's expansion on a side stream while the layer before runs); fast-promoted: fast with promoted FP8 accumulation everywhere; fast-unpromoted: fast with cuBLASLt's fast accumulation everywhere; fast-heuristic: fast with cuBLASLt's first proposed FP8 algorithm instead of the fastest of its proposals; fast-separate: fast with the single blocks' qkv and mlp_in quantizing their input separately; fast-one-stream: fast with the double blocks' text tokens on the main stream instead of a second one; fast-unfused-attention: fast with the out-projections after an fp8 attention quantizing its 16-bit output themselves instead of the attention writing their codes; fast-unfused-norms: fast with each LayerNorm writing a 16-bit output that the fast layer it feeds quantizes, instead of writing the layer's codes itself), each loaded alone; median of --steps (default 5) steps after one warm-up, and \
+        with fast numerics (--modes; fast-prefetch: fast with the weight prefetch on (each layer's expansion on a side stream while the layer before runs); fast-expand-in-line: fast with the out-projections' weight expansions in line instead of beside the attention kernel; fast-promoted: fast with promoted FP8 accumulation everywhere; fast-mixed: fast with FP8 sums promoted beyond depth 4096 (the GELU-fed fc2 GEMMs); fast-heuristic: fast with cuBLASLt's first proposed FP8 algorithm instead of the fastest of its proposals; fast-separate: fast with the single blocks' qkv and mlp_in quantizing their input separately; fast-one-stream: fast with the double blocks' text tokens on the main stream instead of a second one; fast-unfused-attention: fast with the out-projections after an fp8 attention quantizing its 16-bit output themselves instead of the attention writing their codes; fast-unfused-norms: fast with each LayerNorm writing a 16-bit output that the fast layer it feeds quantizes, instead of writing the layer's codes itself), each loaded alone; median of --steps (default 5) steps after one warm-up, and \
         the memory pool's peak. The fast numerics need sm_90+. --cuda-graph also captures each step into a CUDA \
         graph and times its replays right after the eager steps (same model, same inputs): the time saved and \
         whether the output is bit-identical. --diffusers FILE (the --json of scripts/diffusers_step_bench.py, run on \
@@ -63,7 +63,7 @@ struct BenchCommand: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "step: attention operand formats, bf16 and/or fp8 (e4m3 operands, sm_90a); pipeline: one of them.")
     var attention: [AttentionPrecision] = [.bf16]
 
-    @Option(parsing: .upToNextOption, help: "step: bf16, exact, fast, fast-prefetch (fast with the weight prefetch), fast-promoted (fast with promoted FP8 sums everywhere), fast-unpromoted (fast sums everywhere), fast-heuristic (fast without timing cuBLASLt's FP8 algorithms), fast-separate (fast without the single blocks' shared qkv + mlp_in activation pass), fast-one-stream (fast without the text-token stream), fast-unfused-attention (fast with the out-projections quantizing the fp8 attention's 16-bit output themselves), fast-unfused-norms (fast with LayerNorm and the fed layer's quantize pass as two kernels).")
+    @Option(parsing: .upToNextOption, help: "step: bf16, exact, fast, fast-prefetch (fast with the weight prefetch), fast-expand-in-line (fast without the out-projections' expansions beside the attention), fast-promoted (fast with promoted FP8 sums everywhere), fast-mixed (fast with FP8 sums promoted beyond depth 4096), fast-heuristic (fast without timing cuBLASLt's FP8 algorithms), fast-separate (fast without the single blocks' shared qkv + mlp_in activation pass), fast-one-stream (fast without the text-token stream), fast-unfused-attention (fast with the out-projections quantizing the fp8 attention's 16-bit output themselves), fast-unfused-norms (fast with LayerNorm and the fed layer's quantize pass as two kernels).")
     var modes = ["bf16", "exact", "fast"]
 
     @Option(help: "step: timed steps per mode and size (default 5); pipeline: denoising steps (default 28 for dev, 4 for schnell).")
@@ -72,8 +72,8 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "step, pipeline: flux-dev, flux-schnell or a config.json.")
     var config = "flux-dev"
 
-    @Option(help: "gemm, pipeline: where the fast layers' FP8 GEMM uses cuBLASLt's fast accumulation: promoted (nowhere), fast (everywhere) or mixed (depth ≤ \(FP8Accumulation.fastDepthLimit), the default; docs/hopper.md).")
-    var fp8Accumulation: FP8Accumulation = .mixed
+    @Option(help: "gemm, pipeline: where \(FP8Accumulation.optionHelp).")
+    var fp8Accumulation: FP8Accumulation = .standard
 
     @Flag(help: "gemm: the fast layers' FP8 GEMM with cuBLASLt's first proposed algorithm, not the fastest of its proposals timed on first use.")
     var fp8Heuristic = false

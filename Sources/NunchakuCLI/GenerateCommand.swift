@@ -90,8 +90,8 @@ struct GenerateCommand: ParsableCommand {
     @Flag(help: "Print no progress on standard error.")
     var quiet = false
 
-    @Option(help: "With --numerics fast: where the FP8 GEMMs use cuBLASLt's fast accumulation: mixed (depth ≤ \(FP8Accumulation.fastDepthLimit), the default), fast (everywhere: about 2 ms faster per 1024² step on an H200, slightly larger error) or promoted (nowhere); docs/hopper.md.")
-    var fp8Accumulation: FP8Accumulation = .mixed
+    @Option(help: "With --numerics fast: where \(FP8Accumulation.optionHelp).")
+    var fp8Accumulation: FP8Accumulation?
 
     @Option(help: "With --device cuda: attention operands bf16 (the default) or fp8 (e4m3, sm_90a).")
     var attention: AttentionPrecision = .bf16
@@ -101,7 +101,7 @@ struct GenerateCommand: ParsableCommand {
         if device == .cpu, attention == .fp8 { throw ValidationError("--attention fp8 is for --device cuda runs") }
         if device == .cuda, dtype == .f32 { throw ValidationError("--device cuda computes in bf16; drop --dtype f32") }
         if device == .cpu, numerics == .fast { throw ValidationError("--numerics fast is for --device cuda runs") }
-        if numerics != .fast, fp8Accumulation != .mixed { throw ValidationError("--fp8-accumulation is for --numerics fast runs") }
+        if numerics != .fast, fp8Accumulation != nil { throw ValidationError("--fp8-accumulation is for --numerics fast runs") }
     }
 
     func run() throws {
@@ -173,7 +173,7 @@ struct GenerateCommand: ParsableCommand {
         }
         return FluxPipelineLoadOptions(device: device, dtype: dtype == .f32 ? .f32 : .bf16, transformerPath: transformer,
                                        textEncoder2AWQPath: textEncoder2, numerics: numerics, attention: attention,
-                                       fp8Accumulation: fp8Accumulation)
+                                       fp8Accumulation: fp8Accumulation ?? .standard)
     }
 
     private func describe(_ folder: FluxPipelineFolder, _ transformer: String?, _ config: FluxConfig, _ settings: FluxPipeline.Resolved) -> String {

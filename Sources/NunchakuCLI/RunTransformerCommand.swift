@@ -108,8 +108,8 @@ struct RunTransformerCommand: ParsableCommand {
     @Option(help: "With --device cuda: exact (Nunchaku's W4A4 numerics) or fast (FP8 on sm_90+, INT4 checkpoints).")
     var numerics: Numerics = .exact
 
-    @Option(help: "With --numerics fast: where the FP8 GEMMs use cuBLASLt's fast accumulation: mixed (depth ≤ \(FP8Accumulation.fastDepthLimit), the default), fast (everywhere) or promoted (nowhere); docs/hopper.md.")
-    var fp8Accumulation: FP8Accumulation = .mixed
+    @Option(help: "With --numerics fast: where \(FP8Accumulation.optionHelp).")
+    var fp8Accumulation: FP8Accumulation?
 
     @Option(help: "With --device cuda: attention operands bf16 (the default) or fp8 (e4m3, sm_90a).")
     var attention: AttentionPrecision = .bf16
@@ -134,8 +134,8 @@ struct RunTransformerCommand: ParsableCommand {
                 throw ValidationError("--dequantize with --device cuda runs the dense equivalent of a --random-weights int4|nvfp4 model (no --numerics fast); for checkpoints on disk it is a CPU reference mode")
             }
             guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
-            guard numerics == .fast || fp8Accumulation == .mixed else { throw ValidationError("--fp8-accumulation is for --numerics fast runs") }
-        } else if compareCPU || compareDense || numerics == .fast || cudaGraph || attention == .fp8 || fp8Accumulation != .mixed {
+            guard numerics == .fast || fp8Accumulation == nil else { throw ValidationError("--fp8-accumulation is for --numerics fast runs") }
+        } else if compareCPU || compareDense || numerics == .fast || cudaGraph || attention == .fp8 || fp8Accumulation != nil {
             throw ValidationError("--compare-cpu, --compare-dense, --numerics fast, --fp8-accumulation, --attention fp8 and --cuda-graph are for --device cuda runs")
         }
     }
@@ -186,7 +186,7 @@ struct RunTransformerCommand: ParsableCommand {
             }
         }
         guard let transformer = loaded else { return }
-        transformer.fastEngine?.accumulation = fp8Accumulation
+        transformer.fastEngine?.accumulation = fp8Accumulation ?? .standard
         try transformer.loras.apply(loras)
         let weights = try gpu.memoryPool.statistics()
         print(try modelDescription())

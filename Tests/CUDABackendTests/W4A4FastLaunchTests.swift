@@ -24,9 +24,10 @@ import Testing
         #expect(launch(4608, 1 << 20) == Launch(variant: "wide", threads: 1024))
     }
 
-    /// The FP8 GEMM's accumulation: `mixed` (the default) is fast exactly up to FLUX's width-3072 depths, promoted
-    /// for the GELU-fed 12288 and 15360.
+    /// The FP8 GEMM's accumulation: `mixed` is fast exactly up to FLUX's width-3072 depths, promoted for the
+    /// GELU-fed 12288 and 15360; the standard one is fast everywhere.
     @Test func accumulationPolicyFollowsDepth() {
+        #expect(FP8Accumulation.standard == .fast)
         for depth in [3072, 3200, 4096] { #expect(FP8Accumulation.mixed.isFast(depth: depth)) }
         for depth in [4224, 12288, 15360] { #expect(!FP8Accumulation.mixed.isFast(depth: depth)) }
         #expect(FP8Accumulation.fast.isFast(depth: 15360) && !FP8Accumulation.promoted.isFast(depth: 128))

@@ -15,12 +15,17 @@ public enum FP8Accumulation: String, Sendable, CaseIterable, Codable {
     /// slower.
     case promoted
     /// cuBLASLt's fast accumulation everywhere: partial sums stay in the tensor cores' reduced-precision accumulator.
-    /// On an H200 it gave 2.0e-3 against the CPU reference at K = 3072 but 1.1e-2 at K = 12288 with all-positive
-    /// (GELU-fed) inputs, whose sums grow coherently; docs/hopper.md.
+    /// The default (`standard`), as in vLLM's and torchao's FP8 inference GEMMs. Against float64 sums of the same
+    /// codes it adds 1.5e-3 (K = 3072) to 3.2e-3 (K = 12288, GELU-fed) of the output's RMS where promotion adds 2.3e-4
+    /// (H100), an order below the W4A4 layer's own error against its dense weights (3.6–3.8e-2); end to end the
+    /// fast mode stays well inside the exact mode's error (docs/hopper.md, "Session 13").
     case fast
     /// Fast accumulation up to `fastDepthLimit` (FLUX's width-3072 inputs: most of the FLOPs), promoted above (the
-    /// long GELU-fed sums). The default.
+    /// long GELU-fed sums): the default before session 13, 2–3 ms slower per 1024² step on an H100.
     case mixed
+
+    /// What the engine, the pipelines and the CLI use unless told otherwise.
+    public static let standard = FP8Accumulation.fast
 
     /// The longest depth `mixed` accumulates fast.
     public static let fastDepthLimit = 4096
@@ -52,6 +57,7 @@ public final class CUDAW4A4FastEngine: Sendable {
     nonisolated(unsafe) private var sharedInputs = true
     nonisolated(unsafe) private var attentionCodes = true
     nonisolated(unsafe) private var normQuantization = true
+    nonisolated(unsafe) private var attentionOverlap = true
     nonisolated(unsafe) private var lanes: [CUDAW4A4FastLane] = []
     nonisolated(unsafe) private var prefetching: Bool
     nonisolated(unsafe) private var tuning: Bool
@@ -64,7 +70,7 @@ public final class CUDAW4A4FastEngine: Sendable {
     ///   - prefetchWeights: the initial `prefetchesWeights`.
     ///   - tuneGEMMs: the initial `tunesGEMMs`.
     /// - Throws: `NunchakuError.unsupported` naming the GPU when it is older than sm_90; cuBLASLt load errors.
-    public init(context: CUDAContext, accumulation: FP8Accumulation = .mixed, prefetchWeights: Bool = false, tuneGEMMs: Bool = true) throws {
+    public init(context: CUDAContext, accumulation: FP8Accumulation = .standard, prefetchWeights: Bool = false, tuneGEMMs: Bool = true) throws {
         let capability = context.device.computeCapability
         guard capability >= Self.minimumComputeCapability else {
             throw NunchakuError.unsupported(
@@ -122,6 +128,25 @@ public final class CUDAW4A4FastEngine: Sendable {
         }
     }
 
+    /// Whether the models that hold these layers queue the weight expansions of an fp8 attention's out-projections
+    /// right before the attention kernel, on the low-priority side streams (`prefetchWeights(of:forwardOn:after:)`),
+    /// instead of in line before their GEMMs (on by default; ignored while `prefetchesWeights` is on). The
+    /// attention's persistent grid runs its units in rounds, and at FLUX's sizes the last round leaves many
+    /// multiprocessors idle (1024²: 864 units on 132 of an H100's, the 7th round on 72); the expansions take those.
+    public var expandsBesideAttention: Bool {
+        get { lock.withLock { attentionOverlap } }
+        set { lock.withLock { attentionOverlap = newValue } }
+    }
+
+    /// Queues `layer`'s weight expansion now, on the low-priority side stream of the lane of `stream` (the stream
+    /// `layer`'s next forward runs on), after the work queued on `origin` so far; that forward then reads it instead
+    /// of expanding in line. The expansion's blocks take only the multiprocessors that the kernels queued next on
+    /// other streams leave free. Call it right before work that leaves multiprocessors idle, on a stream whose queued
+    /// work already follows the earlier forwards on `stream`. Does nothing while `prefetchesWeights` is on.
+    public func prefetchWeights(of layer: CUDASVDQW4A4FastLinear, forwardOn stream: CUDAStream, after origin: CUDAStream) throws {
+        try lane(for: stream).prefetcher.request(layer, after: origin)
+    }
+
     /// Whether layers made to share one activation pass (`CUDAW4A4FastSharedInput`) use it in the models that hold
     /// them (on by default). Off: each runs its own passes (the same layout, so a baseline for what sharing saves).
     public var sharesInputPasses: Bool {
@@ -148,7 +173,7 @@ public final class CUDAW4A4FastEngine: Sendable {
         set { lock.withLock { normQuantization = newValue } }
     }
 
-    /// Where the FP8 GEMM uses cuBLASLt's fast accumulation (`FP8Accumulation.mixed` by default); applies from the
+    /// Where the FP8 GEMM uses cuBLASLt's fast accumulation (`FP8Accumulation.standard` by default); applies from the
     /// next forward.
     public var accumulation: FP8Accumulation {
         get { lock.withLock { fp8Accumulation } }

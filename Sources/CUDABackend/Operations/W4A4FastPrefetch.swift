@@ -56,7 +56,11 @@ struct W4A4LayerSequence {
 /// joined first). Every fork is joined within the forward, so a forward captures into a CUDA graph as two branches.
 /// The expansion is deterministic: results are bit for bit those of expanding in line.
 ///
-/// One per `CUDAW4A4FastLane`: used from that lane's stream only.
+/// With the learned order off, a model may still ask for one layer's expansion ahead (`request(_:after:)`): queued at
+/// once on the side stream, the slots taken in turn, and read by that layer's next call.
+///
+/// One per `CUDAW4A4FastLane`: used from that lane's stream only (and `request` from a stream whose queued work
+/// already follows this lane's earlier GEMMs).
 final class CUDAW4A4WeightPrefetcher: @unchecked Sendable {
     /// The weights a layer's GEMM reads this call.
     enum Weights {
@@ -79,8 +83,11 @@ final class CUDAW4A4WeightPrefetcher: @unchecked Sendable {
     /// Slots replaced by larger ones: a captured graph may still write them, so they live as long as the engine.
     private var retired: [DeviceBuffer] = []
     /// Per slot: the layer whose prefetch into it has not been waited for (held, so its identifier is not reused
-    /// meanwhile), and its completion event.
-    private var pending: [(layer: CUDASVDQW4A4FastLinear, ready: CUDAEvent)?] = [nil, nil]
+    /// meanwhile), its completion event, and whether `request` queued it (kept until that layer's call) rather than
+    /// the learned order.
+    private var pending: [(layer: CUDASVDQW4A4FastLinear, ready: CUDAEvent, requested: Bool)?] = [nil, nil]
+    /// The slot the last `request` filled.
+    private var lastRequestSlot = 1
     private let readyEvents: [CUDAEvent]
     private let forkEvent: CUDAEvent
     /// The slot the last GEMM read.
@@ -90,7 +97,9 @@ final class CUDAW4A4WeightPrefetcher: @unchecked Sendable {
     init(context: CUDAContext, enabled: Bool) throws {
         self.context = context
         self.enabled = enabled
-        sideStream = try context.makeStream()
+        // Low priority: the expansions take the room the calling stream's kernels leave (their tails, the gaps
+        // between them) instead of competing with them for the multiprocessors.
+        sideStream = try context.makeStream(priority: .low)
         readyEvents = try [context.makeEvent(timing: false), context.makeEvent(timing: false)]
         forkEvent = try context.makeEvent(timing: false)
     }
@@ -121,8 +130,10 @@ final class CUDAW4A4WeightPrefetcher: @unchecked Sendable {
     func begin(_ layer: CUDASVDQW4A4FastLinear, stream: CUDAStream) throws -> Weights {
         try lock.withLock {
             guard enabled else {
-                try joinAll(on: stream)
-                return .pool
+                try joinAll(on: stream, keepingRequests: true)
+                guard let index = pending.firstIndex(where: { $0?.layer === layer }), let entry = pending[index] else { return .pool }
+                pending[index] = nil
+                return .prefetched(slot: slots[index], ready: entry.ready)
             }
             guard slots.count == 2, layer.foldedByteCount <= slots[0].byteCount else { return .pool }
             let id = ObjectIdentifier(layer)
@@ -149,21 +160,43 @@ final class CUDAW4A4WeightPrefetcher: @unchecked Sendable {
                 try sideStream.wait(for: forkEvent)
                 try next.expandWeights(into: slots[target], stream: sideStream)
                 try sideStream.record(readyEvents[target])
-                pending[target] = (next, readyEvents[target])
+                pending[target] = (next, readyEvents[target], false)
                 prefetches += 1
             }
             return weights
         }
     }
 
+    /// With the learned order off: queues `layer`'s expansion on the side stream after the work queued on `origin`
+    /// so far, into the slot the previous request did not fill; `layer`'s next call on this lane reads it. Does
+    /// nothing while the learned order is on (it prefetches every layer), when the layer does not fit a slot, or when
+    /// `layer` already has an expansion queued. Being at low priority, the expansion takes the multiprocessors that
+    /// the kernels queued next leave free.
+    func request(_ layer: CUDASVDQW4A4FastLinear, after origin: CUDAStream) throws {
+        try lock.withLock {
+            guard !enabled, slots.count == 2, layer.foldedByteCount <= slots[0].byteCount,
+                  !pending.contains(where: { $0?.layer === layer }) else { return }
+            // An unread request in that slot is dropped (its layer then expands in line); the side stream keeps the
+            // two expansions in order.
+            let target = lastRequestSlot ^ 1
+            try origin.record(forkEvent)
+            try sideStream.wait(for: forkEvent)
+            try layer.expandWeights(into: slots[target], stream: sideStream)
+            try sideStream.record(readyEvents[target])
+            pending[target] = (layer, readyEvents[target], true)
+            lastRequestSlot = target
+            prefetches += 1
+        }
+    }
+
     /// Past this many remembered layers, those that are gone are dropped from `layers`.
     private static let forgetDeadLayersAbove = 1024
 
-    /// Makes `stream` wait for every prefetch in flight (a call out of order, or prefetching turned off); the
-    /// caller holds `lock`.
-    private func joinAll(on stream: CUDAStream) throws {
+    /// Makes `stream` wait for every prefetch in flight (a call out of order, or prefetching turned off), except
+    /// with `keepingRequests` those `request` queued; the caller holds `lock`.
+    private func joinAll(on stream: CUDAStream, keepingRequests: Bool = false) throws {
         for index in pending.indices {
-            guard let entry = pending[index] else { continue }
+            guard let entry = pending[index], !(keepingRequests && entry.requested) else { continue }
             try stream.wait(for: entry.ready)
             pending[index] = nil
         }

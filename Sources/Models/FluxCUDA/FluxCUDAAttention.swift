@@ -81,11 +81,20 @@ final class FluxCUDAJointHeads {
     }
 }
 
+/// A layer that runs after the attention, and the stream its forward runs on: its weight expansion may go beside the
+/// attention kernel (`FluxCUDAAttention.expandBeside`).
+struct FluxCUDAAttentionSuccessor {
+    let layer: FluxCUDALinear
+    let stream: CUDAStream
+}
+
 enum FluxCUDAAttention {
     /// Attention over the whole joint sequence of normalized, rotated heads at `precision`, heads merged to
     /// `[B, S, D]`. `.bf16`: 16-bit heads, then `attention`. `.fp8`: `AttentionFP8Heads` with the q and k scales of the
-    /// streams' larger norm bounds, the v codes, then `attentionFP8`.
-    static func attend(_ joint: FluxCUDAJointHeads, precision: AttentionPrecision, _ ops: FluxCUDAOps) throws -> DeviceTensor {
+    /// streams' larger norm bounds, the v codes, then `attentionFP8`. `successors`' weights are expanded beside the
+    /// attention kernel (`expandBeside`).
+    static func attend(_ joint: FluxCUDAJointHeads, precision: AttentionPrecision, successors: [FluxCUDAAttentionSuccessor],
+                       _ ops: FluxCUDAOps) throws -> DeviceTensor {
         let context = ops.context
         let output: DeviceTensor
         switch precision {
@@ -96,10 +105,12 @@ enum FluxCUDAAttention {
                 try context.writeHeads(of: stream.projection, queryNorm: stream.layer.queryNorm.weight, keyNorm: stream.layer.keyNorm.weight,
                                        cos: stream.rotary.cos, sin: stream.rotary.sin, into: heads, tokenOffset: stream.tokenOffset)
             }
+            try expandBeside(successors, ops)
             output = try context.attention(heads, precision: .bf16)
         case .fp8:
             let heads = try fp8Heads(joint, ops)
             output = try DeviceTensor(shape: [joint.batch, joint.tokens, joint.heads, joint.headDim], dtype: joint.dtype, context: context)
+            try expandBeside(successors, ops)
             try context.attentionFP8(heads.operands, into: output)
         }
         let shape = output.shape
@@ -108,14 +119,27 @@ enum FluxCUDAAttention {
 
     /// The fp8 attention over the joint sequence writing the codes of the fast out-projections (`codes`' layers;
     /// rows before `splitToken` for its first table, the rest for its last): `[B, S, H·128]` codes and `[B·S]` scales.
-    static func attend(_ joint: FluxCUDAJointHeads, codes: FluxCUDAAttentionCodes, splitToken: Int, _ ops: FluxCUDAOps) throws
-        -> W4A4FastActivations {
+    /// `successors`' weights are expanded beside the attention kernel (`expandBeside`).
+    static func attend(_ joint: FluxCUDAJointHeads, codes: FluxCUDAAttentionCodes, splitToken: Int,
+                       successors: [FluxCUDAAttentionSuccessor], _ ops: FluxCUDAOps) throws -> W4A4FastActivations {
         let heads = try fp8Heads(joint, ops)
         let width = joint.heads * joint.headDim
         let result = (codes: try DeviceTensor(shape: [joint.batch, joint.tokens, width], dtype: .u8, context: ops.context),
                       scales: try DeviceTensor(shape: [joint.batch * joint.tokens], dtype: .f32, context: ops.context))
+        try expandBeside(successors, ops)
         try ops.context.attentionFP8(heads.operands, codes: result, tables: codes.tables, splitToken: splitToken)
         return result
+    }
+
+    /// Queues the weight expansions of the fast layers among `successors` on their lanes' low-priority side streams,
+    /// after everything queued so far, where their engine `expandsBesideAttention`; called right before the
+    /// attention kernel, whose persistent grid leaves multiprocessors idle in its last round of units.
+    private static func expandBeside(_ successors: [FluxCUDAAttentionSuccessor], _ ops: FluxCUDAOps) throws {
+        let origin = ops.context.currentStream
+        for successor in successors {
+            guard let layer = successor.layer.fastLayer, layer.engine.expandsBesideAttention else { continue }
+            try layer.engine.prefetchWeights(of: layer, forwardOn: successor.stream, after: origin)
+        }
     }
 
     /// The float8 operands of the joint heads: q and k scales from the streams' larger norm bounds, the v codes.

@@ -80,8 +80,10 @@ struct FluxCUDADoubleBlock: Sendable {
                                    tokenOffset: context.shape[1], rotary: rotary, ops)
             })
         let textTokens = context.shape[1]
+        let successors = [FluxCUDAAttentionSuccessor(layer: contextOut, stream: ops.sideWorkStream),
+                          FluxCUDAAttentionSuccessor(layer: imageOut, stream: ops.context.currentStream)]
         if let codes = outputCodes, image.shape[0] == 1, codes.isUsable(precision) {
-            let joint = try FluxCUDAAttention.attend(heads, codes: codes, splitToken: textTokens, ops)
+            let joint = try FluxCUDAAttention.attend(heads, codes: codes, splitToken: textTokens, successors: successors, ops)
             try ops.orderSideStreamAfterCurrent()
             let rows = try joint.codes.reshaped(Array(joint.codes.shape.dropFirst()))
             func part(_ range: Range<Int>) throws -> W4A4FastInput {
@@ -89,7 +91,7 @@ struct FluxCUDADoubleBlock: Sendable {
             }
             return (try part(0 ..< textTokens), try part(textTokens ..< rows.shape[0]))
         }
-        let joint = try FluxCUDAAttention.attend(heads, precision: precision, ops)
+        let joint = try FluxCUDAAttention.attend(heads, precision: precision, successors: successors, ops)
         try ops.orderSideStreamAfterCurrent()
         let parts = try ops.splitTokens(joint, sizes: [textTokens, image.shape[1]])
         return (.values(parts[0]), .values(parts[1]))

@@ -98,6 +98,9 @@ struct FluxCUDAOps {
         return results
     }
 
+    /// The stream the side work of `concurrently` runs on: the side stream, or the current one without it.
+    var sideWorkStream: CUDAStream { sideStream?.fork.stream ?? context.currentStream }
+
     /// Makes the side stream wait for the work queued on the current stream so far. Buffers the side work made and
     /// the current stream read since (the text tokens' QKV projection, read by the joint attention) may be dropped
     /// after this: their frees, queued on the side stream, then follow those reads, and the next `concurrently` joins

@@ -101,10 +101,11 @@ struct FluxCUDASingleBlock: Sendable {
             try qkv.write(normalized, into: heads, tokenOffset: 0, rotary: rotary, ops)
         }
         let attention: W4A4FastInput
+        let successors = output.layers.map { FluxCUDAAttentionSuccessor(layer: $0, stream: ops.context.currentStream) }
         if let codes = outputCodes, codes.isUsable(precision) {
-            attention = .quantized(try FluxCUDAAttention.attend(heads, codes: codes, splitToken: 0, ops))
+            attention = .quantized(try FluxCUDAAttention.attend(heads, codes: codes, splitToken: 0, successors: successors, ops))
         } else {
-            attention = .values(try FluxCUDAAttention.attend(heads, precision: precision, ops))
+            attention = .values(try FluxCUDAAttention.attend(heads, precision: precision, successors: successors, ops))
         }
         let gate = try ops.preparedGates([(m.chunk(2), output.layers)])[0]
         try output.gatedAdd(attention: attention, mlp: mlp, gate: gate, into: tokens, ops)

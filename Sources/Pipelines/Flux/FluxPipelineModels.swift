@@ -59,12 +59,12 @@ public struct FluxPipelineLoadOptions: Sendable {
     public var numerics: W4A4Numerics
     /// The GPU transformer's attention operands: `.bf16` or `.fp8` (e4m3, sm_90a). The CPU has only `.bf16`.
     public var attention: AttentionPrecision
-    /// With `.fast` numerics: where the FP8 GEMMs use cuBLASLt's fast accumulation (`.mixed` unless asked for).
+    /// With `.fast` numerics: where the FP8 GEMMs use cuBLASLt's fast accumulation (`FP8Accumulation.standard` unless asked for).
     public var fp8Accumulation: FP8Accumulation
 
     public init(device: FluxPipelineDevice = .cpu, dtype: DType = .bf16, transformerPath: String? = nil,
                 quantizedLayers: SVDQuantLinearFactory.Mode = .kernelExact, textEncoder2AWQPath: String? = nil,
-                numerics: W4A4Numerics = .exact, attention: AttentionPrecision = .bf16, fp8Accumulation: FP8Accumulation = .mixed) {
+                numerics: W4A4Numerics = .exact, attention: AttentionPrecision = .bf16, fp8Accumulation: FP8Accumulation = .standard) {
         self.device = device
         self.dtype = dtype
         self.transformerPath = transformerPath

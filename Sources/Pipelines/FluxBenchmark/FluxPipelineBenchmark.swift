@@ -73,7 +73,7 @@ public enum FluxPipelineBenchmark {
     /// - Parameter steps: denoising steps (nil: the model's default, 28 for dev, 4 for schnell).
     /// - Parameter log: one line per finished part (loading, warm-up, each run).
     public static func run(_ random: FluxRandomPipeline, device: FluxPipelineDevice, numerics: W4A4Numerics = .exact,
-                           attention: AttentionPrecision = .bf16, fp8Accumulation: FP8Accumulation = .mixed, sizes: [Int], steps: Int?,
+                           attention: AttentionPrecision = .bf16, fp8Accumulation: FP8Accumulation = .standard, sizes: [Int], steps: Int?,
                            warmUp: Bool = true,
                            log: (String) -> Void = { _ in }) throws -> FluxPipelineBenchmarkReport {
         let context: CUDAContext? = if case .cuda(let context) = device { context } else { nil }

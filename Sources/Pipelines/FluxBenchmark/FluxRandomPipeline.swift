@@ -54,7 +54,7 @@ public struct FluxRandomPipeline: Sendable {
     /// - Throws: `FluxPipelineError.invalidSetting` for fast numerics on the CPU; `NunchakuError` when the configs do
     ///   not fit together or a model cannot be built.
     public func makePipeline(device: FluxPipelineDevice, numerics: W4A4Numerics = .exact, attention: AttentionPrecision = .bf16,
-                             fp8Accumulation: FP8Accumulation = .mixed, progress: FluxPipelineProgressHandler? = nil) throws -> FluxPipeline {
+                             fp8Accumulation: FP8Accumulation = .standard, progress: FluxPipelineProgressHandler? = nil) throws -> FluxPipeline {
         let options = FluxPipelineLoadOptions(device: device, dtype: .bf16, numerics: numerics, attention: attention)
         try FluxPipelineLoader.checkDevice(options)
         try FluxPipelineLoader.checkCompatibility(transformer: transformer, transformerSource: "random \(transformerFormat) FLUX",

@@ -13,12 +13,15 @@ public enum StepBenchmarkMode: String, Sendable, Codable, CaseIterable {
     /// `fast` with the weight prefetch on (each layer's expansion queued on a side stream while its predecessor runs,
     /// `CUDAW4A4FastEngine.prefetchesWeights`): what the prefetch saves or costs.
     case fastPrefetch = "fast-prefetch"
+    /// `fast` with every weight expansion in line, the out-projections' too (`CUDAW4A4FastEngine.expandsBesideAttention`
+    /// off): what expanding those beside the attention kernel saves.
+    case fastExpandInLine = "fast-expand-in-line"
     /// `fast` with the FP8 GEMMs' partial sums promoted along every depth (`FP8Accumulation.promoted`, the fast
-    /// mode's numerics before session 5): what the mixed accumulation saves.
+    /// mode's numerics before session 5): what fast accumulation saves.
     case fastPromoted = "fast-promoted"
-    /// `fast` with cuBLASLt's fast accumulation at every depth (`FP8Accumulation.fast`, the GELU-fed K = 12288
-    /// GEMMs included): what promoting those sums costs.
-    case fastUnpromoted = "fast-unpromoted"
+    /// `fast` with the sums promoted beyond depth 4096 only (`FP8Accumulation.mixed`, the default before session
+    /// 13: FLUX's GELU-fed K = 12288 and 15360 GEMMs): what promoting those costs.
+    case fastMixed = "fast-mixed"
     /// `fast` with cuBLASLt's first proposed algorithm for every FP8 GEMM (`CUDAW4A4FastEngine.tunesGEMMs` off):
     /// what timing its proposals saves.
     case fastHeuristic = "fast-heuristic"
@@ -89,7 +92,8 @@ public enum StepBenchmark {
         loaded.overlapsBranches = mode != .fastOneStream
         loaded.fastEngine?.prefetchesWeights = mode == .fastPrefetch
         if mode == .fastPromoted { loaded.fastEngine?.accumulation = .promoted }
-        if mode == .fastUnpromoted { loaded.fastEngine?.accumulation = .fast }
+        if mode == .fastExpandInLine { loaded.fastEngine?.expandsBesideAttention = false }
+        if mode == .fastMixed { loaded.fastEngine?.accumulation = .mixed }
         if mode == .fastHeuristic { loaded.fastEngine?.tunesGEMMs = false }
         if mode == .fastSeparate { loaded.fastEngine?.sharesInputPasses = false }
         if mode == .fastUnfusedAttention { loaded.fastEngine?.quantizesInAttention = false }
