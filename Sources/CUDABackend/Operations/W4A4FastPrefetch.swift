@@ -155,13 +155,7 @@ final class CUDAW4A4WeightPrefetcher: @unchecked Sendable {
             lastSlot = slot
             if let successor = visit.successor, let next = layers[sequence.order[successor]]?.layer,
                next.foldedByteCount <= slots[0].byteCount {
-                let target = slot ^ 1
-                try stream.record(forkEvent)
-                try sideStream.wait(for: forkEvent)
-                try next.expandWeights(into: slots[target], stream: sideStream)
-                try sideStream.record(readyEvents[target])
-                pending[target] = (next, readyEvents[target], false)
-                prefetches += 1
+                try queueExpansion(of: next, into: slot ^ 1, after: stream, requested: false)
             }
             return weights
         }
@@ -178,15 +172,20 @@ final class CUDAW4A4WeightPrefetcher: @unchecked Sendable {
                   !pending.contains(where: { $0?.layer === layer }) else { return }
             // An unread request in that slot is dropped (its layer then expands in line); the side stream keeps the
             // two expansions in order.
-            let target = lastRequestSlot ^ 1
-            try origin.record(forkEvent)
-            try sideStream.wait(for: forkEvent)
-            try layer.expandWeights(into: slots[target], stream: sideStream)
-            try sideStream.record(readyEvents[target])
-            pending[target] = (layer, readyEvents[target], true)
-            lastRequestSlot = target
-            prefetches += 1
+            lastRequestSlot ^= 1
+            try queueExpansion(of: layer, into: lastRequestSlot, after: origin, requested: true)
         }
+    }
+
+    /// Queues `layer`'s expansion into slot `target` on the side stream, after the work queued on `origin` so far,
+    /// and notes it pending; the caller holds `lock`.
+    private func queueExpansion(of layer: CUDASVDQW4A4FastLinear, into target: Int, after origin: CUDAStream, requested: Bool) throws {
+        try origin.record(forkEvent)
+        try sideStream.wait(for: forkEvent)
+        try layer.expandWeights(into: slots[target], stream: sideStream)
+        try sideStream.record(readyEvents[target])
+        pending[target] = (layer, readyEvents[target], requested)
+        prefetches += 1
     }
 
     /// Past this many remembered layers, those that are gone are dropped from `layers`.
