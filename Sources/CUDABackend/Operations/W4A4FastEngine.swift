@@ -128,8 +128,8 @@ public final class CUDAW4A4FastEngine: Sendable {
         }
     }
 
-    /// Whether the models that hold these layers queue the weight expansions of an fp8 attention's out-projections
-    /// right before the attention kernel, on the low-priority side streams (`prefetchWeights(of:forwardOn:after:)`),
+    /// Whether the models that hold these layers queue the weight expansions of the layers that follow an attention
+    /// (FLUX: its out-projections) right before the attention kernel, on the low-priority side streams (`prefetchWeights(of:forwardOn:after:)`),
     /// instead of in line before their GEMMs (on by default; ignored while `prefetchesWeights` is on). The
     /// attention's persistent grid runs its units in rounds, and at FLUX's sizes the last round leaves many
     /// multiprocessors idle (1024²: 864 units on 132 of an H100's, the 7th round on 72); the expansions take those.
