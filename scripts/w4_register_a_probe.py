@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Checks and times scripts/prototypes/w4_register_a_probe.cu: m64n256k32 e4m3 wgmma loops over a B tile held in
 shared memory, with A (i) from shared memory, (ii) from registers, the same fragment every step, (iii) from
-registers converted per step from 4-bit codes and per-(row, 64-column) f16 scales (mode 2; mode 3 without loads). No memory traffic but the codes
-(a few MB, L2-resident), so the times say what the tensor pipe and the issue slots allow.
+registers converted per step from 4-bit codes and per-(row, 64-column) f16 scales: each thread loading its codes from
+L2 (mode 2), the same codes again without loads (mode 3), or the codes brought into a shared-memory ring by a
+producer warp's bulk copies (mode 4, as a GEMM would). No memory traffic but the codes (a few MB, L2-resident), so
+the times say what the tensor pipe and the issue slots allow.
 
-Checks (fresh random inputs, output poisoned with NaN, 8 k-steps): modes 0–2 against a float64 PyTorch product of
-the same e4m3 values (mode 2: a = e4m3(f16((q − 8) · s)), the f16 product rounded by PyTorch's half cast, then its
+Checks (fresh random inputs, output poisoned with NaN, 8 k-steps): modes 0–2 and 4 against a float64 PyTorch product of
+the same e4m3 values (modes 2 and 4: a = e4m3(f16((q − 8) · s)), the f16 product rounded by PyTorch's half cast, then its
 e4m3 cast). Mode 3 (mode 2 converting its first four steps' codes over and over, to time the conversion without
 the loads) is timed only. Timing: one block per multiprocessor, --steps k-steps (default 4096), median of 10 launches after 3,
 each mode's TFLOP/s and its ratio to mode (i) in the same process.
@@ -19,9 +21,10 @@ from attention_bench import load_nvrtc, compile_source, Module, KERNELS  # noqa:
 
 PROTOTYPES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prototypes")
 SHARED = 256 * 128 + 128 * 128 + 1024
+SHARED_RING = SHARED + 4 * (2 * 4 * 128 * 8 + 2 * 64 * 2 * 2) + 4 * 16     # mode 4: four stages and their mbarriers
 P = lambda t: ("p", t.data_ptr()); I = lambda v: ("i", int(v))
 MODES = ["A from shared memory", "A from registers, fixed", "A from registers, converted from 4-bit codes",
-         "as 2, the first codes converted again (no loads)"]
+         "as 2, the first codes converted again (no loads)", "as 2, codes through a shared-memory ring (bulk copies)"]
 
 
 def e4m3(v):
@@ -76,7 +79,7 @@ def main():
     cubin, log = compile_source(nvrtc, "w4_register_a_probe.cu", folder=PROTOTYPES, includes=[KERNELS])
     print("\n".join(line for line in log.splitlines() if "registers" in line or "spill" in line))
     module = Module(cubin)
-    kernels = [module.function(f"w4_register_a_probe_mode{mode}", SHARED) for mode in range(4)]
+    kernels = [module.function(f"w4_register_a_probe_mode{mode}", SHARED_RING if mode == 4 else SHARED) for mode in range(5)]
     stream = torch.cuda.current_stream().cuda_stream
     blocks = torch.cuda.get_device_properties(0).multi_processor_count
 
@@ -91,10 +94,15 @@ def main():
 
     def run(mode, steps, inputs, out):
         b, a_tiles, a_fixed, q, scales = inputs
-        tensors = [b.view(torch.uint8).to(dev), a_tiles.view(torch.uint8).to(dev), pack_codes(q, steps).to(dev),
-                   scales.view(torch.int16).to(dev), fragments_of(a_fixed).to(dev)]
+        codes, scale_bits = pack_codes(q, steps), scales.view(torch.int16)
+        if mode == 4:                          # per chunk of 4 steps: [chunk][warpgroup][step][thread], [chunk][warpgroup][row][2]
+            codes = codes.reshape(2, steps // 4, 4, 128, 2).permute(1, 0, 2, 3, 4)
+            scale_bits = scale_bits.reshape(2, 64, steps // 4, 2).permute(2, 0, 1, 3)
+        tensors = [b.view(torch.uint8).to(dev), a_tiles.view(torch.uint8).to(dev), codes.contiguous().to(dev),
+                   scale_bits.contiguous().to(dev), fragments_of(a_fixed).to(dev)]
+        threads, shared = (288, SHARED_RING) if mode == 4 else (256, SHARED)
         def launch():
-            module.launch(kernels[mode], (blocks, 1, 1), (256, 1, 1), SHARED, stream,
+            module.launch(kernels[mode], (blocks, 1, 1), (threads, 1, 1), shared, stream,
                           [P(t) for t in tensors] + [P(out), I(steps)])
         return launch
 
@@ -106,13 +114,13 @@ def main():
             return sum(counts[j] * a_tiles.double()[:, :, 32 * j:32 * j + 32] @ bf[:, 32 * j:32 * j + 32].T for j in range(4))
         if mode == 1:
             return sum(a_fixed.double() @ bf[:, 32 * (s % 4):32 * (s % 4) + 32].T for s in range(steps))
-        s = scales.float().repeat_interleave(64, -1)                                # [2, 64, K]
+        s = scales.float().repeat_interleave(64, -1)            # modes 2 and 4                                # [2, 64, K]
         a = e4m3(((q.float() - 8) * s).half().float()).double()
         bfull = torch.cat([bf] * (steps // 4), 1)
         return a @ bfull.T
 
     ok = True
-    for mode in range(3):
+    for mode in [0, 1, 2, 4]:
         steps = 8
         inputs = make(steps, 100 + mode)
         out = torch.full((blocks, 2, 64, 256), float("nan"), device=dev)
@@ -129,7 +137,7 @@ def main():
 
     steps = args.steps
     results = []
-    for mode in range(4):
+    for mode in range(5):
         inputs = make(steps, 200 + mode)
         out = torch.empty((blocks, 2, 64, 256), device=dev)
         launch = run(mode, steps, inputs, out)

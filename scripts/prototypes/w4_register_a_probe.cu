@@ -1,7 +1,7 @@
 // w4_register_a_probe.cu (prototype, not used by the engine): can the tensor cores stay busy when the 4-bit weights
 // are wgmma's A operand, converted to e4m3 in registers at every k-step? The question behind a GEMM that reads the
 // 4-bit weights itself (docs/hopper.md, "What the per-shape GEMM target needs"). scripts/w4_register_a_probe.py
-// checks the products against PyTorch and times four loops of m64n256k32 e4m3 wgmma over a B tile that
+// checks the products against PyTorch and times five loops of m64n256k32 e4m3 wgmma over a B tile that
 // stays in shared memory (no memory traffic but the codes, so the tensor pipe and the issue slots are measured), one
 // entry point per mode (`w4_register_a_probe_mode<N>`):
 //   mode 0: A from shared memory (the plain GEMM's main loop);
@@ -9,7 +9,10 @@
 //   mode 2: A from registers, converted per step from 16 nibbles per thread (codes q, value q − 8) with the row's
 //           group scale s (f16, one per row and 64 columns of K): a = e4m3(f16((q − 8) · s)); the codes and scales
 //           of the next four steps are loaded (from L2) while the current four run;
-//   mode 3: as mode 2, but every chunk converts the first chunk's codes again (the conversion without the loads).
+//   mode 3: as mode 2, but every chunk converts the first chunk's codes again (the conversion without the loads);
+//   mode 4: as mode 2, the codes and scales brought by a producer warp's bulk copies into a ring of `kStages`
+//           shared-memory stages, one per chunk of four steps (codes [chunk][warpgroup][step][thread], scales
+//           [chunk][warpgroup][row][2 groups]), each thread reading its words from there: how a GEMM would bring them.
 // Conversion of a pair: the nibbles masked into the mantissa of 1024 (low nibble) or as 16·q (high nibble), the
 // magic subtracted exactly (hsub2), the scale multiplied (hmul2, s or s/16), cvt.rn.satfinite.e4m3x2.f16x2.
 // Each thread's 16 nibbles per step are two words, one per pair of fragment registers (a0 with a1, a2 with a3): for
@@ -25,6 +28,9 @@
 
 constexpr int kBRows = 256;
 constexpr int kSliceBytes = 128;
+constexpr int kStages = 4;
+constexpr u32 kChunkCodeBytes = 2 * 4 * 128 * 8, kChunkScaleBytes = 2 * 64 * 2 * 2;
+constexpr u32 kStageBytes = kChunkCodeBytes + kChunkScaleBytes;
 
 /// D (64×256, fp32) += A (64×32 e4m3, registers: a0 = A[g][4t..], a1 = A[g+8][4t..], a2 = A[g][16+4t..],
 /// a3 = A[g+8][16+4t..]) · B (32×256, stored N×K, K-major in shared memory).
@@ -78,10 +84,36 @@ NK_DEVICE void probe(const u8* __restrict__ bTile, const u8* __restrict__ aTiles
     const int group = threadIdx.x / 128, thread = threadIdx.x % 128;
     const int warp = thread / 32, lane = thread % 32, g = lane / 4;
     const int row0 = 16 * warp + g, row1 = row0 + 8, groups = steps / 2;
+    // Mode 4's ring: stages after the B and A tiles, then the full and empty mbarriers.
+    const u32 ring = aBase + 128 * kSliceBytes, full = ring + kStages * kStageBytes, empty = full + kStages * 8;
     load_swizzled(bBase, bTile, kBRows);
     load_swizzled(aBase, aTiles, 128);
+    if constexpr (Mode == 4) {
+        if (threadIdx.x == 0) {
+            for (int stage = 0; stage < kStages; ++stage) {
+                nk_mbarrier_init(full + stage * 8, 1);
+                nk_mbarrier_init(empty + stage * 8, 8);  // the eight consumer warps
+            }
+            nk_fence_mbarrier_init();
+        }
+    }
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     __syncthreads();
+    if constexpr (Mode == 4) {
+        if (threadIdx.x >= 256) {  // the producer warp
+            if (threadIdx.x == 256) {
+                for (int chunk = 0; chunk < steps / 4; ++chunk) {
+                    const int stage = chunk % kStages;
+                    if (chunk >= kStages) nk_mbarrier_wait(empty + stage * 8, ((chunk / kStages) - 1) & 1);
+                    nk_mbarrier_arrive_expect_bytes(full + stage * 8, kStageBytes);
+                    bulk_copy(ring + stage * kStageBytes, codes + (size_t)chunk * (kChunkCodeBytes / 8), kChunkCodeBytes, full + stage * 8);
+                    bulk_copy(ring + stage * kStageBytes + kChunkCodeBytes, scales + (size_t)chunk * (kChunkScaleBytes / 2),
+                              kChunkScaleBytes, full + stage * 8);
+                }
+            }
+            return;
+        }
+    }
     const u16* myScales = scales + group * 64 * groups;
     const uint2* myCodes = codes + (size_t)group * steps * 128 + thread;
     float acc[128];
@@ -114,12 +146,28 @@ NK_DEVICE void probe(const u8* __restrict__ bTile, const u8* __restrict__ aTiles
         uint2 codes4[4], next4[4];
         u16 scale4[4], nextScale4[4];  // rows g and g + 8 of the chunk's two groups
         const auto loadChunk = [&](int chunk, uint2 (&c)[4], u16 (&sc)[4]) {
+            if constexpr (Mode == 4) {
+                const int index = chunk / 4, stage = index % kStages;
+                nk_mbarrier_wait(full + stage * 8, (index / kStages) & 1);
+                const u32 stageCodes = ring + stage * kStageBytes + group * 4 * 128 * 8 + thread * 8;
+                const u32 stageScales = ring + stage * kStageBytes + kChunkCodeBytes + group * 64 * 4;
 #pragma unroll
-            for (int i = 0; i < 4; ++i) c[i] = myCodes[(size_t)(chunk + i) * 128];
-            sc[0] = myScales[row0 * groups + chunk / 2];
-            sc[1] = myScales[row1 * groups + chunk / 2];
-            sc[2] = myScales[row0 * groups + chunk / 2 + 1];
-            sc[3] = myScales[row1 * groups + chunk / 2 + 1];
+                for (int i = 0; i < 4; ++i) {
+                    asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(c[i].x), "=r"(c[i].y) : "r"(stageCodes + i * 128 * 8));
+                }
+                const u32 rows[4] = {stageScales + row0 * 4, stageScales + row1 * 4, stageScales + row0 * 4 + 2, stageScales + row1 * 4 + 2};
+#pragma unroll
+                for (int i = 0; i < 4; ++i) asm volatile("ld.shared.u16 %0, [%1];" : "=h"(sc[i]) : "r"(rows[i]));
+                __syncwarp();
+                if (lane == 0) nk_mbarrier_arrive(empty + stage * 8);  // release: the loads above are done
+            } else {
+#pragma unroll
+                for (int i = 0; i < 4; ++i) c[i] = myCodes[(size_t)(chunk + i) * 128];
+                sc[0] = myScales[row0 * groups + chunk / 2];
+                sc[1] = myScales[row1 * groups + chunk / 2];
+                sc[2] = myScales[row0 * groups + chunk / 2 + 1];
+                sc[3] = myScales[row1 * groups + chunk / 2 + 1];
+            }
         };
         const auto convertStep = [&](u32 (&a)[4], uint2 c, u16 s0, u16 s1) {
             const u32 low0 = s0 | ((u32)s0 << 16), low1 = s1 | ((u32)s1 << 16);
@@ -138,7 +186,7 @@ NK_DEVICE void probe(const u8* __restrict__ bTile, const u8* __restrict__ aTiles
         for (int chunk = 0; chunk < steps; chunk += 4) {
             const bool more = chunk + 4 < steps;
             if (more) {
-                if constexpr (Mode == 2) {
+                if constexpr (Mode != 3) {
                     loadChunk(chunk + 4, next4, nextScale4);
                 } else {  // mode 3: the first chunk's codes and scales again (the conversion without its loads)
 #pragma unroll
@@ -181,5 +229,11 @@ PROBE_ENTRY(0)
 PROBE_ENTRY(1)
 PROBE_ENTRY(2)
 PROBE_ENTRY(3)
+
+extern "C" __global__ void __launch_bounds__(288, 1)
+w4_register_a_probe_mode4(const u8* bTile, const u8* aTiles, const uint2* codes, const u16* scales, const u32* fragments,
+                          float* out, int steps) {
+    probe<4>(bTile, aTiles, codes, scales, fragments, out, steps);
+}
 
 #endif  // NK_HAS_WGMMA
