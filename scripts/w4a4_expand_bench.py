@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """The weight expansion of the fast W4A4 path (w4a4_fp8_weights.cu: the 4-bit codes and the low-rank branch folded
 into one e4m3 scratch; docs/hopper.md "Session 9") on a GPU. The tree's kernels (INT4 with bf16 and f16 group
-scales, NVFP4 with either low-rank dtype; at rank 32 both the `_r32` kernel `expansionKernel` picks and the general
-one), launched as `CUDASVDQW4A4FastLinear.expandWeights` does (`ROWS`,
-`THREADS` and `shared_bytes` mirror `expansionLaunch`), are checked against a torch reference of
+scales, NVFP4 with either low-rank dtype; at rank 32 the Hopper `_wgmma_…_r32` kernel `expansionKernel` picks on
+sm_90a, the mma.sync `_r32` one it picks elsewhere, and the general one), launched as `CUDASVDQW4A4FastLinear.expandWeights` does
+(`geometry` mirrors `expansionLaunch`), are checked against a torch reference of
 `W4A4FastReference.foldedWeights`: the same fp32 base products, the low-rank sum in float64, e4m3 rounding by
 torch's CPU cast. Outputs are poisoned first; every code must be within one e4m3 step of the reference (the GPU
 adds the low-rank sum in the tensor cores' order) and a second launch must give the same bytes. Shapes: FLUX's
@@ -22,10 +22,16 @@ from attention_bench import KERNELS, load_nvrtc, compile_source, Module, graph_t
 P = lambda t: ("p", t.data_ptr()); I = lambda v: ("i", int(v))
 
 TREE_FILE = "w4a4_fp8_weights.cu"
-ROWS, COLUMNS, THREADS = 128, 256, 256   # CUDASVDQW4A4FastLinear.expansionLaunch: 128 rows × 256 columns a block
-shared_bytes = lambda R: (COLUMNS + ROWS) * 2 * R   # its down and up tiles
+def geometry(name, N, depth, R):
+    """Grid, threads and shared memory of an expansion kernel, as `CUDASVDQW4A4FastLinear.expansionLaunch` makes them:
+    the `_wgmma` kernels one warpgroup per 64 rows × 128 columns (⌈R/64⌉ 128-byte rows of up and down tiles, 1024 bytes
+    of alignment slack), the others 256 threads per 128 rows × 256 columns (R 16-bit values per row of the tiles)."""
+    if "_wgmma_" in name:
+        return (depth // 128, -(-N // 64), 1), 128, -(-R // 64) * (64 + 128) * 128 + 1024
+    return (-(-depth // 256), -(-N // 128), 1), 256, (256 + 128) * 2 * R
 FLUX = [(3072, 3072), (9216, 3072), (12288, 3072), (21504, 3072), (3072, 12288), (3072, 15360)]
-RAGGED = [(200, 192, 16), (136, 320, 48), (64, 128, 64), (72, 224, 256), (96, 384, 192), (3000, 3008, 32)]   # (N, K, R)
+RAGGED = [(200, 192, 16), (136, 320, 48), (64, 128, 64), (72, 224, 256), (96, 384, 192), (3000, 3008, 32),
+          (136, 256, 0)]   # (N, K, R)
 KINDS = [("int4", "bf16"), ("int4", "f16"), ("nvfp4", "bf16"), ("nvfp4", "f16")]
 
 
@@ -76,12 +82,17 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--baseline", help="session 8's w4a4_fp8_weights.cu, timed beside the tree's")
     parser.add_argument("--compile-only", action="store_true")
+    parser.add_argument("--source", help="another copy of w4a4_fp8_weights.cu (a variant) to check and time instead")
     args = parser.parse_args()
     nvrtc = load_nvrtc()
     if args.compile_only:
         print(compile_source(nvrtc, TREE_FILE)[1]); return True
     dev = torch.device("cuda"); torch.zeros(1, device=dev)
-    tree = Module(compile_source(nvrtc, TREE_FILE)[0])
+    if args.source:
+        tree = Module(compile_source(nvrtc, os.path.basename(args.source), folder=os.path.dirname(os.path.abspath(args.source)),
+                                     includes=[KERNELS])[0])
+    else:
+        tree = Module(compile_source(nvrtc, TREE_FILE)[0])
     baseline = None
     if args.baseline:
         folder = os.path.dirname(os.path.abspath(args.baseline))
@@ -96,19 +107,19 @@ def main():
         sets = max(1, -(-200_000_000 // per_set)) if timed else 1
         data = [inputs(N, K, R, precision, dtype, dev) for _ in range(sets)]
         outs = [torch.empty(N, depth, dtype=torch.uint8, device=dev) for _ in range(sets)]
-        smem = shared_bytes(R)
         # CUDASVDQW4A4FastLinear.expansionKernel: rank 32 takes the `_r32` form; at rank 32 the general one is
-        # checked (and timed) too.
+        # checked (and timed) too; the Hopper form (`_wgmma_…_r32`, rank 32 only) first.
         names = [f"w4a4_fp8_expand_weights_{precision}_{dtype}"]
-        if R == 32: names.insert(0, names[0] + "_r32")
+        if R == 32: names = [f"w4a4_fp8_expand_weights_wgmma_{precision}_{dtype}_r32", names[0] + "_r32"] + names
         expected = reference(N, K, depth, precision, *data[0])
         launches = []
         for name in names:
+            grid, threads, smem = geometry(name, N, depth, R)
             function = tree.function(name, smem)
 
-            def launch(i, stream, out=None, function=function):
+            def launch(i, stream, out=None, function=function, grid=grid, threads=threads, smem=smem):
                 q, s, _, f, inv, up, down = data[i % sets]
-                tree.launch(function, (-(-depth // COLUMNS), -(-N // ROWS), 1), (THREADS, 1, 1), smem, stream.cuda_stream if stream else 0,
+                tree.launch(function, grid, (threads, 1, 1), smem, stream.cuda_stream if stream else 0,
                             [P(q), P(s), P(f), P(inv), P(up), P(down), P(outs[i % sets] if out is None else out), I(N), I(K), I(R), I(depth)])
             launches.append(launch)
             results = []
@@ -120,7 +131,7 @@ def main():
             same = torch.equal(results[0], results[1])
             good = int(apart.max()) <= 1 and same
             ok &= good
-            case = f"N={N} K={K} R={R} {precision} {dtype}{' (any-rank kernel)' if name == names[-1] and R == 32 else ''}"
+            case = f"N={N} K={K} R={R} {precision} {dtype} {name.removeprefix('w4a4_fp8_expand_weights_')}"
             print(f"{case}: {'OK' if good else 'FAIL'} (codes one step from the reference: {int((apart == 1).sum())} of {N * depth}, "
                   f"more: {int((apart > 1).sum())}; second launch {'identical' if same else 'DIFFERENT'})", flush=True)
         case = f"N={N} K={K} R={R} {precision} {dtype}"
@@ -132,7 +143,7 @@ def main():
             """The expansion, then the FP8 GEMM that reads its output (M = 4608 tokens, as at 1024²)."""
             expand(i, stream)
             torch._scaled_mm(codes, outs[i % sets].view(torch.float8_e4m3fn).t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
-        kernels = [("tree", launches[0])] + [("tree, any rank", launch) for launch in launches[1:]]
+        kernels = [(name.removeprefix("w4a4_fp8_expand_weights_"), launch) for name, launch in zip(names, launches)]
         if baseline is not None and precision == "int4":
             baseline_depth = (K + 32 + 127) // 128 * 128
             baseline_outs = [torch.empty(N, baseline_depth, dtype=torch.uint8, device=dev) for _ in range(sets)]

@@ -33,26 +33,34 @@ import Testing
         #expect(FP8Accumulation.fast.isFast(depth: 15360) && !FP8Accumulation.promoted.isFast(depth: 128))
     }
 
-    /// One block of 256 threads per 128 rows × 256 columns (a depth of an odd number of 128s leaves the last block
-    /// half idle); shared memory 384 · 2R bytes (R = 32: 24 576; R = 256: 196 608, above the 48 KiB a launch gets
-    /// without opting in and under the 227 KiB a block may have).
+    /// The mma.sync kernels: one block of 256 threads per 128 rows × 256 columns (a depth of an odd number of 128s
+    /// leaves the last block half idle); shared memory 384 · 2R bytes (R = 32: 24 576; R = 256: 196 608, above the
+    /// 48 KiB a launch gets without opting in and under the 227 KiB a block may have). The Hopper kernels (rank 32):
+    /// one warpgroup per 64 rows × 128 columns, (64 + 128) 128-byte rows of tiles and 1024 bytes of alignment slack.
     @Test func expansionLaunchCoversTheScratch() {
-        let flux = CUDASVDQW4A4FastLinear.expansionLaunch(outFeatures: 3072, depth: 3072, rank: 32)
+        let flux = CUDASVDQW4A4FastLinear.expansionLaunch(outFeatures: 3072, depth: 3072, rank: 32, hopper: false)
         #expect(flux.grid == CUDADim3(12, 24) && flux.threads == 256 && flux.sharedBytes == 24_576)
-        let ragged = CUDASVDQW4A4FastLinear.expansionLaunch(outFeatures: 3136, depth: 12416, rank: 256)
+        let ragged = CUDASVDQW4A4FastLinear.expansionLaunch(outFeatures: 3136, depth: 12416, rank: 256, hopper: true)
         #expect(ragged.grid == CUDADim3(49, 25) && ragged.sharedBytes == 196_608)
-        #expect(CUDASVDQW4A4FastLinear.expansionLaunch(outFeatures: 128, depth: 128, rank: 0).sharedBytes == 0)
+        #expect(CUDASVDQW4A4FastLinear.expansionLaunch(outFeatures: 128, depth: 128, rank: 0, hopper: true).sharedBytes == 0)
+        let hopper = CUDASVDQW4A4FastLinear.expansionLaunch(outFeatures: 3000, depth: 3072, rank: 32, hopper: true)
+        #expect(hopper.grid == CUDADim3(24, 47) && hopper.threads == 128 && hopper.sharedBytes == 25_600)
     }
 
-    /// Rank 32 takes the `_r32` kernels, every other rank the general ones; each name is one the registry declares.
+    /// Rank 32 takes the `_r32` kernels (their wgmma forms on Hopper), every other rank the general ones; each name is
+    /// one the registry declares.
     @Test func expansionKernelByRank() throws {
-        #expect(CUDASVDQW4A4FastLinear.expansionKernel(precision: .int4, type: .bf16, rank: 32) == "w4a4_fp8_expand_weights_int4_bf16_r32")
-        #expect(CUDASVDQW4A4FastLinear.expansionKernel(precision: .nvfp4, type: .f16, rank: 48) == "w4a4_fp8_expand_weights_nvfp4_f16")
+        let kernel = CUDASVDQW4A4FastLinear.expansionKernel
+        #expect(kernel(.int4, .bf16, 32, false) == "w4a4_fp8_expand_weights_int4_bf16_r32")
+        #expect(kernel(.int4, .bf16, 32, true) == "w4a4_fp8_expand_weights_wgmma_int4_bf16_r32")
+        #expect(kernel(.nvfp4, .f16, 48, true) == "w4a4_fp8_expand_weights_nvfp4_f16")
         for precision in [SVDQuantPrecision.int4, .nvfp4] {
             for type in [ActivationDType.bf16, .f16] {
                 for rank in [16, 32, 256] {
-                    let name = CUDASVDQW4A4FastLinear.expansionKernel(precision: precision, type: type, rank: rank)
-                    #expect(KernelRegistry.source(defining: name)?.name == "w4a4_fp8_weights.cu", "\(name)")
+                    for hopper in [false, true] {
+                        let name = kernel(precision, type, rank, hopper)
+                        #expect(KernelRegistry.source(defining: name)?.name == "w4a4_fp8_weights.cu", "\(name)")
+                    }
                 }
             }
         }

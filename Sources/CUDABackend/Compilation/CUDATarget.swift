@@ -23,6 +23,10 @@ public struct CUDATarget: Hashable, Sendable, Codable, CustomStringConvertible {
         (output == .cubin ? "sm_" : "compute_") + "\(architecture)" + (architectureSpecific ? "a" : "")
     }
 
+    /// Whether kernels built for this target can use Hopper's warpgroup MMA (wgmma) and tensor copies: a cubin for
+    /// exactly `sm_90a`.
+    public var hasHopperWGMMA: Bool { architecture == 90 && architectureSpecific && output == .cubin }
+
     /// The NVRTC option that selects this target.
     public var nvrtcOption: String { "--gpu-architecture=\(description)" }
 

@@ -83,7 +83,10 @@ public enum KernelRegistry {
                      }),
         KernelSource(name: "w4a4_fp8_weights.cu", text: text(PackageResources.w4a4_fp8_weights_cu),
                      kernelNames: ["int4", "nvfp4"].flatMap { precision in
-                         ["bf16", "f16"].flatMap { type in ["", "_r32"].map { "w4a4_fp8_expand_weights_\(precision)_\(type)\($0)" } }
+                         ["bf16", "f16"].flatMap { type in
+                             ["", "_r32"].map { "w4a4_fp8_expand_weights_\(precision)_\(type)\($0)" }
+                                 + ["w4a4_fp8_expand_weights_wgmma_\(precision)_\(type)_r32"]
+                         }
                      } + ["w4a4_fp8_gated_channels_bf16", "w4a4_fp8_gated_channels_f16"]),
     ]
 

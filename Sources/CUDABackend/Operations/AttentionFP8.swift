@@ -188,6 +188,6 @@ extension CUDAContext {
 extension AttentionFP8Launch {
     /// Whether the e4m3 kernel runs for kernels built for `target` with `sharedMemoryLimit` bytes per block.
     public static func isAvailable(target: CUDATarget, sharedMemoryLimit: Int) -> Bool {
-        target.architecture == 90 && target.architectureSpecific && target.output == .cubin && sharedMemoryBytes <= sharedMemoryLimit
+        target.hasHopperWGMMA && sharedMemoryBytes <= sharedMemoryLimit
     }
 }

@@ -22,8 +22,7 @@ public enum AttentionKernel: String, Sendable, CaseIterable, CustomStringConvert
         case .fa2:
             return true
         case .wgmma:
-            return target.architecture == 90 && target.architectureSpecific && target.output == .cubin
-                && AttentionWGMMALaunch.sharedMemoryBytes(headDim: headDim) <= sharedMemoryLimit
+            return target.hasHopperWGMMA && AttentionWGMMALaunch.sharedMemoryBytes(headDim: headDim) <= sharedMemoryLimit
         }
     }
 

@@ -52,6 +52,9 @@ public final class CUDAW4A4FastEngine: Sendable {
     public static let minimumComputeCapability = ComputeCapability(major: 9, minor: 0)
 
     public let context: CUDAContext
+    /// Whether this GPU's kernels are built for sm_90a, the one target with the wgmma expansion kernels.
+    private let hasWGMMAExpansion: Bool
+    nonisolated(unsafe) private var wgmmaExpansion: Bool
     nonisolated(unsafe) private var fp8Accumulation: FP8Accumulation
     private let lock = CUDALock()
     nonisolated(unsafe) private var sharedInputs = true
@@ -69,7 +72,8 @@ public final class CUDAW4A4FastEngine: Sendable {
     ///   - accumulation: where the FP8 GEMM accumulates fast.
     ///   - prefetchWeights: the initial `prefetchesWeights`.
     ///   - tuneGEMMs: the initial `tunesGEMMs`.
-    /// - Throws: `NunchakuError.unsupported` naming the GPU when it is older than sm_90; cuBLASLt load errors.
+    /// - Throws: `NunchakuError.unsupported` naming the GPU when it is older than sm_90; NVRTC and cuBLASLt load
+    ///   errors.
     public init(context: CUDAContext, accumulation: FP8Accumulation = .standard, prefetchWeights: Bool = false, tuneGEMMs: Bool = true) throws {
         let capability = context.device.computeCapability
         guard capability >= Self.minimumComputeCapability else {
@@ -78,6 +82,8 @@ public final class CUDAW4A4FastEngine: Sendable {
                 reason: "needs \(Self.minimumComputeCapability) or newer (FP8 tensor cores); use the exact numerics")
         }
         self.context = context
+        hasWGMMAExpansion = try context.kernels.target().hasHopperWGMMA
+        wgmmaExpansion = hasWGMMAExpansion
         fp8Accumulation = accumulation
         prefetching = prefetchWeights
         tuning = tuneGEMMs
@@ -126,6 +132,14 @@ public final class CUDAW4A4FastEngine: Sendable {
             lock.withLock { prefetching = newValue }
             for lane in allLanes { lane.prefetcher.isEnabled = newValue }
         }
+    }
+
+    /// Whether rank-32 layers (FLUX's) expand their weights with the Hopper kernels (`w4a4_fp8_weights.cu`'s
+    /// `_wgmma_…_r32`: 1.06–1.18× the mma.sync ones for INT4, 1.29–1.47× for NVFP4 on an H100). On by default where
+    /// the kernels are built for sm_90a; elsewhere it stays off whatever is set.
+    public var expandsWithWGMMA: Bool {
+        get { lock.withLock { wgmmaExpansion } }
+        set { lock.withLock { wgmmaExpansion = newValue && hasWGMMAExpansion } }
     }
 
     /// Whether the models that hold these layers queue the weight expansions of the layers that follow an attention

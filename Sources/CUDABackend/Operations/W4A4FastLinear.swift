@@ -207,8 +207,10 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         guard buffer.byteCount >= foldedByteCount else {
             throw NunchakuError.invalidArgument(context: "\(op) output", reason: "\(buffer.byteCount) bytes for \(foldedByteCount)")
         }
-        let launch = Self.expansionLaunch(outFeatures: n, depth: depth, rank: parameters.rank)
-        let kernel = try engine.context.kernels.kernel(Self.expansionKernel(precision: parameters.precision, type: activationDType, rank: parameters.rank))
+        let hopper = engine.expandsWithWGMMA
+        let launch = Self.expansionLaunch(outFeatures: n, depth: depth, rank: parameters.rank, hopper: hopper)
+        let kernel = try engine.context.kernels.kernel(
+            Self.expansionKernel(precision: parameters.precision, type: activationDType, rank: parameters.rank, hopper: hopper))
         try kernel.setMaxDynamicSharedMemory(launch.sharedBytes)
         try kernel.launch(
             grid: launch.grid, block: CUDADim3(launch.threads), sharedMemoryBytes: launch.sharedBytes, stream: stream,
@@ -218,16 +220,24 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
     }
 
     /// The expansion kernel for a layer: w4a4_fp8_weights.cu compiles rank 32 (FLUX's checkpoints) as a constant in
-    /// its `_r32` kernels (5–7 % faster on an H200, docs/hopper.md "Session 11"); other ranks take the general ones.
-    static func expansionKernel(precision: SVDQuantPrecision, type: ActivationDType, rank: Int) -> String {
-        "w4a4_fp8_expand_weights_\(precision == .nvfp4 ? "nvfp4" : "int4")_\(type)\(rank == 32 ? "_r32" : "")"
+    /// its `_r32` kernels (5–7 % faster on an H200, docs/hopper.md "Session 11"), and on Hopper (`hopper`: kernels built
+    /// for sm_90a) as its `_wgmma_…_r32` kernels (INT4 1.06–1.18×, NVFP4 1.29–1.47× on an H100, "Session 14"); other
+    /// ranks take the general mma.sync ones.
+    static func expansionKernel(precision: SVDQuantPrecision, type: ActivationDType, rank: Int, hopper: Bool) -> String {
+        let form = rank == 32 && hopper ? "wgmma_" : ""
+        return "w4a4_fp8_expand_weights_\(form)\(precision == .nvfp4 ? "nvfp4" : "int4")_\(type)\(rank == 32 ? "_r32" : "")"
     }
 
-    /// The geometry of w4a4_fp8_weights.cu (scripts/w4a4_expand_bench.py mirrors it): one block of 256 threads per
-    /// 128 rows × 256 columns of the scratch (measured on an H200 against 128 columns: 54.6 against 62.6 µs at
-    /// N = 21504, K = 3072; docs/hopper.md "Session 9"); dynamic shared memory for the block's rows of
-    /// `smoothedProjDown` (256) and `projUp` (128), R 16-bit values a row.
-    static func expansionLaunch(outFeatures: Int, depth: Int, rank: Int) -> (grid: CUDADim3, threads: Int, sharedBytes: Int) {
+    /// The geometry of w4a4_fp8_weights.cu (scripts/w4a4_expand_bench.py mirrors it). The wgmma kernels (rank 32 on
+    /// Hopper): one warpgroup per 64 rows × 128 columns, shared memory for ⌈R/64⌉ 128-byte rows of up (64) and down
+    /// (128) plus 1024 bytes of alignment slack. The others: one block of 256 threads per 128 rows × 256 columns of the
+    /// scratch (measured on an H200 against 128 columns: 54.6 against 62.6 µs at N = 21504, K = 3072; docs/hopper.md
+    /// "Session 9"); dynamic shared memory for the block's rows of `smoothedProjDown` (256) and `projUp` (128), R
+    /// 16-bit values a row.
+    static func expansionLaunch(outFeatures: Int, depth: Int, rank: Int, hopper: Bool) -> (grid: CUDADim3, threads: Int, sharedBytes: Int) {
+        if rank == 32 && hopper {
+            return (CUDADim3(depth / 128, (outFeatures + 63) / 64), 128, (rank + 63) / 64 * (64 + 128) * 128 + 1024)
+        }
         let rowsPerBlock = 128, columnsPerBlock = 256
         return (CUDADim3((depth + columnsPerBlock - 1) / columnsPerBlock, (outFeatures + rowsPerBlock - 1) / rowsPerBlock), 256,
                 (columnsPerBlock + rowsPerBlock) * 2 * rank)

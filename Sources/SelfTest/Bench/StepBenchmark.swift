@@ -37,6 +37,9 @@ public enum StepBenchmarkMode: String, Sendable, Codable, CaseIterable {
     /// `fast` with every LayerNorm writing its 16-bit output for the activation pass of the fast layer it feeds
     /// (`CUDAW4A4FastEngine.quantizesInNorms` off): what writing the codes from the LayerNorm kernel saves.
     case fastUnfusedNorms = "fast-unfused-norms"
+    /// `fast` with the rank-32 weight expansions on the mma.sync kernels (`CUDAW4A4FastEngine.expandsWithWGMMA`
+    /// off): what the Hopper (wgmma) expansion kernels save.
+    case fastMMAExpansion = "fast-mma-expansion"
 
     /// Whether the mode runs the fast W4A4 numerics.
     var isFast: Bool { self != .bf16 && self != .exact }
@@ -98,6 +101,7 @@ public enum StepBenchmark {
         if mode == .fastSeparate { loaded.fastEngine?.sharesInputPasses = false }
         if mode == .fastUnfusedAttention { loaded.fastEngine?.quantizesInAttention = false }
         if mode == .fastUnfusedNorms { loaded.fastEngine?.quantizesInNorms = false }
+        if mode == .fastMMAExpansion { loaded.fastEngine?.expandsWithWGMMA = false }
         try context.synchronize()
         let weightBytes = try context.memoryPool.statistics().liveBytes
         var rows: [StepBenchmarkRow] = []
