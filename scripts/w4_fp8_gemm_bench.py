@@ -15,11 +15,11 @@ CUTLASS FP8 with per-row scales (both without the expansion today's engine needs
 
     python3 scripts/w4_fp8_gemm_bench.py [--kernel NAME ...] [--rows 4608] [--json FILE]
 """
-import argparse, json, os, sys
+import argparse, os, sys
 import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from attention_bench import load_nvrtc, compile_source, Module, graph_time_us, KERNELS  # noqa: E402
-from w4a4_fused_gemm_bench import tensor_map_2d  # noqa: E402
+from w4a4_fused_gemm_bench import report, tensor_map_2d  # noqa: E402
 from w4_register_a_probe import fragment_index  # noqa: E402
 
 PROTOTYPES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prototypes")
@@ -241,11 +241,7 @@ def main():
                 f"{n} {t:.1f} us ({flops / t / 1e6:.0f} TF/s, {times['cublas_bf16'] / t:.2f}x bf16)" for n, t in times.items()),
                 flush=True)
             timing.append(dict(us=times, **row))
-    if args.json:
-        json.dump(dict(device=torch.cuda.get_device_name(), checks=checks, timing=timing), open(args.json, "w"), indent=1)
-    failed = [c for c in checks if not c["ok"]]
-    print(f"\n{len(checks) - len(failed)}/{len(checks)} checks pass")
-    sys.exit(1 if failed else 0)
+    report(args, checks, timing)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,19 @@ NK_DEVICE void bulk_copy(u32 destination, const void* source, u32 bytes, u32 bar
                  :: "r"(destination), "l"(reinterpret_cast<u64>(source)), "r"(bytes), "r"(barrier) : "memory");
 }
 
+/// Thread 0 makes a ring's mbarriers (each `stages` × 8 bytes at `full` and `empty`: the producer's one arrival, the
+/// consumers' eight warps), then the block waits for them.
+NK_DEVICE void init_ring(u32 full, u32 empty, int stages) {
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < stages; ++s) {
+            nk_mbarrier_init(full + s * 8, 1);
+            nk_mbarrier_init(empty + s * 8, 8);
+        }
+        nk_fence_mbarrier_init();
+    }
+    __syncthreads();
+}
+
 #define R8(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
 #define R32(i) R8(i), R8(i + 8), R8(i + 16), R8(i + 24)
 #define WGMMA_REGS_128                                                                                              \

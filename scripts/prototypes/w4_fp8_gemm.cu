@@ -30,6 +30,7 @@
 // consume. Persistent: `gridDim.x` blocks walk the tiles (channel tile fastest) and the producer runs ahead across
 // tiles, so a tile's epilogue overlaps the next tile's copies. Requires N % 128 == 0, K % 128 == 0, the per-token
 // vectors padded to a multiple of BN.
+#include "w4_convert.cuh"
 #include "w4_fp8_wgmma_rs.cuh"
 
 #if defined(NK_HAS_WGMMA)
@@ -50,22 +51,6 @@ struct Plan {
     static constexpr u32 bytes = empty + Stages * 8;
     static_assert(bytes + 1024 <= 232448, "shared memory plan too large");
 };
-
-NK_DEVICE u32 sub2(u32 a, u32 b) { u32 d; asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b)); return d; }
-NK_DEVICE u32 mul2(u32 a, u32 b) { u32 d; asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b)); return d; }
-NK_DEVICE u32 e4m3x2(u32 pair) {
-    u16 d;
-    asm("cvt.rn.satfinite.e4m3x2.f16x2 %0, %1;" : "=h"(d) : "r"(pair));
-    return d;
-}
-
-/// Four e4m3 weights of one row from `word`'s nibbles (w4_register_a_probe.cu's order); `low`/`high` hold (s', s')
-/// and (s'/16, s'/16).
-NK_DEVICE u32 convert4(u32 word, u32 low, u32 high) {
-    const u32 a = sub2((word & 0x000F000Fu) | 0x64006400u, 0x64086408u);  // q − 8, exactly
-    const u32 b = sub2((word & 0x00F000F0u) | 0x64006400u, 0x64806480u);  // 16 · (q − 8), exactly
-    return e4m3x2(mul2(a, low)) | (e4m3x2(mul2(b, high)) << 16);
-}
 
 /// The A fragment of one k-step from its two code words and the f16 scales of rows g and g + 8.
 NK_DEVICE void convert_step(u32 (&a)[4], uint2 codes, u16 s0, u16 s1) {
@@ -269,14 +254,7 @@ NK_DEVICE void w4_fp8_gemm(const nk_tensor_map* xMap, const nk_tensor_map* yMap,
     using P = Plan<BN, Stages>;
     extern __shared__ __align__(1024) u8 raw[];
     const u32 base = (nk_shared_address(raw) + 1023u) & ~1023u;
-    if (threadIdx.x == 0) {
-        for (int s = 0; s < Stages; ++s) {
-            nk_mbarrier_init(base + P::full + s * 8, 1);
-            nk_mbarrier_init(base + P::empty + s * 8, 8);  // the consumers' 8 warps
-        }
-        nk_fence_mbarrier_init();
-    }
-    __syncthreads();
+    init_ring(base + P::full, base + P::empty, Stages);
     const int channelTiles = N / kChannels, tiles = channelTiles * ((M + BN - 1) / BN), kBlocks = K / 128;
     if (threadIdx.x < 128) {
         if constexpr (ConsumerRegisters > 0) nk_setmaxnreg_decrease<40>();

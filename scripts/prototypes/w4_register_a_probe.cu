@@ -22,7 +22,7 @@
 // Block: two warpgroups of 64 rows of A each, one B tile of 256 rows × 128 bytes (four 32-deep k-slices, 128-byte
 // swizzle); step k uses slice k mod 4. The A fragment of step k + 1 is converted while step k's wgmma runs.
 // H100: docs/hopper.md, "What the per-shape GEMM target needs".
-#include "prototype_tma.cuh"
+#include "w4_convert.cuh"
 
 #if defined(NK_HAS_WGMMA)
 
@@ -38,23 +38,6 @@ NK_DEVICE void wgmma_n256_e4m3_rs(float (&d)[128], const u32 (&a)[4], u64 b, int
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
                  "wgmma.mma_async.sync.aligned.m64n256k32.f32.e4m3.e4m3 {" WGMMA_REGS_128 "}, {%128, %129, %130, %131}, %132, p, 1, 1;\n}\n"
                  : R32(0), R32(32), R32(64), R32(96) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
-}
-
-NK_DEVICE u32 sub2(u32 a, u32 b) { u32 d; asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b)); return d; }
-NK_DEVICE u32 mul2(u32 a, u32 b) { u32 d; asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b)); return d; }
-/// Two e4m3 codes of an f16 pair: the high half in the high byte.
-NK_DEVICE u32 e4m3x2(u32 pair) {
-    u16 d;
-    asm("cvt.rn.satfinite.e4m3x2.f16x2 %0, %1;" : "=h"(d) : "r"(pair));
-    return d;
-}
-
-/// Four e4m3 weights of one row from `word`'s nibbles at bits `shift` (values 0, 2 in the low halves' nibble, 1, 3
-/// in the high halves'): see the file comment; `low`/`high` are the row's (s, s) and (s/16, s/16) pairs.
-NK_DEVICE u32 convert4(u32 word, u32 low, u32 high) {
-    const u32 a = sub2((word & 0x000F000Fu) | 0x64006400u, 0x64086408u);  // q − 8, exactly
-    const u32 b = sub2((word & 0x00F000F0u) | 0x64006400u, 0x64806480u);  // 16 · (q − 8), exactly
-    return e4m3x2(mul2(a, low)) | (e4m3x2(mul2(b, high)) << 16);
 }
 
 /// The fragment of one k-step from its two code words and the scale pairs of rows g and g + 8.

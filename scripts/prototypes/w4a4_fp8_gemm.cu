@@ -83,14 +83,7 @@ NK_DEVICE void fp8_gemm(const nk_tensor_map* aMap, const nk_tensor_map* wMap, co
     using P = Plan<BN, Stages>;
     extern __shared__ __align__(1024) u8 raw[];
     const u32 base = (nk_shared_address(raw) + 1023u) & ~1023u;
-    if (threadIdx.x == 0) {
-        for (int s = 0; s < Stages; ++s) {
-            nk_mbarrier_init(base + P::full + s * 8, 1);
-            nk_mbarrier_init(base + P::empty + s * 8, 8);  // the consumers' 8 warps
-        }
-        nk_fence_mbarrier_init();
-    }
-    __syncthreads();
+    init_ring(base + P::full, base + P::empty, Stages);
     const int blocks = K / kDepth, row0 = blockIdx.y * kRows, col0 = blockIdx.x * BN;
     // ConsumerRegisters 0: a producer warp instead of a warpgroup, and no register moves.
     if (threadIdx.x >= 256) {
