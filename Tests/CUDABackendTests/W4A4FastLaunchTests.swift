@@ -36,15 +36,19 @@ import Testing
     /// The mma.sync kernels: one block of 256 threads per 128 rows × 256 columns (a depth of an odd number of 128s
     /// leaves the last block half idle); shared memory 384 · 2R bytes (R = 32: 24 576; R = 256: 196 608, above the
     /// 48 KiB a launch gets without opting in and under the 227 KiB a block may have). The Hopper kernels (rank 32):
-    /// one warpgroup per 64 rows × 128 columns, (64 + 128) 128-byte rows of tiles and 1024 bytes of alignment slack.
+    /// one warpgroup per 64 rows × 64 (INT4) or 128 (NVFP4) columns, (64 + columns) 128-byte rows of tiles and 1024
+    /// bytes of alignment slack.
     @Test func expansionLaunchCoversTheScratch() {
-        let flux = CUDASVDQW4A4FastLinear.expansionLaunch(outFeatures: 3072, depth: 3072, rank: 32, hopper: false)
+        let launch = CUDASVDQW4A4FastLinear.expansionLaunch
+        let flux = launch(.int4, 3072, 3072, 32, false)
         #expect(flux.grid == CUDADim3(12, 24) && flux.threads == 256 && flux.sharedBytes == 24_576)
-        let ragged = CUDASVDQW4A4FastLinear.expansionLaunch(outFeatures: 3136, depth: 12416, rank: 256, hopper: true)
+        let ragged = launch(.int4, 3136, 12416, 256, true)
         #expect(ragged.grid == CUDADim3(49, 25) && ragged.sharedBytes == 196_608)
-        #expect(CUDASVDQW4A4FastLinear.expansionLaunch(outFeatures: 128, depth: 128, rank: 0, hopper: true).sharedBytes == 0)
-        let hopper = CUDASVDQW4A4FastLinear.expansionLaunch(outFeatures: 3000, depth: 3072, rank: 32, hopper: true)
-        #expect(hopper.grid == CUDADim3(24, 47) && hopper.threads == 128 && hopper.sharedBytes == 25_600)
+        #expect(launch(.nvfp4, 128, 128, 0, true).sharedBytes == 0)
+        let int4 = launch(.int4, 3000, 3072, 32, true)
+        #expect(int4.grid == CUDADim3(48, 47) && int4.threads == 128 && int4.sharedBytes == 17_408)
+        let nvfp4 = launch(.nvfp4, 3000, 3072, 32, true)
+        #expect(nvfp4.grid == CUDADim3(24, 47) && nvfp4.threads == 128 && nvfp4.sharedBytes == 25_600)
     }
 
     /// Rank 32 takes the `_r32` kernels (their wgmma forms on Hopper), every other rank the general ones; each name is

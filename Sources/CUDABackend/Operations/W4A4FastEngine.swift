@@ -135,7 +135,7 @@ public final class CUDAW4A4FastEngine: Sendable {
     }
 
     /// Whether rank-32 layers (FLUX's) expand their weights with the Hopper kernels (`w4a4_fp8_weights.cu`'s
-    /// `_wgmma_…_r32`: 1.06–1.18× the mma.sync ones for INT4, 1.29–1.47× for NVFP4 on an H100). On by default where
+    /// `_wgmma_…_r32`: 0.99–1.42× the mma.sync ones for INT4, 1.13–1.50× for NVFP4 on an H100). On by default where
     /// the kernels are built for sm_90a; elsewhere it stays off whatever is set.
     public var expandsWithWGMMA: Bool {
         get { lock.withLock { wgmmaExpansion } }
