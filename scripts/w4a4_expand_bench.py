@@ -24,12 +24,11 @@ P = lambda t: ("p", t.data_ptr()); I = lambda v: ("i", int(v))
 TREE_FILE = "w4a4_fp8_weights.cu"
 def geometry(name, N, depth, R):
     """Grid, threads and shared memory of an expansion kernel, as `CUDASVDQW4A4FastLinear.expansionLaunch` makes them:
-    the `_wgmma` kernels one warpgroup per 64 rows × 64 (INT4) or 128 (NVFP4) columns (⌈R/64⌉ 128-byte rows of up
-    and down tiles, 1024 bytes of alignment slack), the others 256 threads per 128 rows × 256 columns (R 16-bit values
-    per row of the tiles)."""
+    the `_wgmma` kernels one warpgroup per 64 rows × 3 parts of 64 columns (4 KB tiles of up and of each part's
+    down, 1024 bytes of alignment slack), the others 256 threads per 128 rows × 256 columns (R 16-bit values per row
+    of the tiles)."""
     if "_wgmma_" in name:
-        columns = 64 if "_int4_" in name else 128
-        return (depth // columns, -(-N // 64), 1), 128, -(-R // 64) * (64 + columns) * 128 + 1024
+        return (-(-depth // 192), -(-N // 64), 1), 128, 4096 * 4 + 1024
     return (-(-depth // 256), -(-N // 128), 1), 256, (256 + 128) * 2 * R
 FLUX = [(3072, 3072), (9216, 3072), (12288, 3072), (21504, 3072), (3072, 12288), (3072, 15360)]
 RAGGED = [(200, 192, 16), (136, 320, 48), (64, 128, 64), (72, 224, 256), (96, 384, 192), (3000, 3008, 32),

@@ -35,20 +35,19 @@ import Testing
 
     /// The mma.sync kernels: one block of 256 threads per 128 rows × 256 columns (a depth of an odd number of 128s
     /// leaves the last block half idle); shared memory 384 · 2R bytes (R = 32: 24 576; R = 256: 196 608, above the
-    /// 48 KiB a launch gets without opting in and under the 227 KiB a block may have). The Hopper kernels (rank 32):
-    /// one warpgroup per 64 rows × 64 (INT4) or 128 (NVFP4) columns, (64 + columns) 128-byte rows of tiles and 1024
-    /// bytes of alignment slack.
+    /// 48 KiB a launch gets without opting in and under the 227 KiB a block may have). The Hopper kernels (rank 32, INT4
+    /// and NVFP4 alike): one warpgroup per 64 rows × 192 columns (a depth that is no multiple of 192 leaves the last
+    /// block one or two parts), four 4 KB tiles and 1024 bytes of alignment slack.
     @Test func expansionLaunchCoversTheScratch() {
         let launch = CUDASVDQW4A4FastLinear.expansionLaunch
-        let flux = launch(.int4, 3072, 3072, 32, false)
+        let flux = launch(3072, 3072, 32, false)
         #expect(flux.grid == CUDADim3(12, 24) && flux.threads == 256 && flux.sharedBytes == 24_576)
-        let ragged = launch(.int4, 3136, 12416, 256, true)
+        let ragged = launch(3136, 12416, 256, true)
         #expect(ragged.grid == CUDADim3(49, 25) && ragged.sharedBytes == 196_608)
-        #expect(launch(.nvfp4, 128, 128, 0, true).sharedBytes == 0)
-        let int4 = launch(.int4, 3000, 3072, 32, true)
-        #expect(int4.grid == CUDADim3(48, 47) && int4.threads == 128 && int4.sharedBytes == 17_408)
-        let nvfp4 = launch(.nvfp4, 3000, 3072, 32, true)
-        #expect(nvfp4.grid == CUDADim3(24, 47) && nvfp4.threads == 128 && nvfp4.sharedBytes == 25_600)
+        #expect(launch(128, 128, 0, true).sharedBytes == 0)
+        let hopper = launch(3000, 3072, 32, true)
+        #expect(hopper.grid == CUDADim3(16, 47) && hopper.threads == 128 && hopper.sharedBytes == 17_408)
+        #expect(launch(3072, 3200, 32, true).grid == CUDADim3(17, 48))   // 16 blocks of 192 columns and one of 128
     }
 
     /// Rank 32 takes the `_r32` kernels (their wgmma forms on Hopper), every other rank the general ones; each name is

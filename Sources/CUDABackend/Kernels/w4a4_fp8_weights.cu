@@ -235,72 +235,67 @@ NK_DEVICE void w4a4_fold_expand(const u8* __restrict__ qweight, const void* __re
 }
 
 #if defined(NK_HAS_WGMMA)
-// The Hopper form (`_wgmma_…_r32` kernels, sm_90a, rank 32): one warpgroup per 64 rows × COLUMNS columns of the
-// scratch (INT4 64, NVFP4 128: each the faster on an H100), L for the whole tile by wgmma (m64nCOLUMNSk16, both
-// operands from shared memory) instead of per-warp mma.sync, so the tile's arithmetic is the per-code fma alone. The
-// tiles of proj_up (64 rows) and down (COLUMNS columns) are copied by cp.async into the 128-byte swizzled K-major
-// layout [R/64][rows][64 values] (the rank padded to 64 per block; the padding is never read: a k-step reads 16
-// values), down's rows permuted so that lane t's accumulator columns are the tile's columns C·t … C·t + C − 1
-// (C = COLUMNS/4 consecutive columns: accumulator column 8i + 2t + e holds column C·t + 2i + e). So each lane owns C
-// consecutive columns of its two rows (g and g + 8 of its warp's 16): C/2 bytes of codes, its group scales, C/16
-// 16-byte stores. Dynamic shared memory: ⌈R/64⌉ · (64 + COLUMNS) · 128 bytes + 1024.
-#define W4A4_WGMMA_ROWS 64
+// The Hopper form (`_wgmma_…_r32` kernels, sm_90a, rank 32): one warpgroup per 64 rows × 64·W4A4_WGMMA_PARTS columns
+// of the scratch, taken as W4A4_WGMMA_PARTS parts of 64 columns one after the other, so that the set-up (the lane's
+// rows, their factors and inverse units, the tile of proj_up, the address arithmetic) is paid once per block and every
+// global load is issued before the first part's arithmetic. Per part, L for its 64 rows × 64 columns by wgmma
+// (m64n64k16, both operands from shared memory), then the per-code fma. The tiles of proj_up (64 rows) and of down
+// (64 columns per part, each part its own cp.async group) are copied into K-major tiles of 64-byte rows (the 32 rank
+// values) with the 64-byte swizzle, down's rows permuted so that lane t's accumulator columns are the part's columns
+// 16t … 16t + 15 (accumulator column 8i + 2t + e holds column 16t + 2i + e). So per part each lane owns 16 consecutive
+// columns of its two rows (g and g + 8 of its warp's 16): 8 bytes of codes, one group scale (INT4 groups of 64, NVFP4
+// of 16), one 16-byte store. Parts past depth are skipped; codes past K are zero. Against one part per block
+// (session 14's kernels) a third of the instructions go and the blocks fit the multiprocessors in fewer waves
+// (docs/hopper.md, "Session 15"). Dynamic shared memory: 4096 · (1 + W4A4_WGMMA_PARTS) + 1024 bytes.
+#define W4A4_WGMMA_PARTS 3
+#define W4A4_WGMMA_TILE_BYTES 4096   // 64 rows of 32 16-bit values
 
-/// D (64×N, fp32) (+)= A (64×16) · B (16×N), 16-bit operands K-major in shared memory; N = 64 or 128.
-template <class T, int N>
-NK_DEVICE void w4a4_fold_wgmma(float (&d)[N / 2], u64 a, u64 b, int accumulate) {
+/// D (64×64, fp32) (+)= A (64×16) · B (16×64), 16-bit operands K-major in shared memory.
+template <class T>
+NK_DEVICE void w4a4_fold_wgmma(float (&d)[32], u64 a, u64 b, int accumulate) {
 #define W4A4_WGMMA_SS_N64(TYPE)                                                                                     \
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                     \
                  "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " {" NK_REGS32 "}, %32, %33, p, 1, 1, 0, 0;\n}\n" \
                  : NK_ACC32 : "l"(a), "l"(b), "r"(accumulate))
-    if constexpr (N == 128) {
-        if constexpr (T::is_bf16) { NK_WGMMA_SS_N128("bf16"); } else { NK_WGMMA_SS_N128("f16"); }
-    } else {
-        static_assert(N == 64, "64 or 128 columns");
-        if constexpr (T::is_bf16) { W4A4_WGMMA_SS_N64("bf16"); } else { W4A4_WGMMA_SS_N64("f16"); }
-    }
+    if constexpr (T::is_bf16) { W4A4_WGMMA_SS_N64("bf16"); } else { W4A4_WGMMA_SS_N64("f16"); }
 #undef W4A4_WGMMA_SS_N64
 }
 
-/// Byte offset of 16-byte chunk `chunk` (values 8·chunk…8·chunk+7) of row `row` in a [R/64][rows][128 B] tile with
-/// the 128-byte swizzle (chunk c of a 128-byte row r at c ^ (r mod 8)).
-NK_DEVICE u32 w4a4_fold_swizzled(int row, int chunk, int rows) {
-    return ((chunk >> 3) * rows + row) * 128 + (((chunk & 7) ^ (row & 7)) * 16);
+/// Byte offset of 16-byte chunk `chunk` (0…3) of row `row` in a tile of 64-byte rows with the 64-byte swizzle (chunk
+/// c of row r at c ^ ((r / 2) mod 4)).
+NK_DEVICE u32 w4a4_fold_swizzled(int row, int chunk) { return row * 64 + ((chunk ^ ((row >> 1) & 3)) * 16); }
+
+/// The wgmma descriptor of a K-major tile of 64-byte rows with the 64-byte swizzle (groups of 8 rows 512 bytes apart).
+NK_DEVICE u64 w4a4_fold_descriptor(u32 address) {
+    return (u64)((address >> 4) & 0x3FFFu) | (1ull << 16) | ((u64)(512 >> 4) << 32) | (2ull << 62);
 }
 
-/// L = up · downᵀ over STEPS k-steps of 16 rank values, from the swizzled tiles (64 rows of up, COLUMNS of down).
-template <class T, int COLUMNS, int STEPS>
-NK_DEVICE void w4a4_fold_low_rank(float (&d)[COLUMNS / 2], u32 up_tile, u32 down_tile) {
-    nk_wgmma_fence();
-#pragma unroll
-    for (int step = 0; step < STEPS; step++) {
-        const u32 offset = (step & 3) * 32;
-        w4a4_fold_wgmma<T, COLUMNS>(d, nk_wgmma_descriptor(up_tile + (step >> 2) * W4A4_WGMMA_ROWS * 128 + offset, 16, 1024),
-                                    nk_wgmma_descriptor(down_tile + (step >> 2) * COLUMNS * 128 + offset, 16, 1024), step > 0);
+/// cp.async.wait_group with a run-time count (0…3).
+NK_DEVICE void w4a4_fold_wait_copies(int pending) {
+    switch (pending) {
+        case 0: nk_cp_async_wait<0>(); break;
+        case 1: nk_cp_async_wait<1>(); break;
+        case 2: nk_cp_async_wait<2>(); break;
+        default: nk_cp_async_wait<3>(); break;
     }
-    nk_wgmma_commit();
-    nk_wgmma_wait<0>();
-    nk_wgmma_pin(d);
 }
 
-/// RANK: the layer's rank, a compile-time multiple of 16 (only `_r32` kernels exist: FLUX's checkpoints; other ranks,
-/// as LoRA merges make them, take the mma.sync kernels).
-template <class T, bool NVFP4, int RANK, int COLUMNS>
+template <class T, bool NVFP4>
 NK_DEVICE void w4a4_fold_expand_wgmma(const u8* __restrict__ qweight, const void* __restrict__ scales,
                                       const float* __restrict__ row_factors, const float* __restrict__ inverse_units,
                                       const u16* __restrict__ proj_up, const u16* __restrict__ down, u8* __restrict__ out,
                                       int n, int k, int, int depth) {
-    static_assert(RANK > 0 && RANK % 16 == 0, "the wgmma expansion needs a compile-time rank");
-    constexpr int rank = RANK, PARTS = COLUMNS / 64, LANE_COLUMNS = 16 * PARTS;   // 16-column parts a lane owns
+    constexpr int rank = 32, PARTS = W4A4_WGMMA_PARTS, GROUP = NVFP4 ? 16 : 64;
+    static_assert(PARTS <= 4, "w4a4_fold_wait_copies waits for at most 3 pending groups");
     extern __shared__ __align__(16) u8 w4a4_fold_shared[];
-    const u32 shared = nk_shared_address(w4a4_fold_shared), base = (shared + 1023u) & ~1023u;
-    constexpr int blocks = (rank + 63) / 64;
-    const u32 up_tile = base, down_tile = base + blocks * W4A4_WGMMA_ROWS * 128;
+    const u32 shared = nk_shared_address(w4a4_fold_shared), base = (shared + 1023u) & ~1023u;   // up, then down's parts
+    u8* const tiles = w4a4_fold_shared + (base - shared);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int first_row = blockIdx.y * W4A4_WGMMA_ROWS, column = blockIdx.x * COLUMNS + LANE_COLUMNS * t;
+    const int first_row = blockIdx.y * 64, first_column = blockIdx.x * (64 * PARTS);
+    const int parts = min(PARTS, (depth - first_column) / 64);
 
-    // 1. The lane's codes (8 bytes per part), group scales, row factors and inverse units (volatile loads: issued
-    //    before the copies).
+    // 1. Per row of the lane and part: its codes (8 bytes), its group scale, the row's factor and inverse unit
+    //    (volatile loads: issued before the copies).
     uint2 words[2][PARTS];
     u32 raw_scales[2][PARTS];
     float factors[2], inverse[2];
@@ -311,70 +306,78 @@ NK_DEVICE void w4a4_fold_expand_wgmma(const u8* __restrict__ qweight, const void
         const int row = min(rows[h], n - 1);
         factors[h] = w4a4_fold_load_f32(row_factors + row);
         inverse[h] = w4a4_fold_load_f32(inverse_units + row);
-        const int at = min(column, k - LANE_COLUMNS);   // K is a multiple of 32: the lane's columns all inside or all past
-        if constexpr (PARTS == 2) {   // one 16-byte load
-            const uint4 both = w4a4_fold_load_u32x4(qweight + (i64)row * (k / 2) + at / 2);
-            words[h][0] = make_uint2(both.x, both.y), words[h][1] = make_uint2(both.z, both.w);
-        } else {
-            words[h][0] = w4a4_fold_load_u32x2(qweight + (i64)row * (k / 2) + at / 2);
-        }
 #pragma unroll
-        for (int m = 0; m < PARTS; m++) {
-            raw_scales[h][m] = NVFP4 ? w4a4_fold_load_u8(reinterpret_cast<const u8*>(scales) + (i64)row * (k / 16) + (at + 16 * m) / 16)
-                                     : w4a4_fold_load_u16(reinterpret_cast<const u16*>(scales) + (i64)row * (k / 64) + (at + 16 * m) / 64);
+        for (int p = 0; p < PARTS; p++) {
+            const int at = min(first_column + 64 * p + 16 * t, k - 16);   // K is a multiple of 16: all 16 inside or past
+            words[h][p] = w4a4_fold_load_u32x2(qweight + (i64)row * (k / 2) + at / 2);
+            raw_scales[h][p] = NVFP4 ? w4a4_fold_load_u8(reinterpret_cast<const u8*>(scales) + (i64)row * (k / 16) + at / 16)
+                                     : w4a4_fold_load_u16(reinterpret_cast<const u16*>(scales) + (i64)row * (k / 64) + at / 64);
         }
     }
-    // 2. The tiles: proj_up's 64 rows and down's COLUMNS columns (zero past N and K), by cp.async.
-    constexpr int chunks = rank / 8;
-    for (int i = threadIdx.x; i < W4A4_WGMMA_ROWS * chunks; i += 128) {
-        const int local = i / chunks, c = i - local * chunks, row = first_row + local;
-        w4a4_fold_copy_async(w4a4_fold_shared + (up_tile - shared) + w4a4_fold_swizzled(local, c, W4A4_WGMMA_ROWS),
-                             proj_up + (i64)min(row, n - 1) * rank + 8 * c, row < n ? 16 : 0);
+    // 2. The tiles by cp.async (zero past N and K): up with part 0's down tile, then one group per further part.
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+        const int i = threadIdx.x + 128 * j, local = i >> 2, c = i & 3, row = first_row + local;
+        w4a4_fold_copy_async(tiles + w4a4_fold_swizzled(local, c), proj_up + (i64)min(row, n - 1) * rank + 8 * c, row < n ? 16 : 0);
     }
-    for (int i = threadIdx.x; i < COLUMNS * chunks; i += 128) {
-        const int local = i / chunks, c = i - local * chunks, source = blockIdx.x * COLUMNS + local;
-        const int within = local % LANE_COLUMNS, accumulator_column = 8 * (within >> 1) + 2 * (local / LANE_COLUMNS) + (local & 1);
-        w4a4_fold_copy_async(w4a4_fold_shared + (down_tile - shared) + w4a4_fold_swizzled(accumulator_column, c, COLUMNS),
-                             down + (i64)min(source, k - 1) * rank + 8 * c, source < k ? 16 : 0);
+#pragma unroll
+    for (int p = 0; p < PARTS; p++) {
+        if (p < parts) {
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                const int i = threadIdx.x + 128 * j, local = i >> 2, c = i & 3, source = first_column + 64 * p + local;
+                const int within = local & 15, accumulator_column = 8 * (within >> 1) + 2 * (local >> 4) + (local & 1);
+                w4a4_fold_copy_async(tiles + W4A4_WGMMA_TILE_BYTES * (p + 1) + w4a4_fold_swizzled(accumulator_column, c),
+                                     down + (i64)min(source, k - 1) * rank + 8 * c, source < k ? 16 : 0);
+            }
+        }
+        nk_cp_async_commit();
     }
-    nk_cp_async_commit();
     float scale_factors[2][PARTS];
 #pragma unroll
     for (int h = 0; h < 2; h++)
 #pragma unroll
-        for (int m = 0; m < PARTS; m++) {
-            const bool inside = column < k;
-            const float scale = NVFP4 ? nk_e4m3_value(raw_scales[h][m]) : T::to_float((u16)raw_scales[h][m]);
-            scale_factors[h][m] = inside ? scale * factors[h] : 0.0f;
-            if (!inside) words[h][m] = make_uint2(0u, 0u);
+        for (int p = 0; p < PARTS; p++) {
+            const bool inside = first_column + 64 * p + 16 * t < k;
+            const float scale = NVFP4 ? nk_e4m3_value(raw_scales[h][p]) : T::to_float((u16)raw_scales[h][p]);
+            scale_factors[h][p] = inside ? scale * factors[h] : 0.0f;
+            if (!inside) words[h][p] = make_uint2(0u, 0u);
         }
-    nk_cp_async_wait<0>();
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");   // the copies, visible to the tensor cores
-    __syncthreads();
 
-    // 3. L = up · downᵀ for the tile.
-    float accumulators[COLUMNS / 2];
-    w4a4_fold_low_rank<T, COLUMNS, RANK / 16>(accumulators, up_tile, down_tile);
-
-    // 4. w8 = e4m3(fma(v, s · f, L) · inverse_unit) for the lane's two rows: column C·t + 16m + x is accumulator
-    //    column 8(8m + x/2) + 2t + x mod 2, element 4(8m + x/2) + 2h + x mod 2 of the lane's.
+    // 3. Per part: L = up · downᵀ on the tensor cores, then w8 = e4m3(fma(v, s · f, L) · inverse_unit) for the lane's
+    //    two rows: column 16t + x of the part is element 4(x/2) + 2h + x mod 2 of the lane's accumulators.
 #pragma unroll
-    for (int h = 0; h < 2; h++)
+    for (int p = 0; p < PARTS; p++) {
+        if (p >= parts) break;
+        w4a4_fold_wait_copies(PARTS - 1 - p);
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");   // the copies, visible to the tensor cores
+        __syncthreads();
+        float accumulators[32];
+        nk_wgmma_fence();
 #pragma unroll
-        for (int m = 0; m < PARTS; m++) {
+        for (int step = 0; step < rank / 16; step++)
+            w4a4_fold_wgmma<T>(accumulators, w4a4_fold_descriptor(base + 32 * step),
+                               w4a4_fold_descriptor(base + W4A4_WGMMA_TILE_BYTES * (p + 1) + 32 * step), step > 0);
+        nk_wgmma_commit();
+        nk_wgmma_wait<0>();
+        nk_wgmma_pin(accumulators);
+        const int column = first_column + 64 * p + 16 * t;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
             float v[16];
-            w4a4_fold_code_values<NVFP4>(words[h][m].x, words[h][m].y, v);
-            float factor[4];
-#pragma unroll
-            for (int i = 0; i < 4; i++) factor[i] = NVFP4 ? scale_factors[h][m] : scale_factors[h][m] * (1.0f / (float)(1 << (4 * i)));
+            w4a4_fold_code_values<NVFP4>(words[h][p].x, words[h][p].y, v);
             float w[16];
 #pragma unroll
-            for (int x = 0; x < 16; x++) w[x] = fmaf(v[x], factor[x % 4], accumulators[4 * (8 * m + x / 2) + 2 * h + (x % 2)]) * inverse[h];
-            if (rows[h] < n && column + 16 * m < depth)
-                *reinterpret_cast<uint4*>(out + (i64)rows[h] * depth + column + 16 * m) =
+            for (int x = 0; x < 16; x++) {
+                const float factor = NVFP4 ? scale_factors[h][p] : scale_factors[h][p] * (1.0f / (float)(1 << (4 * (x % 4))));
+                w[x] = fmaf(v[x], factor, accumulators[4 * (x / 2) + 2 * h + (x % 2)]) * inverse[h];
+            }
+            if (rows[h] < n)
+                *reinterpret_cast<uint4*>(out + (i64)rows[h] * depth + column) =
                     make_uint4(nk_e4m3_pack4(w[0], w[1], w[2], w[3]), nk_e4m3_pack4(w[4], w[5], w[6], w[7]),
                                nk_e4m3_pack4(w[8], w[9], w[10], w[11]), nk_e4m3_pack4(w[12], w[13], w[14], w[15]));
         }
+    }
 }
 #endif  // NK_HAS_WGMMA
 
@@ -394,18 +397,16 @@ NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_nvfp
 NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_nvfp4_f16(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKFloat16, true, W4A4_FOLD_SUBTILES, 0>(W4A4_FOLD_PASS); }
 NK_KERNEL void __launch_bounds__(W4A4_FOLD_THREADS) w4a4_fp8_expand_weights_nvfp4_f16_r32(W4A4_FOLD_ARGS) { w4a4_fold_expand<NKFloat16, true, W4A4_FOLD_SUBTILES, 32>(W4A4_FOLD_PASS); }
 
-// The Hopper forms (sm_90a only; empty elsewhere, where the host never picks them), at rank 32: INT4 64 columns a
-// block (64 registers), NVFP4 128, held to 96 registers (5 blocks a multiprocessor; with the 128 it takes unbounded
-// it ran 4–7 % slower on an H100).
+// The Hopper forms (sm_90a only; empty elsewhere, where the host never picks them), at rank 32.
 #if defined(NK_HAS_WGMMA)
-#define W4A4_FOLD_WGMMA(T, NVFP4, RANK) w4a4_fold_expand_wgmma<T, NVFP4, RANK, NVFP4 ? 128 : 64>(W4A4_FOLD_PASS);
+#define W4A4_FOLD_WGMMA(T, NVFP4) w4a4_fold_expand_wgmma<T, NVFP4>(W4A4_FOLD_PASS);
 #else
-#define W4A4_FOLD_WGMMA(T, NVFP4, RANK)
+#define W4A4_FOLD_WGMMA(T, NVFP4)
 #endif
-NK_KERNEL void __launch_bounds__(128) w4a4_fp8_expand_weights_wgmma_int4_bf16_r32(W4A4_FOLD_ARGS) { W4A4_FOLD_WGMMA(NKBFloat16, false, 32) }
-NK_KERNEL void __launch_bounds__(128) w4a4_fp8_expand_weights_wgmma_int4_f16_r32(W4A4_FOLD_ARGS) { W4A4_FOLD_WGMMA(NKFloat16, false, 32) }
-NK_KERNEL void __launch_bounds__(128, 5) w4a4_fp8_expand_weights_wgmma_nvfp4_bf16_r32(W4A4_FOLD_ARGS) { W4A4_FOLD_WGMMA(NKBFloat16, true, 32) }
-NK_KERNEL void __launch_bounds__(128, 5) w4a4_fp8_expand_weights_wgmma_nvfp4_f16_r32(W4A4_FOLD_ARGS) { W4A4_FOLD_WGMMA(NKFloat16, true, 32) }
+NK_KERNEL void __launch_bounds__(128) w4a4_fp8_expand_weights_wgmma_int4_bf16_r32(W4A4_FOLD_ARGS) { W4A4_FOLD_WGMMA(NKBFloat16, false) }
+NK_KERNEL void __launch_bounds__(128) w4a4_fp8_expand_weights_wgmma_int4_f16_r32(W4A4_FOLD_ARGS) { W4A4_FOLD_WGMMA(NKFloat16, false) }
+NK_KERNEL void __launch_bounds__(128) w4a4_fp8_expand_weights_wgmma_nvfp4_bf16_r32(W4A4_FOLD_ARGS) { W4A4_FOLD_WGMMA(NKBFloat16, true) }
+NK_KERNEL void __launch_bounds__(128) w4a4_fp8_expand_weights_wgmma_nvfp4_f16_r32(W4A4_FOLD_ARGS) { W4A4_FOLD_WGMMA(NKFloat16, true) }
 
 // The gated epilogue's channel vectors, made per forward (FLUX's gated residual `x + gate ⊙ layer(a)` folded into
 // the FP8 GEMM, whose C is x): scales_out[n] = channel_scales[n] · gate[n] in fp32, and when bias is given

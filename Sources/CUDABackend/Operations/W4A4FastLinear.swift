@@ -208,8 +208,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
             throw NunchakuError.invalidArgument(context: "\(op) output", reason: "\(buffer.byteCount) bytes for \(foldedByteCount)")
         }
         let hopper = engine.expandsWithWGMMA
-        let launch = Self.expansionLaunch(precision: parameters.precision, outFeatures: n, depth: depth, rank: parameters.rank,
-                                          hopper: hopper)
+        let launch = Self.expansionLaunch(outFeatures: n, depth: depth, rank: parameters.rank, hopper: hopper)
         let kernel = try engine.context.kernels.kernel(
             Self.expansionKernel(precision: parameters.precision, type: activationDType, rank: parameters.rank, hopper: hopper))
         try kernel.setMaxDynamicSharedMemory(launch.sharedBytes)
@@ -220,26 +219,30 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
                         .int32(Int32(parameters.rank)), .int32(Int32(depth))])
     }
 
+    /// Columns of the scratch per block of the wgmma expansion kernels: W4A4_WGMMA_PARTS (3) parts of 64. On an H100 3
+    /// parts ran INT4 1.18–1.39× the one-part kernel, 2 and 4 parts in between (docs/hopper.md "Session 15").
+    static let wgmmaColumnsPerBlock = 192
+
     /// The expansion kernel for a layer: w4a4_fp8_weights.cu compiles rank 32 (FLUX's checkpoints) as a constant in
     /// its `_r32` kernels (5–7 % faster on an H200, docs/hopper.md "Session 11"), and on Hopper (`hopper`: kernels built
-    /// for sm_90a) as its `_wgmma_…_r32` kernels (INT4 0.99–1.42×, NVFP4 1.13–1.50× on an H100, "Session 14"); other
-    /// ranks take the general mma.sync ones.
+    /// for sm_90a) as its `_wgmma_…_r32` kernels (docs/hopper.md "Session 14", "Session 15"); other ranks take the
+    /// general mma.sync ones.
     static func expansionKernel(precision: SVDQuantPrecision, type: ActivationDType, rank: Int, hopper: Bool) -> String {
         let form = rank == 32 && hopper ? "wgmma_" : ""
         return "w4a4_fp8_expand_weights_\(form)\(precision == .nvfp4 ? "nvfp4" : "int4")_\(type)\(rank == 32 ? "_r32" : "")"
     }
 
     /// The geometry of w4a4_fp8_weights.cu (scripts/w4a4_expand_bench.py mirrors it). The wgmma kernels (rank 32 on
-    /// Hopper): one warpgroup per 64 rows × 64 (INT4) or 128 (NVFP4) columns, each the faster on an H100 (docs/hopper.md
-    /// "Session 14"); shared memory for ⌈R/64⌉ 128-byte rows of up (64) and down (the columns) plus 1024 bytes of
-    /// alignment slack. The others: one block of 256 threads per 128 rows × 256 columns of the scratch (measured on an
-    /// H200 against 128 columns: 54.6 against 62.6 µs at N = 21504, K = 3072; "Session 9"); dynamic shared memory for the
-    /// block's rows of `smoothedProjDown` (256) and `projUp` (128), R 16-bit values a row.
-    static func expansionLaunch(precision: SVDQuantPrecision, outFeatures: Int, depth: Int, rank: Int,
-                                hopper: Bool) -> (grid: CUDADim3, threads: Int, sharedBytes: Int) {
+    /// Hopper): one warpgroup per 64 rows × `wgmmaColumnsPerBlock` columns; shared memory for the 4 KB tiles of up and of
+    /// each 64-column part's down plus 1024 bytes of alignment slack. The others: one block of 256 threads per 128 rows ×
+    /// 256 columns of the scratch (measured on an H200 against 128 columns: 54.6 against 62.6 µs at N = 21504, K = 3072;
+    /// "Session 9"); dynamic shared memory for the block's rows of `smoothedProjDown` (256) and `projUp` (128), R 16-bit
+    /// values a row.
+    static func expansionLaunch(outFeatures: Int, depth: Int, rank: Int, hopper: Bool) -> (grid: CUDADim3, threads: Int, sharedBytes: Int) {
         if rank == 32 && hopper {
-            let columns = precision == .nvfp4 ? 128 : 64
-            return (CUDADim3(depth / columns, (outFeatures + 63) / 64), 128, (rank + 63) / 64 * (64 + columns) * 128 + 1024)
+            let parts = wgmmaColumnsPerBlock / 64
+            return (CUDADim3((depth + wgmmaColumnsPerBlock - 1) / wgmmaColumnsPerBlock, (outFeatures + 63) / 64), 128,
+                    4096 * (1 + parts) + 1024)
         }
         let rowsPerBlock = 128, columnsPerBlock = 256
         return (CUDADim3((depth + columnsPerBlock - 1) / columnsPerBlock, (outFeatures + rowsPerBlock - 1) / rowsPerBlock), 256,
