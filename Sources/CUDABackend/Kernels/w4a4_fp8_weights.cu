@@ -270,6 +270,11 @@ NK_DEVICE u64 w4a4_fold_descriptor(u32 address) {
     return (u64)((address >> 4) & 0x3FFFu) | (1ull << 16) | ((u64)(512 >> 4) << 32) | (2ull << 62);
 }
 
+/// `w4a4_fold_copy_async` to a 32-bit shared-memory address.
+NK_DEVICE void w4a4_fold_copy_async_shared(u32 destination, const void* source, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(destination), "l"(source), "r"(bytes) : "memory");
+}
+
 /// cp.async.wait_group with a run-time count (0…3).
 NK_DEVICE void w4a4_fold_wait_copies(int pending) {
     switch (pending) {
@@ -285,11 +290,10 @@ NK_DEVICE void w4a4_fold_expand_wgmma(const u8* __restrict__ qweight, const void
                                       const float* __restrict__ row_factors, const float* __restrict__ inverse_units,
                                       const u16* __restrict__ proj_up, const u16* __restrict__ down, u8* __restrict__ out,
                                       int n, int k, int, int depth) {
-    constexpr int rank = 32, PARTS = W4A4_WGMMA_PARTS, GROUP = NVFP4 ? 16 : 64;
+    constexpr int rank = 32, PARTS = W4A4_WGMMA_PARTS;
     static_assert(PARTS <= 4, "w4a4_fold_wait_copies waits for at most 3 pending groups");
     extern __shared__ __align__(16) u8 w4a4_fold_shared[];
     const u32 shared = nk_shared_address(w4a4_fold_shared), base = (shared + 1023u) & ~1023u;   // up, then down's parts
-    u8* const tiles = w4a4_fold_shared + (base - shared);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int first_row = blockIdx.y * 64, first_column = blockIdx.x * (64 * PARTS);
     const int parts = min(PARTS, (depth - first_column) / 64);
@@ -303,32 +307,38 @@ NK_DEVICE void w4a4_fold_expand_wgmma(const u8* __restrict__ qweight, const void
 #pragma unroll
     for (int h = 0; h < 2; h++) {
         rows[h] = first_row + warp * 16 + g + 8 * h;
-        const int row = min(rows[h], n - 1);
+        const u32 row = (u32)min(rows[h], n - 1), width = (u32)k;   // unsigned: the divisions below are shifts
         factors[h] = w4a4_fold_load_f32(row_factors + row);
         inverse[h] = w4a4_fold_load_f32(inverse_units + row);
+        const u8* const row_codes = qweight + (u64)row * (width / 2);
+        const u8* const row_scales = reinterpret_cast<const u8*>(scales) + (u64)row * (NVFP4 ? width / 16 : width / 64 * 2);
 #pragma unroll
         for (int p = 0; p < PARTS; p++) {
-            const int at = min(first_column + 64 * p + 16 * t, k - 16);   // K is a multiple of 16: all 16 inside or past
-            words[h][p] = w4a4_fold_load_u32x2(qweight + (i64)row * (k / 2) + at / 2);
-            raw_scales[h][p] = NVFP4 ? w4a4_fold_load_u8(reinterpret_cast<const u8*>(scales) + (i64)row * (k / 16) + at / 16)
-                                     : w4a4_fold_load_u16(reinterpret_cast<const u16*>(scales) + (i64)row * (k / 64) + at / 64);
+            const u32 at = min((u32)(first_column + 64 * p + 16 * t), width - 16);   // K is a multiple of 16: all 16 inside or past
+            words[h][p] = w4a4_fold_load_u32x2(row_codes + at / 2);
+            raw_scales[h][p] = NVFP4 ? w4a4_fold_load_u8(row_scales + at / 16)
+                                     : w4a4_fold_load_u16(reinterpret_cast<const u16*>(row_scales) + at / 64);
         }
     }
     // 2. The tiles by cp.async (zero past N and K): up with part 0's down tile, then one group per further part.
+    //    Thread i copies chunk i mod 4 of rows (columns) i/4 and i/4 + 32, at the same offsets in every part.
+    const int chunk = threadIdx.x & 3;
+    u32 down_offsets[2];
 #pragma unroll
     for (int j = 0; j < 2; j++) {
-        const int i = threadIdx.x + 128 * j, local = i >> 2, c = i & 3, row = first_row + local;
-        w4a4_fold_copy_async(tiles + w4a4_fold_swizzled(local, c), proj_up + (i64)min(row, n - 1) * rank + 8 * c, row < n ? 16 : 0);
+        const int local = (threadIdx.x >> 2) + 32 * j, row = first_row + local, within = local & 15;
+        w4a4_fold_copy_async_shared(base + w4a4_fold_swizzled(local, chunk), proj_up + (u32)min(row, n - 1) * (u32)rank + 8 * chunk,
+                                    row < n ? 16 : 0);
+        down_offsets[j] = w4a4_fold_swizzled(8 * (within >> 1) + 2 * (local >> 4) + (local & 1), chunk);
     }
 #pragma unroll
     for (int p = 0; p < PARTS; p++) {
         if (p < parts) {
 #pragma unroll
             for (int j = 0; j < 2; j++) {
-                const int i = threadIdx.x + 128 * j, local = i >> 2, c = i & 3, source = first_column + 64 * p + local;
-                const int within = local & 15, accumulator_column = 8 * (within >> 1) + 2 * (local >> 4) + (local & 1);
-                w4a4_fold_copy_async(tiles + W4A4_WGMMA_TILE_BYTES * (p + 1) + w4a4_fold_swizzled(accumulator_column, c),
-                                     down + (i64)min(source, k - 1) * rank + 8 * c, source < k ? 16 : 0);
+                const int source = first_column + 64 * p + (threadIdx.x >> 2) + 32 * j;
+                w4a4_fold_copy_async_shared(base + W4A4_WGMMA_TILE_BYTES * (p + 1) + down_offsets[j],
+                                            down + (u32)min(source, k - 1) * (u32)rank + 8 * chunk, source < k ? 16 : 0);
             }
         }
         nk_cp_async_commit();

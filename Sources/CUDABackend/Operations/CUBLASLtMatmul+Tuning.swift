@@ -6,30 +6,39 @@ typealias TuningOperands = (x: CUdeviceptr, weight: CUdeviceptr, bias: CUdevicep
 extension CUBLASLtMatmul {
     /// How many of the heuristic's proposals tuning times.
     static let tuningCandidates = 8
-    /// Timed launches per candidate, after one warm-up launch.
-    static let tuningRepetitions = 3
+    /// Rounds of timing: each round times every candidate once, so a clock that drifts during tuning (a GPU warming up
+    /// from idle) slows every candidate alike instead of the first ones timed.
+    static let tuningRounds = 3
+    /// Launches per candidate and round, between two events.
+    static let tuningLaunchesPerRound = 2
 
-    /// The fastest of `candidates` (heuristic results) for `plan` on `operands`, each launched once to warm up and
-    /// then `tuningRepetitions` times between two events on `stream`, into a scratch output from the pool (also C
-    /// when the problem accumulates: its values do not matter for the time). Candidates cuBLASLt refuses at launch
-    /// are skipped. Waits for `stream` (so never called during a graph capture).
+    /// The fastest of `candidates` (heuristic results) for `plan` on `operands`: each launched once to warm up, then
+    /// timed round robin, `tuningRounds` rounds of `tuningLaunchesPerRound` launches between two events on `stream`,
+    /// and ranked by its fastest round. The output is a scratch from the pool (also C when the problem accumulates: its
+    /// values do not matter for the time). Candidates cuBLASLt refuses at launch are skipped. Waits for `stream` (so
+    /// never called during a graph capture).
     func fastest(_ candidates: [[UInt8]], plan: Plan, key: CUBLASLtProblem, operands: TuningOperands, stream: CUDAStream) throws -> [UInt8] {
         let scratch = try context.memoryPool.allocate(byteCount: key.m * key.n * key.dtype.byteCount(forElements: 1), stream: stream)
-        let (start, end) = (try context.makeEvent(), try context.makeEvent())
-        var best: (milliseconds: Double, candidate: [UInt8])?
-        for candidate in candidates {
-            func launch() -> Bool {
-                matmul(plan, algorithm: candidate, x: operands.x, weight: operands.weight, output: scratch.address,
-                       accumulate: key.accumulate, stream: stream) == CUBLASLtConstant.success
-            }
-            guard launch() else { continue }
-            try stream.record(start)
-            guard (0..<Self.tuningRepetitions).allSatisfy({ _ in launch() }) else { continue }
-            try stream.record(end)
-            try end.synchronize()
-            let milliseconds = try end.milliseconds(since: start)
-            if milliseconds < best?.milliseconds ?? .infinity { best = (milliseconds, candidate) }
+        func launch(_ candidate: [UInt8]) -> Bool {
+            matmul(plan, algorithm: candidate, x: operands.x, weight: operands.weight, output: scratch.address,
+                   accumulate: key.accumulate, stream: stream) == CUBLASLtConstant.success
         }
-        return best?.candidate ?? candidates[0]
+        let usable = candidates.filter { launch($0) }
+        var best = [Double](repeating: .infinity, count: usable.count)
+        let events = try usable.map { _ in (try context.makeEvent(), try context.makeEvent()) }
+        for _ in 0..<Self.tuningRounds {
+            var launched = [Bool](repeating: true, count: usable.count)
+            for (index, candidate) in usable.enumerated() {
+                try stream.record(events[index].0)
+                launched[index] = (0..<Self.tuningLaunchesPerRound).allSatisfy { _ in launch(candidate) }
+                try stream.record(events[index].1)
+            }
+            try stream.synchronize()
+            for index in usable.indices where launched[index] {
+                best[index] = min(best[index], try events[index].1.milliseconds(since: events[index].0))
+            }
+        }
+        guard let fastest = usable.indices.filter({ best[$0].isFinite }).min(by: { best[$0] < best[$1] }) else { return candidates[0] }
+        return usable[fastest]
     }
 }
