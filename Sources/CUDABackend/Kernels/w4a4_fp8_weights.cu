@@ -36,10 +36,14 @@
 #define W4A4_FOLD_COLUMNS 128
 // 128-column parts of a block, each its own copy group: the first part's math overlaps the second's copy.
 #define W4A4_FOLD_SUBTILES 2
-/// Starts copying the first `bytes` (0…16) of 16 bytes from global to shared memory, zero-filling the rest.
+/// Starts copying the first `bytes` (0…16) of 16 bytes from global to the shared-memory address `destination`,
+/// zero-filling the rest.
+NK_DEVICE void w4a4_fold_copy_async_shared(u32 destination, const void* source, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(destination), "l"(source), "r"(bytes) : "memory");
+}
+/// `w4a4_fold_copy_async_shared` to a generic pointer into shared memory.
 NK_DEVICE void w4a4_fold_copy_async(void* destination, const void* source, int bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
-                 :: "r"(nk_shared_address(destination)), "l"(source), "r"(bytes) : "memory");
+    w4a4_fold_copy_async_shared(nk_shared_address(destination), source, bytes);
 }
 
 /// Read-only loads as volatile asm: issued where they are written (before the wait for the shared-memory copies).
@@ -268,11 +272,6 @@ NK_DEVICE u32 w4a4_fold_swizzled(int row, int chunk) { return row * 64 + ((chunk
 /// The wgmma descriptor of a K-major tile of 64-byte rows with the 64-byte swizzle (groups of 8 rows 512 bytes apart).
 NK_DEVICE u64 w4a4_fold_descriptor(u32 address) {
     return (u64)((address >> 4) & 0x3FFFu) | (1ull << 16) | ((u64)(512 >> 4) << 32) | (2ull << 62);
-}
-
-/// `w4a4_fold_copy_async` to a 32-bit shared-memory address.
-NK_DEVICE void w4a4_fold_copy_async_shared(u32 destination, const void* source, int bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(destination), "l"(source), "r"(bytes) : "memory");
 }
 
 /// cp.async.wait_group with a run-time count (0…3).
