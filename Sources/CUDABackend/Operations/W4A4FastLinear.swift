@@ -219,8 +219,9 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
                         .int32(Int32(parameters.rank)), .int32(Int32(depth))])
     }
 
-    /// Columns of the scratch per block of the wgmma expansion kernels: W4A4_WGMMA_PARTS (3) parts of 64. On an H100 3
-    /// parts ran INT4 1.18–1.39× the one-part kernel, 2 and 4 parts in between (docs/hopper.md "Session 15").
+    /// Columns of the scratch per block of the wgmma expansion kernels: W4A4_WGMMA_PARTS (3) parts of 64. On an H100,
+    /// INT4, 3 parts ran 1.04–1.13× one part of the same kernel; 2 parts were level with 3 but at 3072², 4 slower
+    /// (docs/hopper.md "Session 15").
     static let wgmmaColumnsPerBlock = 192
 
     /// The expansion kernel for a layer: w4a4_fp8_weights.cu compiles rank 32 (FLUX's checkpoints) as a constant in
