@@ -78,6 +78,12 @@ struct CUDADriverAPI: @unchecked Sendable {
         UnsafePointer<UInt32>?, UnsafePointer<UInt32>?, Int32, Int32, Int32, Int32) -> CUresult
     let cuTensorMapEncodeTiled: TensorMapEncodeTiled?
 
+    /// `cuLaunchKernelEx(config, function, kernelParams, extra)`: `config` points at a `CUlaunchConfig`
+    /// (`CUDALaunchConfiguration`). Nil with a driver older than CUDA 12.
+    typealias LaunchKernelEx = @convention(c) (
+        UnsafeRawPointer?, CUfunction?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> CUresult
+    let cuLaunchKernelEx: LaunchKernelEx?
+
     /// Resolves every entry point from `library`.
     /// - Throws: `NunchakuError.symbolNotFound` naming the first symbol the library lacks.
     init(library: DynamicLibrary) throws {
@@ -141,5 +147,6 @@ struct CUDADriverAPI: @unchecked Sendable {
         cuFuncSetAttribute = try resolve("cuFuncSetAttribute")
         cuLaunchKernel = try resolve("cuLaunchKernel")
         cuTensorMapEncodeTiled = library.address(of: "cuTensorMapEncodeTiled").map { unsafeBitCast($0, to: TensorMapEncodeTiled.self) }
+        cuLaunchKernelEx = library.address(of: "cuLaunchKernelEx").map { unsafeBitCast($0, to: LaunchKernelEx.self) }
     }
 }

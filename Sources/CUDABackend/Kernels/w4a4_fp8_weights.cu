@@ -381,6 +381,9 @@ NK_DEVICE void w4a4_fold_expand_wgmma(const u8* __restrict__ qweight, const void
                 const float factor = NVFP4 ? scale_factors[h][p] : scale_factors[h][p] * (1.0f / (float)(1 << (4 * (x % 4))));
                 w[x] = fmaf(v[x], factor, accumulators[4 * (x / 2) + 2 * h + (x % 2)]) * inverse[h];
             }
+            // Launched as a programmatic dependent (`overlappingPredecessor`), everything above (weights only, which no
+            // kernel writes) overlaps the end of the kernel before; the scratch may still be read by it.
+            if (p == 0 && h == 0) asm volatile("griddepcontrol.wait;" ::: "memory");
             if (rows[h] < n)
                 *reinterpret_cast<uint4*>(out + (i64)rows[h] * depth + column) =
                     make_uint4(nk_e4m3_pack4(w[0], w[1], w[2], w[3]), nk_e4m3_pack4(w[4], w[5], w[6], w[7]),

@@ -55,6 +55,7 @@ public final class CUDAW4A4FastEngine: Sendable {
     /// Whether this GPU's kernels are built for sm_90a, the one target with the wgmma expansion kernels.
     private let hasWGMMAExpansion: Bool
     nonisolated(unsafe) private var wgmmaExpansion: Bool
+    nonisolated(unsafe) private var earlyExpansion = true
     nonisolated(unsafe) private var fp8Accumulation: FP8Accumulation
     private let lock = CUDALock()
     nonisolated(unsafe) private var sharedInputs = true
@@ -140,6 +141,16 @@ public final class CUDAW4A4FastEngine: Sendable {
     public var expandsWithWGMMA: Bool {
         get { lock.withLock { wgmmaExpansion } }
         set { lock.withLock { wgmmaExpansion = newValue && hasWGMMAExpansion } }
+    }
+
+    /// Whether a layer's in-line weight expansion on the Hopper kernels (`expandsWithWGMMA`) is launched as a
+    /// programmatic dependent of the kernel queued before it (`CUDAKernel.launch(…overlappingPredecessor:)`): its
+    /// blocks start as that kernel's blocks finish, load the layer's 4-bit weights and compute the low-rank tile,
+    /// and wait for that kernel to complete only before their first store (the scratch may still be read by it). On
+    /// by default; the results are bit for bit the same. Expansions on the prefetch side streams launch plainly.
+    public var launchesExpansionsEarly: Bool {
+        get { lock.withLock { earlyExpansion } }
+        set { lock.withLock { earlyExpansion = newValue } }
     }
 
     /// Whether the models that hold these layers queue the weight expansions of the layers that follow an attention

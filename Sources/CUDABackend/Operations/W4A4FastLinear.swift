@@ -138,7 +138,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
             try stream.wait(for: ready)
             try multiply(activations, weightBuffer: slot, gelu: gelu, accumulate: accumulate, channels: channels, into: output, stream: stream)
         case let .inLine(slot):
-            try expandWeights(into: slot, stream: stream)
+            try expandWeights(into: slot, stream: stream, overlappingPredecessor: true)
             try multiply(activations, weightBuffer: slot, gelu: gelu, accumulate: accumulate, channels: channels, into: output, stream: stream)
         case .pool:
             try multiply(activations, weightBuffer: try foldedWeights(stream: stream).buffer, gelu: gelu, accumulate: accumulate,
@@ -194,14 +194,15 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
         let n = outFeatures, depth = parameters.gemmDepth
         guard folded.shape == [n, depth] else { throw NunchakuError.shapeMismatch(context: "\(op) output", expected: [n, depth], actual: folded.shape) }
         try W4A4OperandCheck.tensor(folded, dtype: .u8, op, "output")
-        try expandWeights(into: folded.buffer, stream: stream ?? folded.buffer.workStream)
+        try expandWeights(into: folded.buffer, stream: stream ?? folded.buffer.workStream, overlappingPredecessor: true)
     }
 
     /// The bytes of the folded weights [N, depth].
     var foldedByteCount: Int { outFeatures * parameters.gemmDepth }
 
-    /// Step 2 into the first `foldedByteCount` bytes of `buffer` (a pool scratch or a prefetch slot).
-    func expandWeights(into buffer: DeviceBuffer, stream: CUDAStream) throws {
+    /// Step 2 into the first `foldedByteCount` bytes of `buffer` (a pool scratch or a prefetch slot); with
+    /// `overlappingPredecessor`, the Hopper kernels launch early while `engine.launchesExpansionsEarly` is on.
+    func expandWeights(into buffer: DeviceBuffer, stream: CUDAStream, overlappingPredecessor: Bool) throws {
         let op = "\(name) fast W4A4 weights"
         let n = outFeatures, depth = parameters.gemmDepth
         guard buffer.byteCount >= foldedByteCount else {
@@ -216,7 +217,8 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
             grid: launch.grid, block: CUDADim3(launch.threads), sharedMemoryBytes: launch.sharedBytes, stream: stream,
             arguments: [qweight.argument, groupScales.argument, rowFactors.argument, inverseUnits.argument, projUp.argument,
                         smoothedProjDown.argument, buffer.argument, .int32(Int32(n)), .int32(Int32(inFeatures)),
-                        .int32(Int32(parameters.rank)), .int32(Int32(depth))])
+                        .int32(Int32(parameters.rank)), .int32(Int32(depth))],
+            overlappingPredecessor: overlappingPredecessor && hopper && parameters.rank == 32 && engine.launchesExpansionsEarly)
     }
 
     /// Columns of the scratch per block of the wgmma expansion kernels: W4A4_WGMMA_PARTS (3) parts of 64. On an H100,

@@ -182,7 +182,7 @@ final class CUDAW4A4WeightPrefetcher: @unchecked Sendable {
     private func queueExpansion(of layer: CUDASVDQW4A4FastLinear, into target: Int, after origin: CUDAStream, requested: Bool) throws {
         try origin.record(forkEvent)
         try sideStream.wait(for: forkEvent)
-        try layer.expandWeights(into: slots[target], stream: sideStream)
+        try layer.expandWeights(into: slots[target], stream: sideStream, overlappingPredecessor: false)
         try sideStream.record(readyEvents[target])
         pending[target] = (layer, readyEvents[target], requested)
         prefetches += 1

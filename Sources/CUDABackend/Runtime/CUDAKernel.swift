@@ -26,10 +26,15 @@ public struct CUDAKernel: @unchecked Sendable {
     /// - Parameters:
     ///   - sharedMemoryBytes: dynamic shared memory per block; above 48 KiB call `setMaxDynamicSharedMemory` first.
     ///   - arguments: one value per kernel parameter, in order, matching the C++ types.
+    ///   - overlappingPredecessor: programmatic dependent launch (sm_90+): the kernel's blocks may start while the
+    ///     kernel queued before it on `stream` is still running (as that kernel's blocks exit, or once they all execute
+    ///     `griddepcontrol.launch_dependents`). Only for kernels that execute `griddepcontrol.wait` before they write
+    ///     any memory and before they read memory that earlier work on the stream writes; a plain launch where the
+    ///     driver lacks `cuLaunchKernelEx` (the results are the same, only later).
     /// - Throws: `CUDAError.invalidArgument` for empty or oversized dimensions, `.driverCall` naming the kernel when the
     ///   driver refuses the launch. Faults inside the kernel surface at the next synchronisation.
     public func launch(grid: CUDADim3, block: CUDADim3, sharedMemoryBytes: Int = 0, stream: CUDAStream,
-                       arguments: [KernelArgument]) throws {
+                       arguments: [KernelArgument], overlappingPredecessor: Bool = false) throws {
         let dimensions = [grid.x, grid.y, grid.z, block.x, block.y, block.z]
         guard dimensions.allSatisfy({ $0 > 0 && $0 <= Int(UInt32.max) }), sharedMemoryBytes >= 0,
               sharedMemoryBytes <= Int(UInt32.max) else {
@@ -41,12 +46,19 @@ public struct CUDAKernel: @unchecked Sendable {
         }
         let pack = try KernelArgumentPack(arguments)
         try handle.makeCurrent()
+        let api = handle.driver.api
+        let dependentLaunch = overlappingPredecessor ? api.cuLaunchKernelEx : nil
         let result = pack.withParameterPointers { parameters in
-            handle.driver.api.cuLaunchKernel(
-                function, UInt32(grid.x), UInt32(grid.y), UInt32(grid.z), UInt32(block.x), UInt32(block.y), UInt32(block.z),
-                UInt32(sharedMemoryBytes), stream.stream, parameters, nil)
+            guard let dependentLaunch else {
+                return api.cuLaunchKernel(
+                    function, UInt32(grid.x), UInt32(grid.y), UInt32(grid.z), UInt32(block.x), UInt32(block.y), UInt32(block.z),
+                    UInt32(sharedMemoryBytes), stream.stream, parameters, nil)
+            }
+            return CUDALaunchConfiguration(grid: grid, block: block, sharedMemoryBytes: sharedMemoryBytes, stream: stream.stream)
+                .withDependentLaunchConfiguration { dependentLaunch($0, function, parameters, nil) }
         }
-        try handle.driver.check(result, "cuLaunchKernel(\(name), grid \(grid), block \(block), shared \(sharedMemoryBytes) bytes)")
+        try handle.driver.check(result, "\(dependentLaunch == nil ? "cuLaunchKernel" : "cuLaunchKernelEx, programmatic dependent launch,")"
+                                    + "(\(name), grid \(grid), block \(block), shared \(sharedMemoryBytes) bytes)")
     }
 
     /// Allows launches with up to `bytes` of dynamic shared memory (needed above 48 KiB, up to the device's opt-in limit).

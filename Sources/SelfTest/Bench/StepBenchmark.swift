@@ -40,6 +40,9 @@ public enum StepBenchmarkMode: String, Sendable, Codable, CaseIterable {
     /// `fast` with the rank-32 weight expansions on the mma.sync kernels (`CUDAW4A4FastEngine.expandsWithWGMMA`
     /// off): what the Hopper (wgmma) expansion kernels save.
     case fastMMAExpansion = "fast-mma-expansion"
+    /// `fast` with the in-line weight expansions launched plainly, after the kernel before them has completed
+    /// (`CUDAW4A4FastEngine.launchesExpansionsEarly` off): what the programmatic dependent launch saves.
+    case fastLateExpansion = "fast-late-expansion"
 
     /// Whether the mode runs the fast W4A4 numerics.
     var isFast: Bool { self != .bf16 && self != .exact }
@@ -102,6 +105,7 @@ public enum StepBenchmark {
         if mode == .fastUnfusedAttention { loaded.fastEngine?.quantizesInAttention = false }
         if mode == .fastUnfusedNorms { loaded.fastEngine?.quantizesInNorms = false }
         if mode == .fastMMAExpansion { loaded.fastEngine?.expandsWithWGMMA = false }
+        if mode == .fastLateExpansion { loaded.fastEngine?.launchesExpansionsEarly = false }
         try context.synchronize()
         let weightBytes = try context.memoryPool.statistics().liveBytes
         var rows: [StepBenchmarkRow] = []

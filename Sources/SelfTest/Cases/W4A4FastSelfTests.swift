@@ -229,28 +229,43 @@ enum W4A4FastSelfTests {
     }
 
     /// The folded weights against the CPU reference, from every expansion kernel the GPU has for the layer: on Hopper
-    /// at rank 32 the wgmma kernel (timed) and the mma.sync one.
+    /// at rank 32 the wgmma kernel, launched plainly and then early (`launchesExpansionsEarly`, timed) right after the
+    /// mma.sync one into another scratch, whose bytes must be the plain launch's; else the mma.sync one.
     static func weights(_ layer: W4A4SelfTestLayer, _ dtype: DType) -> SelfTestCase {
         let shapeText = "\(layer.precision) N=\(layer.outFeatures) K=\(layer.inFeatures) R=\(layer.rank)"
         return SelfTestCase(kernel: "w4a4.fast.weights", dtype: dtype, shape: shapeText, tolerance: 4e-3) { env in
             let (gpu, weights) = try self.layer(layer, dtype, env)
             let engine = gpu.engine
-            let folded = try DeviceTensor(shape: [layer.outFeatures, gpu.parameters.gemmDepth], dtype: .u8, context: env.context, stream: env.stream)
+            let shape = [layer.outFeatures, gpu.parameters.gemmDepth]
+            let folded = try DeviceTensor(shape: shape, dtype: .u8, context: env.context, stream: env.stream)
+            let predecessorOutput = try DeviceTensor(shape: shape, dtype: .u8, context: env.context, stream: env.stream)
             let launch = { try gpu.foldedWeights(into: folded, stream: env.stream) }
             let reference = W4A4FastReference.foldedWeights(weights.canonical.qweight, gpu.parameters)
-            let original = engine.expandsWithWGMMA
-            defer { engine.expandsWithWGMMA = original }
-            var comparison = SelfTestComparison()   // both kernels' outputs: the error is the worse one's
+            let (wgmma, early) = (engine.expandsWithWGMMA, engine.launchesExpansionsEarly)
+            defer { (engine.expandsWithWGMMA, engine.launchesExpansionsEarly) = (wgmma, early) }
+            var comparison = SelfTestComparison()   // every kernel's output: the error is the worst one's
             var notes: [String] = []
-            for wgmma in original && layer.rank == 32 ? [false, true] : [false] {   // the wgmma kernel last: the one timed
-                engine.expandsWithWGMMA = wgmma
+            var plainBytes: [UInt8]?
+            let ways = wgmma && layer.rank == 32 ? ["mma.sync", "wgmma", "wgmma launched early"] : ["mma.sync"]
+            for way in ways {   // the early wgmma launch last: the one timed
                 try env.poison(folded)
+                if way == "wgmma launched early" {
+                    engine.expandsWithWGMMA = false
+                    try gpu.foldedWeights(into: predecessorOutput, stream: env.stream)
+                }
+                (engine.expandsWithWGMMA, engine.launchesExpansionsEarly) = (way != "mma.sync", way == "wgmma launched early")
                 try launch()
                 let result = try folded.download(stream: env.stream)
                 try comparison.compare(try SelfTestOutput(decoded(result)), with: reference.map { FloatFormats.float(e4m3fn: $0) })
-                let kernel = wgmma ? "wgmma" : "mma.sync"
-                let oneStep = try checkCodesWithinOneStep(result.withUnsafeBytes { Array($0) }, reference, "w4a4.fast.weights \(shapeText) \(kernel)")
-                notes.append("\(kernel): bytes one e4m3 step from the reference \(oneStep) of \(result.byteCount)")
+                let bytes = result.withUnsafeBytes { Array($0) }
+                let oneStep = try checkCodesWithinOneStep(bytes, reference, "w4a4.fast.weights \(shapeText) \(way)")
+                if way == "wgmma" { plainBytes = bytes }
+                if way == "wgmma launched early", let plainBytes, let index = bytes.indices.first(where: { bytes[$0] != plainBytes[$0] }) {
+                    throw NunchakuError.invalidArgument(
+                        context: "w4a4.fast.weights \(shapeText)",
+                        reason: "byte \(index) launched early \(bytes[index]), launched plainly \(plainBytes[index]) (must be identical)")
+                }
+                notes.append("\(way): bytes one e4m3 step from the reference \(oneStep) of \(result.byteCount)")
             }
             let bytes = Double(layer.outFeatures * layer.inFeatures / 2 + layer.outFeatures * layer.inFeatures / layer.precision.groupSize
                                    + 2 * (layer.outFeatures + layer.inFeatures) * layer.rank + folded.byteCount)
