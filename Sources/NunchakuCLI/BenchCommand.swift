@@ -18,11 +18,13 @@ struct BenchCommand: ParsableCommand {
         and each step alone; prefetched: in a chain of 8 layers, each layer's expansion on the side stream while the one before \
         runs; from codes: the layer given its codes, as the fused LayerNorm hands them to the layers it feeds: weight \
         expansion in line and the FP8 GEMM, no activation pass). TFLOP/s count the main product 2·M·N·K; ratios are BF16 time over the variant's. \
-        Median of --repeats (default 20) launches after warm-up, from CUDA events, inputs rotating over three buffers.
+        Each variant: median of --repeats (default 20) launches after warm-up, from CUDA events, inputs rotating over three buffers, \
+        in --rounds rounds (default 3; each round times every variant in turn, so clocks that drift under the power cap \
+        slow all alike), the median round kept.
 
         step: one FLUX.1-dev transformer step with random weights (batch 1, --tokens-text text tokens) at each \
         --tokens-image (1024 = 512×512 px, 4096 = 1024×1024 px): a BF16 model, then an INT4 model with exact, then \
-        with fast numerics (--modes; fast-prefetch: fast with the weight prefetch on (each layer's expansion on a side stream while the layer before runs); fast-expand-in-line: fast with the out-projections' weight expansions in line instead of beside the attention kernel; fast-promoted: fast with promoted FP8 accumulation everywhere; fast-mixed: fast with FP8 sums promoted beyond depth 4096 (the GELU-fed fc2 GEMMs); fast-heuristic: fast with cuBLASLt's first proposed FP8 algorithm instead of the fastest of its proposals; fast-separate: fast with the single blocks' qkv and mlp_in quantizing their input separately; fast-one-stream: fast with the double blocks' text tokens on the main stream instead of a second one; fast-unfused-attention: fast with the out-projections after an fp8 attention quantizing its 16-bit output themselves instead of the attention writing their codes; fast-unfused-norms: fast with each LayerNorm writing a 16-bit output that the fast layer it feeds quantizes, instead of writing the layer's codes itself; fast-mma-expansion: fast with the rank-32 weight expansions on the mma.sync kernels instead of the Hopper wgmma ones), each loaded alone; median of --steps (default 5) steps after one warm-up, and \
+        with fast numerics (--modes; fast-prefetch: fast with the weight prefetch on (each layer's expansion on a side stream while the layer before runs); fast-expand-in-line: fast with the out-projections' weight expansions in line instead of beside the attention kernel; fast-promoted: fast with promoted FP8 accumulation everywhere; fast-mixed: fast with FP8 sums promoted beyond depth 4096 (the GELU-fed fc2 GEMMs); fast-heuristic: fast with cuBLASLt's first proposed FP8 algorithm instead of the fastest of its proposals; fast-separate: fast with the single blocks' qkv and mlp_in quantizing their input separately; fast-one-stream: fast with the double blocks' text tokens on the main stream instead of a second one; fast-unfused-attention: fast with the out-projections after an fp8 attention quantizing its 16-bit output themselves instead of the attention writing their codes; fast-unfused-norms: fast with each LayerNorm writing a 16-bit output that the fast layer it feeds quantizes, instead of writing the layer's codes itself; fast-mma-expansion: fast with the rank-32 weight expansions on the mma.sync kernels instead of the Hopper wgmma ones; fast-late-expansion: fast with the in-line weight expansions launched after the kernel before them completes instead of as its programmatic dependents), each loaded alone; median of --steps (default 5) steps after one warm-up, and \
         the memory pool's peak. The fast numerics need sm_90+. --cuda-graph also captures each step into a CUDA \
         graph and times its replays right after the eager steps (same model, same inputs): the time saved and \
         whether the output is bit-identical. --diffusers FILE (the --json of scripts/diffusers_step_bench.py, run on \
@@ -51,8 +53,11 @@ struct BenchCommand: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "gemm: rows M.")
     var rows = [4608, 1536]
 
-    @Option(help: "gemm: timed launches per variant (default 20); stages: timed runs per stage (default 3).")
+    @Option(help: "gemm: timed launches per variant and round (default 20); stages: timed runs per stage (default 3).")
     var repeats: Int?
+
+    @Option(help: "gemm: rounds, each timing every variant in turn; each variant keeps its median round.")
+    var rounds = 3
 
     @Option(parsing: .upToNextOption, help: "step: image tokens.")
     var tokensImage = [1024, 4096]
@@ -63,7 +68,7 @@ struct BenchCommand: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "step: attention operand formats, bf16 and/or fp8 (e4m3 operands, sm_90a); pipeline: one of them.")
     var attention: [AttentionPrecision] = [.bf16]
 
-    @Option(parsing: .upToNextOption, help: "step: bf16, exact, fast, fast-prefetch (fast with the weight prefetch), fast-expand-in-line (fast without the out-projections' expansions beside the attention), fast-promoted (fast with promoted FP8 sums everywhere), fast-mixed (fast with FP8 sums promoted beyond depth 4096), fast-heuristic (fast without timing cuBLASLt's FP8 algorithms), fast-separate (fast without the single blocks' shared qkv + mlp_in activation pass), fast-one-stream (fast without the text-token stream), fast-unfused-attention (fast with the out-projections quantizing the fp8 attention's 16-bit output themselves), fast-unfused-norms (fast with LayerNorm and the fed layer's quantize pass as two kernels), fast-mma-expansion (fast with the mma.sync weight expansion instead of the wgmma one).")
+    @Option(parsing: .upToNextOption, help: "step: bf16, exact, fast, fast-prefetch (fast with the weight prefetch), fast-expand-in-line (fast without the out-projections' expansions beside the attention), fast-promoted (fast with promoted FP8 sums everywhere), fast-mixed (fast with FP8 sums promoted beyond depth 4096), fast-heuristic (fast without timing cuBLASLt's FP8 algorithms), fast-separate (fast without the single blocks' shared qkv + mlp_in activation pass), fast-one-stream (fast without the text-token stream), fast-unfused-attention (fast with the out-projections quantizing the fp8 attention's 16-bit output themselves), fast-unfused-norms (fast with LayerNorm and the fed layer's quantize pass as two kernels), fast-mma-expansion (fast with the mma.sync weight expansion instead of the wgmma one), fast-late-expansion (fast with the weight expansions launched after the kernel before them completes, not as its programmatic dependents).")
     var modes = ["bf16", "exact", "fast"]
 
     @Option(help: "step: timed steps per mode and size (default 5); pipeline: denoising steps (default 28 for dev, 4 for schnell).")
@@ -77,6 +82,12 @@ struct BenchCommand: ParsableCommand {
 
     @Flag(help: "gemm: the fast layers' FP8 GEMM with cuBLASLt's first proposed algorithm, not the fastest of its proposals timed on first use.")
     var fp8Heuristic = false
+
+    @Flag(help: "gemm: print what tuning measured for each cuBLASLt GEMM, BF16 and FP8 (every candidate algorithm's time and configuration).")
+    var showTuning = false
+
+    @Flag(help: "gemm: launch the fast layers' weight expansions after the kernel before them completes, not early as its programmatic dependents (sm_90a).")
+    var lateExpansion = false
 
     @Option(name: .customLong("stage"), help: "stages: vae, clip, t5 or t5-awq; repeat for several (default: all).")
     var stages: [String] = []
@@ -109,8 +120,8 @@ struct BenchCommand: ParsableCommand {
     var jsonPath: String?
 
     func validate() throws {
-        guard (repeats ?? 1) >= 1, (steps ?? 1) >= 1, !rows.isEmpty, rows.allSatisfy({ $0 >= 1 }), tokensImage.allSatisfy({ $0 >= 1 }) else {
-            throw ValidationError("--repeats, --steps, --rows and --tokens-image must be at least 1")
+        guard (repeats ?? 1) >= 1, rounds >= 1, (steps ?? 1) >= 1, !rows.isEmpty, rows.allSatisfy({ $0 >= 1 }), tokensImage.allSatisfy({ $0 >= 1 }) else {
+            throw ValidationError("--repeats, --rounds, --steps, --rows and --tokens-image must be at least 1")
         }
         if part == .pipeline, attention.count != 1 { throw ValidationError("pipeline takes one --attention value") }
         if diffusersPath != nil, part != .step, part != .all { throw ValidationError("--diffusers is for bench step (or all)") }
@@ -145,9 +156,19 @@ struct BenchCommand: ParsableCommand {
             print("nunchaku bench \(part.rawValue) on \(report.device)")
             if part == .gemm || part == .all {
                 let engine = try CUDAW4A4FastEngine(context: context, accumulation: fp8Accumulation, tuneGEMMs: !fp8Heuristic)
-                print("cuBLASLt \(engine.cublasLtVersion), FP8 accumulation \(engine.accumulation.rawValue), FP8 algorithms \(engine.tunesGEMMs ? "timed" : "heuristic")")
+                engine.launchesExpansionsEarly = !lateExpansion
+                print("cuBLASLt \(engine.cublasLtVersion), FP8 accumulation \(engine.accumulation.rawValue), FP8 algorithms \(engine.tunesGEMMs ? "timed" : "heuristic"), "
+                      + "weight expansions launched \(engine.launchesExpansionsEarly ? "early" : "late")")
                 print("    M      N      K | bf16 ms   TF/s    | exact ms TF/s ×bf16 | fast ms  TF/s ×bf16 | prefetched ms TF/s ×bf16 | from codes ms TF/s ×bf16 | fast steps ms: quantize weights fp8-gemm")
-                report.gemm = try GEMMBenchmark.run(context: context, engine: engine, rows: rows, repetitions: repeats ?? 20) { print(line($0)) }
+                let gemm = CUDAGEMM(context: context)
+                report.gemm = try GEMMBenchmark.run(context: context, gemm: gemm, engine: engine, rows: rows, repetitions: repeats ?? 20,
+                                                    rounds: rounds) {
+                    print(line($0))
+                }
+                if showTuning {
+                    print("cuBLASLt tuning (best round in ms, the algorithm's configuration), BF16 then FP8:")
+                    print((gemm.cublasLtTuningLog + engine.fp8TuningLog).joined(separator: "\n"))
+                }
             }
             if part == .step || part == .all {
                 let modes = modes.compactMap(StepBenchmarkMode.init(rawValue:))

@@ -47,6 +47,7 @@ struct CUBLASLtAPI: @unchecked Sendable {
     let preferenceCreate: @convention(c) (DescriptorOut) -> Status
     let preferenceDestroy: @convention(c) (Descriptor?) -> Status
     let preferenceSetAttribute: @convention(c) (Descriptor?, Int32, UnsafeRawPointer?, Int) -> Status
+    let algoConfigGetAttribute: @convention(c) (UnsafeRawPointer?, Int32, UnsafeMutableRawPointer?, Int, UnsafeMutablePointer<Int>?) -> Status
     let algoGetHeuristic: @convention(c) (
         Descriptor?, Descriptor?, Descriptor?, Descriptor?, Descriptor?, Descriptor?, Descriptor?, Int32,
         UnsafeMutableRawPointer?, UnsafeMutablePointer<Int32>?) -> Status
@@ -67,6 +68,7 @@ struct CUBLASLtAPI: @unchecked Sendable {
         preferenceCreate = try library.function("cublasLtMatmulPreferenceCreate")
         preferenceDestroy = try library.function("cublasLtMatmulPreferenceDestroy")
         preferenceSetAttribute = try library.function("cublasLtMatmulPreferenceSetAttribute")
+        algoConfigGetAttribute = try library.function("cublasLtMatmulAlgoConfigGetAttribute")
         algoGetHeuristic = try library.function("cublasLtMatmulAlgoGetHeuristic")
         matmul = try library.function("cublasLtMatmul")
     }
@@ -108,6 +110,13 @@ enum CUBLASLtConstant {
     static let epilogueGELUBias: Int32 = 36
     /// `cublasLtMatmulPreferenceAttributes_t`: `CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES` (a `uint64_t`).
     static let preferenceMaxWorkspaceBytes: Int32 = 1
+    /// `cublasLtMatmulAlgoConfigAttributes_t` with their C types' sizes, as `CUBLASLtMatmul.describe` prints them:
+    /// the algorithm id, tile, split-K count, reduction scheme, CTA swizzling, custom option, stages, cluster shape
+    /// (values of cuBLASLt's enums).
+    static let algorithmConfigAttributes: [(name: String, attribute: Int32, bytes: Int)] = [
+        ("id", 0, 4), ("tile", 1, 4), ("split-k", 2, 4), ("reduction", 3, 4), ("swizzle", 4, 4), ("custom", 5, 4),
+        ("stages", 6, 4), ("cluster", 8, 2),
+    ]
     /// `sizeof(cublasLtMatmulHeuristicResult_t)`: algo (64 bytes), workspaceSize, state, wavesCount, reserved[4].
     static let heuristicResultBytes = 96
     /// Offset of `state` in `cublasLtMatmulHeuristicResult_t`.

@@ -39,6 +39,22 @@ extension CUBLASLtMatmul {
             }
         }
         guard let fastest = usable.indices.filter({ best[$0].isFinite }).min(by: { best[$0] < best[$1] }) else { return candidates[0] }
+        record(key, lines: usable.indices.map { index in
+            "\(index == fastest ? "*" : " ") \(best[index].isFinite ? String((best[index] * 10_000).rounded() / 10_000) : "failed") ms  \(describe(usable[index]))"
+        })
         return usable[fastest]
+    }
+
+    /// cuBLASLt's configuration of `algorithm` (a heuristic result): id, tile, split-K, reduction, swizzle, custom
+    /// option, stages and cluster shape, as numbers of its enums.
+    func describe(_ algorithm: [UInt8]) -> String {
+        algorithm.withUnsafeBytes { bytes in
+            CUBLASLtConstant.algorithmConfigAttributes.map { name, attribute, size in
+                var value: UInt32 = 0
+                var written = 0
+                let status = api.algoConfigGetAttribute(bytes.baseAddress, attribute, &value, size, &written)
+                return "\(name) \(status == CUBLASLtConstant.success ? String(value) : "?")"
+            }.joined(separator: ", ")
+        }
     }
 }

@@ -11,19 +11,30 @@ final class CUBLASLtMatmul: @unchecked Sendable {
     static let workspaceBytes = 32 << 20
 
     let library: CUBLASLt
-    private let api: CUBLASLtAPI
+    let api: CUBLASLtAPI
     let context: CUDAContext
     private let handle: OpaquePointer
     private let workspace: DeviceBuffer
     private let lock = CUDALock()
     private var plans: [CUBLASLtProblem: Plan] = [:]
     private var tuning: Bool
+    private var tuningRecords: [String] = []
 
     /// Whether plans made from now on time the heuristic's proposals and keep the fastest (plans already made keep
     /// their algorithm; none is timed during a graph capture). Off: the heuristic's first proposal.
     var tunes: Bool {
         get { lock.withLock { tuning } }
         set { lock.withLock { tuning = newValue } }
+    }
+
+    /// What tuning measured for each problem, in the order the plans were made: a line naming the problem, then one
+    /// per candidate (its best round in milliseconds and `describe`'s configuration, `*` on the one kept).
+    var tuningLog: [String] { lock.withLock { tuningRecords } }
+
+    /// Appends one problem's tuning to `tuningLog` (called with the lock held, by `fastest`).
+    func record(_ problem: CUBLASLtProblem, lines: [String]) {
+        tuningRecords.append("\(problem): \(lines.count) candidate\(lines.count == 1 ? "" : "s, best of \(Self.tuningRounds) rounds of \(Self.tuningLaunchesPerRound) launches")")
+        tuningRecords += lines
     }
 
     /// Loads cuBLASLt, creates a handle on `context`'s device and allocates the workspace.
@@ -171,6 +182,7 @@ final class CUBLASLtMatmul: @unchecked Sendable {
                     == CUBLASLtConstant.success
             }
         guard let first = usable.first else { return nil }
+        if tunes && usable.count == 1 { record(key, lines: ["* (not timed: cuBLASLt proposed only this one) \(describe(first))"]) }
         plan.heuristic = usable.count > 1 ? try fastest(usable, plan: plan, key: key, operands: operands, stream: stream) : first
         return plan
     }

@@ -33,6 +33,9 @@ public final class CUDAGEMM: @unchecked Sendable {
     /// The cuBLASLt version in use, if any.
     public var cublasLtVersion: String? { cublasLt?.library.version }
 
+    /// What cuBLASLt's tuning measured for each shape so far (`CUBLASLtMatmul.tuningLog`); empty without cuBLASLt.
+    public var cublasLtTuningLog: [String] { cublasLt?.tuningLog ?? [] }
+
     /// cuBLASLt when it loaded, else the own kernel.
     public var defaultImplementation: GEMMImplementation { cublasLt == nil ? .mma : .cublasLt }
 

@@ -223,6 +223,10 @@ public final class CUDAW4A4FastEngine: Sendable {
     /// The cuBLASLt version in use.
     public var cublasLtVersion: String { allLanes[0].cublasLt.library.version }
 
+    /// What the FP8 GEMMs' tuning (`tunesGEMMs`) measured so far, lane by lane: per problem a line naming it, then
+    /// one per candidate algorithm with its best time and cuBLASLt configuration, `*` on the one kept.
+    public var fp8TuningLog: [String] { allLanes.flatMap(\.cublasLt.tuningLog) }
+
     /// `output[M, N] = (codes[M, K]·weightsᵀ[N, K]) · rowScales[m] · columnScales[n] (+ bias[n])`, then GELU when
     /// `gelu` is set (on the fp32 value, before rounding), plus `output`'s previous values when `accumulate` is set
     /// (before the rounding too); e4m3 operands, fp32 accumulation, output and bias in

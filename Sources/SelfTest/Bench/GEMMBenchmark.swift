@@ -39,11 +39,11 @@ public enum GEMMBenchmark {
     public static let prefetchChain = 8
 
     /// Every shape of `fluxShapes` at each of `rows` (random INT4 layers, random bf16 inputs), `progress` called
-    /// after each row. `repetitions` timed launches per variant.
+    /// after each row. Each variant is timed in `rounds` rounds (every variant once per round, in turn) of
+    /// `repetitions` timed launches, and keeps the median of its rounds' medians; the BF16 baseline runs on `gemm`.
     /// - Throws: `NunchakuError.unsupported` without cuBLASLt (the baseline); GPU errors.
-    public static func run(context: CUDAContext, engine: CUDAW4A4FastEngine, rows: [Int], repetitions: Int,
-                           progress: (GEMMBenchmarkRow) -> Void) throws -> [GEMMBenchmarkRow] {
-        let gemm = CUDAGEMM(context: context)
+    public static func run(context: CUDAContext, gemm: CUDAGEMM, engine: CUDAW4A4FastEngine, rows: [Int], repetitions: Int,
+                           rounds: Int, progress: (GEMMBenchmarkRow) -> Void) throws -> [GEMMBenchmarkRow] {
         guard gemm.defaultImplementation == .cublasLt else {
             throw NunchakuError.unsupported(context: "bench gemm", reason: "cuBLASLt is the baseline: \(gemm.cublasLtUnavailableReason ?? "unavailable")")
         }
@@ -84,21 +84,34 @@ public enum GEMMBenchmark {
                     } / Double(prefetchChain)
                 }
                 let folded = try fast.foldedWeights(stream: stream)
-                let row = GEMMBenchmarkRow(
-                    m: m, n: shape.n, k: shape.k,
-                    bf16: try time { try gemm.linear($0, weight: dense, bias: bias, into: output, stream: stream) },
-                    exact: try time {
-                        try exact.quantize($0, into: activations, stream: stream)
-                        try exact.multiply(activations, into: output, stream: stream)
+                // In GEMMBenchmarkRow's order. Each round times every variant once, so a GPU whose clocks drift
+                // (FP8 GEMMs run into the power cap) slows every variant alike; each keeps its median round.
+                let variants: [() throws -> Double] = [
+                    { try time { try gemm.linear($0, weight: dense, bias: bias, into: output, stream: stream) } },
+                    {
+                        try time {
+                            try exact.quantize($0, into: activations, stream: stream)
+                            try exact.multiply(activations, into: output, stream: stream)
+                        }
                     },
-                    fast: try time { try fast.forward($0, into: output, stream: stream) },
-                    fastPrefetched: try prefetchedChain(),
-                    fastFromCodes: try BenchTiming.median(context, stream: stream, warmUp: 3, repetitions: repetitions) {
-                        try fast.forward(.quantized(codes[$0 % rotatingInputs]), into: output, stream: stream)
+                    { try time { try fast.forward($0, into: output, stream: stream) } },
+                    prefetchedChain,
+                    {
+                        try BenchTiming.median(context, stream: stream, warmUp: 3, repetitions: repetitions) {
+                            try fast.forward(.quantized(codes[$0 % rotatingInputs]), into: output, stream: stream)
+                        }
                     },
-                    fastQuantize: try time { try fast.quantize($0, into: quantized, stream: stream) },
-                    fastWeights: try time { _ in try fast.foldedWeights(into: folded, stream: stream) },
-                    fastGEMM: try time { _ in try fast.multiply(quantized, weights: folded, into: output, stream: stream) })
+                    { try time { try fast.quantize($0, into: quantized, stream: stream) } },
+                    { try time { _ in try fast.foldedWeights(into: folded, stream: stream) } },
+                    { try time { _ in try fast.multiply(quantized, weights: folded, into: output, stream: stream) } },
+                ]
+                var times = [[Double]](repeating: [], count: variants.count)
+                for _ in 0..<max(1, rounds) {
+                    for (index, variant) in variants.enumerated() { times[index].append(try variant()) }
+                }
+                let t = times.map { $0.sorted()[$0.count / 2] }
+                let row = GEMMBenchmarkRow(m: m, n: shape.n, k: shape.k, bf16: t[0], exact: t[1], fast: t[2], fastPrefetched: t[3],
+                                           fastFromCodes: t[4], fastQuantize: t[5], fastWeights: t[6], fastGEMM: t[7])
                 progress(row)
                 results.append(row)
             }
