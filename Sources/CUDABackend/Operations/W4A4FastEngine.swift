@@ -207,8 +207,10 @@ public final class CUDAW4A4FastEngine: Sendable {
 
     /// Whether each cuBLASLt shape of the fast layers' FP8 GEMMs, on its first call outside a
     /// graph capture, times cuBLASLt's first `CUBLASLtMatmul.tuningCandidates` proposed algorithms on its operands
-    /// and keeps the fastest (on by default, as for `CUDAGEMM`; up to 8 × 4 launches once per shape and lane). Off:
-    /// the heuristic's first proposal. Applies to shapes not run yet.
+    /// and keeps the fastest (on by default, as for `CUDAGEMM`; up to 8 × 7 launches once per shape and lane). Off:
+    /// the heuristic's first proposal. Applies to shapes not run yet. cuBLASLt 13.1 proposes a single algorithm for
+    /// the outer-vector-scaled FP8 products at FLUX's shapes (`fp8TuningLog`, docs/hopper.md "Session 16"), so on it
+    /// there is nothing to time.
     public var tunesGEMMs: Bool {
         get { lock.withLock { tuning } }
         set {

@@ -23,7 +23,7 @@ public enum StepBenchmarkMode: String, Sendable, Codable, CaseIterable {
     /// 13: FLUX's GELU-fed K = 12288 and 15360 GEMMs): what promoting those costs.
     case fastMixed = "fast-mixed"
     /// `fast` with cuBLASLt's first proposed algorithm for every FP8 GEMM (`CUDAW4A4FastEngine.tunesGEMMs` off):
-    /// what timing its proposals saves.
+    /// what timing its proposals saves (nothing with cuBLASLt 13.1, which proposes only one at FLUX's shapes).
     case fastHeuristic = "fast-heuristic"
     /// `fast` with each single block's `qkv_proj` and `mlp_fc1` running their own low-rank and quantize passes
     /// (`CUDAW4A4FastEngine.sharesInputPasses` off): what sharing one activation pass saves.
