@@ -57,8 +57,8 @@ public struct CUDAKernel: @unchecked Sendable {
             return CUDALaunchConfiguration(grid: grid, block: block, sharedMemoryBytes: sharedMemoryBytes, stream: stream.stream)
                 .withDependentLaunchConfiguration { dependentLaunch($0, function, parameters, nil) }
         }
-        try handle.driver.check(result, "\(dependentLaunch == nil ? "cuLaunchKernel" : "cuLaunchKernelEx, programmatic dependent launch,")"
-                                    + "(\(name), grid \(grid), block \(block), shared \(sharedMemoryBytes) bytes)")
+        let call = dependentLaunch == nil ? "cuLaunchKernel" : "cuLaunchKernelEx (programmatic dependent launch)"
+        try handle.driver.check(result, "\(call)(\(name), grid \(grid), block \(block), shared \(sharedMemoryBytes) bytes)")
     }
 
     /// Allows launches with up to `bytes` of dynamic shared memory (needed above 48 KiB, up to the device's opt-in limit).
