@@ -218,7 +218,8 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
             arguments: [qweight.argument, groupScales.argument, rowFactors.argument, inverseUnits.argument, projUp.argument,
                         smoothedProjDown.argument, buffer.argument, .int32(Int32(n)), .int32(Int32(inFeatures)),
                         .int32(Int32(parameters.rank)), .int32(Int32(depth))],
-            overlappingPredecessor: overlappingPredecessor && hopper && parameters.rank == 32 && engine.launchesExpansionsEarly)
+            overlappingPredecessor: overlappingPredecessor && Self.expandsWithWGMMAKernel(rank: parameters.rank, hopper: hopper)
+                && engine.launchesExpansionsEarly)
     }
 
     /// Columns of the scratch per block of the wgmma expansion kernels: W4A4_WGMMA_PARTS (3) parts of 64. On an H100,
@@ -226,12 +227,15 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
     /// (docs/hopper.md "Session 15").
     static let wgmmaColumnsPerBlock = 192
 
+    /// Whether a layer of `rank` expands on the Hopper (`_wgmma_…_r32`) kernels: rank 32 with kernels built for sm_90a.
+    static func expandsWithWGMMAKernel(rank: Int, hopper: Bool) -> Bool { rank == 32 && hopper }
+
     /// The expansion kernel for a layer: w4a4_fp8_weights.cu compiles rank 32 (FLUX's checkpoints) as a constant in
     /// its `_r32` kernels (5–7 % faster on an H200, docs/hopper.md "Session 11"), and on Hopper (`hopper`: kernels built
     /// for sm_90a) as its `_wgmma_…_r32` kernels (docs/hopper.md "Session 14", "Session 15"); other ranks take the
     /// general mma.sync ones.
     static func expansionKernel(precision: SVDQuantPrecision, type: ActivationDType, rank: Int, hopper: Bool) -> String {
-        let form = rank == 32 && hopper ? "wgmma_" : ""
+        let form = expandsWithWGMMAKernel(rank: rank, hopper: hopper) ? "wgmma_" : ""
         return "w4a4_fp8_expand_weights_\(form)\(precision == .nvfp4 ? "nvfp4" : "int4")_\(type)\(rank == 32 ? "_r32" : "")"
     }
 
@@ -242,7 +246,7 @@ public final class CUDASVDQW4A4FastLinear: Sendable {
     /// "Session 9"); dynamic shared memory for the block's rows of `smoothedProjDown` (256) and `projUp` (128), R 16-bit
     /// values a row.
     static func expansionLaunch(outFeatures: Int, depth: Int, rank: Int, hopper: Bool) -> (grid: CUDADim3, threads: Int, sharedBytes: Int) {
-        if rank == 32 && hopper {
+        if expandsWithWGMMAKernel(rank: rank, hopper: hopper) {
             let parts = wgmmaColumnsPerBlock / 64
             return (CUDADim3((depth + wgmmaColumnsPerBlock - 1) / wgmmaColumnsPerBlock, (outFeatures + 63) / 64), 128,
                     4096 * (1 + parts) + 1024)
