@@ -20,7 +20,9 @@ struct BenchCommand: ParsableCommand {
         expansion in line and the FP8 GEMM, no activation pass). TFLOP/s count the main product 2·M·N·K; ratios are BF16 time over the variant's. \
         Each variant: median of --repeats (default 20) launches after warm-up, from CUDA events, inputs rotating over three buffers, \
         in --rounds rounds (default 3; each round times every variant in turn, so clocks that drift under the power cap \
-        slow all alike), the median round kept.
+        slow all alike), the median round kept. --cuda-graph also times every variant, in the same rounds, as a CUDA \
+        graph of its --repeats launches (as the engine runs a captured step: no launch gaps between a layer's kernels), \
+        printed as a second line per row, "graph".
 
         step: one FLUX.1-dev transformer step with random weights (batch 1, --tokens-text text tokens) at each \
         --tokens-image (1024 = 512×512 px, 4096 = 1024×1024 px): a BF16 model, then an INT4 model with exact, then \
@@ -109,7 +111,8 @@ struct BenchCommand: ParsableCommand {
 
     @Option(help: "GPU index.")
     var device = 0
-    @Flag(name: .customLong("cuda-graph"), help: "step: also replay each step as a CUDA graph and report the time it saves.")
+    @Flag(name: .customLong("cuda-graph"),
+          help: "step: also replay each step as a CUDA graph and report the time it saves; gemm: also time every variant as a CUDA graph of its launches.")
     var cudaGraph = false
 
     @Option(name: .customLong("diffusers"),
@@ -159,11 +162,12 @@ struct BenchCommand: ParsableCommand {
                 engine.launchesExpansionsEarly = !lateExpansion
                 print("cuBLASLt \(engine.cublasLtVersion), FP8 accumulation \(engine.accumulation.rawValue), FP8 algorithms \(engine.tunesGEMMs ? "timed" : "heuristic"), "
                       + "weight expansions launched \(engine.launchesExpansionsEarly ? "early" : "late")")
-                print("    M      N      K | bf16 ms   TF/s    | exact ms TF/s ×bf16 | fast ms  TF/s ×bf16 | prefetched ms TF/s ×bf16 | from codes ms TF/s ×bf16 | fast steps ms: quantize weights fp8-gemm")
+                print("          M      N      K | bf16 ms   TF/s    | exact ms TF/s ×bf16 | fast ms  TF/s ×bf16 | prefetched ms TF/s ×bf16 | from codes ms TF/s ×bf16 | fast steps ms: quantize weights fp8-gemm")
                 let gemm = CUDAGEMM(context: context)
                 report.gemm = try GEMMBenchmark.run(context: context, gemm: gemm, engine: engine, rows: rows, repetitions: repeats ?? 20,
-                                                    rounds: rounds) {
-                    print(line($0))
+                                                    rounds: rounds, cudaGraph: cudaGraph) { row in
+                    print(line(row, row.eager, label: "eager"))
+                    if let graph = row.graph { print(line(row, graph, label: "graph")) }
                 }
                 if showTuning {
                     print("cuBLASLt tuning (best round in ms, the algorithm's configuration), BF16 then FP8:")
@@ -197,11 +201,13 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
-    private func line(_ row: GEMMBenchmarkRow) -> String {
-        func cell(_ ms: Double) -> String { String(format: "%7.3f %5.0f %4.2f", ms, row.teraflops(ms), row.bf16 / ms) }
-        return String(format: "%5d %6d %6d | %7.3f %5.0f     | ", row.m, row.n, row.k, row.bf16, row.teraflops(row.bf16))
-            + cell(row.exact) + " | " + cell(row.fast) + " | " + cell(row.fastPrefetched) + " | " + cell(row.fastFromCodes)
-            + String(format: " | %.3f %.3f %.3f", row.fastQuantize, row.fastWeights, row.fastGEMM)
+    /// One way of timing a GEMM row (`label`: eager or graph); ratios against the BF16 time measured the same way.
+    private func line(_ row: GEMMBenchmarkRow, _ t: GEMMVariantTimes, label: String) -> String {
+        func cell(_ ms: Double) -> String { String(format: "%7.3f %5.0f %4.2f", ms, row.teraflops(ms), t.bf16 / ms) }
+        return label.padding(toLength: 5, withPad: " ", startingAt: 0)
+            + String(format: " %5d %6d %6d | %7.3f %5.0f     | ", row.m, row.n, row.k, t.bf16, row.teraflops(t.bf16))
+            + cell(t.exact) + " | " + cell(t.fast) + " | " + cell(t.fastPrefetched) + " | " + cell(t.fastFromCodes)
+            + String(format: " | %.3f %.3f %.3f", t.fastQuantize, t.fastWeights, t.fastGEMM)
     }
 
     /// A step row, with its speed-up over the BF16 row of the same size when there is one.

@@ -8,7 +8,18 @@ public struct GEMMBenchmarkRow: Sendable, Codable {
     public let m: Int
     public let n: Int
     public let k: Int
-    /// Median milliseconds.
+    /// Every variant launched eagerly, each launch between two events.
+    public let eager: GEMMVariantTimes
+    /// Every variant replayed as a CUDA graph of its launches (`bench gemm --cuda-graph`), as the engine runs a
+    /// captured step: no launch gaps between the kernels of one launch, nor between launches; nil when not asked for.
+    public let graph: GEMMVariantTimes?
+
+    /// TFLOP/s of the main product (2·M·N·K) in `milliseconds`.
+    public func teraflops(_ milliseconds: Double) -> Double { 2 * Double(m) * Double(n) * Double(k) / (milliseconds * 1e9) }
+}
+
+/// The variants of one `GEMMBenchmarkRow` timed one way: median milliseconds per launch.
+public struct GEMMVariantTimes: Sendable, Codable {
     public let bf16: Double
     public let exact: Double
     public let fast: Double
@@ -24,8 +35,10 @@ public struct GEMMBenchmarkRow: Sendable, Codable {
     public let fastWeights: Double
     public let fastGEMM: Double
 
-    /// TFLOP/s of the main product (2·M·N·K) in `milliseconds`.
-    public func teraflops(_ milliseconds: Double) -> Double { 2 * Double(m) * Double(n) * Double(k) / (milliseconds * 1e9) }
+    /// In `GEMMBenchmark`'s variant order.
+    init(_ t: [Double]) {
+        (bf16, exact, fast, fastPrefetched, fastFromCodes, fastQuantize, fastWeights, fastGEMM) = (t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7])
+    }
 }
 
 /// `nunchaku bench gemm`: every FLUX W4A4 shape, exact and fast, against cuBLASLt BF16 in the same run.
@@ -41,9 +54,10 @@ public enum GEMMBenchmark {
     /// Every shape of `fluxShapes` at each of `rows` (random INT4 layers, random bf16 inputs), `progress` called
     /// after each row. Each variant is timed in `rounds` rounds (every variant once per round, in turn) of
     /// `repetitions` timed launches, and keeps the median of its rounds' medians; the BF16 baseline runs on `gemm`.
-    /// - Throws: `NunchakuError.unsupported` without cuBLASLt (the baseline); GPU errors.
+    /// With `cudaGraph`, every round also times every variant as a CUDA graph of `repetitions` launches.
+    /// - Throws: `NunchakuError.unsupported` without cuBLASLt (the baseline); GPU and graph-capture errors.
     public static func run(context: CUDAContext, gemm: CUDAGEMM, engine: CUDAW4A4FastEngine, rows: [Int], repetitions: Int,
-                           rounds: Int, progress: (GEMMBenchmarkRow) -> Void) throws -> [GEMMBenchmarkRow] {
+                           rounds: Int, cudaGraph: Bool = false, progress: (GEMMBenchmarkRow) -> Void) throws -> [GEMMBenchmarkRow] {
         guard gemm.defaultImplementation == .cublasLt else {
             throw NunchakuError.unsupported(context: "bench gemm", reason: "cuBLASLt is the baseline: \(gemm.cublasLtUnavailableReason ?? "unavailable")")
         }
@@ -67,51 +81,48 @@ public enum GEMMBenchmark {
                                      context: context, stream: stream)
                 }
                 let output = try DeviceTensor(shape: [m, shape.n], dtype: .bf16, context: context, stream: stream)
-                func time(_ launch: (DeviceTensor) throws -> Void) throws -> Double {
-                    try BenchTiming.median(context, stream: stream, warmUp: 3, repetitions: repetitions) { try launch(inputs[$0 % rotatingInputs]) }
-                }
                 let activations = try exact.makeQuantizedActivations(rows: m, stream: stream)
                 let quantized = try fast.quantize(inputs[0], stream: stream)
                 let codes = try inputs.map { try fast.quantize($0, stream: stream) }
-                func prefetchedChain() throws -> Double {
-                    let prefetching = engine.prefetchesWeights
-                    engine.prefetchesWeights = true
-                    defer { engine.prefetchesWeights = prefetching }
-                    return try BenchTiming.median(context, stream: stream, warmUp: 3, repetitions: repetitions) { repetition in
+                let folded = try fast.foldedWeights(stream: stream)
+                // In GEMMVariantTimes' order: each variant's launch for repetition `index`, and how many layers one
+                // launch runs.
+                let variants: [(layers: Int, launch: (Int) throws -> Void)] = [
+                    (1, { try gemm.linear(inputs[$0 % rotatingInputs], weight: dense, bias: bias, into: output, stream: stream) }),
+                    (1, {
+                        try exact.quantize(inputs[$0 % rotatingInputs], into: activations, stream: stream)
+                        try exact.multiply(activations, into: output, stream: stream)
+                    }),
+                    (1, { try fast.forward(inputs[$0 % rotatingInputs], into: output, stream: stream) }),
+                    (prefetchChain, { repetition in
                         for (index, layer) in chain.enumerated() {
                             try layer.forward(inputs[(repetition + index) % rotatingInputs], into: output, stream: stream)
                         }
-                    } / Double(prefetchChain)
-                }
-                let folded = try fast.foldedWeights(stream: stream)
-                // In GEMMBenchmarkRow's order. Each round times every variant once, so a GPU whose clocks drift
-                // (FP8 GEMMs run into the power cap) slows every variant alike; each keeps its median round.
-                let variants: [() throws -> Double] = [
-                    { try time { try gemm.linear($0, weight: dense, bias: bias, into: output, stream: stream) } },
-                    {
-                        try time {
-                            try exact.quantize($0, into: activations, stream: stream)
-                            try exact.multiply(activations, into: output, stream: stream)
-                        }
-                    },
-                    { try time { try fast.forward($0, into: output, stream: stream) } },
-                    prefetchedChain,
-                    {
-                        try BenchTiming.median(context, stream: stream, warmUp: 3, repetitions: repetitions) {
-                            try fast.forward(.quantized(codes[$0 % rotatingInputs]), into: output, stream: stream)
-                        }
-                    },
-                    { try time { try fast.quantize($0, into: quantized, stream: stream) } },
-                    { try time { _ in try fast.foldedWeights(into: folded, stream: stream) } },
-                    { try time { _ in try fast.multiply(quantized, weights: folded, into: output, stream: stream) } },
+                    }),
+                    (1, { try fast.forward(.quantized(codes[$0 % rotatingInputs]), into: output, stream: stream) }),
+                    (1, { try fast.quantize(inputs[$0 % rotatingInputs], into: quantized, stream: stream) }),
+                    (1, { _ in try fast.foldedWeights(into: folded, stream: stream) }),
+                    (1, { _ in try fast.multiply(quantized, weights: folded, into: output, stream: stream) }),
                 ]
-                var times = [[Double]](repeating: [], count: variants.count)
-                for _ in 0..<max(1, rounds) {
-                    for (index, variant) in variants.enumerated() { times[index].append(try variant()) }
+                func timed(_ variant: (layers: Int, launch: (Int) throws -> Void), graph: Bool) throws -> Double {
+                    let milliseconds = graph
+                        ? try BenchTiming.graphMedian(context, stream: stream, label: "bench gemm (\(m), \(shape.n), \(shape.k))",
+                                                      warmUp: 3, repetitions: repetitions, variant.launch)
+                        : try BenchTiming.median(context, stream: stream, warmUp: 3, repetitions: repetitions, variant.launch)
+                    return milliseconds / Double(variant.layers)
                 }
-                let t = times.map { $0.sorted()[$0.count / 2] }
-                let row = GEMMBenchmarkRow(m: m, n: shape.n, k: shape.k, bf16: t[0], exact: t[1], fast: t[2], fastPrefetched: t[3],
-                                           fastFromCodes: t[4], fastQuantize: t[5], fastWeights: t[6], fastGEMM: t[7])
+                // Each round times every variant once (eagerly, then as a graph), so a GPU whose clocks drift (FP8
+                // GEMMs run into the power cap) slows every variant alike; each keeps its median round.
+                var eager = [[Double]](repeating: [], count: variants.count)
+                var graph = [[Double]](repeating: [], count: variants.count)
+                for _ in 0..<max(1, rounds) {
+                    for (index, variant) in variants.enumerated() {
+                        eager[index].append(try timed(variant, graph: false))
+                        if cudaGraph { graph[index].append(try timed(variant, graph: true)) }
+                    }
+                }
+                func medians(_ times: [[Double]]) -> GEMMVariantTimes { GEMMVariantTimes(times.map { $0.sorted()[$0.count / 2] }) }
+                let row = GEMMBenchmarkRow(m: m, n: shape.n, k: shape.k, eager: medians(eager), graph: cudaGraph ? medians(graph) : nil)
                 progress(row)
                 results.append(row)
             }
