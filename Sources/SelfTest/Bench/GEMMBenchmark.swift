@@ -85,26 +85,32 @@ public enum GEMMBenchmark {
                 let quantized = try fast.quantize(inputs[0], stream: stream)
                 let codes = try inputs.map { try fast.quantize($0, stream: stream) }
                 let folded = try fast.foldedWeights(stream: stream)
-                // In GEMMVariantTimes' order: each variant's launch for repetition `index`, and how many layers one
-                // launch runs.
-                let variants: [(layers: Int, launch: (Int) throws -> Void)] = [
-                    (1, { try gemm.linear(inputs[$0 % rotatingInputs], weight: dense, bias: bias, into: output, stream: stream) }),
-                    (1, {
+                // In GEMMVariantTimes' order: each variant's launch for repetition `index`, how many layers one launch
+                // runs, and whether the engine prefetches weights meanwhile.
+                typealias Variant = (layers: Int, prefetches: Bool, launch: (Int) throws -> Void)
+                let variants: [Variant] = [
+                    (1, false, { try gemm.linear(inputs[$0 % rotatingInputs], weight: dense, bias: bias, into: output, stream: stream) }),
+                    (1, false, {
                         try exact.quantize(inputs[$0 % rotatingInputs], into: activations, stream: stream)
                         try exact.multiply(activations, into: output, stream: stream)
                     }),
-                    (1, { try fast.forward(inputs[$0 % rotatingInputs], into: output, stream: stream) }),
-                    (prefetchChain, { repetition in
+                    (1, false, { try fast.forward(inputs[$0 % rotatingInputs], into: output, stream: stream) }),
+                    (prefetchChain, true, { repetition in
                         for (index, layer) in chain.enumerated() {
                             try layer.forward(inputs[(repetition + index) % rotatingInputs], into: output, stream: stream)
                         }
                     }),
-                    (1, { try fast.forward(.quantized(codes[$0 % rotatingInputs]), into: output, stream: stream) }),
-                    (1, { try fast.quantize(inputs[$0 % rotatingInputs], into: quantized, stream: stream) }),
-                    (1, { _ in try fast.foldedWeights(into: folded, stream: stream) }),
-                    (1, { _ in try fast.multiply(quantized, weights: folded, into: output, stream: stream) }),
+                    (1, false, { try fast.forward(.quantized(codes[$0 % rotatingInputs]), into: output, stream: stream) }),
+                    (1, false, { try fast.quantize(inputs[$0 % rotatingInputs], into: quantized, stream: stream) }),
+                    (1, false, { _ in try fast.foldedWeights(into: folded, stream: stream) }),
+                    (1, false, { _ in try fast.multiply(quantized, weights: folded, into: output, stream: stream) }),
                 ]
-                func timed(_ variant: (layers: Int, launch: (Int) throws -> Void), graph: Bool) throws -> Double {
+                func timed(_ variant: Variant, graph: Bool) throws -> Double {
+                    // The prefetch is set for the variant's whole timing (warm-up and capture included): the engine
+                    // learns the layers' order from repeated calls, and turning the prefetch off forgets the order.
+                    let prefetching = engine.prefetchesWeights
+                    engine.prefetchesWeights = variant.prefetches
+                    defer { engine.prefetchesWeights = prefetching }
                     let milliseconds = graph
                         ? try BenchTiming.graphMedian(context, stream: stream, label: "bench gemm (\(m), \(shape.n), \(shape.k))",
                                                       warmUp: 3, repetitions: repetitions, variant.launch)
