@@ -16,22 +16,22 @@ struct CUDALaunchConfiguration {
     let sharedMemoryBytes: Int
     let stream: CUstream?
 
-    /// Calls `body` with a `CUlaunchConfig` that allows programmatic dependent launch, valid during the call.
+    /// Calls `body` with a `CUlaunchConfig` that allows programmatic dependent launch, valid during the call (the
+    /// configuration and its attribute share one stack allocation: this runs on every early-launched kernel).
     func withDependentLaunchConfiguration<R>(_ body: (UnsafeRawPointer) throws -> R) rethrows -> R {
-        let attribute = UnsafeMutableRawPointer.allocate(byteCount: Self.attributeBytes, alignment: 8)
-        defer { attribute.deallocate() }
-        attribute.initializeMemory(as: UInt8.self, repeating: 0, count: Self.attributeBytes)
-        attribute.storeBytes(of: Self.programmaticStreamSerialization, as: UInt32.self)
-        attribute.storeBytes(of: Int32(1), toByteOffset: 8, as: Int32.self)
-        let configuration = UnsafeMutableRawPointer.allocate(byteCount: Self.configurationBytes, alignment: 8)
-        defer { configuration.deallocate() }
-        configuration.initializeMemory(as: UInt8.self, repeating: 0, count: Self.configurationBytes)
-        for (index, value) in [grid.x, grid.y, grid.z, block.x, block.y, block.z, sharedMemoryBytes].enumerated() {
-            configuration.storeBytes(of: UInt32(value), toByteOffset: 4 * index, as: UInt32.self)
+        try withUnsafeTemporaryAllocation(byteCount: Self.configurationBytes + Self.attributeBytes, alignment: 8) { storage in
+            let configuration = storage.baseAddress!
+            let attribute = configuration + Self.configurationBytes
+            storage.initializeMemory(as: UInt8.self, repeating: 0)
+            attribute.storeBytes(of: Self.programmaticStreamSerialization, as: UInt32.self)
+            attribute.storeBytes(of: Int32(1), toByteOffset: 8, as: Int32.self)
+            for (index, value) in [grid.x, grid.y, grid.z, block.x, block.y, block.z, sharedMemoryBytes].enumerated() {
+                configuration.storeBytes(of: UInt32(value), toByteOffset: 4 * index, as: UInt32.self)
+            }
+            configuration.storeBytes(of: UInt(bitPattern: stream.map { UnsafeMutableRawPointer($0) }), toByteOffset: 32, as: UInt.self)
+            configuration.storeBytes(of: UInt(bitPattern: attribute), toByteOffset: 40, as: UInt.self)
+            configuration.storeBytes(of: UInt32(1), toByteOffset: 48, as: UInt32.self)
+            return try body(UnsafeRawPointer(configuration))
         }
-        configuration.storeBytes(of: UInt(bitPattern: stream.map { UnsafeMutableRawPointer($0) }), toByteOffset: 32, as: UInt.self)
-        configuration.storeBytes(of: UInt(bitPattern: attribute), toByteOffset: 40, as: UInt.self)
-        configuration.storeBytes(of: UInt32(1), toByteOffset: 48, as: UInt32.self)
-        return try body(UnsafeRawPointer(configuration))
     }
 }
